@@ -1,0 +1,148 @@
+//! Functions declared by an app.
+
+use std::{collections::BTreeMap, fmt, path::PathBuf, str::FromStr, time::Duration};
+
+use serde::Serialize;
+
+/// The family of runtime a function runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// Node.js through Nimbus's Lambda Runtime API shim.
+    Nodejs,
+    /// Python through Nimbus's Lambda Runtime API shim.
+    Python,
+    /// Any executable `bootstrap` speaking the Lambda Runtime API.
+    Provided,
+    /// A WebAssembly component exporting `wasi:http/incoming-handler`.
+    Wasm,
+}
+
+impl RuntimeKind {
+    /// The name used in `nimbus.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Nodejs => "nodejs",
+            RuntimeKind::Python => "python",
+            RuntimeKind::Provided => "provided",
+            RuntimeKind::Wasm => "wasm",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A runtime as the manifest names it: the family and the exact spelling, so that an AWS
+/// identifier such as `nodejs20.x` can be reported back (`AWS_EXECUTION_ENV`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeSpec {
+    /// The runtime family.
+    pub kind: RuntimeKind,
+    /// The identifier as written, for example `nodejs`, `nodejs20.x` or `provided.al2023`.
+    pub identifier: String,
+}
+
+/// A runtime name that Nimbus does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRuntime;
+
+/// Every runtime identifier Nimbus accepts: its own names and AWS Lambda's current ones.
+const RUNTIMES: &[(&str, RuntimeKind)] = &[
+    ("nodejs", RuntimeKind::Nodejs),
+    ("nodejs18.x", RuntimeKind::Nodejs),
+    ("nodejs20.x", RuntimeKind::Nodejs),
+    ("nodejs22.x", RuntimeKind::Nodejs),
+    ("python", RuntimeKind::Python),
+    ("python3.9", RuntimeKind::Python),
+    ("python3.10", RuntimeKind::Python),
+    ("python3.11", RuntimeKind::Python),
+    ("python3.12", RuntimeKind::Python),
+    ("python3.13", RuntimeKind::Python),
+    ("provided", RuntimeKind::Provided),
+    ("provided.al2", RuntimeKind::Provided),
+    ("provided.al2023", RuntimeKind::Provided),
+    ("wasm", RuntimeKind::Wasm),
+];
+
+impl RuntimeSpec {
+    /// Every accepted identifier, for error messages and docs.
+    pub fn identifiers() -> impl Iterator<Item = &'static str> {
+        RUNTIMES.iter().map(|(name, _)| *name)
+    }
+}
+
+impl FromStr for RuntimeSpec {
+    type Err = UnknownRuntime;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RUNTIMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(name, kind)| RuntimeSpec {
+                kind: *kind,
+                identifier: (*name).to_owned(),
+            })
+            .ok_or(UnknownRuntime)
+    }
+}
+
+/// How many instances of a function may run at once and how many are kept warm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Concurrency {
+    /// Most instances at once; requests beyond wait, then are throttled.
+    pub max: u32,
+    /// Instances kept started even when idle.
+    pub min_warm: u32,
+}
+
+/// A function the app declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionSpec {
+    /// The function name (Lambda's rules).
+    pub name: String,
+    /// What runs it.
+    pub runtime: RuntimeSpec,
+    /// The code: a directory (nodejs, python, provided, a cargo package for wasm) or a
+    /// `.wasm` file; absolute.
+    pub code: PathBuf,
+    /// The handler (`file.export` for Node.js, `module.function` for Python); `None` for
+    /// runtimes that have none.
+    pub handler: Option<String>,
+    /// Memory size in MB.
+    pub memory_mb: u32,
+    /// Longest one invocation may run.
+    #[serde(with = "duration_secs")]
+    pub timeout: Duration,
+    /// Scaling limits.
+    pub concurrency: Concurrency,
+    /// Environment variables the function sees, besides the ones Nimbus sets.
+    pub environment: BTreeMap<String, String>,
+    /// Hosts a wasm function may send HTTP requests to, besides the services endpoint.
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
+pub(crate) mod duration_secs {
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_identifiers_are_aliases() {
+        let spec: RuntimeSpec = "nodejs20.x".parse().unwrap();
+        assert_eq!(spec.kind, RuntimeKind::Nodejs);
+        assert_eq!(spec.identifier, "nodejs20.x");
+        assert_eq!("provided.al2023".parse::<RuntimeSpec>().unwrap().kind, RuntimeKind::Provided);
+        assert_eq!("java21".parse::<RuntimeSpec>(), Err(UnknownRuntime));
+    }
+}

@@ -1,0 +1,29 @@
+//! The shared model of Nimbus.
+//!
+//! `nimbus-core` owns the vocabulary every other part speaks: the validated app that a
+//! `nimbus.toml` describes ([`AppSpec`] with its [`TableSpec`]s, [`FunctionSpec`]s,
+//! [`RouteSpec`]s and [`EventSpec`]s) and the platform's limits ([`limits`]). It does not
+//! parse anything (that is `nimbus-manifest`) and runs nothing (that is the server and the
+//! runtimes): a value of these types has already been validated.
+//!
+//! ```
+//! use nimbus_core::{AppSpec, RouteKey, HttpMethod};
+//!
+//! let app = AppSpec::named("user-registration");
+//! assert!(app.functions.is_empty());
+//! let key: RouteKey = RouteKey::Route { method: HttpMethod::Post, path: "/users".parse().unwrap() };
+//! assert_eq!(key.to_string(), "POST /users");
+//! ```
+
+mod app;
+mod event;
+mod function;
+pub mod limits;
+mod route;
+mod table;
+
+pub use app::{ApiKeyAuthSpec, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys};
+pub use event::{EventSource, EventSpec, RetryPolicy, ScheduleExpression, StartingPosition};
+pub use function::{Concurrency, FunctionSpec, RuntimeKind, RuntimeSpec, UnknownRuntime};
+pub use route::{HttpMethod, PathSegment, PayloadVersion, RouteAuth, RouteKey, RoutePath, RoutePathError, RouteSpec};
+pub use table::{IndexSpec, KeyAttribute, Projection, ScalarType, StreamView, TableSpec};

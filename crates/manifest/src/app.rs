@@ -1,0 +1,276 @@
+//! The document root, `[auth]` and `[cors]`, and the order sections are decoded in.
+
+use std::time::Duration;
+
+use nimbus_core::{ApiKeyAuthSpec, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys};
+
+use crate::{
+    context::Cx,
+    decode::{Field, Obj},
+    events, functions, routes,
+    support::Feature,
+    tables,
+};
+
+/// Decodes the whole document; `None` when something was wrong (the problems are in the
+/// sink).
+pub(crate) fn decode(cx: &mut Cx<'_>, mut root: Obj<'_>) -> Option<AppSpec> {
+    let name = root
+        .require(&mut cx.sink, "name", "the app's name, such as \"user-registration\"")
+        .and_then(|f| f.string(&mut cx.sink, "the app's name"))
+        .and_then(|s| {
+            let ok = (1..=64).contains(&s.value.len())
+                && s.value.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s
+                    .value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            if !ok {
+                s.reject(
+                    &mut cx.sink,
+                    "an app name of 1 to 64 letters, digits, `-` or `_`, starting with a letter or digit",
+                );
+            }
+            ok.then_some(s.value)
+        });
+    // Sections are read in dependency order: routes and events refer to functions,
+    // tables and authorizers.
+    let tables = root
+        .take("tables")
+        .map(|f| tables::decode(cx, f))
+        .unwrap_or_default();
+    let functions = root
+        .take("functions")
+        .map(|f| functions::decode(cx, f))
+        .unwrap_or_default();
+    let auth = root.take("auth").map_or_else(AuthSpec::default, |f| auth(cx, f));
+    let cors = root.take("cors").and_then(|f| cors(cx, f));
+    let routes = root
+        .take("routes")
+        .map(|f| routes::decode(cx, f, &functions, &auth))
+        .unwrap_or_default();
+    let events = root
+        .take("events")
+        .map(|f| events::decode(cx, f, &functions, &tables))
+        .unwrap_or_default();
+    root.finish(&mut cx.sink);
+    Some(AppSpec {
+        name: name?,
+        tables,
+        functions,
+        routes,
+        events,
+        auth,
+        cors,
+    })
+}
+
+fn auth(cx: &mut Cx<'_>, field: Field<'_>) -> AuthSpec {
+    let mut spec = AuthSpec::default();
+    let Some(mut obj) = field.table(&mut cx.sink, "a table with [auth.jwt] or [auth.api_key]")
+    else {
+        return spec;
+    };
+    if let Some(f) = obj.take("jwt") {
+        let (span, path) = (f.span.clone(), f.path.clone());
+        if cx.require_feature(Feature::JwtAuth, span, &path, "[auth.jwt]".to_owned()) {
+            spec.jwt = jwt(cx, f);
+        }
+    }
+    if let Some(f) = obj.take("api_key") {
+        let (span, path) = (f.span.clone(), f.path.clone());
+        if cx.require_feature(Feature::ApiKeys, span, &path, "[auth.api_key]".to_owned()) {
+            spec.api_key = api_key(cx, f);
+        }
+    }
+    obj.finish(&mut cx.sink);
+    spec
+}
+
+/// Algorithms the JWT authorizer may accept; `none` never is.
+const JWT_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
+    "HS384", "HS512",
+];
+
+fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
+    let mut obj = field.table(&mut cx.sink, "a table with `issuer`, `audiences` and a key source")?;
+    let issuer = obj
+        .require(&mut cx.sink, "issuer", "the `iss` tokens must carry")
+        .and_then(|f| f.string(&mut cx.sink, "an issuer URL"));
+    let audiences = obj
+        .require(&mut cx.sink, "audiences", "the accepted `aud` values")
+        .and_then(|f| {
+            let span = f.span.clone();
+            let path = f.path.clone();
+            let list = f.strings(&mut cx.sink, "an array of audiences")?;
+            if list.is_empty() {
+                cx.sink.push(span, path, "an empty array", "at least one audience");
+                return None;
+            }
+            Some(list.into_iter().map(|s| s.value).collect::<Vec<_>>())
+        });
+    let algorithms_field = obj.take("algorithms");
+    let algorithms_place = algorithms_field
+        .as_ref()
+        .map_or((obj.span.clone(), obj.path.clone()), |f| (f.span.clone(), f.path.clone()));
+    let algorithms = algorithms_field.map_or_else(
+        || Some(vec!["RS256".to_owned()]),
+        |f| {
+            let list = f.strings(&mut cx.sink, "an array of algorithms such as [\"RS256\"]")?;
+            let mut ok = !list.is_empty();
+            for alg in &list {
+                if !JWT_ALGORITHMS.contains(&alg.value.as_str()) {
+                    alg.reject(
+                        &mut cx.sink,
+                        format!("a signing algorithm: one of {}", JWT_ALGORITHMS.join(", ")),
+                    );
+                    ok = false;
+                }
+            }
+            ok.then(|| list.into_iter().map(|s| s.value).collect::<Vec<_>>())
+        },
+    );
+    let leeway = obj.take("leeway").map_or(Some(Duration::from_secs(30)), |f| {
+        f.duration(&mut cx.sink, Duration::ZERO..=Duration::from_secs(300))
+    });
+    let mut sources = Vec::new();
+    for key in ["jwks_file", "jwks_url", "public_key_pem", "secret_env"] {
+        if let Some(f) = obj.take(key) {
+            if let Some(s) = f.string(&mut cx.sink, "a string") {
+                sources.push((key, s));
+            }
+        }
+    }
+    let span = obj.span.clone();
+    let path = obj.path.clone();
+    obj.finish(&mut cx.sink);
+    let keys = match sources.as_slice() {
+        [(key, s)] => match *key {
+            "jwks_file" | "public_key_pem" => {
+                let file = cx.resolve(&s.value);
+                if file.is_file() {
+                    Some(if *key == "jwks_file" {
+                        JwtKeys::JwksFile(file)
+                    } else {
+                        JwtKeys::PublicKeyPem(file)
+                    })
+                } else {
+                    s.reject(&mut cx.sink, "a file that exists, relative to nimbus.toml");
+                    None
+                }
+            }
+            "jwks_url" => {
+                if s.value.starts_with("https://") || s.value.starts_with("http://") {
+                    Some(JwtKeys::JwksUrl(s.value.clone()))
+                } else {
+                    s.reject(&mut cx.sink, "an http:// or https:// URL");
+                    None
+                }
+            }
+            _ => Some(JwtKeys::SecretEnv(s.value.clone())),
+        },
+        found => {
+            cx.sink.push(
+                span,
+                path,
+                format!("{} key sources", found.len()),
+                "exactly one of `jwks_file`, `jwks_url`, `public_key_pem` or `secret_env`",
+            );
+            None
+        }
+    };
+    let algorithms = algorithms?;
+    let keys = keys?;
+    // An HMAC secret must not verify asymmetric algorithms and the reverse: mixing them
+    // is the algorithm-confusion attack.
+    let symmetric = matches!(keys, JwtKeys::SecretEnv(_));
+    if let Some(bad) = algorithms.iter().find(|a| a.starts_with("HS") != symmetric) {
+        let expected = if symmetric {
+            "HS256, HS384 or HS512 with `secret_env`"
+        } else {
+            "asymmetric algorithms with public keys (HS* needs `secret_env`)"
+        };
+        let (span, path) = algorithms_place;
+        cx.sink.push(span, path, format!("{bad:?}"), expected);
+        return None;
+    }
+    Some(JwtAuthSpec {
+        issuer: issuer?.value,
+        audiences: audiences?,
+        algorithms,
+        keys,
+        leeway: leeway?,
+    })
+}
+
+fn api_key(cx: &mut Cx<'_>, field: Field<'_>) -> Option<ApiKeyAuthSpec> {
+    let mut obj = field.table(&mut cx.sink, "a table such as { header = \"x-api-key\" }")?;
+    let header = obj.take("header").map_or(Some("x-api-key".to_owned()), |f| {
+        let s = f.string(&mut cx.sink, "a header name")?;
+        if is_token(&s.value) {
+            Some(s.value.to_ascii_lowercase())
+        } else {
+            s.reject(&mut cx.sink, "an HTTP header name");
+            None
+        }
+    });
+    obj.finish(&mut cx.sink);
+    Some(ApiKeyAuthSpec { header: header? })
+}
+
+/// An HTTP token (RFC 9110): header names and methods.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn cors(cx: &mut Cx<'_>, field: Field<'_>) -> Option<CorsSpec> {
+    let (span, path) = (field.span.clone(), field.path.clone());
+    let supported = cx.require_feature(Feature::Cors, span, &path, "[cors]".to_owned());
+    let mut obj = field.table(&mut cx.sink, "a table with `allow_origins`")?;
+    let mut list = |obj: &mut Obj<'_>, key: &'static str, tokens: bool| {
+        obj.take(key).map_or(Some(Vec::new()), |f| {
+            let items = f.strings(&mut cx.sink, "an array of strings")?;
+            let mut ok = true;
+            for item in &items {
+                if tokens && item.value != "*" && !is_token(&item.value) {
+                    item.reject(&mut cx.sink, "an HTTP token or \"*\"");
+                    ok = false;
+                }
+            }
+            ok.then(|| items.into_iter().map(|s| s.value).collect::<Vec<_>>())
+        })
+    };
+    let allow_origins = list(&mut obj, "allow_origins", false);
+    let allow_methods = list(&mut obj, "allow_methods", true);
+    let allow_headers = list(&mut obj, "allow_headers", true);
+    let expose_headers = list(&mut obj, "expose_headers", true);
+    let max_age = obj.take("max_age").map(|f| {
+        f.duration(&mut cx.sink, Duration::ZERO..=Duration::from_secs(86_400))
+    });
+    let allow_credentials = obj
+        .take("allow_credentials")
+        .map_or(Some(false), |f| f.bool(&mut cx.sink));
+    let (span, path) = (obj.span.clone(), obj.path.clone());
+    obj.finish(&mut cx.sink);
+    let spec = CorsSpec {
+        allow_origins: allow_origins?,
+        allow_methods: allow_methods?,
+        allow_headers: allow_headers?,
+        expose_headers: expose_headers?,
+        max_age: max_age.map_or(Some(None), |d| d.map(Some))?,
+        allow_credentials: allow_credentials?,
+    };
+    if spec.allow_credentials && spec.allow_origins.iter().any(|o| o == "*") {
+        cx.sink.push(
+            span,
+            path,
+            "allow_credentials = true with allow_origins = [\"*\"]",
+            "explicit origins when credentials are allowed (browsers refuse `*` with credentials)",
+        );
+        return None;
+    }
+    supported.then_some(spec)
+}

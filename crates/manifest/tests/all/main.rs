@@ -1,0 +1,3 @@
+//! Integration tests of nimbus-manifest: the corpus of valid and invalid manifests.
+
+mod corpus;
