@@ -142,7 +142,10 @@ mod tests {
         let spec: RuntimeSpec = "nodejs20.x".parse().unwrap();
         assert_eq!(spec.kind, RuntimeKind::Nodejs);
         assert_eq!(spec.identifier, "nodejs20.x");
-        assert_eq!("provided.al2023".parse::<RuntimeSpec>().unwrap().kind, RuntimeKind::Provided);
+        assert_eq!(
+            "provided.al2023".parse::<RuntimeSpec>().unwrap().kind,
+            RuntimeKind::Provided
+        );
         assert_eq!("java21".parse::<RuntimeSpec>(), Err(UnknownRuntime));
     }
 }

@@ -25,5 +25,8 @@ mod table;
 pub use app::{ApiKeyAuthSpec, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys};
 pub use event::{EventSource, EventSpec, RetryPolicy, ScheduleExpression, StartingPosition};
 pub use function::{Concurrency, FunctionSpec, RuntimeKind, RuntimeSpec, UnknownRuntime};
-pub use route::{HttpMethod, PathSegment, PayloadVersion, RouteAuth, RouteKey, RoutePath, RoutePathError, RouteSpec};
+pub use route::{
+    HttpMethod, PathSegment, PayloadVersion, RouteAuth, RouteKey, RoutePath, RoutePathError,
+    RouteSpec,
+};
 pub use table::{IndexSpec, KeyAttribute, Projection, ScalarType, StreamView, TableSpec};

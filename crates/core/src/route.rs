@@ -91,6 +91,8 @@ pub enum RoutePathError {
     EmptySegment,
     /// A `{`/`}` that does not enclose a whole segment, or a bad parameter name.
     BadParam(String),
+    /// A literal segment with characters a URL path cannot hold unescaped.
+    BadLiteral(String),
     /// A `{name+}` that is not the last segment.
     GreedyNotLast(String),
     /// The same parameter twice.
@@ -108,6 +110,10 @@ impl fmt::Display for RoutePathError {
                 f,
                 "segment `{s}` is not a literal, `{{name}}` or `{{name+}}` (names are letters, digits, `_`, `-`, `.`)"
             ),
+            RoutePathError::BadLiteral(s) => write!(
+                f,
+                "segment `{s}` has characters a URL path cannot hold (spaces, `?`, `#`, ...)"
+            ),
             RoutePathError::GreedyNotLast(s) => {
                 write!(f, "greedy segment `{s}` must be the last segment")
             }
@@ -116,6 +122,11 @@ impl fmt::Display for RoutePathError {
             }
         }
     }
+}
+
+/// RFC 3986 `pchar`: unreserved, percent-encoded, sub-delims, `:` and `@`.
+fn is_path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@".contains(&b)
 }
 
 fn is_param_name(name: &str) -> bool {
@@ -131,7 +142,9 @@ impl FromStr for RoutePath {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let rest = s.strip_prefix('/').ok_or(RoutePathError::NoLeadingSlash)?;
         if rest.is_empty() {
-            return Ok(RoutePath { segments: Vec::new() });
+            return Ok(RoutePath {
+                segments: Vec::new(),
+            });
         }
         let parts: Vec<&str> = rest.split('/').collect();
         let mut segments = Vec::with_capacity(parts.len());
@@ -164,6 +177,9 @@ impl FromStr for RoutePath {
                 }
                 None if part.contains(['{', '}']) => {
                     return Err(RoutePathError::BadParam((*part).to_owned()));
+                }
+                None if !part.bytes().all(is_path_char) => {
+                    return Err(RoutePathError::BadLiteral((*part).to_owned()));
                 }
                 None => PathSegment::Literal((*part).to_owned()),
             };
@@ -302,7 +318,15 @@ mod tests {
         assert_eq!("/a//b".parse::<RoutePath>(), Err(EmptySegment));
         assert_eq!("/a{b}".parse::<RoutePath>(), Err(BadParam("a{b}".into())));
         assert_eq!("/{}".parse::<RoutePath>(), Err(BadParam("{}".into())));
-        assert_eq!("/{p+}/x".parse::<RoutePath>(), Err(GreedyNotLast("{p+}".into())));
-        assert_eq!("/{a}/{a}".parse::<RoutePath>(), Err(DuplicateParam("a".into())));
+        assert_eq!(
+            "/{p+}/x".parse::<RoutePath>(),
+            Err(GreedyNotLast("{p+}".into()))
+        );
+        assert_eq!(
+            "/{a}/{a}".parse::<RoutePath>(),
+            Err(DuplicateParam("a".into()))
+        );
+        assert_eq!("/a b".parse::<RoutePath>(), Err(BadLiteral("a b".into())));
+        assert_eq!("/a?b".parse::<RoutePath>(), Err(BadLiteral("a?b".into())));
     }
 }

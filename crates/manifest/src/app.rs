@@ -43,7 +43,9 @@ pub(crate) fn decode(cx: &mut Cx<'_>, mut root: Obj<'_>) -> Option<AppSpec> {
         .take("functions")
         .map(|f| functions::decode(cx, f))
         .unwrap_or_default();
-    let auth = root.take("auth").map_or_else(AuthSpec::default, |f| auth(cx, f));
+    let auth = root
+        .take("auth")
+        .map_or_else(AuthSpec::default, |f| auth(cx, f));
     let cors = root.take("cors").and_then(|f| cors(cx, f));
     let routes = root
         .take("routes")
@@ -94,10 +96,18 @@ const JWT_ALGORITHMS: &[&str] = &[
 ];
 
 fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
-    let mut obj = field.table(&mut cx.sink, "a table with `issuer`, `audiences` and a key source")?;
+    let mut obj = field.table(
+        &mut cx.sink,
+        "a table with `issuer`, `audiences` and a key source",
+    )?;
     let issuer = obj
         .require(&mut cx.sink, "issuer", "the `iss` tokens must carry")
-        .and_then(|f| f.string(&mut cx.sink, "an issuer URL"));
+        .and_then(|f| {
+            f.string(
+                &mut cx.sink,
+                "the issuer, such as \"https://issuer.example.com/\"",
+            )
+        });
     let audiences = obj
         .require(&mut cx.sink, "audiences", "the accepted `aud` values")
         .and_then(|f| {
@@ -105,7 +115,8 @@ fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
             let path = f.path.clone();
             let list = f.strings(&mut cx.sink, "an array of audiences")?;
             if list.is_empty() {
-                cx.sink.push(span, path, "an empty array", "at least one audience");
+                cx.sink
+                    .push(span, path, "an empty array", "at least one audience");
                 return None;
             }
             Some(list.into_iter().map(|s| s.value).collect::<Vec<_>>())
@@ -113,12 +124,20 @@ fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
     let algorithms_field = obj.take("algorithms");
     let algorithms_place = algorithms_field
         .as_ref()
-        .map_or((obj.span.clone(), obj.path.clone()), |f| (f.span.clone(), f.path.clone()));
+        .map_or((obj.span.clone(), obj.path.clone()), |f| {
+            (f.span.clone(), f.path.clone())
+        });
     let algorithms = algorithms_field.map_or_else(
         || Some(vec!["RS256".to_owned()]),
         |f| {
+            let (span, path) = (f.span.clone(), f.path.clone());
             let list = f.strings(&mut cx.sink, "an array of algorithms such as [\"RS256\"]")?;
-            let mut ok = !list.is_empty();
+            let mut ok = true;
+            if list.is_empty() {
+                cx.sink
+                    .push(span, path, "an empty array", "at least one algorithm");
+                ok = false;
+            }
             for alg in &list {
                 if !JWT_ALGORITHMS.contains(&alg.value.as_str()) {
                     alg.reject(
@@ -131,15 +150,17 @@ fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
             ok.then(|| list.into_iter().map(|s| s.value).collect::<Vec<_>>())
         },
     );
-    let leeway = obj.take("leeway").map_or(Some(Duration::from_secs(30)), |f| {
-        f.duration(&mut cx.sink, Duration::ZERO..=Duration::from_secs(300))
-    });
+    let leeway = obj
+        .take("leeway")
+        .map_or(Some(Duration::from_secs(30)), |f| {
+            f.duration(&mut cx.sink, Duration::ZERO..=Duration::from_secs(300))
+        });
     let mut sources = Vec::new();
     for key in ["jwks_file", "jwks_url", "public_key_pem", "secret_env"] {
-        if let Some(f) = obj.take(key) {
-            if let Some(s) = f.string(&mut cx.sink, "a string") {
-                sources.push((key, s));
-            }
+        if let Some(f) = obj.take(key)
+            && let Some(s) = f.string(&mut cx.sink, "a string")
+        {
+            sources.push((key, s));
         }
     }
     let span = obj.span.clone();
@@ -161,14 +182,35 @@ fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
                 }
             }
             "jwks_url" => {
-                if s.value.starts_with("https://") || s.value.starts_with("http://") {
+                // Keys fetched in clear text could be swapped in transit; plain http is
+                // only for a key server on this machine.
+                let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                    .iter()
+                    .any(|p| s.value.starts_with(p));
+                if s.value.starts_with("https://") || local {
                     Some(JwtKeys::JwksUrl(s.value.clone()))
                 } else {
-                    s.reject(&mut cx.sink, "an http:// or https:// URL");
+                    s.reject(&mut cx.sink, "an https:// URL (http:// only for localhost)");
                     None
                 }
             }
-            _ => Some(JwtKeys::SecretEnv(s.value.clone())),
+            _ => {
+                let ok = s
+                    .value
+                    .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && s.value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if ok {
+                    Some(JwtKeys::SecretEnv(s.value.clone()))
+                } else {
+                    s.reject(
+                        &mut cx.sink,
+                        "the name of an environment variable holding the secret",
+                    );
+                    None
+                }
+            }
         },
         found => {
             cx.sink.push(
@@ -206,15 +248,17 @@ fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
 
 fn api_key(cx: &mut Cx<'_>, field: Field<'_>) -> Option<ApiKeyAuthSpec> {
     let mut obj = field.table(&mut cx.sink, "a table such as { header = \"x-api-key\" }")?;
-    let header = obj.take("header").map_or(Some("x-api-key".to_owned()), |f| {
-        let s = f.string(&mut cx.sink, "a header name")?;
-        if is_token(&s.value) {
-            Some(s.value.to_ascii_lowercase())
-        } else {
-            s.reject(&mut cx.sink, "an HTTP header name");
-            None
-        }
-    });
+    let header = obj
+        .take("header")
+        .map_or(Some("x-api-key".to_owned()), |f| {
+            let s = f.string(&mut cx.sink, "a header name")?;
+            if is_token(&s.value) {
+                Some(s.value.to_ascii_lowercase())
+            } else {
+                s.reject(&mut cx.sink, "an HTTP header name");
+                None
+            }
+        });
     obj.finish(&mut cx.sink);
     Some(ApiKeyAuthSpec { header: header? })
 }
@@ -247,9 +291,9 @@ fn cors(cx: &mut Cx<'_>, field: Field<'_>) -> Option<CorsSpec> {
     let allow_methods = list(&mut obj, "allow_methods", true);
     let allow_headers = list(&mut obj, "allow_headers", true);
     let expose_headers = list(&mut obj, "expose_headers", true);
-    let max_age = obj.take("max_age").map(|f| {
-        f.duration(&mut cx.sink, Duration::ZERO..=Duration::from_secs(86_400))
-    });
+    let max_age = obj
+        .take("max_age")
+        .map(|f| f.duration(&mut cx.sink, Duration::ZERO..=Duration::from_secs(86_400)));
     let allow_credentials = obj
         .take("allow_credentials")
         .map_or(Some(false), |f| f.bool(&mut cx.sink));

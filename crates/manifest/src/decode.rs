@@ -37,14 +37,37 @@ pub(crate) fn describe(value: &ValueInner<'_>) -> String {
     }
 }
 
+/// Writes a duration in the largest whole unit: `0s`, `90s`, `15m`, `24h`.
+fn short_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match s {
+        0 => "0s".to_owned(),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Joins a key onto a path, quoting keys that are not bare TOML keys.
 pub(crate) fn join(path: &str, key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    let key = if bare { key.to_owned() } else { format!("{key:?}") };
-    if path.is_empty() { key } else { format!("{path}.{key}") }
+    let key = if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 impl<'de> Field<'de> {
@@ -122,8 +145,8 @@ impl<'de> Field<'de> {
     ) -> Option<Duration> {
         let expected = format!(
             "a duration from {} to {} such as \"30s\" or \"1m 30s\"",
-            humantime::format_duration(*range.start()),
-            humantime::format_duration(*range.end())
+            short_duration(*range.start()),
+            short_duration(*range.end())
         );
         let parsed = match &self.value {
             ValueInner::String(s) => humantime::parse_duration(s).ok(),
@@ -184,7 +207,6 @@ impl<'de> Field<'de> {
         }
         ok.then_some(out)
     }
-
 }
 
 fn to_json(value: ValueInner<'_>) -> serde_json::Value {
@@ -308,5 +330,4 @@ impl<'de> Obj<'de> {
             );
         }
     }
-
 }

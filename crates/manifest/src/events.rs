@@ -18,6 +18,8 @@ const SOURCE_EXPECTED: &str = "a source such as \"table:Users\", \"schedule:rate
 
 /// Shortest maximum event age (Lambda's 60 s).
 const MIN_EVENT_AGE: Duration = Duration::from_secs(60);
+/// Largest batch size of a FIFO queue trigger (Lambda's).
+const MAX_FIFO_BATCH_SIZE: u32 = 10;
 /// Default batch size of a queue trigger (Lambda's for SQS).
 const DEFAULT_QUEUE_BATCH_SIZE: u32 = 10;
 
@@ -47,7 +49,11 @@ fn decode_event(
         .require(&mut cx.sink, "source", SOURCE_EXPECTED)
         .and_then(|f| f.string(&mut cx.sink, SOURCE_EXPECTED));
     let function = obj
-        .require(&mut cx.sink, "function", "the name of the function to invoke")
+        .require(
+            &mut cx.sink,
+            "function",
+            "the name of the function to invoke",
+        )
         .and_then(|f| f.string(&mut cx.sink, "a function name"));
     let max_retries = obj
         .take("max_retries")
@@ -59,7 +65,9 @@ fn decode_event(
         .map_or(Some(limits::DEFAULT_MAX_EVENT_AGE), |f| {
             f.duration(&mut cx.sink, MIN_EVENT_AGE..=limits::MAX_EVENT_AGE)
         });
-    let enabled = obj.take("enabled").map_or(Some(true), |f| f.bool(&mut cx.sink));
+    let enabled = obj
+        .take("enabled")
+        .map_or(Some(true), |f| f.bool(&mut cx.sink));
 
     let source = source.and_then(|s| decode_source(cx, &s, &mut obj, tables));
     obj.finish(&mut cx.sink);
@@ -128,11 +136,9 @@ fn batching(
     obj: &mut Obj<'_>,
     default_batch: u32,
 ) -> (Option<u32>, Option<Duration>) {
-    let batch_size = obj
-        .take("batch_size")
-        .map_or(Some(default_batch), |f| {
-            f.int(&mut cx.sink, 1..=limits::MAX_BATCH_SIZE)
-        });
+    let batch_size = obj.take("batch_size").map_or(Some(default_batch), |f| {
+        f.int(&mut cx.sink, 1..=limits::MAX_BATCH_SIZE)
+    });
     let window = obj
         .take("batching_window")
         .map_or(Some(Duration::ZERO), |f| {
@@ -148,20 +154,19 @@ fn table_source(
     obj: &mut Obj<'_>,
     tables: &BTreeMap<String, TableSpec>,
 ) -> Option<EventSource> {
-    let starting_position = obj.take("starting_position").map_or(
-        Some(StartingPosition::Latest),
-        |f| {
-            let s = f.string(&mut cx.sink, "\"latest\" or \"trim_horizon\"")?;
-            match s.value.to_ascii_lowercase().as_str() {
-                "latest" => Some(StartingPosition::Latest),
-                "trim_horizon" => Some(StartingPosition::TrimHorizon),
-                _ => {
-                    s.reject(&mut cx.sink, "\"latest\" or \"trim_horizon\"");
-                    None
+    let starting_position =
+        obj.take("starting_position")
+            .map_or(Some(StartingPosition::Latest), |f| {
+                let s = f.string(&mut cx.sink, "\"latest\" or \"trim_horizon\"")?;
+                match s.value.to_ascii_lowercase().as_str() {
+                    "latest" => Some(StartingPosition::Latest),
+                    "trim_horizon" => Some(StartingPosition::TrimHorizon),
+                    _ => {
+                        s.reject(&mut cx.sink, "\"latest\" or \"trim_horizon\"");
+                        None
+                    }
                 }
-            }
-        },
-    );
+            });
     let (batch_size, batching_window) = batching(cx, obj, limits::DEFAULT_BATCH_SIZE);
     let bisect_on_error = obj
         .take("bisect_on_error")
@@ -170,7 +175,10 @@ fn table_source(
         None if cx.declared_tables.contains(table) => return None,
         None => {
             let known: Vec<&str> = cx.declared_tables.iter().map(String::as_str).collect();
-            source.reject(&mut cx.sink, format!("`table:` and {}", declared("table", &known)));
+            source.reject(
+                &mut cx.sink,
+                format!("`table:` and {}", declared("table", &known)),
+            );
             return None;
         }
         Some(spec) if spec.stream.is_none() => {
@@ -202,7 +210,8 @@ fn bus_source(cx: &mut Cx<'_>, source: &Str, bus: &str, obj: &mut Obj<'_>) -> Op
             "`bus:` and a bus name of 1 to 256 letters, digits, `.`, `_`, `-` or `/`",
         );
     }
-    let expected = "an event pattern such as { source = [\"my.app\"], detail-type = [\"UserRegistered\"] }";
+    let expected =
+        "an event pattern such as { source = [\"my.app\"], detail-type = [\"UserRegistered\"] }";
     let pattern = obj
         .require(&mut cx.sink, "pattern", expected)
         .and_then(|f| {
@@ -213,7 +222,8 @@ fn bus_source(cx: &mut Cx<'_>, source: &Str, bus: &str, obj: &mut Obj<'_>) -> Op
             let json = obj.into_json();
             match pattern_problem(&json) {
                 Some(problem) => {
-                    cx.sink.push(span, path, found, format!("{expected}: {problem}"));
+                    cx.sink
+                        .push(span, path, found, format!("{expected}: {problem}"));
                     None
                 }
                 None => Some(json),
@@ -262,7 +272,17 @@ fn queue_source(
         && base
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    let fifo = queue.ends_with(".fifo");
     let (batch_size, batching_window) = batching(cx, obj, DEFAULT_QUEUE_BATCH_SIZE);
+    if fifo && batch_size.is_some_and(|n| n > MAX_FIFO_BATCH_SIZE) {
+        source.reject(
+            &mut cx.sink,
+            format!(
+                "a batch_size of at most {MAX_FIFO_BATCH_SIZE} for a FIFO queue (Lambda's limit)"
+            ),
+        );
+        return None;
+    }
     if !ok {
         source.reject(
             &mut cx.sink,
@@ -321,8 +341,24 @@ pub(crate) fn schedule(s: &str) -> Result<ScheduleExpression, String> {
             .iter()
             .zip(&allowed)
             .all(|(field, allowed)| field.chars().all(|c| allowed.contains(c)));
+        // Numbers in each field must be in its range (the step after `/` only positive).
+        const RANGES: [(u32, u32); 6] = [(0, 59), (0, 23), (1, 31), (1, 12), (1, 7), (1970, 2199)];
+        let numbers_ok = fields.iter().zip(RANGES).all(|(field, (lo, hi))| {
+            field.split(',').all(|part| {
+                let (values, step) = match part.split_once('/') {
+                    Some((values, step)) => (values, Some(step)),
+                    None => (part, None),
+                };
+                let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|s| s > 0));
+                let values_ok = values
+                    .split(['-', '#'])
+                    .filter_map(|v| v.trim_end_matches(['L', 'W']).parse::<u32>().ok())
+                    .all(|n| (lo..=hi).contains(&n) || (values.contains('#') && n <= 5));
+                step_ok && values_ok
+            })
+        });
         let question = (fields[2] == "?") != (fields[4] == "?");
-        if !chars_ok || !question {
+        if !chars_ok || !numbers_ok || !question {
             return Err(expected.to_owned());
         }
         return Ok(ScheduleExpression::Cron {
@@ -363,6 +399,10 @@ mod tests {
         assert!(schedule("cron(0 12 * * * *)").is_err());
         assert!(schedule("cron(0 12 * *)").is_err());
         assert!(schedule("cron(0 12 % * ? *)").is_err());
+        assert!(schedule("cron(99 99 ? * * *)").is_err());
+        assert!(schedule("cron(0 0 32 * ? *)").is_err());
+        assert!(schedule("cron(0 10 ? * 6#3 *)").is_ok());
+        assert!(schedule("cron(0/0 * * * ? *)").is_err());
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub(crate) fn decode(cx: &mut Cx<'_>, field: Field<'_>) -> BTreeMap<String, Func
     for (name, field) in obj.entries() {
         cx.declared_functions.insert(name.value.clone());
         if !limits::is_valid_function_name(&name.value) {
-            name.reject(&mut cx.sink, "a function name of 1 to 64 letters, digits, `_` or `-`");
+            name.reject(
+                &mut cx.sink,
+                "a function name of 1 to 64 letters, digits, `_` or `-`",
+            );
         }
         if let Some(function) = decode_function(cx, &name, field) {
             functions.insert(name.value.clone(), function);
@@ -46,12 +49,16 @@ fn decode_function(cx: &mut Cx<'_>, name: &Str, field: Field<'_>) -> Option<Func
     let handler = obj
         .take("handler")
         .and_then(|f| f.string(&mut cx.sink, "a handler such as \"index.handler\""));
-    let memory_mb = obj.take("memory_mb").map_or(Some(limits::DEFAULT_MEMORY_MB), |f| {
-        f.int(&mut cx.sink, limits::MIN_MEMORY_MB..=limits::MAX_MEMORY_MB)
-    });
-    let timeout = obj.take("timeout").map_or(Some(limits::DEFAULT_TIMEOUT), |f| {
-        f.duration(&mut cx.sink, limits::MIN_TIMEOUT..=limits::MAX_TIMEOUT)
-    });
+    let memory_mb = obj
+        .take("memory_mb")
+        .map_or(Some(limits::DEFAULT_MEMORY_MB), |f| {
+            f.int(&mut cx.sink, limits::MIN_MEMORY_MB..=limits::MAX_MEMORY_MB)
+        });
+    let timeout = obj
+        .take("timeout")
+        .map_or(Some(limits::DEFAULT_TIMEOUT), |f| {
+            f.duration(&mut cx.sink, limits::MIN_TIMEOUT..=limits::MAX_TIMEOUT)
+        });
     let concurrency = obj.take("concurrency").map_or(
         Some(Concurrency {
             max: limits::DEFAULT_MAX_CONCURRENCY,
@@ -62,9 +69,12 @@ fn decode_function(cx: &mut Cx<'_>, name: &Str, field: Field<'_>) -> Option<Func
     let environment = obj
         .take("environment")
         .map_or(Some(BTreeMap::new()), |f| environment(cx, f));
-    let outbound = obj
-        .take("allowed_outbound_hosts")
-        .map(|f| f.strings(&mut cx.sink, "an array of hosts such as \"https://api.example.com\""));
+    let outbound = obj.take("allowed_outbound_hosts").map(|f| {
+        f.strings(
+            &mut cx.sink,
+            "an array of hosts such as \"https://api.example.com\"",
+        )
+    });
     obj.finish(&mut cx.sink);
 
     let runtime = runtime?;
@@ -310,8 +320,8 @@ fn python_handler_problem(code: &Path, handler: &str) -> Option<String> {
         return Some(shape.to_owned());
     }
     let stem = parts.join("/");
-    let exists = code.join(format!("{stem}.py")).is_file()
-        || code.join(&stem).join("__init__.py").is_file();
+    let exists =
+        code.join(format!("{stem}.py")).is_file() || code.join(&stem).join("__init__.py").is_file();
     (!exists).then(|| {
         format!(
             "a handler whose module exists: no {stem}.py in {}",
@@ -371,9 +381,7 @@ fn is_outbound_host(s: &str) -> bool {
     };
     let port_ok = port.is_none_or(|p| p == "*" || p.parse::<u16>().is_ok_and(|p| p > 0));
     let label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     let host_ok = host == "*"
         || host

@@ -43,7 +43,7 @@ pub const MANIFEST_FILE: &str = "nimbus.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -94,9 +94,10 @@ pub fn parse(
             let (found, expected) = syntax_problem(&err);
             cx.sink
                 .push(err.span.start..err.span.end, "", found, expected);
-            return Err(cx.sink.finish(file, source).unwrap_or_else(|| {
-                unreachable!("a problem was just pushed")
-            }));
+            return Err(cx
+                .sink
+                .finish(file, source)
+                .unwrap_or_else(|| unreachable!("a problem was just pushed")));
         }
     };
     let app = decode::Obj::root(root).and_then(|root| app::decode(&mut cx, root));
@@ -113,10 +114,17 @@ fn syntax_problem(err: &toml_span::Error) -> (String, String) {
         toml_span::ErrorKind::Wanted { expected, found } => {
             ((*found).to_owned(), format!("{expected} (valid TOML)"))
         }
+        toml_span::ErrorKind::UnexpectedEof => (
+            "the end of the file".to_owned(),
+            "the rest of a TOML statement (valid TOML)".to_owned(),
+        ),
         _ => {
             // toml-span ends some messages with a period; keep messages uniform.
             let text = err.to_string();
-            (text.trim_end_matches('.').to_owned(), "valid TOML".to_owned())
+            (
+                text.trim_end_matches('.').to_owned(),
+                "valid TOML".to_owned(),
+            )
         }
     }
 }

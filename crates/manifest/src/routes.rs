@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use nimbus_core::{
-    AuthSpec, FunctionSpec, HttpMethod, PayloadVersion, RouteAuth, RouteKey, RoutePath,
-    RouteSpec, RuntimeKind,
+    AuthSpec, FunctionSpec, HttpMethod, PayloadVersion, RouteAuth, RouteKey, RoutePath, RouteSpec,
+    RuntimeKind,
 };
 
 use crate::{context::Cx, decode::Field, support::Feature};
@@ -29,14 +29,20 @@ pub(crate) fn decode(
             .require(&mut cx.sink, "route", "a route key such as \"POST /users\"")
             .and_then(|f| f.string(&mut cx.sink, "a route key such as \"POST /users\""));
         let function = obj
-            .require(&mut cx.sink, "function", "the name of the function the route invokes")
+            .require(
+                &mut cx.sink,
+                "function",
+                "the name of the function the route invokes",
+            )
             .and_then(|f| f.string(&mut cx.sink, "a function name"));
         let auth_kind = obj
             .take("auth")
             .and_then(|f| f.string(&mut cx.sink, "\"none\", \"jwt\" or \"api_key\""));
-        let scopes = obj
-            .take("scopes")
-            .map(|f| f.strings(&mut cx.sink, "an array of scopes"));
+        let scopes_field = obj.take("scopes");
+        let scopes_place = scopes_field
+            .as_ref()
+            .map(|f| (f.span.clone(), f.path.clone(), f.found()));
+        let scopes = scopes_field.map(|f| f.strings(&mut cx.sink, "an array of scopes"));
         let payload = obj
             .take("payload")
             .and_then(|f| f.string(&mut cx.sink, "\"2.0\" or \"1.0\""));
@@ -85,11 +91,12 @@ pub(crate) fn decode(
                         format!("{:?}", kind.value),
                     );
                     if supported && auth.jwt.is_none() {
-                        kind.reject(&mut cx.sink, "an authorizer the app declares: add [auth.jwt]");
+                        kind.reject(
+                            &mut cx.sink,
+                            "an authorizer the app declares: add [auth.jwt]",
+                        );
                     }
-                    Some(RouteAuth::Jwt {
-                        scopes: Vec::new(),
-                    })
+                    Some(RouteAuth::Jwt { scopes: Vec::new() })
                 }
                 "api_key" => {
                     let supported = cx.require_feature(
@@ -117,13 +124,17 @@ pub(crate) fn decode(
             (Some(RouteAuth::Jwt { .. }), Some(scopes)) => scopes.map(|scopes| RouteAuth::Jwt {
                 scopes: scopes.into_iter().map(|s| s.value).collect(),
             }),
-            (_, Some(Some(scopes))) => {
-                if let Some(first) = scopes.first() {
-                    first.reject(&mut cx.sink, "no `scopes`: scopes apply to `auth = \"jwt\"` routes");
+            (_, Some(_)) => {
+                if let Some((span, path, found)) = scopes_place {
+                    cx.sink.push(
+                        span,
+                        path,
+                        found,
+                        "no `scopes`: scopes apply to `auth = \"jwt\"` routes",
+                    );
                 }
                 None
             }
-            (_, Some(None)) => None,
         };
 
         let payload = match payload {

@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use nimbus_core::{
-    IndexSpec, KeyAttribute, Projection, ScalarType, StreamView, TableSpec, limits,
-};
+use nimbus_core::{IndexSpec, KeyAttribute, Projection, ScalarType, StreamView, TableSpec, limits};
 
 use crate::{
     context::Cx,
@@ -82,17 +80,20 @@ fn key_attribute(cx: &mut Cx<'_>, field: Field<'_>) -> Option<KeyAttribute> {
         .and_then(|f| f.string(&mut cx.sink, "an attribute name"));
     let ty = match obj.take("type") {
         None => Some(ScalarType::S),
-        Some(f) => f.string(&mut cx.sink, "\"S\", \"N\" or \"B\"").and_then(|s| {
-            match s.value.as_str() {
+        Some(f) => f
+            .string(&mut cx.sink, "\"S\", \"N\" or \"B\"")
+            .and_then(|s| match s.value.as_str() {
                 "S" => Some(ScalarType::S),
                 "N" => Some(ScalarType::N),
                 "B" => Some(ScalarType::B),
                 _ => {
-                    s.reject(&mut cx.sink, "\"S\" (string), \"N\" (number) or \"B\" (binary)");
+                    s.reject(
+                        &mut cx.sink,
+                        "\"S\" (string), \"N\" (number) or \"B\" (binary)",
+                    );
                     None
                 }
-            }
-        }),
+            }),
     };
     obj.finish(&mut cx.sink);
     let name = name?;
@@ -145,8 +146,10 @@ struct RawIndex {
 }
 
 fn indexes(cx: &mut Cx<'_>, field: Field<'_>, kind: IndexKind) -> Vec<RawIndex> {
-    let Some(items) = field.array(&mut cx.sink, "an array of indexes ([[tables.NAME.…_indexes]])")
-    else {
+    let Some(items) = field.array(
+        &mut cx.sink,
+        "an array of indexes ([[tables.NAME.…_indexes]])",
+    ) else {
         return Vec::new();
     };
     items
@@ -265,7 +268,10 @@ fn check_indexes(
         .chain(local.into_iter().map(|r| (IndexKind::Local, r)))
     {
         if names.contains(&raw.name.value) {
-            raw.name.reject(&mut cx.sink, "an index name not used by another index of this table");
+            raw.name.reject(
+                &mut cx.sink,
+                "an index name not used by another index of this table",
+            );
             continue;
         }
         names.push(raw.name.value.clone());
@@ -280,7 +286,9 @@ fn check_indexes(
             IndexKind::Global => raw.partition_key,
             IndexKind::Local => Some(table.partition_key.clone()),
         };
-        let Some(partition_key) = partition_key else { continue };
+        let Some(partition_key) = partition_key else {
+            continue;
+        };
         let mut clash = false;
         for key in std::iter::once(&partition_key).chain(raw.sort_key.as_ref()) {
             match types.get(&key.name) {
@@ -343,7 +351,10 @@ fn check_indexes(
             name.span.clone(),
             name.path.clone(),
             format!("{projected} attributes in INCLUDE projections"),
-            format!("at most {} across the table's indexes", limits::MAX_PROJECTED_ATTRIBUTES),
+            format!(
+                "at most {} across the table's indexes",
+                limits::MAX_PROJECTED_ATTRIBUTES
+            ),
         );
     }
 }

@@ -64,7 +64,13 @@ fn unbuilt_features_are_not_supported_yet() {
 fn errors_name_file_line_column_path_found_and_expected() {
     let source = "name = \"x\"\n\n[functions.api]\nruntime = \"nodejs\"\nhandler = \"index.handler\"\nmemory_mb = 64\n";
     let dir = corpus_dir().join("code/node");
-    let err = parse(source, Path::new("app/nimbus.toml"), &dir, Support::current()).unwrap_err();
+    let err = parse(
+        source,
+        Path::new("app/nimbus.toml"),
+        &dir,
+        Support::current(),
+    )
+    .unwrap_err();
     assert_eq!(err.errors.len(), 1);
     let e = &err.errors[0];
     assert_eq!((e.line, e.column), (6, 13));
@@ -83,6 +89,9 @@ fn example_app_is_valid() {
     let app = nimbus_manifest::load(&dir, Support::current()).unwrap();
     assert_eq!(app.name, "user-registration");
     assert_eq!(app.tables["Users"].partition_key.name, "email");
-    assert_eq!(app.functions["register"].handler.as_deref(), Some("index.handler"));
+    assert_eq!(
+        app.functions["register"].handler.as_deref(),
+        Some("index.handler")
+    );
     assert_eq!(app.routes[0].key.to_string(), "POST /users");
 }

@@ -1,0 +1,105 @@
+//! The subcommands.
+
+mod serve;
+mod up;
+mod validate;
+mod version;
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+pub use serve::Serve;
+pub use up::Up;
+pub use validate::Validate;
+pub use version::Version;
+
+/// A `nimbus` subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an app's nimbus.toml and report every problem.
+    Validate(Validate),
+    /// Run an app for development: validate it, then serve it from DIR/.nimbus.
+    Up(Up),
+    /// Run a long-lived node that serves deployed apps.
+    Serve(Serve),
+    /// Print the version.
+    Version(Version),
+}
+
+impl Command {
+    /// Runs the command; the exit code is for outcomes that are not errors.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Validate(cmd) => cmd.run().await,
+            Command::Up(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Version(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Listener flags shared by `up` and `serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListenArgs {
+    /// Address of the gateway (the app's routes).
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = nimbus_server::Config::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
+    /// Address of the services endpoint (AWS-compatible APIs, admin API, /healthz).
+    #[arg(long, env = "NIMBUS_SERVICES_LISTEN", default_value = nimbus_server::Config::DEFAULT_SERVICES_LISTEN)]
+    services_listen: std::net::SocketAddr,
+    /// How long in-flight requests may take to finish after SIGINT or SIGTERM.
+    #[arg(long, env = "NIMBUS_SHUTDOWN_GRACE", default_value = "4s", value_parser = humantime_duration)]
+    shutdown_grace: std::time::Duration,
+}
+
+fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+impl ListenArgs {
+    pub(crate) fn config(&self) -> nimbus_server::Config {
+        nimbus_server::Config {
+            listen: self.listen,
+            services_listen: self.services_listen,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+/// Serves `node` until SIGINT or SIGTERM, logging where it listens.
+pub(crate) async fn serve_until_signal(node: nimbus_server::Node) -> anyhow::Result<()> {
+    tracing::info!(
+        gateway = %node.gateway_addr(),
+        services = %node.services_addr(),
+        data_dir = %node.data_dir().path().display(),
+        "nimbus is ready"
+    );
+    let stopped = node.run(shutdown_signal()).await?;
+    match stopped {
+        nimbus_server::Stopped::Drained => tracing::info!("stopped"),
+        nimbus_server::Stopped::GraceExpired => {
+            tracing::warn!("stopped; requests still in flight after the grace period were cut off")
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "stop requested"),
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!(signal = "SIGINT", "stop requested");
+}

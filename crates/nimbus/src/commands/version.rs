@@ -1,0 +1,27 @@
+//! `nimbus version`.
+
+use clap::Args;
+
+/// Prints the version of Nimbus and of the components it embeds.
+#[derive(Debug, Args)]
+pub struct Version {
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Version {
+    /// Prints the version.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let version = env!("CARGO_PKG_VERSION");
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({ "nimbus": version, "target": std::env::consts::ARCH, "os": std::env::consts::OS })
+            );
+        } else {
+            println!("nimbus {version}");
+        }
+        Ok(())
+    }
+}

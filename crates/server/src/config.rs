@@ -1,0 +1,34 @@
+//! How a node is configured.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// Where a node listens and how it stops.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The gateway: the app's routes.
+    pub listen: SocketAddr,
+    /// The services endpoint: AWS-compatible APIs, admin API, `/healthz`.
+    pub services_listen: SocketAddr,
+    /// How long in-flight requests may take to finish after a stop is asked for.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The gateway's default address.
+    pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+    /// The services endpoint's default address.
+    pub const DEFAULT_SERVICES_LISTEN: &str = "127.0.0.1:4566";
+    /// The default grace period, well under the 5 s a supervisor usually waits before
+    /// SIGKILL.
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            services_listen: SocketAddr::from(([127, 0, 0, 1], 4566)),
+            shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
