@@ -79,8 +79,11 @@ fn main() {
     assert!(nimbus.is_file(), "no nimbus binary at {}", nimbus.display());
 
     let empty = tempfile::tempdir().expect("a temporary directory");
-    std::fs::write(empty.path().join("nimbus.toml"), "name = \"no-functions\"\n")
-        .expect("writes the manifest");
+    std::fs::write(
+        empty.path().join("nimbus.toml"),
+        "name = \"no-functions\"\n",
+    )
+    .expect("writes the manifest");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/user-registration");
     let example_copy = tempfile::tempdir().expect("a temporary directory");
     for file in ["nimbus.toml", "index.js", "package.json"] {
