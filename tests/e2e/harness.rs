@@ -36,6 +36,51 @@ pub fn example(name: &str) -> PathBuf {
     repo_root().join("examples").join(name)
 }
 
+/// The directory of the real client programs the tests drive (`tests/clients`).
+pub fn clients_dir() -> PathBuf {
+    repo_root().join("tests/clients")
+}
+
+/// A program from the test clients' Python environment (`python`, `aws`), which
+/// `scripts/test` installs from `tests/clients/requirements.txt`.
+pub fn client_program(name: &str) -> PathBuf {
+    let path = clients_dir().join(".venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test, which installs the test clients",
+        path.display()
+    );
+    path
+}
+
+/// Runs a client program against `endpoint` and fails the test with its output unless
+/// it succeeds.
+pub fn run_client(program: &Path, args: &[&str], endpoint: &str) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(clients_dir())
+        .env("NIMBUS_ENDPOINT", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\n{text}",
+        program.display(),
+        out.status
+    );
+    text
+}
+
 /// Runs `nimbus ARGS` to completion.
 pub fn run(args: &[&str]) -> Output {
     Command::new(nimbus_bin())
@@ -114,6 +159,23 @@ impl Builder {
         }
     }
 
+    /// `nimbus serve` on a given data directory (for restart and crash tests).
+    pub fn serve_in(dir: &Path) -> Builder {
+        Builder {
+            args: vec!["serve".into(), "--data-dir".into(), dir.into()],
+            envs: Vec::new(),
+            temp: None,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Keeps tables in PostgreSQL (`NIMBUS_TEST_POSTGRES`, default
+    /// `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema of this node's own.
+    pub fn postgres(self) -> Builder {
+        let url = postgres_schema_url();
+        self.arg("--postgres").arg(url)
+    }
+
     /// Adds arguments.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Builder {
         self.args.push(arg.into());
@@ -186,6 +248,38 @@ impl Builder {
         node.wait_ready();
         node
     }
+}
+
+/// The PostgreSQL server the tests use.
+pub fn postgres_url() -> String {
+    std::env::var("NIMBUS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Creates a fresh schema and returns a URL whose connections use it.
+pub fn postgres_schema_url() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = postgres_url();
+    let schema = format!(
+        "nimbus_e2e_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let out = Command::new("psql")
+        .arg(&base)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .output()
+        .expect("psql runs (scripts/test needs PostgreSQL's client)");
+    assert!(
+        out.status.success(),
+        "cannot create schema {schema} on {base}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
 
 /// The gateway and services addresses from the "nimbus is ready" log line.

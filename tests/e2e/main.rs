@@ -8,4 +8,5 @@
 mod harness;
 
 mod cli;
+mod dynamodb;
 mod lifecycle;

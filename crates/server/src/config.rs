@@ -11,6 +11,10 @@ pub struct Config {
     pub services_listen: SocketAddr,
     /// How long in-flight requests may take to finish after a stop is asked for.
     pub shutdown_grace: Duration,
+    /// How often expired items (TTL) are looked for and deleted.
+    pub ttl_sweep_interval: Duration,
+    /// A PostgreSQL URL for the tables; `None` keeps them in the data directory (redb).
+    pub postgres: Option<String>,
 }
 
 impl Config {
@@ -21,6 +25,8 @@ impl Config {
     /// The default grace period, well under the 5 s a supervisor usually waits before
     /// SIGKILL.
     pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+    /// The default TTL sweep interval: expired items are gone within about this long.
+    pub const DEFAULT_TTL_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 }
 
 impl Default for Config {
@@ -29,6 +35,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             services_listen: SocketAddr::from(([127, 0, 0, 1], 4566)),
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+            ttl_sweep_interval: Self::DEFAULT_TTL_SWEEP_INTERVAL,
+            postgres: None,
         }
     }
 }

@@ -1,9 +1,13 @@
 //! A running node: both listeners, served until a stop is asked for.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use nimbus_core::AppSpec;
 use nimbus_gateway::Health;
+use nimbus_tables::{
+    api::Tables,
+    engine::{Embedded, Postgres, TableEngine},
+};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{Config, DataDir};
@@ -25,6 +29,24 @@ pub enum BindError {
     /// The app's routes cannot be served.
     #[error(transparent)]
     Routes(#[from] nimbus_gateway::RouteTableError),
+    /// The table store cannot be opened.
+    #[error("cannot open the table store at {place}")]
+    Tables {
+        /// The database file or (password-free) URL.
+        place: String,
+        /// Why.
+        #[source]
+        source: nimbus_tables::engine::EngineError,
+    },
+    /// A table the app declares cannot be created.
+    #[error("cannot create table {table}")]
+    CreateTable {
+        /// The table.
+        table: String,
+        /// Why.
+        #[source]
+        source: nimbus_tables::error::ApiError,
+    },
 }
 
 /// How serving ended.
@@ -44,6 +66,8 @@ pub struct Node {
     gateway_router: axum::Router,
     services_router: axum::Router,
     grace: Duration,
+    ttl_sweep_interval: Duration,
+    tables: Arc<Tables>,
     data: DataDir,
 }
 
@@ -51,6 +75,90 @@ async fn listen(role: &'static str, addr: SocketAddr) -> Result<TcpListener, Bin
     TcpListener::bind(addr)
         .await
         .map_err(|source| BindError::Listen { role, addr, source })
+}
+
+/// A database URL without its password, for logs and errors.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The table store's file in the data directory.
+const TABLES_FILE: &str = "tables.redb";
+
+/// Opens the table store (PostgreSQL when a URL is given, else the embedded engine in the
+/// data directory) and creates the tables `app` declares that do not exist yet.
+async fn open_tables(
+    data_dir: &Path,
+    postgres: Option<&str>,
+    app: Option<&AppSpec>,
+) -> Result<Arc<Tables>, BindError> {
+    let (engine, place): (Arc<dyn TableEngine>, String) = match postgres {
+        Some(url) => {
+            let place = redact(url);
+            let engine = Postgres::connect(url)
+                .await
+                .map_err(|source| BindError::Tables {
+                    place: place.clone(),
+                    source,
+                })?;
+            (Arc::new(engine), place)
+        }
+        None => {
+            let path = data_dir.join(TABLES_FILE);
+            let place = path.display().to_string();
+            let engine = Embedded::open(&path).map_err(|source| BindError::Tables {
+                place: place.clone(),
+                source,
+            })?;
+            (Arc::new(engine), place)
+        }
+    };
+    tracing::info!(store = %place, "table store open");
+    let tables = Tables::open(engine)
+        .await
+        .map_err(|source| BindError::Tables { place, source })?;
+    for spec in app.iter().flat_map(|app| app.tables.values()) {
+        let created = tables
+            .ensure_table(spec)
+            .await
+            .map_err(|source| BindError::CreateTable {
+                table: spec.name.clone(),
+                source,
+            })?;
+        if created {
+            tracing::info!(table = %spec.name, "created table");
+        }
+    }
+    Ok(Arc::new(tables))
+}
+
+/// Deletes expired items every `interval` until the node stops.
+async fn sweep_ttl(tables: Arc<Tables>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        match tables.sweep_expired(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "deleted expired items"),
+            Err(e) => tracing::warn!(error = %e, "TTL sweep failed; retrying at the next interval"),
+        }
+    }
 }
 
 impl Node {
@@ -67,8 +175,14 @@ impl Node {
             app: app.as_ref().map(|a| a.name.clone()),
             version: env!("CARGO_PKG_VERSION"),
         };
+        let tables = open_tables(data.path(), config.postgres.as_deref(), app.as_ref()).await?;
         let gateway_router = nimbus_gateway::router(app, health.clone())?;
-        let services_router = crate::services::router(health);
+        let services_router = crate::services::router(
+            health,
+            Arc::new(crate::services::Services {
+                tables: Arc::clone(&tables),
+            }),
+        );
         let gateway = listen("gateway", config.listen).await?;
         let services = listen("services", config.services_listen).await?;
         Ok(Node {
@@ -77,6 +191,8 @@ impl Node {
             gateway_router,
             services_router,
             grace: config.shutdown_grace,
+            ttl_sweep_interval: config.ttl_sweep_interval,
+            tables,
             data,
         })
     }
@@ -117,6 +233,11 @@ impl Node {
                     .await
             })
         };
+        tokio::spawn(sweep_ttl(
+            Arc::clone(&self.tables),
+            self.ttl_sweep_interval,
+            rx.clone(),
+        ));
         let gateway = serve(self.gateway, self.gateway_router);
         let services = serve(self.services, self.services_router);
         let both = async {

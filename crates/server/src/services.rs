@@ -1,41 +1,55 @@
-//! The services endpoint: `/healthz` now; the AWS-compatible APIs and the admin API plug
-//! in here as they are built.
+//! The services endpoint: the AWS-compatible APIs (DynamoDB now; Lambda, streams, events
+//! and queues plug in here as they are built), `/healthz`, and later the admin API.
+
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::Request,
-    http::{StatusCode, header::HeaderName},
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
 };
 use nimbus_gateway::Health;
+use nimbus_tables::{
+    api::Tables,
+    error::{ApiError, ErrorKind},
+};
 use serde_json::json;
 
-pub(crate) fn router(health: Health) -> Router {
-    Router::new()
-        .route("/healthz", get(move || async move { Json(health.body()) }))
-        .fallback(unknown)
+/// Largest request body: DynamoDB's 16 MB for batch writes.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+pub(crate) struct Services {
+    pub(crate) tables: Arc<Tables>,
 }
 
-/// AWS JSON-protocol clients name the operation in `X-Amz-Target`; they get an error in
-/// their protocol's shape. Anything else gets a plain 404.
-async fn unknown(request: Request) -> Response {
-    static TARGET: HeaderName = HeaderName::from_static("x-amz-target");
-    if let Some(target) = request.headers().get(&TARGET) {
-        let target = String::from_utf8_lossy(target.as_bytes()).into_owned();
+pub(crate) fn router(health: Health, services: Arc<Services>) -> Router {
+    Router::new()
+        .route("/healthz", get(move || async move { Json(health.body()) }))
+        .fallback(aws)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(services)
+}
+
+/// AWS JSON-protocol requests name their operation in `X-Amz-Target`; DynamoDB's go to
+/// the table store, the rest get `UnknownOperationException` in the same protocol's shape.
+/// Anything else gets a plain 404.
+async fn aws(State(services): State<Arc<Services>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(target) = headers.get("x-amz-target") else {
         return (
-            StatusCode::BAD_REQUEST,
-            [("content-type", "application/x-amz-json-1.0")],
-            Json(json!({
-                "__type": "com.amazon.coral.service#UnknownOperationException",
-                "message": format!("Operation {target} is not supported by this version of Nimbus"),
-            })),
+            StatusCode::NOT_FOUND,
+            Json(json!({ "message": "no service here; AWS clients send X-Amz-Target" })),
         )
             .into_response();
+    };
+    let target = String::from_utf8_lossy(target.as_bytes()).into_owned();
+    if target.starts_with(nimbus_tables::api::TARGET_PREFIX) {
+        return nimbus_tables::http::respond(&services.tables, &target, &body).await;
     }
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({ "message": format!("no service at {}", request.uri().path()) })),
-    )
-        .into_response()
+    nimbus_tables::http::error_response(&ApiError::new(
+        ErrorKind::UnknownOperation,
+        format!("Operation {target} is not supported by this version of Nimbus"),
+    ))
 }

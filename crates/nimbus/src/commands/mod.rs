@@ -51,6 +51,13 @@ pub(crate) struct ListenArgs {
     /// How long in-flight requests may take to finish after SIGINT or SIGTERM.
     #[arg(long, env = "NIMBUS_SHUTDOWN_GRACE", default_value = "4s", value_parser = humantime_duration)]
     shutdown_grace: std::time::Duration,
+    /// Keep tables in this PostgreSQL database instead of the data directory
+    /// (`postgres://user:password@host:5432/db`).
+    #[arg(long, env = "NIMBUS_POSTGRES")]
+    postgres: Option<String>,
+    /// How often items whose TTL has passed are deleted.
+    #[arg(long, env = "NIMBUS_TTL_SWEEP_INTERVAL", default_value = "10s", value_parser = humantime_duration)]
+    ttl_sweep_interval: std::time::Duration,
 }
 
 fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -63,6 +70,8 @@ impl ListenArgs {
             listen: self.listen,
             services_listen: self.services_listen,
             shutdown_grace: self.shutdown_grace,
+            ttl_sweep_interval: self.ttl_sweep_interval,
+            postgres: self.postgres.clone(),
         }
     }
 }

@@ -1,0 +1,257 @@
+//! Single-item operations: PutItem, GetItem, UpdateItem, DeleteItem.
+
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+
+use super::{
+    Tables,
+    capacity::{self, Report},
+    exprs::{ExprMaps, Projection},
+    internal,
+    keys::{MAX_ITEM_BYTES, check_index_keys, check_item, check_key},
+    request::Req,
+};
+use crate::{
+    engine::{ItemWrite, WriteAction, WriteFailure, Written},
+    error::ApiError,
+    schema::TableDef,
+    value::{Item, item_size, item_to_json},
+};
+
+/// `ReturnValuesOnConditionCheckFailure`: whether a failed condition returns the item.
+pub(crate) fn return_on_failure(req: &Req<'_>) -> Result<bool, ApiError> {
+    Ok(
+        req.opt_enum("ReturnValuesOnConditionCheckFailure", &["ALL_OLD", "NONE"])?
+            == Some("ALL_OLD"),
+    )
+}
+
+fn return_values<'a>(req: &Req<'a>, allowed: &[&str], op: &str) -> Result<&'a str, ApiError> {
+    let all = ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"];
+    let value = req.opt_enum("ReturnValues", &all)?.unwrap_or("NONE");
+    if allowed.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::validation(format!(
+            "ReturnValues can only be {} on {op}",
+            allowed.join(" or ")
+        )))
+    }
+}
+
+/// Runs one item write and maps a refusal back to its error.
+pub(crate) async fn write_one(tables: &Tables, write: ItemWrite) -> Result<Written, ApiError> {
+    match tables.engine.write(vec![write]).await {
+        Ok(mut written) => Ok(written.pop().unwrap_or_default()),
+        Err(WriteFailure::Rejected(mut reasons)) => {
+            Err(reasons.pop().flatten().unwrap_or_else(ApiError::internal))
+        }
+        Err(WriteFailure::Storage(e)) => Err(internal(e)),
+    }
+}
+
+fn with_capacity(mut out: Json, report: Report, def: &TableDef, units: f64, read: bool) -> Json {
+    if let Some(c) = capacity::consumed(report, def, units, read, None) {
+        out["ConsumedCapacity"] = c;
+    }
+    out
+}
+
+pub(super) async fn put_item(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
+    let def = tables.table(req.str("TableName")?)?;
+    let item = req.item("Item")?;
+    let key = check_item(&def, &item)?;
+    let returns = return_values(req, &["NONE", "ALL_OLD"], "PutItem")?;
+    let report = Report::from_req(req)?;
+    let maps = ExprMaps::from_req(req)?;
+    let exprs = maps.exprs();
+    let condition = exprs.condition(req, "ConditionExpression")?;
+    exprs.finish()?;
+    let on_failure = return_on_failure(req)?;
+    let size = item_size(&item);
+    let written = write_one(
+        tables,
+        ItemWrite {
+            table: Arc::clone(&def),
+            key,
+            decide: Box::new(move |old| {
+                if let Some(condition) = &condition
+                    && !condition.eval(old)
+                {
+                    return Err(ApiError::condition_failed(
+                        old.filter(|_| on_failure).cloned(),
+                    ));
+                }
+                Ok(WriteAction::Put(item))
+            }),
+        },
+    )
+    .await?;
+    let mut out = json!({});
+    if returns == "ALL_OLD"
+        && let Some(old) = &written.old
+    {
+        out["Attributes"] = item_to_json(old);
+    }
+    let units = capacity::write_units(size.max(written.old.as_ref().map_or(0, item_size)));
+    Ok(with_capacity(out, report, &def, units, false))
+}
+
+pub(super) async fn get_item(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
+    let def = tables.table(req.str("TableName")?)?;
+    let key = check_key(&def, &req.item("Key")?)?;
+    let consistent = req.opt_bool("ConsistentRead")?.unwrap_or(false);
+    let report = Report::from_req(req)?;
+    let maps = ExprMaps::from_req(req)?;
+    let exprs = maps.exprs();
+    let projection = exprs.projection(req)?;
+    exprs.finish()?;
+    let item = tables
+        .engine
+        .get(Arc::clone(&def), key)
+        .await
+        .map_err(internal)?;
+    let units = capacity::read_units(item.as_ref().map_or(0, item_size), consistent);
+    let mut out = json!({});
+    if let Some(item) = item {
+        out["Item"] = item_to_json(&Projection::apply_opt(projection.as_ref(), item));
+    }
+    Ok(with_capacity(out, report, &def, units, true))
+}
+
+pub(super) async fn delete_item(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
+    let def = tables.table(req.str("TableName")?)?;
+    let key = check_key(&def, &req.item("Key")?)?;
+    let returns = return_values(req, &["NONE", "ALL_OLD"], "DeleteItem")?;
+    let report = Report::from_req(req)?;
+    let maps = ExprMaps::from_req(req)?;
+    let exprs = maps.exprs();
+    let condition = exprs.condition(req, "ConditionExpression")?;
+    exprs.finish()?;
+    let on_failure = return_on_failure(req)?;
+    let written = write_one(
+        tables,
+        ItemWrite {
+            table: Arc::clone(&def),
+            key,
+            decide: Box::new(move |old| {
+                if let Some(condition) = &condition
+                    && !condition.eval(old)
+                {
+                    return Err(ApiError::condition_failed(
+                        old.filter(|_| on_failure).cloned(),
+                    ));
+                }
+                Ok(if old.is_some() {
+                    WriteAction::Delete
+                } else {
+                    WriteAction::Keep
+                })
+            }),
+        },
+    )
+    .await?;
+    let mut out = json!({});
+    if returns == "ALL_OLD"
+        && let Some(old) = &written.old
+    {
+        out["Attributes"] = item_to_json(old);
+    }
+    let units = capacity::write_units(written.old.as_ref().map_or(0, item_size));
+    Ok(with_capacity(out, report, &def, units, false))
+}
+
+pub(super) async fn update_item(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
+    let def = tables.table(req.str("TableName")?)?;
+    let key_item = req.item("Key")?;
+    let key = check_key(&def, &key_item)?;
+    let returns = return_values(
+        req,
+        &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"],
+        "UpdateItem",
+    )?
+    .to_owned();
+    let report = Report::from_req(req)?;
+    let maps = ExprMaps::from_req(req)?;
+    let exprs = maps.exprs();
+    let condition = exprs.condition(req, "ConditionExpression")?;
+    let update = exprs.update(req)?;
+    exprs.finish()?;
+    if let Some(update) = &update {
+        for attr in update.top_level_attributes() {
+            if def.key.attrs().any(|k| k.name == attr) {
+                return Err(ApiError::invalid_parameter(format!(
+                    "Cannot update attribute {attr}. This attribute is part of the key"
+                )));
+            }
+        }
+    }
+    let on_failure = return_on_failure(req)?;
+    let check_def = Arc::clone(&def);
+    let decide_update = update.clone();
+    let written = write_one(
+        tables,
+        ItemWrite {
+            table: Arc::clone(&def),
+            key,
+            decide: Box::new(move |old| {
+                if let Some(condition) = &condition
+                    && !condition.eval(old)
+                {
+                    return Err(ApiError::condition_failed(
+                        old.filter(|_| on_failure).cloned(),
+                    ));
+                }
+                let mut item = old.cloned().unwrap_or_else(|| key_item.clone());
+                if let Some(update) = &decide_update {
+                    update.apply(&mut item)?;
+                }
+                if item_size(&item) > MAX_ITEM_BYTES {
+                    return Err(ApiError::validation(
+                        "Item size to update has exceeded the maximum allowed size",
+                    ));
+                }
+                check_index_keys(&check_def, &item)?;
+                Ok(WriteAction::Put(item))
+            }),
+        },
+    )
+    .await?;
+    let mut out = json!({});
+    let pick = |item: &Option<Item>| -> Option<Item> {
+        let item = item.as_ref()?;
+        let names: Vec<String> = update
+            .as_ref()
+            .map(|u| u.top_level_attributes().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Some(
+            item.iter()
+                .filter(|(k, _)| names.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    };
+    let attributes = match returns.as_str() {
+        "ALL_OLD" => written.old.clone(),
+        "ALL_NEW" => written.new.clone(),
+        "UPDATED_OLD" => pick(&written.old),
+        "UPDATED_NEW" => pick(&written.new),
+        _ => None,
+    };
+    if let Some(attributes) = attributes.filter(|a| !a.is_empty()) {
+        out["Attributes"] = item_to_json(&attributes);
+    }
+    let size = written
+        .new
+        .as_ref()
+        .map_or(0, item_size)
+        .max(written.old.as_ref().map_or(0, item_size));
+    Ok(with_capacity(
+        out,
+        report,
+        &def,
+        capacity::write_units(size),
+        false,
+    ))
+}

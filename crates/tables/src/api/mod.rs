@@ -1,0 +1,180 @@
+//! DynamoDB's JSON 1.0 API over a [`TableEngine`]: one function per operation, each
+//! validating its request as DynamoDB does, then reading or writing through the engine.
+
+mod batch;
+mod capacity;
+mod catalog_ops;
+mod exprs;
+mod items;
+mod keys;
+mod read;
+mod request;
+mod transact;
+mod ttl;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use serde_json::Value as Json;
+
+use crate::{
+    engine::{EngineError, TableEngine},
+    error::{ApiError, ErrorKind},
+    schema::TableDef,
+};
+
+pub use catalog_ops::table_def_from_spec;
+
+/// The `X-Amz-Target` prefix of DynamoDB operations.
+pub const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+
+/// The table store's API: the engine and the catalog of table definitions.
+pub struct Tables {
+    engine: Arc<dyn TableEngine>,
+    catalog: RwLock<HashMap<String, Arc<TableDef>>>,
+    /// Serialises table-level changes, so that a check and the change it guards are one step.
+    ddl: tokio::sync::Mutex<()>,
+    /// Recent transaction tokens.
+    tokens: transact::Tokens,
+}
+
+impl Tables {
+    /// Loads the catalog from `engine`.
+    ///
+    /// # Errors
+    /// When the engine cannot read its catalog.
+    pub async fn open(engine: Arc<dyn TableEngine>) -> Result<Tables, EngineError> {
+        let defs = engine.catalog().await?;
+        let catalog = defs
+            .into_iter()
+            .map(|def| (def.name.clone(), Arc::new(def)))
+            .collect();
+        Ok(Tables {
+            engine,
+            catalog: RwLock::new(catalog),
+            ddl: tokio::sync::Mutex::new(()),
+            tokens: transact::Tokens::default(),
+        })
+    }
+
+    /// Runs the operation named by `target` (`DynamoDB_20120810.PutItem`) on a JSON body.
+    ///
+    /// # Errors
+    /// The [`ApiError`] to answer, in DynamoDB's shape.
+    pub async fn handle(&self, target: &str, body: &[u8]) -> Result<Json, ApiError> {
+        let Some(operation) = target.strip_prefix(TARGET_PREFIX) else {
+            return Err(unknown_operation());
+        };
+        let body: Json = if body.is_empty() {
+            Json::Object(Default::default())
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::new(ErrorKind::Serialization, format!("Malformed JSON: {e}"))
+            })?
+        };
+        let req = request::Req::parse(&body)?;
+        match operation {
+            "CreateTable" => catalog_ops::create_table(self, &req).await,
+            "DescribeTable" => catalog_ops::describe_table(self, &req).await,
+            "ListTables" => catalog_ops::list_tables(self, &req),
+            "DeleteTable" => catalog_ops::delete_table(self, &req).await,
+            "UpdateTable" => catalog_ops::update_table(self, &req).await,
+            "UpdateTimeToLive" => catalog_ops::update_time_to_live(self, &req).await,
+            "DescribeTimeToLive" => catalog_ops::describe_time_to_live(self, &req),
+            "TagResource" => catalog_ops::tag_resource(self, &req).await,
+            "UntagResource" => catalog_ops::untag_resource(self, &req).await,
+            "ListTagsOfResource" => catalog_ops::list_tags_of_resource(self, &req),
+            "DescribeLimits" => Ok(catalog_ops::describe_limits()),
+            "DescribeEndpoints" => Ok(catalog_ops::describe_endpoints()),
+            "PutItem" => items::put_item(self, &req).await,
+            "GetItem" => items::get_item(self, &req).await,
+            "UpdateItem" => items::update_item(self, &req).await,
+            "DeleteItem" => items::delete_item(self, &req).await,
+            "Query" => read::query(self, &req).await,
+            "Scan" => read::scan(self, &req).await,
+            "BatchGetItem" => batch::batch_get_item(self, &req).await,
+            "BatchWriteItem" => batch::batch_write_item(self, &req).await,
+            "TransactWriteItems" => transact::transact_write_items(self, &req, &body).await,
+            "TransactGetItems" => transact::transact_get_items(self, &req).await,
+            _ => Err(unknown_operation()),
+        }
+    }
+
+    /// A table's definition.
+    pub(crate) fn table(&self, name: &str) -> Result<Arc<TableDef>, ApiError> {
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(ApiError::table_not_found)
+    }
+
+    /// The names of every table, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn set_table(&self, def: TableDef) -> Arc<TableDef> {
+        let def = Arc::new(def);
+        self.catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(def.name.clone(), Arc::clone(&def));
+        def
+    }
+
+    fn remove_table(&self, name: &str) {
+        self.catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+    }
+
+    /// Creates a table declared in a manifest unless one of that name exists; says
+    /// whether it created it.
+    ///
+    /// # Errors
+    /// When the engine fails.
+    pub async fn ensure_table(&self, spec: &nimbus_core::TableSpec) -> Result<bool, ApiError> {
+        let _ddl = self.ddl.lock().await;
+        if self.table(&spec.name).is_ok() {
+            return Ok(false);
+        }
+        let def = table_def_from_spec(spec);
+        self.engine
+            .create_table(def.clone())
+            .await
+            .map_err(internal)?;
+        self.set_table(def);
+        Ok(true)
+    }
+}
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tables")
+            .field("tables", &self.table_names())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unknown_operation() -> ApiError {
+    ApiError::new(ErrorKind::UnknownOperation, "")
+}
+
+/// Logs an engine failure where it is handled and answers an internal error.
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "table engine failed");
+    ApiError::internal()
+}

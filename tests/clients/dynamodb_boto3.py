@@ -1,0 +1,501 @@
+"""DynamoDB compatibility, driven through boto3 against a running Nimbus.
+
+Run by the Rust end-to-end tests with NIMBUS_ENDPOINT set to the services endpoint.
+Each test works on tables of its own, so the cases are independent.
+"""
+
+import decimal
+import os
+import time
+import unittest
+import uuid
+
+import boto3
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["NIMBUS_ENDPOINT"]
+SESSION = dict(
+    endpoint_url=ENDPOINT,
+    region_name="us-east-1",
+    aws_access_key_id="test",
+    aws_secret_access_key="test",
+    config=Config(retries={"max_attempts": 1}),
+)
+CLIENT = boto3.client("dynamodb", **SESSION)
+RESOURCE = boto3.resource("dynamodb", **SESSION)
+
+
+def fresh(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def error_of(call):
+    try:
+        call()
+    except ClientError as e:
+        return e.response["Error"]["Code"], e.response["Error"]["Message"], e.response
+    raise AssertionError("the call succeeded; an error was expected")
+
+
+def simple_table(name=None):
+    name = name or fresh("simple")
+    CLIENT.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return RESOURCE.Table(name)
+
+
+def composite_table():
+    name = fresh("composite")
+    CLIENT.create_table(
+        TableName=name,
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "total", "AttributeType": "N"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-status",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "by-total",
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "total", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return RESOURCE.Table(name)
+
+
+class Tables(unittest.TestCase):
+    def test_create_describe_list_delete(self):
+        table = composite_table()
+        desc = CLIENT.describe_table(TableName=table.name)["Table"]
+        self.assertEqual(desc["TableStatus"], "ACTIVE")
+        self.assertEqual(
+            desc["KeySchema"],
+            [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        self.assertEqual(desc["GlobalSecondaryIndexes"][0]["IndexName"], "by-status")
+        self.assertEqual(desc["LocalSecondaryIndexes"][0]["Projection"], {"ProjectionType": "KEYS_ONLY"})
+        self.assertEqual(desc["BillingModeSummary"]["BillingMode"], "PAY_PER_REQUEST")
+        self.assertIn(table.name, CLIENT.list_tables()["TableNames"])
+        CLIENT.get_waiter("table_exists").wait(TableName=table.name)
+        CLIENT.delete_table(TableName=table.name)
+        code, message, _ = error_of(lambda: CLIENT.describe_table(TableName=table.name))
+        self.assertEqual(code, "ResourceNotFoundException")
+
+    def test_create_errors(self):
+        name = fresh("dup")
+        simple_table(name)
+        code, message, _ = error_of(lambda: simple_table(name))
+        self.assertEqual((code, message), ("ResourceInUseException", f"Table already exists: {name}"))
+        code, message, _ = error_of(
+            lambda: CLIENT.create_table(
+                TableName="ab",
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("Member must have length greater than or equal to 3", message)
+        code, message, _ = error_of(
+            lambda: CLIENT.create_table(
+                TableName=fresh("prov"),
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            )
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("ReadCapacityUnits and WriteCapacityUnits must both be specified", message)
+
+    def test_list_tables_paginates(self):
+        names = sorted(simple_table(fresh("page")).name for _ in range(3))
+        seen, start = [], None
+        while True:
+            args = {"Limit": 2}
+            if start:
+                args["ExclusiveStartTableName"] = start
+            page = CLIENT.list_tables(**args)
+            self.assertLessEqual(len(page["TableNames"]), 2)
+            seen += page["TableNames"]
+            start = page.get("LastEvaluatedTableName")
+            if not start:
+                break
+        for name in names:
+            self.assertIn(name, seen)
+        self.assertEqual(seen, sorted(seen))
+
+    def test_ttl_and_tags(self):
+        table = simple_table()
+        CLIENT.update_time_to_live(
+            TableName=table.name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
+        )
+        ttl = CLIENT.describe_time_to_live(TableName=table.name)["TimeToLiveDescription"]
+        self.assertEqual(ttl, {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"})
+        arn = CLIENT.describe_table(TableName=table.name)["Table"]["TableArn"]
+        CLIENT.tag_resource(ResourceArn=arn, Tags=[{"Key": "team", "Value": "core"}])
+        self.assertEqual(CLIENT.list_tags_of_resource(ResourceArn=arn)["Tags"], [{"Key": "team", "Value": "core"}])
+        CLIENT.untag_resource(ResourceArn=arn, TagKeys=["team"])
+        self.assertEqual(CLIENT.list_tags_of_resource(ResourceArn=arn)["Tags"], [])
+
+    def test_expired_items_are_deleted(self):
+        # The suite's node sweeps every 200 ms (--ttl-sweep-interval).
+        table = simple_table()
+        CLIENT.update_time_to_live(
+            TableName=table.name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"}
+        )
+        now = int(time.time())
+        table.put_item(Item={"pk": "old", "exp": now - 60})
+        table.put_item(Item={"pk": "future", "exp": now + 3600})
+        table.put_item(Item={"pk": "text", "exp": "not a number"})
+        deadline = time.time() + 10
+        while "Item" in table.get_item(Key={"pk": "old"}) and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertNotIn("Item", table.get_item(Key={"pk": "old"}))
+        self.assertIn("Item", table.get_item(Key={"pk": "future"}))
+        self.assertIn("Item", table.get_item(Key={"pk": "text"}))
+
+    def test_update_table_adds_and_backfills_an_index(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "a", "colour": "red"})
+        table.put_item(Item={"pk": "b", "colour": "blue"})
+        CLIENT.update_table(
+            TableName=table.name,
+            AttributeDefinitions=[{"AttributeName": "colour", "AttributeType": "S"}],
+            GlobalSecondaryIndexUpdates=[
+                {
+                    "Create": {
+                        "IndexName": "by-colour",
+                        "KeySchema": [{"AttributeName": "colour", "KeyType": "HASH"}],
+                        "Projection": {"ProjectionType": "ALL"},
+                    }
+                }
+            ],
+        )
+        found = table.query(IndexName="by-colour", KeyConditionExpression=Key("colour").eq("red"))["Items"]
+        self.assertEqual(found, [{"pk": "a", "colour": "red"}])
+        CLIENT.update_table(
+            TableName=table.name, GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "by-colour"}}]
+        )
+        code, message, _ = error_of(
+            lambda: table.query(IndexName="by-colour", KeyConditionExpression=Key("colour").eq("red"))
+        )
+        self.assertEqual(code, "ValidationException")
+
+
+class Items(unittest.TestCase):
+    def test_put_get_every_type(self):
+        table = simple_table()
+        item = {
+            "pk": "all",
+            "s": "text",
+            "n": decimal.Decimal("12345678901234567890123456789012345678"),
+            "f": decimal.Decimal("-0.000123"),
+            "b": b"\x00\x01binary",
+            "t": True,
+            "z": None,
+            "m": {"nested": {"deep": [1, "two", {"three": 3}]}},
+            "l": [1, "a", b"b", None, False],
+            "ss": {"x", "y"},
+            "ns": {decimal.Decimal(1), decimal.Decimal("2.5")},
+            "bs": {b"a", b"b"},
+        }
+        table.put_item(Item=item)
+        got = table.get_item(Key={"pk": "all"}, ConsistentRead=True)["Item"]
+        got["b"] = bytes(got["b"].value)
+        got["bs"] = {bytes(b.value) for b in got["bs"]}
+        got["l"][2] = bytes(got["l"][2].value)
+        self.assertEqual(got, item)
+
+    def test_numbers_are_normalised(self):
+        table = simple_table()
+        CLIENT.put_item(TableName=table.name, Item={"pk": {"S": "n"}, "v": {"N": "0012.3400"}})
+        got = CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "n"}})["Item"]
+        self.assertEqual(got["v"], {"N": "12.34"})
+        code, message, _ = error_of(
+            lambda: CLIENT.put_item(TableName=table.name, Item={"pk": {"S": "n"}, "v": {"N": "1" * 39}})
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("38 significant digits", message)
+
+    def test_conditions_and_return_values(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "a", "v": 1})
+        code, message, response = error_of(
+            lambda: table.put_item(
+                Item={"pk": "a", "v": 2},
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        )
+        self.assertEqual((code, message), ("ConditionalCheckFailedException", "The conditional request failed"))
+        self.assertEqual(response["Item"], {"pk": {"S": "a"}, "v": {"N": "1"}})
+        old = table.put_item(Item={"pk": "a", "v": 3}, ReturnValues="ALL_OLD")["Attributes"]
+        self.assertEqual(old, {"pk": "a", "v": 1})
+        self.assertEqual(table.get_item(Key={"pk": "a"})["Item"]["v"], 3)
+        gone = table.delete_item(Key={"pk": "a"}, ConditionExpression=Attr("v").eq(3), ReturnValues="ALL_OLD")
+        self.assertEqual(gone["Attributes"], {"pk": "a", "v": 3})
+        self.assertNotIn("Item", table.get_item(Key={"pk": "a"}))
+
+    def test_update_expressions(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "u", "count": 1, "tags": {"a"}, "old": {"a", "z"}, "list": [1, 2, 3], "m": {"x": 1}})
+        out = table.update_item(
+            Key={"pk": "u"},
+            UpdateExpression="SET #c = #c + :one, m.y = :y, #l[1] = :ten, created = if_not_exists(created, :now) "
+            "REMOVE #l[0] ADD tags :more DELETE #o :gone",
+            ExpressionAttributeNames={"#c": "count", "#l": "list", "#o": "old"},
+            ExpressionAttributeValues={":one": 1, ":y": "why", ":ten": 10, ":now": "today", ":more": {"b", "c"}, ":gone": {"a"}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        self.assertEqual(out["count"], 2)
+        self.assertEqual(out["m"], {"x": 1, "y": "why"})
+        self.assertEqual(out["list"], [10, 3])
+        self.assertEqual(out["tags"], {"a", "b", "c"})
+        self.assertEqual(out["old"], {"z"})
+        self.assertEqual(out["created"], "today")
+        updated = table.update_item(
+            Key={"pk": "u"},
+            UpdateExpression="SET #c = :five",
+            ExpressionAttributeNames={"#c": "count"},
+            ExpressionAttributeValues={":five": 5},
+            ReturnValues="UPDATED_OLD",
+        )["Attributes"]
+        self.assertEqual(updated, {"count": 2})
+        # An update on a missing item creates it from the key.
+        new = table.update_item(
+            Key={"pk": "fresh"}, UpdateExpression="ADD hits :one", ExpressionAttributeValues={":one": 1}, ReturnValues="ALL_NEW"
+        )["Attributes"]
+        self.assertEqual(new, {"pk": "fresh", "hits": 1})
+
+    def test_update_errors(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "e"})
+        code, message, _ = error_of(
+            lambda: table.update_item(Key={"pk": "e"}, UpdateExpression="SET status = :v", ExpressionAttributeValues={":v": "x"})
+        )
+        self.assertEqual(
+            (code, message),
+            ("ValidationException", "Invalid UpdateExpression: Attribute name is a reserved keyword; reserved keyword: status"),
+        )
+        code, message, _ = error_of(
+            lambda: table.update_item(Key={"pk": "e"}, UpdateExpression="SET pk = :v", ExpressionAttributeValues={":v": "x"})
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("Cannot update attribute pk. This attribute is part of the key", message)
+        code, message, _ = error_of(
+            lambda: table.update_item(Key={"pk": "e"}, UpdateExpression="SET a = :v", ExpressionAttributeValues={":v": "x", ":unused": "y"})
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("unused", message)
+        code, message, _ = error_of(lambda: table.update_item(Key={"pk": "e"}, UpdateExpression="SET a = :missing"))
+        self.assertEqual(code, "ValidationException")
+        self.assertIn(":missing", message)
+
+    def test_key_validation(self):
+        table = simple_table()
+        cases = [
+            ({"pk": 1}, "Type mismatch for key pk expected: S actual: N"),
+            ({"other": "x"}, "Missing the key pk in the item"),
+            ({"pk": ""}, "cannot contain an empty string value"),
+        ]
+        for item, expected in cases:
+            code, message, _ = error_of(lambda: table.put_item(Item=item))
+            self.assertEqual(code, "ValidationException")
+            self.assertIn(expected, message)
+        code, message, _ = error_of(lambda: table.get_item(Key={"pk": "x", "extra": "y"}))
+        self.assertEqual((code, message), ("ValidationException", "The provided key element does not match the schema"))
+        code, _, _ = error_of(lambda: CLIENT.get_item(TableName=fresh("missing"), Key={"pk": {"S": "x"}}))
+        self.assertEqual(code, "ResourceNotFoundException")
+        code, message, _ = error_of(lambda: table.put_item(Item={"pk": "big", "blob": "x" * (400 * 1024)}))
+        self.assertEqual((code, message), ("ValidationException", "Item size has exceeded the maximum allowed size"))
+
+    def test_projection_and_consumed_capacity(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "p", "a": 1, "b": {"c": 2, "d": 3}, "e": [4, 5]})
+        got = table.get_item(
+            Key={"pk": "p"},
+            ProjectionExpression="a, b.c, e[1]",
+            ReturnConsumedCapacity="TOTAL",
+        )
+        self.assertEqual(got["Item"], {"a": 1, "b": {"c": 2}, "e": [5]})
+        self.assertEqual(got["ConsumedCapacity"], {"TableName": table.name, "CapacityUnits": 0.5})
+
+
+class Reads(unittest.TestCase):
+    def setUp(self):
+        self.table = composite_table()
+        with self.table.batch_writer() as batch:
+            for i in range(30):
+                batch.put_item(
+                    Item={"pk": "p", "sk": i, "status": "even" if i % 2 == 0 else "odd", "total": 100 - i, "name": f"n{i:02d}"}
+                )
+            batch.put_item(Item={"pk": "q", "sk": 1, "name": "other"})
+
+    def test_query_key_conditions(self):
+        q = lambda cond, **kw: [i["sk"] for i in self.table.query(KeyConditionExpression=cond, **kw)["Items"]]
+        self.assertEqual(q(Key("pk").eq("p") & Key("sk").lt(3)), [0, 1, 2])
+        self.assertEqual(q(Key("pk").eq("p") & Key("sk").lte(2)), [0, 1, 2])
+        self.assertEqual(q(Key("pk").eq("p") & Key("sk").gt(27)), [28, 29])
+        self.assertEqual(q(Key("pk").eq("p") & Key("sk").gte(28)), [28, 29])
+        self.assertEqual(q(Key("pk").eq("p") & Key("sk").between(5, 7)), [5, 6, 7])
+        self.assertEqual(q(Key("pk").eq("p") & Key("sk").eq(4)), [4])
+        self.assertEqual(q(Key("pk").eq("p") & Key("sk").lt(3), ScanIndexForward=False), [2, 1, 0])
+        self.assertEqual(q(Key("pk").eq("q")), [1])
+
+    def test_query_filter_limit_pagination_count(self):
+        page = self.table.query(KeyConditionExpression=Key("pk").eq("p"), FilterExpression=Attr("status").eq("odd"), Limit=10)
+        self.assertEqual(page["ScannedCount"], 10)
+        self.assertEqual([i["sk"] for i in page["Items"]], [1, 3, 5, 7, 9])
+        self.assertEqual(page["LastEvaluatedKey"], {"pk": "p", "sk": 9})
+        rest = self.table.query(
+            KeyConditionExpression=Key("pk").eq("p"), FilterExpression=Attr("status").eq("odd"), ExclusiveStartKey=page["LastEvaluatedKey"]
+        )
+        self.assertEqual(len(rest["Items"]), 10)
+        self.assertNotIn("LastEvaluatedKey", rest)
+        count = self.table.query(KeyConditionExpression=Key("pk").eq("p"), Select="COUNT")
+        self.assertEqual((count["Count"], count["ScannedCount"]), (30, 30))
+        self.assertNotIn("Items", count)
+
+    def test_query_indexes(self):
+        odd = self.table.query(IndexName="by-status", KeyConditionExpression=Key("status").eq("odd") & Key("sk").lt(6))["Items"]
+        self.assertEqual([i["sk"] for i in odd], [1, 3, 5])
+        self.assertEqual(odd[0]["name"], "n01")
+        cheapest = self.table.query(IndexName="by-total", KeyConditionExpression=Key("pk").eq("p"), Limit=2)["Items"]
+        self.assertEqual(cheapest, [{"pk": "p", "sk": 29, "total": 71}, {"pk": "p", "sk": 28, "total": 72}])
+        code, message, _ = error_of(
+            lambda: self.table.query(IndexName="by-status", KeyConditionExpression=Key("status").eq("odd"), ConsistentRead=True)
+        )
+        self.assertEqual((code, message), ("ValidationException", "Consistent reads are not supported on global secondary indexes"))
+
+    def test_query_errors(self):
+        code, message, _ = error_of(lambda: self.table.query(KeyConditionExpression=Key("sk").eq(1)))
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("Query condition missed key schema element", message)
+
+    def test_scan_segments_and_pages(self):
+        seen = []
+        for segment in range(3):
+            start = None
+            while True:
+                args = {"Segment": segment, "TotalSegments": 3, "Limit": 7}
+                if start:
+                    args["ExclusiveStartKey"] = start
+                page = self.table.scan(**args)
+                seen += [(i["pk"], i["sk"]) for i in page["Items"]]
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    break
+        self.assertEqual(len(seen), 31)
+        self.assertEqual(len(set(seen)), 31)
+        filtered = self.table.scan(FilterExpression=Attr("name").begins_with("n0"))
+        self.assertEqual(filtered["Count"], 10)
+        self.assertEqual(filtered["ScannedCount"], 31)
+
+
+class Batches(unittest.TestCase):
+    def test_batch_write_and_get(self):
+        table = simple_table()
+        CLIENT.batch_write_item(
+            RequestItems={table.name: [{"PutRequest": {"Item": {"pk": {"S": f"k{i}"}}}} for i in range(25)]}
+        )
+        got = CLIENT.batch_get_item(
+            RequestItems={table.name: {"Keys": [{"pk": {"S": f"k{i}"}} for i in range(0, 25, 5)] + [{"pk": {"S": "none"}}]}}
+        )
+        self.assertEqual(sorted(i["pk"]["S"] for i in got["Responses"][table.name]), ["k0", "k10", "k15", "k20", "k5"])
+        self.assertEqual(got["UnprocessedKeys"], {})
+        CLIENT.batch_write_item(RequestItems={table.name: [{"DeleteRequest": {"Key": {"pk": {"S": "k0"}}}}]})
+        self.assertNotIn("Item", CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "k0"}}))
+        code, message, _ = error_of(
+            lambda: CLIENT.batch_write_item(
+                RequestItems={table.name: [{"PutRequest": {"Item": {"pk": {"S": f"x{i}"}}}} for i in range(26)]}
+            )
+        )
+        self.assertEqual(code, "ValidationException")
+        code, message, _ = error_of(
+            lambda: CLIENT.batch_write_item(
+                RequestItems={table.name: [{"PutRequest": {"Item": {"pk": {"S": "same"}}}}] * 2}
+            )
+        )
+        self.assertEqual((code, message), ("ValidationException", "Provided list of item keys contains duplicates"))
+
+
+class Transactions(unittest.TestCase):
+    def test_transact_write_all_or_nothing(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "balance", "v": 10})
+        table.put_item(Item={"pk": "limit", "v": 10})
+        code, message, response = error_of(
+            lambda: CLIENT.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": table.name, "Item": {"pk": {"S": "new"}}}},
+                    {
+                        "Update": {
+                            "TableName": table.name,
+                            "Key": {"pk": {"S": "balance"}},
+                            "UpdateExpression": "SET v = v - :amt",
+                            "ConditionExpression": "v >= :amt",
+                            "ExpressionAttributeValues": {":amt": {"N": "50"}},
+                        }
+                    },
+                ]
+            )
+        )
+        self.assertEqual(code, "TransactionCanceledException")
+        self.assertIn("[None, ConditionalCheckFailed]", message)
+        self.assertEqual([r["Code"] for r in response["CancellationReasons"]], ["None", "ConditionalCheckFailed"])
+        self.assertNotIn("Item", table.get_item(Key={"pk": "new"}))
+        CLIENT.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table.name, "Item": {"pk": {"S": "new"}}}},
+                {"ConditionCheck": {"TableName": table.name, "Key": {"pk": {"S": "limit"}}, "ConditionExpression": "v = :ten", "ExpressionAttributeValues": {":ten": {"N": "10"}}}},
+                {"Delete": {"TableName": table.name, "Key": {"pk": {"S": "balance"}}}},
+            ],
+            ClientRequestToken="token-1",
+        )
+        self.assertIn("Item", table.get_item(Key={"pk": "new"}))
+        self.assertNotIn("Item", table.get_item(Key={"pk": "balance"}))
+        got = CLIENT.transact_get_items(
+            TransactItems=[
+                {"Get": {"TableName": table.name, "Key": {"pk": {"S": "new"}}}},
+                {"Get": {"TableName": table.name, "Key": {"pk": {"S": "balance"}}}},
+            ]
+        )["Responses"]
+        self.assertEqual(got, [{"Item": {"pk": {"S": "new"}}}, {}])
+        code, message, _ = error_of(
+            lambda: CLIENT.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": table.name, "Item": {"pk": {"S": "twice"}}}},
+                    {"Delete": {"TableName": table.name, "Key": {"pk": {"S": "twice"}}}},
+                ]
+            )
+        )
+        self.assertEqual((code, message), ("ValidationException", "Transaction request cannot include multiple operations on one item"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
