@@ -158,6 +158,9 @@ async fn sweep_ttl(tables: Arc<Tables>, interval: Duration, mut stop: watch::Rec
             Ok(n) => tracing::debug!(deleted = n, "deleted expired items"),
             Err(e) => tracing::warn!(error = %e, "TTL sweep failed; retrying at the next interval"),
         }
+        if let Err(e) = tables.trim_streams(now).await {
+            tracing::warn!(error = %e, "stream trimming failed; retrying at the next interval");
+        }
     }
 }
 

@@ -1529,3 +1529,89 @@ fn postgres_answers_as_the_embedded_engine_does() {
     }
     runtime.block_on(db.drop_schema());
 }
+
+/// The change log a stream-enabled table keeps: one record per change, in the write's
+/// commit, in order, with the images the view type asks for; none for writes that change
+/// nothing.
+async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
+    use nimbus_tables::{engine::StreamEvent, schema::StreamDef};
+    let mut def = table("streamed", None);
+    def.stream = Some(StreamDef {
+        view_type: view.to_owned(),
+        label: "2026-11-27T00:00:00.000".to_owned(),
+    });
+    let label = def.stream.as_ref().map(|s| s.label.clone()).unwrap_or_default();
+    engine.create_table(def.clone()).await.expect("create");
+    let def = Arc::new(def);
+    let a1 = item(&[("pk", s("a")), ("v", n("1"))]);
+    let a2 = item(&[("pk", s("a")), ("v", n("2"))]);
+    let b1 = item(&[("pk", s("b"))]);
+    write_ok(engine, vec![put(&def, a1.clone())]).await;
+    write_ok(engine, vec![put(&def, a1.clone())]).await; // unchanged: no record
+    write_ok(engine, vec![put(&def, a2.clone()), put(&def, b1.clone())]).await;
+    write_ok(engine, vec![delete(&def, key_of(&def, &a2))]).await;
+    // A refused group records nothing.
+    let refused = engine.write(vec![put_if_absent(&def, b1.clone())]).await;
+    assert!(matches!(refused, Err(WriteFailure::Rejected(_))));
+    let records = engine
+        .stream_records(Arc::clone(&def), label.clone(), None, 100)
+        .await
+        .expect("read the stream");
+    let events: Vec<StreamEvent> = records.iter().map(|r| r.event).collect();
+    assert_eq!(
+        events,
+        [StreamEvent::Insert, StreamEvent::Modify, StreamEvent::Insert, StreamEvent::Remove]
+    );
+    assert!(records.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    let key_a = item(&[("pk", s("a"))]);
+    assert!(records.iter().all(|r| r.keys == key_a || r.keys == item(&[("pk", s("b"))])));
+    let (new, old) = match view {
+        "NEW_AND_OLD_IMAGES" => (true, true),
+        "NEW_IMAGE" => (true, false),
+        "OLD_IMAGE" => (false, true),
+        _ => (false, false),
+    };
+    assert_eq!(records[1].new_image, new.then(|| a2.clone()));
+    assert_eq!(records[1].old_image, old.then(|| a1.clone()));
+    assert_eq!(records[3].new_image, None);
+    assert_eq!(records[3].old_image, old.then(|| a2.clone()));
+    // Reading after a sequence number resumes there; another label reads nothing.
+    let rest = engine
+        .stream_records(Arc::clone(&def), label.clone(), Some(records[1].sequence), 100)
+        .await
+        .expect("read on");
+    assert_eq!(rest, records[2..].to_vec());
+    let other = engine
+        .stream_records(Arc::clone(&def), "other".to_owned(), None, 100)
+        .await
+        .expect("read another label");
+    assert!(other.is_empty());
+    // Trimming removes records older than the cut.
+    engine
+        .trim_streams(Arc::clone(&def), records[3].created + 1.0)
+        .await
+        .expect("trim");
+    let trimmed = engine
+        .stream_records(Arc::clone(&def), label, None, 100)
+        .await
+        .expect("read after trim");
+    assert!(trimmed.is_empty());
+}
+
+#[tokio::test]
+async fn streams_record_changes_embedded() {
+    for view in ["NEW_AND_OLD_IMAGES", "NEW_IMAGE", "OLD_IMAGE", "KEYS_ONLY"] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let engine = Embedded::open(&dir.path().join("t.redb")).expect("open");
+        stream_scenario(&engine, view).await;
+    }
+}
+
+#[tokio::test]
+async fn streams_record_changes_postgres() {
+    for view in ["NEW_AND_OLD_IMAGES", "KEYS_ONLY"] {
+        let db = fresh().await;
+        stream_scenario(&db.engine, view).await;
+        db.drop_schema().await;
+    }
+}

@@ -46,6 +46,22 @@ impl Tables {
         Ok(deleted)
     }
 
+    /// Deletes stream records older than the retention period (24 hours) at `now`.
+    ///
+    /// # Errors
+    /// When the engine fails.
+    pub async fn trim_streams(&self, now: f64) -> Result<(), ApiError> {
+        for name in self.table_names() {
+            if let Ok(def) = self.table(&name) {
+                self.engine
+                    .trim_streams(def, now - crate::engine::RETENTION_SECONDS)
+                    .await
+                    .map_err(internal)?;
+            }
+        }
+        Ok(())
+    }
+
     async fn sweep_table(&self, def: &Arc<TableDef>, now: f64) -> Result<usize, ApiError> {
         let Some(attr) = def.ttl_attribute.clone() else {
             return Ok(0);

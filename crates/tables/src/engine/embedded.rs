@@ -18,6 +18,7 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{
+    StreamRecord,
     BoxFuture, EngineError, ItemWrite, Page, RangeRead, TableEngine, TableStats, WriteAction,
     WriteFailure, Written,
 };
@@ -39,6 +40,11 @@ fn err(e: impl std::fmt::Display) -> EngineError {
 
 fn items_table(def: &TableDef) -> String {
     format!("items/{}", def.id)
+}
+
+/// A table's stream records by sequence number (every stream label of the table).
+fn stream_table(def: &TableDef) -> String {
+    format!("stream/{}", def.id)
 }
 
 fn index_table(def: &TableDef, index: &str) -> String {
@@ -67,6 +73,8 @@ enum Ddl {
     Create(TableDef),
     Update(TableDef),
     Delete(Arc<TableDef>),
+    /// Delete stream records created before the time (epoch seconds).
+    Trim(Arc<TableDef>, f64),
 }
 
 /// The embedded engine.
@@ -261,6 +269,7 @@ fn apply_writes(
         return Ok(Err(refusals));
     }
     let mut written = Vec::with_capacity(decided.len());
+    let created = super::stream::now();
     for (def, key, old, action) in decided {
         let new = match action {
             WriteAction::Keep => {
@@ -289,6 +298,16 @@ fn apply_writes(
         }
         drop(table);
         update_indexes(txn, &def, old.as_ref(), new.as_ref())?;
+        if let Some(mut record) = StreamRecord::for_write(&def, old.as_ref(), new.as_ref(), created) {
+            let name = stream_table(&def);
+            let mut stream = txn
+                .open_table(TableDefinition::<u64, &[u8]>::new(&name))
+                .map_err(err)?;
+            record.sequence = stream.last().map_err(err)?.map_or(1, |(seq, _)| seq.value() + 1);
+            stream
+                .insert(record.sequence, record.to_bytes().as_slice())
+                .map_err(err)?;
+        }
         written.push(Written { old, new });
     }
     Ok(Ok(written))
@@ -411,11 +430,32 @@ fn apply_ddl(txn: &WriteTransaction, ddl: Ddl) -> Result<(), EngineError> {
             }
             Ok(())
         }
+        Ddl::Trim(def, before) => {
+            let name = stream_table(&def);
+            let mut stream = txn
+                .open_table(TableDefinition::<u64, &[u8]>::new(&name))
+                .map_err(err)?;
+            let mut old = Vec::new();
+            for entry in stream.iter().map_err(err)? {
+                let (seq, value) = entry.map_err(err)?;
+                let record = StreamRecord::from_bytes(value.value()).map_err(EngineError)?;
+                if record.created >= before {
+                    break;
+                }
+                old.push(seq.value());
+            }
+            for seq in old {
+                stream.remove(seq).map_err(err)?;
+            }
+            Ok(())
+        }
         Ddl::Delete(def) => {
             let mut catalog = txn.open_table(CATALOG).map_err(err)?;
             catalog.remove(def.name.as_str()).map_err(err)?;
             drop(catalog);
             txn.delete_table(TableDefinition::<&[u8], &[u8]>::new(&items_table(&def)))
+                .map_err(err)?;
+            txn.delete_table(TableDefinition::<u64, &[u8]>::new(&stream_table(&def)))
                 .map_err(err)?;
             for index in def.global_indexes.iter().chain(&def.local_indexes) {
                 txn.delete_table(TableDefinition::<&[u8], &[u8]>::new(&index_table(
@@ -562,6 +602,70 @@ impl TableEngine for Embedded {
                 .map_err(WriteFailure::Storage)?;
             rx.await
                 .map_err(|e| WriteFailure::Storage(EngineError::from_display(e)))?
+        })
+    }
+
+    fn stream_records(
+        &self,
+        table: Arc<TableDef>,
+        label: String,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StreamRecord>, EngineError>> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let name = stream_table(&table);
+            let stream = match txn.open_table(TableDefinition::<u64, &[u8]>::new(&name)) {
+                Ok(stream) => stream,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(err(e)),
+            };
+            let start = after.map_or(0, |a| a.saturating_add(1));
+            let mut out = Vec::new();
+            for entry in stream.range(start..).map_err(err)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, value) = entry.map_err(err)?;
+                let record = StreamRecord::from_bytes(value.value()).map_err(EngineError)?;
+                if record.stream_label == label {
+                    out.push(record);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn trim_streams(
+        &self,
+        table: Arc<TableDef>,
+        before: f64,
+    ) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move {
+            // Most sweeps find nothing to trim: look first, so that they cost no commit.
+            let check = Arc::clone(&table);
+            let oldest = self
+                .read(move |db| {
+                    let txn = db.begin_read().map_err(err)?;
+                    let name = stream_table(&check);
+                    let stream = match txn.open_table(TableDefinition::<u64, &[u8]>::new(&name)) {
+                        Ok(stream) => stream,
+                        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                        Err(e) => return Err(err(e)),
+                    };
+                    match stream.first().map_err(err)? {
+                        Some((_, value)) => StreamRecord::from_bytes(value.value())
+                            .map(|r| Some(r.created))
+                            .map_err(EngineError),
+                        None => Ok(None),
+                    }
+                })
+                .await?;
+            if oldest.is_none_or(|created| created >= before) {
+                return Ok(());
+            }
+            let rx = self.submit(|tx| Job::Ddl(Box::new(Ddl::Trim(table, before)), tx))?;
+            rx.await.map_err(EngineError::from_display)?
         })
     }
 

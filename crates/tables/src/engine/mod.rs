@@ -4,11 +4,13 @@
 //! live above it, in [`crate::api`], so every engine behaves the same.
 
 mod embedded;
+mod stream;
 mod postgres;
 
 use std::{future::Future, ops::Bound, pin::Pin, sync::Arc};
 
 pub use embedded::Embedded;
+pub use stream::{RETENTION_SECONDS, StreamEvent, StreamRecord};
 pub use postgres::Postgres;
 
 use crate::{error::ApiError, schema::TableDef, value::Item};
@@ -146,6 +148,24 @@ pub trait TableEngine: Send + Sync + 'static {
     /// Applies a group of item writes atomically: each write's decision is taken against
     /// the current state; if any refuses, nothing is written.
     fn write(&self, writes: Vec<ItemWrite>) -> BoxFuture<'_, Result<Vec<Written>, WriteFailure>>;
+
+    /// Records of a table's stream `label` with sequence numbers above `after`, in
+    /// order, at most `limit`.
+    fn stream_records(
+        &self,
+        table: Arc<TableDef>,
+        label: String,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StreamRecord>, EngineError>>;
+
+    /// Deletes a table's stream records created before `before` (epoch seconds), in
+    /// every stream of the table.
+    fn trim_streams(
+        &self,
+        table: Arc<TableDef>,
+        before: f64,
+    ) -> BoxFuture<'_, Result<(), EngineError>>;
 
     /// A table's item count and size.
     fn stats(&self, table: Arc<TableDef>) -> BoxFuture<'_, Result<TableStats, EngineError>>;

@@ -66,8 +66,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use super::{
-    BoxFuture, EngineError, ItemWrite, Page, RangeRead, TableEngine, TableStats, WriteFailure,
-    Written,
+    BoxFuture, EngineError, ItemWrite, Page, RangeRead, StreamRecord, TableEngine, TableStats,
+    WriteFailure, Written,
 };
 use crate::{
     schema::TableDef,
@@ -229,6 +229,52 @@ impl TableEngine for Postgres {
 
     fn stats(&self, table: Arc<TableDef>) -> BoxFuture<'_, Result<TableStats, EngineError>> {
         Box::pin(async move { read::stats(&self.pool, &table).await })
+    }
+
+    fn stream_records(
+        &self,
+        table: Arc<TableDef>,
+        label: String,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StreamRecord>, EngineError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(err)?;
+            let after = i64::try_from(after.unwrap_or(0)).map_err(err)?;
+            let limit = i64::try_from(limit).map_err(err)?;
+            let rows = client
+                .query(
+                    "SELECT record FROM nimbus_tables_stream
+                     WHERE table_id = $1 AND label = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                    &[&table.id, &label, &after, &limit],
+                )
+                .await
+                .map_err(err)?;
+            rows.iter()
+                .map(|row| {
+                    let bytes: &[u8] = row.try_get(0).map_err(err)?;
+                    StreamRecord::from_bytes(bytes).map_err(EngineError)
+                })
+                .collect()
+        })
+    }
+
+    fn trim_streams(
+        &self,
+        table: Arc<TableDef>,
+        before: f64,
+    ) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(err)?;
+            client
+                .execute(
+                    "DELETE FROM nimbus_tables_stream WHERE table_id = $1 AND created < $2",
+                    &[&table.id, &before],
+                )
+                .await
+                .map_err(err)?;
+            Ok(())
+        })
     }
 }
 

@@ -35,6 +35,14 @@ CREATE TABLE IF NOT EXISTS nimbus_tables_index_entries (
     item bytea NOT NULL,
     PRIMARY KEY (table_id, index_name, key)
 );
+CREATE TABLE IF NOT EXISTS nimbus_tables_stream (
+    table_id text NOT NULL,
+    seq bigint NOT NULL,
+    label text NOT NULL,
+    created double precision NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (table_id, seq)
+);
 "#;
 
 /// Creates what is missing, under a lock so that nodes starting together do not race on

@@ -10,7 +10,7 @@ use super::{
     read::keyed_row, table_lock,
 };
 use crate::{
-    engine::{EngineError, ItemWrite, WriteAction, WriteFailure, Written},
+    engine::{EngineError, ItemWrite, StreamRecord, WriteAction, WriteFailure, Written},
     error::ApiError,
     schema::TableDef,
     value::{Item, item_size},
@@ -21,6 +21,16 @@ const LOCK_TABLES: &str =
 
 /// Rows of a function scan are produced, and the lock taken, in array order.
 const LOCK_KEYS: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k";
+
+/// Serialises writers of one table's stream, so that sequence numbers follow commit order
+/// and a reader never skips a record committed after a later one.
+const LOCK_STREAMS: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k";
+
+const LAST_SEQUENCES: &str = "SELECT t, coalesce((SELECT max(seq) FROM nimbus_tables_stream
+    WHERE table_id = t), 0) FROM unnest($1::text[]) AS t";
+
+const INSERT_RECORDS: &str = "INSERT INTO nimbus_tables_stream (table_id, seq, label, created, record)
+    SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::float8[], $5::bytea[])";
 
 const SELECT_DEFS: &str =
     "SELECT id, def::text FROM nimbus_tables_catalog WHERE id = ANY($1::text[])";
@@ -186,6 +196,8 @@ pub(super) async fn write(
 
     let mut changes = Changes::default();
     let mut written = Vec::with_capacity(decided.len());
+    let mut records: Vec<(String, StreamRecord)> = Vec::new();
+    let created = crate::engine::stream::now();
     for (table, key, old, action) in decided {
         let new = match action {
             WriteAction::Keep => {
@@ -209,12 +221,55 @@ pub(super) async fn write(
         changes
             .record(def, key, old.as_ref(), new.as_ref())
             .map_err(WriteFailure::Storage)?;
+        if let Some(record) = StreamRecord::for_write(def, old.as_ref(), new.as_ref(), created) {
+            records.push((def.id.clone(), record));
+        }
         written.push(Written { old, new });
     }
     apply(&txn, &changes).await.map_err(storage)?;
+    if !records.is_empty() {
+        append_records(&txn, records).await.map_err(storage)?;
+    }
     txn.commit().await.map_err(storage)?;
     Ok(written)
 }
+
+/// Numbers the group's stream records after each table's last one and stores them,
+/// holding each stream's lock until the commit.
+async fn append_records(
+    txn: &deadpool_postgres::Transaction<'_>,
+    mut records: Vec<(String, StreamRecord)>,
+) -> Result<(), tokio_postgres::Error> {
+    let tables = lock_order(records.iter().map(|(id, _)| id.clone()));
+    let locks = lock_order(tables.iter().map(|id| key_lock(id, STREAM_LOCK_KEY)));
+    let lock = txn.prepare_cached(LOCK_STREAMS).await?;
+    txn.execute(&lock, &[&locks]).await?;
+    let last = txn.prepare_cached(LAST_SEQUENCES).await?;
+    let mut next: HashMap<String, i64> = HashMap::new();
+    for row in txn.query(&last, &[&tables]).await? {
+        next.insert(row.try_get(0)?, row.try_get::<_, i64>(1)? + 1);
+    }
+    let (mut ids, mut seqs, mut labels, mut times, mut bytes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, record) in &mut records {
+        let seq = next.entry(id.clone()).or_insert(1);
+        record.sequence = u64::try_from(*seq).unwrap_or(0);
+        *seq += 1;
+        ids.push(id.as_str());
+        seqs.push(i64::try_from(record.sequence).unwrap_or(i64::MAX));
+        labels.push(record.stream_label.as_str());
+        times.push(record.created);
+        bytes.push(record.to_bytes());
+    }
+    let insert = txn.prepare_cached(INSERT_RECORDS).await?;
+    txn.execute(&insert, &[&ids, &seqs, &labels, &times, &bytes])
+        .await?;
+    Ok(())
+}
+
+/// The key whose lock stands for a table's stream (no item key is empty, so it is never
+/// an item's).
+const STREAM_LOCK_KEY: &[u8] = b"";
 
 /// Rows of one statement, as the parallel arrays it takes.
 #[derive(Default)]
