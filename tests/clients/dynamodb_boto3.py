@@ -417,6 +417,81 @@ class Reads(unittest.TestCase):
         self.assertEqual(filtered["ScannedCount"], 31)
 
 
+class Legacy(unittest.TestCase):
+    """The parameters older code still sends."""
+
+    def test_expected_attribute_updates_attributes_to_get(self):
+        table = simple_table()
+        CLIENT.put_item(
+            TableName=table.name,
+            Item={"pk": {"S": "l"}, "v": {"N": "1"}},
+            Expected={"pk": {"Exists": False}},
+        )
+        code, _, _ = error_of(
+            lambda: CLIENT.put_item(TableName=table.name, Item={"pk": {"S": "l"}}, Expected={"pk": {"Exists": False}})
+        )
+        self.assertEqual(code, "ConditionalCheckFailedException")
+        CLIENT.update_item(
+            TableName=table.name,
+            Key={"pk": {"S": "l"}},
+            AttributeUpdates={"v": {"Action": "ADD", "Value": {"N": "4"}}, "w": {"Action": "PUT", "Value": {"S": "x"}}},
+            Expected={"v": {"ComparisonOperator": "EQ", "AttributeValueList": [{"N": "1"}]}},
+        )
+        got = CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "l"}}, AttributesToGet=["v", "w"])["Item"]
+        self.assertEqual(got, {"v": {"N": "5"}, "w": {"S": "x"}})
+        code, message, _ = error_of(
+            lambda: CLIENT.get_item(
+                TableName=table.name, Key={"pk": {"S": "l"}}, AttributesToGet=["v"], ProjectionExpression="v"
+            )
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("Can not use both expression and non-expression parameters", message)
+
+    def test_key_conditions_query_filter_scan_filter(self):
+        table = composite_table()
+        for i in range(6):
+            table.put_item(Item={"pk": "k", "sk": i, "status": "a" if i < 3 else "b", "total": i})
+        page = CLIENT.query(
+            TableName=table.name,
+            KeyConditions={
+                "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "k"}]},
+                "sk": {"ComparisonOperator": "BETWEEN", "AttributeValueList": [{"N": "1"}, {"N": "4"}]},
+            },
+            QueryFilter={"status": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "b"}]}},
+        )
+        self.assertEqual([i["sk"]["N"] for i in page["Items"]], ["3", "4"])
+        scanned = CLIENT.scan(
+            TableName=table.name,
+            ScanFilter={
+                "total": {"ComparisonOperator": "GE", "AttributeValueList": [{"N": "4"}]},
+                "status": {"ComparisonOperator": "NOT_NULL"},
+            },
+            ConditionalOperator="AND",
+        )
+        self.assertEqual(sorted(i["sk"]["N"] for i in scanned["Items"]), ["4", "5"])
+
+
+class Pages(unittest.TestCase):
+    def test_a_page_stops_at_one_megabyte(self):
+        table = simple_table()
+        blob = "x" * (100 * 1024)
+        for i in range(15):
+            table.put_item(Item={"pk": f"p{i:02d}", "blob": blob})
+        first = table.scan()
+        self.assertLess(first["Count"], 15)
+        self.assertIn("LastEvaluatedKey", first)
+        rest = table.scan(ExclusiveStartKey=first["LastEvaluatedKey"])
+        self.assertEqual(first["Count"] + rest["Count"], 15)
+
+    def test_updated_values_are_the_updated_paths(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "n", "m": {"a": 1, "b": 2}, "other": 3})
+        out = table.update_item(
+            Key={"pk": "n"}, UpdateExpression="SET m.a = :v", ExpressionAttributeValues={":v": 10}, ReturnValues="UPDATED_NEW"
+        )["Attributes"]
+        self.assertEqual(out, {"m": {"a": 10}})
+
+
 class Batches(unittest.TestCase):
     def test_batch_write_and_get(self):
         table = simple_table()

@@ -43,6 +43,15 @@ impl Update {
         self.0.apply(item).map_err(validation)
     }
 
+    /// The attributes (down to the nested paths) the update writes or removes, as
+    /// `ReturnValues = UPDATED_OLD / UPDATED_NEW` returns them.
+    pub(crate) fn updated_part(&self, item: &Item) -> Item {
+        expr::Projection {
+            paths: self.0.target_paths().cloned().collect(),
+        }
+        .apply(item)
+    }
+
     /// The top-level attributes the update writes or removes.
     pub(crate) fn top_level_attributes(&self) -> impl Iterator<Item = &str> {
         self.0.top_level_attributes()

@@ -220,17 +220,7 @@ pub(super) async fn update_item(tables: &Tables, req: &Req<'_>) -> Result<Json, 
     .await?;
     let mut out = json!({});
     let pick = |item: &Option<Item>| -> Option<Item> {
-        let item = item.as_ref()?;
-        let names: Vec<String> = update
-            .as_ref()
-            .map(|u| u.top_level_attributes().map(str::to_owned).collect())
-            .unwrap_or_default();
-        Some(
-            item.iter()
-                .filter(|(k, _)| names.contains(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
+        Some(update.as_ref()?.updated_part(item.as_ref()?))
     };
     let attributes = match returns.as_str() {
         "ALL_OLD" => written.old.clone(),

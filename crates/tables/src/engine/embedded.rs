@@ -89,7 +89,24 @@ impl Embedded {
     /// # Errors
     /// When the file cannot be opened or is not a valid database.
     pub fn open(path: &Path) -> Result<Embedded, EngineError> {
-        let db = Arc::new(Database::create(path).map_err(EngineError::from_display)?);
+        Embedded::start(Database::create(path).map_err(err)?)
+    }
+
+    /// An engine that keeps everything in memory (for tests and fuzzing; nothing is
+    /// durable).
+    ///
+    /// # Errors
+    /// When the writer thread cannot start.
+    pub fn in_memory() -> Result<Embedded, EngineError> {
+        Embedded::start(
+            Database::builder()
+                .create_with_backend(redb::backends::InMemoryBackend::new())
+                .map_err(err)?,
+        )
+    }
+
+    fn start(db: Database) -> Result<Embedded, EngineError> {
+        let db = Arc::new(db);
         {
             let txn = db.begin_write().map_err(EngineError::from_display)?;
             txn.open_table(CATALOG).map_err(EngineError::from_display)?;
