@@ -283,6 +283,38 @@ fn up_creates_the_declared_tables_and_keeps_items_across_restarts() {
     assert_eq!(r.json()["Item"], item);
 }
 
+#[test]
+fn up_refuses_a_declared_table_whose_key_changed() {
+    let app = crate::harness::copy_app(&example("user-registration"));
+    let mut node = Builder::up_in_place(app.path()).start();
+    node.signal("TERM");
+    node.wait_exit(Duration::from_secs(5)).unwrap();
+    let manifest = app.path().join("nimbus.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            r#"name = "email", type = "S""#,
+            r#"name = "id", type = "N""#,
+        ),
+    )
+    .unwrap();
+    let out = crate::harness::run(&[
+        "up",
+        app.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--services-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("table Users exists with key email (S), but nimbus.toml declares id (N)"),
+        "{stderr}"
+    );
+}
+
 /// Concurrent writers, `kill -9` mid-stream, restart: every acknowledged write is there.
 #[test]
 fn acknowledged_writes_survive_kill_9() {

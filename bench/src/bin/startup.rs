@@ -25,8 +25,26 @@ fn healthy(addr: SocketAddr) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
-/// One cold start of `nimbus up DIR`, timed from spawn to both listeners healthy.
+/// Resident memory of a process in KiB, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// One cold start of `nimbus up DIR`, timed from spawn to both listeners healthy; with
+/// `idle`, also the resident memory after that long idle.
 fn one_start(nimbus: &Path, dir: &Path) -> Duration {
+    one_start_measuring(nimbus, dir, None).0
+}
+
+fn one_start_measuring(
+    nimbus: &Path,
+    dir: &Path,
+    idle: Option<Duration>,
+) -> (Duration, Option<u64>) {
     let (gateway, services) = (free_port(), free_port());
     let gateway: SocketAddr = ([127, 0, 0, 1], gateway).into();
     let services: SocketAddr = ([127, 0, 0, 1], services).into();
@@ -60,13 +78,17 @@ fn one_start(nimbus: &Path, dir: &Path) -> Duration {
         }
     }
     let elapsed = started.elapsed();
+    let rss = idle.and_then(|idle| {
+        std::thread::sleep(idle);
+        rss_kib(child.id())
+    });
     // Stop it the way a supervisor would, and wait so the next run starts clean.
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
     let _ = child.wait();
-    elapsed
+    (elapsed, rss)
 }
 
 fn main() {
@@ -97,5 +119,12 @@ fn main() {
         one_start(nimbus, dir); // warm the page cache
         let samples: Vec<Duration> = (0..runs).map(|_| one_start(nimbus, dir)).collect();
         println!("startup to healthy, {label}: {}", Summary::of(samples));
+        let (_, rss) = one_start_measuring(nimbus, dir, Some(Duration::from_secs(2)));
+        if let Some(kib) = rss {
+            println!(
+                "idle resident memory after 2 s, {label}: {:.1} MiB",
+                kib as f64 / 1024.0
+            );
+        }
     }
 }

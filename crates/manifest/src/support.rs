@@ -69,7 +69,9 @@ pub struct Support {
 impl Support {
     /// What this build of Nimbus runs.
     pub const fn current() -> Self {
-        Support { features: &[] }
+        Support {
+            features: &[Feature::TableStreams],
+        }
     }
 
     /// Every feature of the schema, to check a manifest's shape regardless of what this

@@ -1540,7 +1540,11 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
         view_type: view.to_owned(),
         label: "2026-11-27T00:00:00.000".to_owned(),
     });
-    let label = def.stream.as_ref().map(|s| s.label.clone()).unwrap_or_default();
+    let label = def
+        .stream
+        .as_ref()
+        .map(|s| s.label.clone())
+        .unwrap_or_default();
     engine.create_table(def.clone()).await.expect("create");
     let def = Arc::new(def);
     let a1 = item(&[("pk", s("a")), ("v", n("1"))]);
@@ -1560,11 +1564,20 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
     let events: Vec<StreamEvent> = records.iter().map(|r| r.event).collect();
     assert_eq!(
         events,
-        [StreamEvent::Insert, StreamEvent::Modify, StreamEvent::Insert, StreamEvent::Remove]
+        [
+            StreamEvent::Insert,
+            StreamEvent::Modify,
+            StreamEvent::Insert,
+            StreamEvent::Remove
+        ]
     );
     assert!(records.windows(2).all(|w| w[0].sequence < w[1].sequence));
     let key_a = item(&[("pk", s("a"))]);
-    assert!(records.iter().all(|r| r.keys == key_a || r.keys == item(&[("pk", s("b"))])));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.keys == key_a || r.keys == item(&[("pk", s("b"))]))
+    );
     let (new, old) = match view {
         "NEW_AND_OLD_IMAGES" => (true, true),
         "NEW_IMAGE" => (true, false),
@@ -1577,7 +1590,12 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
     assert_eq!(records[3].old_image, old.then(|| a2.clone()));
     // Reading after a sequence number resumes there; another label reads nothing.
     let rest = engine
-        .stream_records(Arc::clone(&def), label.clone(), Some(records[1].sequence), 100)
+        .stream_records(
+            Arc::clone(&def),
+            label.clone(),
+            Some(records[1].sequence),
+            100,
+        )
         .await
         .expect("read on");
     assert_eq!(rest, records[2..].to_vec());

@@ -148,10 +148,38 @@ impl Tables {
     /// When the engine fails.
     pub async fn ensure_table(&self, spec: &nimbus_core::TableSpec) -> Result<bool, ApiError> {
         let _ddl = self.ddl.lock().await;
-        if self.table(&spec.name).is_ok() {
+        let def = table_def_from_spec(spec);
+        if let Ok(existing) = self.table(&spec.name) {
+            // A table's key cannot change; say so rather than serve a table the app does
+            // not expect.
+            if existing.key != def.key {
+                return Err(ApiError::validation(format!(
+                    "table {} exists with key {}, but nimbus.toml declares {}; delete the table to recreate it",
+                    spec.name,
+                    describe_key(&existing.key),
+                    describe_key(&def.key)
+                )));
+            }
+            let names = |d: &TableDef| -> Vec<String> {
+                let mut n: Vec<String> = d
+                    .global_indexes
+                    .iter()
+                    .chain(&d.local_indexes)
+                    .map(|i| i.name.clone())
+                    .collect();
+                n.sort();
+                n
+            };
+            if names(&existing) != names(&def) {
+                tracing::warn!(
+                    table = %spec.name,
+                    existing = ?names(&existing),
+                    declared = ?names(&def),
+                    "the table's indexes differ from nimbus.toml; change them with UpdateTable"
+                );
+            }
             return Ok(false);
         }
-        let def = table_def_from_spec(spec);
         self.engine
             .create_table(def.clone())
             .await
@@ -167,6 +195,13 @@ impl std::fmt::Debug for Tables {
             .field("tables", &self.table_names())
             .finish_non_exhaustive()
     }
+}
+
+fn describe_key(key: &crate::schema::KeySchema) -> String {
+    key.attrs()
+        .map(|a| format!("{} ({})", a.name, a.ty.as_str()))
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 fn unknown_operation() -> ApiError {

@@ -18,9 +18,8 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{
-    StreamRecord,
-    BoxFuture, EngineError, ItemWrite, Page, RangeRead, TableEngine, TableStats, WriteAction,
-    WriteFailure, Written,
+    BoxFuture, EngineError, ItemWrite, Page, RangeRead, StreamRecord, TableEngine, TableStats,
+    WriteAction, WriteFailure, Written,
 };
 use crate::{
     error::ApiError,
@@ -315,12 +314,16 @@ fn apply_writes(
         }
         drop(table);
         update_indexes(txn, &def, old.as_ref(), new.as_ref())?;
-        if let Some(mut record) = StreamRecord::for_write(&def, old.as_ref(), new.as_ref(), created) {
+        if let Some(mut record) = StreamRecord::for_write(&def, old.as_ref(), new.as_ref(), created)
+        {
             let name = stream_table(&def);
             let mut stream = txn
                 .open_table(TableDefinition::<u64, &[u8]>::new(&name))
                 .map_err(err)?;
-            record.sequence = stream.last().map_err(err)?.map_or(1, |(seq, _)| seq.value() + 1);
+            record.sequence = stream
+                .last()
+                .map_err(err)?
+                .map_or(1, |(seq, _)| seq.value() + 1);
             stream
                 .insert(record.sequence, record.to_bytes().as_slice())
                 .map_err(err)?;

@@ -4,14 +4,14 @@
 //! live above it, in [`crate::api`], so every engine behaves the same.
 
 mod embedded;
-mod stream;
 mod postgres;
+mod stream;
 
 use std::{future::Future, ops::Bound, pin::Pin, sync::Arc};
 
 pub use embedded::Embedded;
-pub use stream::{RETENTION_SECONDS, StreamEvent, StreamRecord};
 pub use postgres::Postgres;
+pub use stream::{RETENTION_SECONDS, StreamEvent, StreamRecord};
 
 use crate::{error::ApiError, schema::TableDef, value::Item};
 

@@ -29,7 +29,8 @@ const LOCK_STREAMS: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($
 const LAST_SEQUENCES: &str = "SELECT t, coalesce((SELECT max(seq) FROM nimbus_tables_stream
     WHERE table_id = t), 0) FROM unnest($1::text[]) AS t";
 
-const INSERT_RECORDS: &str = "INSERT INTO nimbus_tables_stream (table_id, seq, label, created, record)
+const INSERT_RECORDS: &str =
+    "INSERT INTO nimbus_tables_stream (table_id, seq, label, created, record)
     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::float8[], $5::bytea[])";
 
 const SELECT_DEFS: &str =
