@@ -51,8 +51,8 @@ fn services_endpoint_answers_aws_clients_in_their_protocol() {
         "POST",
         "/",
         &[
-            ("X-Amz-Target", "DynamoDB_20120810.ListTables"),
-            ("Content-Type", "application/x-amz-json-1.0"),
+            ("X-Amz-Target", "AWSEvents.PutEvents"),
+            ("Content-Type", "application/x-amz-json-1.1"),
         ],
         "{}",
     )
@@ -62,6 +62,7 @@ fn services_endpoint_answers_aws_clients_in_their_protocol() {
         r.json()["__type"],
         "com.amazon.coral.service#UnknownOperationException"
     );
+    assert!(r.json()["message"].as_str().unwrap().contains("AWSEvents.PutEvents"));
 }
 
 fn assert_clean_exit_on(signal: &str) {
