@@ -1,19 +1,19 @@
-//! PutItem and GetItem throughput and latency over HTTP, for Nimbus and for the
-//! DynamoDB emulators it is compared with, each started here and driven by the same
-//! client in the same run.
+//! PutItem and GetItem throughput and latency over HTTP with 1 KB items, for Nimbus and
+//! for the DynamoDB emulators it is compared with, each started here and driven by the
+//! same load generator (wrk, with a Lua script per operation) in the same run.
 //!
-//! Usage: `tables [SECONDS_PER_STEP]` (default 5). Peers that are not installed are
-//! skipped with a note; see bench/README.md for how to install them.
+//! Usage: `tables [SECONDS_PER_STEP]` (default 5). `BENCH_SERVERS=nimbus,dynoxide`
+//! limits the run. Peers that are not installed are skipped with a note; bench/README.md
+//! says how to install them.
 
 use std::{
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use nimbus_bench::{Summary, free_port};
+use nimbus_bench::free_port;
 use serde_json::{Value, json};
 
 /// A server under test.
@@ -35,21 +35,25 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn spawn(
-    name: &'static str,
-    program: &str,
-    args: &[String],
-    port: u16,
-    dir: tempfile::TempDir,
-) -> Option<Server> {
-    let child = Command::new(program)
-        .args(args)
+fn spawn(name: &'static str, program: &str, args: &[String], port: u16) -> Option<Server> {
+    if let Ok(only) = std::env::var("BENCH_SERVERS")
+        && !only.split(',').any(|s| s == name)
+    {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("{dir}", &dir.path().display().to_string()))
+        .collect();
+    match Command::new(program)
+        .args(&args)
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn();
-    match child {
+        .spawn()
+    {
         Ok(child) => Some(Server {
             name,
             child,
@@ -64,75 +68,63 @@ fn spawn(
 }
 
 fn start_servers() -> Vec<Server> {
+    let s = |v: &str| v.to_owned();
     let mut servers = Vec::new();
-    let dir = || tempfile::tempdir().expect("a temporary directory");
-    let nimbus = repo().join("target/release/nimbus");
+    let nimbus = repo().join("target/release/nimbus").display().to_string();
     let port = free_port();
-    let d = dir();
-    let data = d.path().join("data").display().to_string();
     servers.extend(spawn(
         "nimbus",
-        &nimbus.display().to_string(),
+        &nimbus,
         &[
-            "serve".into(),
-            "--data-dir".into(),
-            data,
-            "--listen".into(),
+            s("serve"),
+            s("--data-dir"),
+            s("{dir}/data"),
+            s("--listen"),
             format!("127.0.0.1:{}", free_port()),
-            "--services-listen".into(),
+            s("--services-listen"),
             format!("127.0.0.1:{port}"),
-            "--log-level".into(),
-            "warn".into(),
+            s("--log-level"),
+            s("warn"),
         ],
         port,
-        d,
     ));
     let port = free_port();
-    let d = dir();
-    let db = d.path().join("dynoxide.db").display().to_string();
     servers.extend(spawn(
         "dynoxide",
         "dynoxide",
-        &["--port".into(), port.to_string(), "--db-path".into(), db],
+        &[s("--port"), port.to_string(), s("--db-path"), s("{dir}/dynoxide.db")],
         port,
-        d,
-    ));
-    let port = free_port();
-    let d = dir();
-    let path = d.path().join("dynalite").display().to_string();
-    servers.extend(spawn(
-        "dynalite",
-        "dynalite",
-        &["--port".into(), port.to_string(), "--path".into(), path],
-        port,
-        d,
     ));
     let port = free_port();
     servers.extend(spawn(
-        "moto",
-        "moto_server",
-        &["-p".into(), port.to_string()],
+        "dynalite",
+        "dynalite",
+        &[s("--port"), port.to_string(), s("--path"), s("{dir}/dynalite"), s("--createTableMs"), s("0")],
         port,
-        dir(),
     ));
+    let port = free_port();
+    let moto = std::env::var("MOTO_SERVER").unwrap_or_else(|_| s("/opt/moto/bin/moto_server"));
+    servers.extend(spawn("moto", &moto, &[s("-p"), port.to_string()], port));
     servers
 }
 
-async fn call(
-    client: &reqwest::Client,
-    addr: SocketAddr,
-    op: &str,
-    body: &Value,
-) -> Result<Value, String> {
-    let response = client
+const HEADERS: [(&str, &str); 3] = [
+    ("content-type", "application/x-amz-json-1.0"),
+    ("x-amz-date", "20260101T000000Z"),
+    (
+        "authorization",
+        "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+    ),
+];
+
+async fn call(client: &reqwest::Client, addr: SocketAddr, op: &str, body: &Value) -> Result<Value, String> {
+    let mut request = client
         .post(format!("http://{addr}/"))
-        .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amz-target", format!("DynamoDB_20120810.{op}"))
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .header("x-amz-target", format!("DynamoDB_20120810.{op}"));
+    for (k, v) in HEADERS {
+        request = request.header(k, v);
+    }
+    let response = request.body(body.to_string()).send().await.map_err(|e| e.to_string())?;
     let status = response.status();
     let text = response.text().await.map_err(|e| e.to_string())?;
     if status.is_success() {
@@ -153,76 +145,84 @@ async fn wait_ready(client: &reqwest::Client, addr: SocketAddr) -> bool {
     false
 }
 
-/// Runs `op` from `clients` concurrent tasks for `duration`; returns (ops/s, latencies).
-async fn load(
-    client: &reqwest::Client,
-    addr: SocketAddr,
-    clients: usize,
-    duration: Duration,
-    make: Arc<dyn Fn(usize, u64) -> (&'static str, Value) + Send + Sync>,
-) -> (f64, Summary, usize) {
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let client = client.clone();
-            let make = Arc::clone(&make);
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut errors = 0;
-                let mut i = 0u64;
-                while start.elapsed() < duration {
-                    let (op, body) = make(c, i);
-                    let t = Instant::now();
-                    match call(&client, addr, op, &body).await {
-                        Ok(_) => latencies.push(t.elapsed()),
-                        Err(_) => errors += 1,
-                    }
-                    i += 1;
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await.expect("a load task finishes");
-        all.extend(l);
-        errors += e;
+/// The wrk script for an operation: PutItem writes a new 1 KB item per request (keys
+/// unique per thread), GetItem reads one of 100 items written beforehand.
+fn script(op: &str) -> String {
+    let payload = "x".repeat(1000);
+    let mut lua = String::new();
+    for (k, v) in HEADERS {
+        lua.push_str(&format!("wrk.headers[\"{k}\"] = \"{v}\"\n"));
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let n = all.len();
-    (
-        n as f64 / elapsed,
-        Summary::of(if all.is_empty() {
-            vec![Duration::ZERO]
-        } else {
-            all
-        }),
+    lua.push_str(&format!(
+        "wrk.headers[\"x-amz-target\"] = \"DynamoDB_20120810.{op}\"\nwrk.method = \"POST\"\n"
+    ));
+    lua.push_str(
+        "local threads = 0\nfunction setup(thread)\n  thread:set(\"tid\", threads)\n  threads = threads + 1\nend\nlocal n = 0\n",
+    );
+    match op {
+        "PutItem" => lua.push_str(&format!(
+            "function request()\n  n = n + 1\n  return wrk.format(nil, \"/\", nil, '{{\"TableName\":\"Bench\",\"Item\":{{\"pk\":{{\"S\":\"w' .. tid .. '-' .. n .. '\"}},\"data\":{{\"S\":\"{payload}\"}}}}}}')\nend\n"
+        )),
+        _ => lua.push_str(
+            "function request()\n  n = n + 1\n  return wrk.format(nil, \"/\", nil, '{\"TableName\":\"Bench\",\"Key\":{\"pk\":{\"S\":\"seed-' .. (n % 100) .. '\"}}}')\nend\n",
+        ),
+    }
+    lua
+}
+
+/// A wrk run's figures.
+struct Figures {
+    rate: f64,
+    p50: String,
+    p99: String,
+    errors: u64,
+}
+
+fn run_wrk(addr: SocketAddr, op: &str, clients: usize, seconds: u64) -> Option<Figures> {
+    let dir = tempfile::tempdir().ok()?;
+    let path = dir.path().join(format!("{op}.lua"));
+    std::fs::write(&path, script(op)).ok()?;
+    let threads = clients.min(2);
+    let out = Command::new("wrk")
+        .args(["-t", &threads.to_string(), "-c", &clients.to_string(), "-d", &format!("{seconds}s"), "--latency", "-s"])
+        .arg(&path)
+        .arg(format!("http://{addr}/"))
+        .output()
+        .map_err(|e| eprintln!("cannot run wrk: {e}"))
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().to_owned())
+    };
+    let rate = field("Requests/sec:")?.parse().ok()?;
+    let errors = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some(Figures {
+        rate,
+        p50: field("50%")?,
+        p99: field("99%")?,
         errors,
-    )
+    })
 }
 
 fn main() {
-    let seconds: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let step = Duration::from_secs(seconds);
+    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("a client");
-        let servers = start_servers();
-        let payload = "x".repeat(1000);
-        println!("| server | op | clients | ops/s | p50 | p99 | errors |");
-        println!("|---|---|---|---|---|---|---|");
-        for server in &servers {
+    let client = reqwest::Client::new();
+    let servers = start_servers();
+    println!("| server | op | clients | ops/s | p50 | p99 | non-2xx |");
+    println!("|---|---|---|---|---|---|---|");
+    for server in &servers {
+        let ready = runtime.block_on(async {
             if !wait_ready(&client, server.addr).await {
-                eprintln!("skipping {}: not ready after 30 s", server.name);
-                continue;
+                return Err("not ready after 30 s".to_owned());
             }
             let table = json!({
                 "TableName": "Bench",
@@ -230,27 +230,27 @@ fn main() {
                 "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
                 "BillingMode": "PAY_PER_REQUEST"
             });
-            if let Err(e) = call(&client, server.addr, "CreateTable", &table).await {
-                eprintln!("skipping {}: CreateTable failed: {e}", server.name);
-                continue;
+            call(&client, server.addr, "CreateTable", &table).await?;
+            for i in 0..100 {
+                let item = json!({"TableName": "Bench", "Item": {"pk": {"S": format!("seed-{i}")}, "data": {"S": "x".repeat(1000)}}});
+                call(&client, server.addr, "PutItem", &item).await?;
             }
-            for clients in [1, 64] {
-                let p = payload.clone();
-                let put: Arc<dyn Fn(usize, u64) -> (&'static str, Value) + Send + Sync> = Arc::new(move |c, i| {
-                    ("PutItem", json!({"TableName": "Bench", "Item": {"pk": {"S": format!("k{c}-{i}")}, "data": {"S": p}}}))
-                });
-                let (rate, lat, errors) = load(&client, server.addr, clients, step, put).await;
-                println!("| {} | PutItem | {clients} | {rate:.0} | {:.2} ms | {:.2} ms | {errors} |", server.name, ms(lat.p50), ms(lat.p99));
-                let get: Arc<dyn Fn(usize, u64) -> (&'static str, Value) + Send + Sync> = Arc::new(move |c, i| {
-                    ("GetItem", json!({"TableName": "Bench", "Key": {"pk": {"S": format!("k{c}-{}", i % 100)}}}))
-                });
-                let (rate, lat, errors) = load(&client, server.addr, clients, step, get).await;
-                println!("| {} | GetItem | {clients} | {rate:.0} | {:.2} ms | {:.2} ms | {errors} |", server.name, ms(lat.p50), ms(lat.p99));
+            Ok(())
+        });
+        if let Err(e) = ready {
+            eprintln!("skipping {}: {e}", server.name);
+            continue;
+        }
+        for clients in [1, 64] {
+            for op in ["PutItem", "GetItem"] {
+                match run_wrk(server.addr, op, clients, seconds) {
+                    Some(f) => println!(
+                        "| {} | {op} | {clients} | {:.0} | {} | {} | {} |",
+                        server.name, f.rate, f.p50, f.p99, f.errors
+                    ),
+                    None => eprintln!("{} {op} {clients}: wrk gave no figures", server.name),
+                }
             }
         }
-    });
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    }
 }

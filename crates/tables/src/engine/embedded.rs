@@ -131,6 +131,17 @@ impl Embedded {
         Ok(rx)
     }
 
+    /// Runs a short read (a few point lookups) on the calling task: redb's read
+    /// transactions are cheap and mostly served from cache, and a thread hand-off would
+    /// cost more than the read.
+    fn read_inline<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, EngineError>,
+    ) -> BoxFuture<'_, Result<T, EngineError>> {
+        let result = f(&self.db);
+        Box::pin(async move { result })
+    }
+
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, EngineError> + Send + 'static,
@@ -537,7 +548,7 @@ impl TableEngine for Embedded {
         table: Arc<TableDef>,
         key: Vec<u8>,
     ) -> BoxFuture<'_, Result<Option<Item>, EngineError>> {
-        self.read(move |db| {
+        self.read_inline(move |db| {
             let txn = db.begin_read().map_err(err)?;
             let name = items_table(&table);
             let items = txn
@@ -554,7 +565,7 @@ impl TableEngine for Embedded {
         &self,
         keys: Vec<(Arc<TableDef>, Vec<u8>)>,
     ) -> BoxFuture<'_, Result<Vec<Option<Item>>, EngineError>> {
-        self.read(move |db| {
+        self.read_inline(move |db| {
             let txn = db.begin_read().map_err(err)?;
             let mut out = Vec::with_capacity(keys.len());
             for (table, key) in keys {
