@@ -122,6 +122,8 @@ pub struct Builder {
     /// Kept alive as long as the node: the app copy or data directory.
     temp: Option<tempfile::TempDir>,
     dir: PathBuf,
+    /// The working directory of the process, when not the test's.
+    cwd: Option<PathBuf>,
 }
 
 impl Builder {
@@ -134,6 +136,7 @@ impl Builder {
             envs: Vec::new(),
             temp: Some(temp),
             dir,
+            cwd: None,
         }
     }
 
@@ -144,6 +147,18 @@ impl Builder {
             envs: Vec::new(),
             temp: None,
             dir: app_dir.to_path_buf(),
+            cwd: None,
+        }
+    }
+
+    /// `nimbus up RELATIVE` run from `cwd`, as a user typing `nimbus up app` does.
+    pub fn up_relative(cwd: &Path, relative: &str) -> Builder {
+        Builder {
+            args: vec!["up".into(), relative.into()],
+            envs: Vec::new(),
+            temp: None,
+            dir: cwd.join(relative),
+            cwd: Some(cwd.to_path_buf()),
         }
     }
 
@@ -156,6 +171,7 @@ impl Builder {
             envs: Vec::new(),
             temp: Some(temp),
             dir,
+            cwd: None,
         }
     }
 
@@ -166,6 +182,7 @@ impl Builder {
             envs: Vec::new(),
             temp: None,
             dir: dir.to_path_buf(),
+            cwd: None,
         }
     }
 
@@ -191,6 +208,9 @@ impl Builder {
     /// Starts the process without waiting for it to be ready.
     pub fn spawn(self) -> Nimbus {
         let mut command = Command::new(nimbus_bin());
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
         command
             .args(&self.args)
             .args(["--log-format", "json", "--log-level", "debug"]);

@@ -32,18 +32,6 @@ fn gateway_answers_unrouted_requests_as_api_gateway_does() {
 }
 
 #[test]
-fn a_declared_route_whose_runtime_is_not_built_says_so() {
-    let node = Builder::up(&example("user-registration")).start();
-    let body = r#"{"email":"a@example.com","name":"A"}"#;
-    let r = http(node.gateway(), "POST", "/users", &[], body).unwrap();
-    assert_eq!(r.status, 501);
-    let message = r.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("POST /users"), "{message}");
-    assert!(message.contains("register"), "{message}");
-    assert!(message.contains("nodejs"), "{message}");
-}
-
-#[test]
 fn services_endpoint_answers_aws_clients_in_their_protocol() {
     let node = Builder::up(&example("user-registration")).start();
     let r = http(
@@ -62,7 +50,12 @@ fn services_endpoint_answers_aws_clients_in_their_protocol() {
         r.json()["__type"],
         "com.amazon.coral.service#UnknownOperationException"
     );
-    assert!(r.json()["message"].as_str().unwrap().contains("AWSEvents.PutEvents"));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("AWSEvents.PutEvents")
+    );
 }
 
 fn assert_clean_exit_on(signal: &str) {
@@ -269,4 +262,24 @@ fn json_logs_are_one_object_per_line() {
     assert!(messages.iter().any(|m| m == "app loaded"), "{logs}");
     assert!(messages.iter().any(|m| m == "nimbus is ready"), "{logs}");
     assert!(messages.iter().any(|m| m == "stopped"), "{logs}");
+}
+
+/// Functions find their runtime shims when `up` is given a relative directory.
+#[test]
+fn up_with_a_relative_directory_runs_functions() {
+    let app = crate::harness::copy_app(&example("user-registration"));
+    let parent = app.path().parent().unwrap();
+    let name = app.path().file_name().unwrap().to_str().unwrap().to_owned();
+    let mut node = Builder::up_relative(parent, &name).start();
+    let r = http(
+        node.gateway(),
+        "POST",
+        "/users",
+        &[("content-type", "application/json")],
+        r#"{"email":"rel@example.com","name":"R"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    node.signal("TERM");
+    node.wait_exit(Duration::from_secs(5)).unwrap();
 }

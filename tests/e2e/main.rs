@@ -9,4 +9,6 @@ mod harness;
 
 mod cli;
 mod dynamodb;
+mod functions;
 mod lifecycle;
+mod seed;

@@ -92,14 +92,26 @@ fn start_servers() -> Vec<Server> {
     servers.extend(spawn(
         "dynoxide",
         "dynoxide",
-        &[s("--port"), port.to_string(), s("--db-path"), s("{dir}/dynoxide.db")],
+        &[
+            s("--port"),
+            port.to_string(),
+            s("--db-path"),
+            s("{dir}/dynoxide.db"),
+        ],
         port,
     ));
     let port = free_port();
     servers.extend(spawn(
         "dynalite",
         "dynalite",
-        &[s("--port"), port.to_string(), s("--path"), s("{dir}/dynalite"), s("--createTableMs"), s("0")],
+        &[
+            s("--port"),
+            port.to_string(),
+            s("--path"),
+            s("{dir}/dynalite"),
+            s("--createTableMs"),
+            s("0"),
+        ],
         port,
     ));
     let port = free_port();
@@ -117,14 +129,23 @@ const HEADERS: [(&str, &str); 3] = [
     ),
 ];
 
-async fn call(client: &reqwest::Client, addr: SocketAddr, op: &str, body: &Value) -> Result<Value, String> {
+async fn call(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    op: &str,
+    body: &Value,
+) -> Result<Value, String> {
     let mut request = client
         .post(format!("http://{addr}/"))
         .header("x-amz-target", format!("DynamoDB_20120810.{op}"));
     for (k, v) in HEADERS {
         request = request.header(k, v);
     }
-    let response = request.body(body.to_string()).send().await.map_err(|e| e.to_string())?;
+    let response = request
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status();
     let text = response.text().await.map_err(|e| e.to_string())?;
     if status.is_success() {
@@ -184,7 +205,16 @@ fn run_wrk(addr: SocketAddr, op: &str, clients: usize, seconds: u64) -> Option<F
     std::fs::write(&path, script(op)).ok()?;
     let threads = clients.min(2);
     let out = Command::new("wrk")
-        .args(["-t", &threads.to_string(), "-c", &clients.to_string(), "-d", &format!("{seconds}s"), "--latency", "-s"])
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &clients.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(&path)
         .arg(format!("http://{addr}/"))
         .output()
@@ -210,7 +240,10 @@ fn run_wrk(addr: SocketAddr, op: &str, clients: usize, seconds: u64) -> Option<F
 }
 
 fn main() {
-    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -18,6 +18,7 @@
 mod app;
 mod event;
 mod function;
+mod invoke;
 pub mod limits;
 mod route;
 mod table;
@@ -25,6 +26,10 @@ mod table;
 pub use app::{ApiKeyAuthSpec, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys};
 pub use event::{EventSource, EventSpec, RetryPolicy, ScheduleExpression, StartingPosition};
 pub use function::{Concurrency, FunctionSpec, RuntimeKind, RuntimeSpec, UnknownRuntime};
+pub use invoke::{
+    BoxFuture, Instance, Invocation, Invoke, InvokeError, InvokeOptions, InvokeResult, Outcome,
+    Report, Runtime, StartError,
+};
 pub use route::{
     HttpMethod, PathSegment, PayloadVersion, RouteAuth, RouteKey, RoutePath, RoutePathError,
     RouteSpec,

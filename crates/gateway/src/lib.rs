@@ -1,10 +1,10 @@
 //! The public HTTP entry point of Nimbus.
 //!
 //! `nimbus-gateway` owns the app's routes: it matches each request to the most specific
-//! route (`METHOD /path/{param}`, `ANY`, greedy `{proxy+}`, `$default`) and answers it. It
-//! knows nothing of runtimes: once a request is matched it is handed to the function's
-//! invoker; until the runtimes exist, a matched route answers `501 Not Implemented` naming
-//! what is missing, so a declared route is never silently dropped.
+//! route (`METHOD /path/{param}`, `ANY`, greedy `{proxy+}`, `$default`), turns the
+//! request into an API Gateway event (payload 2.0, or 1.0 where the route asks), hands it
+//! to an [`nimbus_core::Invoke`], and turns the function's result into the HTTP response
+//! by API Gateway's rules. It knows nothing of runtimes.
 //!
 //! ```
 //! use nimbus_core::AppSpec;
@@ -14,7 +14,9 @@
 //! assert!(table.find("GET", "/anything").is_none());
 //! ```
 
+mod event;
 mod health;
+mod reply;
 mod routes;
 mod service;
 

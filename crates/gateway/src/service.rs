@@ -2,45 +2,57 @@
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use axum::{
     Json, Router,
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{Method, StatusCode},
     response::{IntoResponse, Response},
 };
-use nimbus_core::AppSpec;
-use serde_json::json;
+use nimbus_core::{AppSpec, Invoke, InvokeOptions};
 
-use crate::{Health, RouteTable, RouteTableError};
+use crate::{Health, RouteTable, RouteTableError, reply};
+
+/// Largest request body the gateway accepts (API Gateway's 10 MB).
+const MAX_BODY: usize = 10 * 1024 * 1024;
 
 struct Gateway {
-    app: Option<AppSpec>,
     routes: RouteTable,
     health: Health,
+    invoker: Arc<dyn Invoke>,
 }
 
 /// The gateway's service for `app` (or for no app: every request is then 404, and
-/// `GET /healthz` answers).
+/// `GET /healthz` answers). Matched routes invoke their function through `invoker`.
 ///
 /// `GET /healthz` is answered by the gateway unless one of the app's routes other than
 /// `$default` matches it.
 ///
 /// # Errors
 /// When the app's routes cannot be put in one table.
-pub fn router(app: Option<AppSpec>, health: Health) -> Result<Router, RouteTableError> {
+pub fn router(
+    app: Option<AppSpec>,
+    health: Health,
+    invoker: Arc<dyn Invoke>,
+) -> Result<Router, RouteTableError> {
     let routes = match &app {
         Some(app) => RouteTable::new(&app.routes)?,
         None => RouteTable::default(),
     };
     let state = Arc::new(Gateway {
-        app,
         routes,
         health,
+        invoker,
     });
     Ok(Router::new().fallback(handle).with_state(state))
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
     let method = request.method().as_str();
     let path = request.uri().path();
     if *request.method() == Method::GET
@@ -50,33 +62,58 @@ async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         return Json(gw.health.body()).into_response();
     }
     let Some(found) = gw.routes.find(method, path) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "message": "Not Found" })),
-        )
-            .into_response();
+        return reply::message(StatusCode::NOT_FOUND, "Not Found");
     };
-    let runtime = gw
-        .app
-        .as_ref()
-        .and_then(|app| app.functions.get(&found.route.function))
-        .map_or("unknown", |f| f.runtime.kind.as_str());
-    tracing::warn!(
-        route = %found.route.key,
-        function = %found.route.function,
-        runtime,
-        "route matched, but this build cannot run its function yet"
+    let invoker = &gw.invoker;
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return reply::message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let event = crate::event::build(
+        &found,
+        &crate::event::RequestFacts {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body: &body,
+            peer,
+            request_id: &request_id,
+            version: parts.version,
+        },
     );
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        Json(json!({
-            "message": format!(
-                "Not Implemented: route {} invokes function {} ({runtime}), and this version of Nimbus cannot run {runtime} functions yet",
-                found.route.key, found.route.function
-            )
-        })),
-    )
-        .into_response()
+    let payload = serde_json::to_vec(&event).expect("serialising JSON values cannot fail");
+    let version = found.route.payload;
+    let function = found.route.function.clone();
+    let started = std::time::Instant::now();
+    let response = match invoker
+        .invoke(
+            &function,
+            payload,
+            InvokeOptions {
+                request_id: Some(request_id.clone()),
+                ..InvokeOptions::default()
+            },
+        )
+        .await
+    {
+        Ok(result) => reply::from_outcome(result.outcome, version),
+        Err(e) => {
+            tracing::warn!(function = %function, error = %e, "invocation refused");
+            reply::from_invoke_error(&e)
+        }
+    };
+    tracing::info!(
+        target: "access",
+        request_id = %request_id,
+        method = %parts.method,
+        path = %parts.uri.path(),
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        function = %function,
+        "request"
+    );
+    response
 }
 
 #[cfg(test)]
@@ -89,6 +126,22 @@ mod tests {
         Health {
             app: Some("t".into()),
             version: "0",
+        }
+    }
+
+    /// An invoker for an app without functions.
+    struct NoFunctions;
+
+    impl Invoke for NoFunctions {
+        fn invoke(
+            &self,
+            function: &str,
+            _: Vec<u8>,
+            _: InvokeOptions,
+        ) -> nimbus_core::BoxFuture<'_, Result<nimbus_core::InvokeResult, nimbus_core::InvokeError>>
+        {
+            let function = function.to_owned();
+            Box::pin(async move { Err(nimbus_core::InvokeError::NotFound(function)) })
         }
     }
 
@@ -108,10 +161,10 @@ mod tests {
 
     #[tokio::test]
     async fn unmatched_is_api_gateway_404_and_healthz_answers() {
-        let router = router(None, health()).unwrap();
+        let router = router(None, health(), Arc::new(NoFunctions)).unwrap();
         let (status, body) = call(router.clone(), "GET", "/users").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(body, json!({ "message": "Not Found" }));
+        assert_eq!(body, serde_json::json!({ "message": "Not Found" }));
         let (status, body) = call(router, "GET", "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");

@@ -53,6 +53,9 @@ impl DataDir {
             source,
         };
         std::fs::create_dir_all(path).map_err(io)?;
+        // Absolute, so that paths derived from it (runtime shims, the table file) stay
+        // valid in processes that run elsewhere, such as functions in their code directory.
+        let path = &path.canonicalize().map_err(io)?;
         let lock_path = path.join(LOCK_FILE);
         let mut lock = File::options()
             .read(true)

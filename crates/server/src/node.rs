@@ -2,8 +2,12 @@
 
 use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
-use nimbus_core::AppSpec;
+use std::collections::HashMap;
+
+use nimbus_core::{AppSpec, Runtime, RuntimeKind};
+use nimbus_dispatch::{DispatchConfig, Dispatcher};
 use nimbus_gateway::Health;
+use nimbus_runtime_process::{ProcessConfig, ProcessRuntime};
 use nimbus_tables::{
     api::Tables,
     engine::{Embedded, Postgres, TableEngine},
@@ -38,6 +42,13 @@ pub enum BindError {
         #[source]
         source: nimbus_tables::engine::EngineError,
     },
+    /// The runtime shims cannot be written to the data directory.
+    #[error("cannot install the function runtimes")]
+    Runtimes {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A table the app declares cannot be created.
     #[error("cannot create table {table}")]
     CreateTable {
@@ -68,6 +79,7 @@ pub struct Node {
     grace: Duration,
     ttl_sweep_interval: Duration,
     tables: Arc<Tables>,
+    dispatcher: Arc<Dispatcher>,
     data: DataDir,
 }
 
@@ -89,6 +101,35 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Installs the runtime shims and starts the dispatcher for the app's functions.
+async fn start_dispatcher(
+    app: &AppSpec,
+    data_dir: &Path,
+    services: SocketAddr,
+) -> Result<Arc<Dispatcher>, BindError> {
+    let shims_dir = nimbus_runtime_process::shims::install(&data_dir.join("runtimes"))
+        .map_err(|source| BindError::Runtimes { source })?;
+    let process: Arc<dyn Runtime> = Arc::new(ProcessRuntime::new(ProcessConfig {
+        services_endpoint: format!("http://{services}"),
+        region: nimbus_tables::schema::REGION.to_owned(),
+        shims_dir,
+    }));
+    let runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = [
+        (RuntimeKind::Nodejs, Arc::clone(&process)),
+        (RuntimeKind::Python, Arc::clone(&process)),
+        (RuntimeKind::Provided, process),
+    ]
+    .into_iter()
+    .collect();
+    let dispatcher = Arc::new(Dispatcher::new(
+        app.functions.values().cloned(),
+        &runtimes,
+        DispatchConfig::default(),
+    ));
+    dispatcher.start().await;
+    Ok(dispatcher)
 }
 
 /// The table store's file in the data directory.
@@ -179,16 +220,24 @@ impl Node {
             version: env!("CARGO_PKG_VERSION"),
         };
         let tables = open_tables(data.path(), config.postgres.as_deref(), app.as_ref()).await?;
-        let gateway_router = nimbus_gateway::router(app, health.clone())?;
+        let gateway = listen("gateway", config.listen).await?;
+        let services = listen("services", config.services_listen).await?;
+        let services_addr = services
+            .local_addr()
+            .expect("a bound TCP listener has a local address");
+        let empty = AppSpec::named("none");
+        let dispatcher =
+            start_dispatcher(app.as_ref().unwrap_or(&empty), data.path(), services_addr).await?;
+        let invoker: Arc<dyn nimbus_core::Invoke> = Arc::clone(&dispatcher) as _;
+        let gateway_router = nimbus_gateway::router(app, health.clone(), invoker)?;
         let services_router = crate::services::router(
             health,
             Arc::new(crate::services::Services {
                 tables: Arc::clone(&tables),
             }),
         );
-        let gateway = listen("gateway", config.listen).await?;
-        let services = listen("services", config.services_listen).await?;
         Ok(Node {
+            dispatcher,
             gateway,
             services,
             gateway_router,
@@ -226,14 +275,18 @@ impl Node {
     /// When a listener fails while serving.
     pub async fn run(self, stop: impl Future<Output = ()>) -> std::io::Result<Stopped> {
         let (tx, rx) = watch::channel(false);
+        // Peers' addresses reach handlers (the gateway reports them as `sourceIp`).
         let serve = |listener: TcpListener, router: axum::Router| {
             let mut rx = rx.clone();
             tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.wait_for(|stop| *stop).await;
-                    })
-                    .await
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
             })
         };
         tokio::spawn(sweep_ttl(
@@ -261,9 +314,12 @@ impl Node {
         }
         tracing::info!(grace = ?self.grace, "stopping: no new connections, draining in-flight requests");
         let _ = tx.send(true);
-        match tokio::time::timeout(self.grace, both).await {
+        let stopped = match tokio::time::timeout(self.grace, both).await {
             Ok(result) => result.map(|()| Stopped::Drained),
             Err(_) => Ok(Stopped::GraceExpired),
-        }
+        };
+        // In-flight invocations are done (or cut off): stop the instances.
+        self.dispatcher.stop_all().await;
+        stopped
     }
 }

@@ -1,5 +1,6 @@
 //! The subcommands.
 
+mod build;
 mod serve;
 mod up;
 mod validate;

@@ -39,6 +39,7 @@ impl Up {
             Err(e) => return Err(e.into()),
         };
         let data = DataDir::open(&self.dir.join(STATE_DIR))?;
+        super::build::install_dependencies(&app).await?;
         tracing::info!(
             app = %app.name,
             tables = app.tables.len(),

@@ -1,0 +1,189 @@
+//! Invoking functions: what callers (the gateway, the Lambda API, events) hand to the
+//! dispatcher ([`Invoke`]), and what the dispatcher drives ([`Runtime`] and
+//! [`Instance`]), so that the gateway knows nothing of runtimes and the dispatcher
+//! nothing of processes or wasm.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use crate::FunctionSpec;
+
+/// A boxed future, so that runtimes and invokers can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One invocation of a function.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The request id (`awsRequestId`).
+    pub request_id: String,
+    /// The event, as JSON bytes.
+    pub payload: Vec<u8>,
+    /// When the invocation must have finished.
+    pub deadline: SystemTime,
+    /// The X-Ray style trace header to pass on, if any.
+    pub trace_id: Option<String>,
+    /// The client context (base64 JSON, as `X-Amz-Client-Context` carries it), if any.
+    pub client_context: Option<String>,
+}
+
+/// How an invocation ended, as Lambda reports it to its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The function returned this payload (JSON bytes).
+    Response(Vec<u8>),
+    /// The invocation failed: the function raised an error, or the platform ended it
+    /// (timeout, crash, out of memory). `error_type` is Lambda's, such as
+    /// `Sandbox.Timedout` or `Runtime.ExitError`; `payload` is the error document.
+    Error {
+        /// Lambda's error type.
+        error_type: String,
+        /// The error document (JSON bytes).
+        payload: Vec<u8>,
+    },
+}
+
+impl Outcome {
+    /// An error outcome built from a type and a message, shaped as Lambda shapes platform
+    /// errors (`{"errorType": ..., "errorMessage": ...}`).
+    pub fn platform_error(error_type: &str, message: &str) -> Outcome {
+        let payload = format!(
+            "{{\"errorType\":{},\"errorMessage\":{}}}",
+            json_string(error_type),
+            json_string(message)
+        );
+        Outcome::Error {
+            error_type: error_type.to_owned(),
+            payload: payload.into_bytes(),
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// What an instance reports after an invocation.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// How the invocation ended.
+    pub outcome: Outcome,
+    /// Whether the instance can serve another invocation; `false` after a timeout, a
+    /// crash or an init failure, and the dispatcher then discards it.
+    pub reusable: bool,
+    /// On the first invocation of an instance: how long its initialisation took.
+    pub init_duration: Option<Duration>,
+    /// The end of the invocation's log (for `X-Amz-Log-Type: Tail`).
+    pub log_tail: String,
+}
+
+/// Why an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start an instance of {function}: {reason}")]
+pub struct StartError {
+    /// The function.
+    pub function: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A running instance of a function: one invocation at a time, like a Lambda execution
+/// environment.
+pub trait Instance: Send + 'static {
+    /// Runs one invocation.
+    fn invoke(&mut self, invocation: Invocation) -> BoxFuture<'_, Report>;
+
+    /// Stops the instance (gracefully, then forcefully).
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// A way to run functions (processes speaking the Lambda Runtime API, wasm components).
+pub trait Runtime: Send + Sync + 'static {
+    /// Starts an instance of `function`.
+    fn start(
+        &self,
+        function: Arc<FunctionSpec>,
+    ) -> BoxFuture<'_, Result<Box<dyn Instance>, StartError>>;
+}
+
+/// Why an invocation was not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// No such function.
+    #[error("Function not found: {0}")]
+    NotFound(String),
+    /// The function is at its concurrency limit and the wait would be too long.
+    #[error("Rate Exceeded.")]
+    Throttled,
+    /// No instance could be started.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Runs invocations of the app's functions: what the gateway and the Lambda API call.
+pub trait Invoke: Send + Sync + 'static {
+    /// Invokes `function` with `payload` and waits for the outcome.
+    fn invoke(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+        options: InvokeOptions,
+    ) -> BoxFuture<'_, Result<InvokeResult, InvokeError>>;
+}
+
+/// Per-invocation options a caller may set.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeOptions {
+    /// The request id to use; a fresh one when `None`.
+    pub request_id: Option<String>,
+    /// Trace header to pass on.
+    pub trace_id: Option<String>,
+    /// Client context.
+    pub client_context: Option<String>,
+}
+
+/// An invocation's result as the caller sees it.
+#[derive(Debug, Clone)]
+pub struct InvokeResult {
+    /// The request id.
+    pub request_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The end of its log.
+    pub log_tail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_errors_are_json() {
+        let Outcome::Error { payload, .. } =
+            Outcome::platform_error("Sandbox.Timedout", "a \"q\"\n")
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            r#"{"errorType":"Sandbox.Timedout","errorMessage":"a \"q\"\n"}"#
+        );
+    }
+}

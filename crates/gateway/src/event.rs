@@ -1,0 +1,350 @@
+//! API Gateway events: an HTTP request as the HTTP API payload 2.0 event, or the REST
+//! API proxy payload 1.0 event, filled as API Gateway fills them.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::http::{HeaderMap, Method, Uri, Version};
+use nimbus_core::{PayloadVersion, RouteKey};
+use serde_json::{Map, Value as Json, json};
+
+use crate::Match;
+
+/// The account id and API id Nimbus reports.
+const ACCOUNT: &str = "000000000000";
+const API_ID: &str = "nimbus";
+
+/// What the gateway knows of one request.
+pub(crate) struct RequestFacts<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) uri: &'a Uri,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: &'a [u8],
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) request_id: &'a str,
+    pub(crate) version: Version,
+}
+
+/// Whether a body is sent to the function as text rather than base64.
+fn is_text(headers: &HeaderMap, body: &[u8]) -> bool {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let textual = content_type.starts_with("text/")
+        || [
+            "json",
+            "xml",
+            "javascript",
+            "x-www-form-urlencoded",
+            "yaml",
+            "csv",
+        ]
+        .iter()
+        .any(|t| content_type.contains(t));
+    (textual || content_type.is_empty()) && std::str::from_utf8(body).is_ok()
+}
+
+fn body_fields(headers: &HeaderMap, body: &[u8]) -> (Json, bool) {
+    use base64::Engine as _;
+    if body.is_empty() {
+        return (Json::Null, false);
+    }
+    if is_text(headers, body) {
+        (
+            Json::String(String::from_utf8_lossy(body).into_owned()),
+            false,
+        )
+    } else {
+        (
+            Json::String(base64::engine::general_purpose::STANDARD.encode(body)),
+            true,
+        )
+    }
+}
+
+/// Header values by lowercased name, in order.
+fn header_lists(headers: &HeaderMap) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        out.entry(name.as_str().to_owned()).or_default().push(value);
+    }
+    out
+}
+
+/// Query parameters, URL-decoded, by name, in order.
+fn query_lists(query: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.entry(decode(k)).or_default().push(decode(v));
+    }
+    out
+}
+
+/// Percent-decoding, with `+` as a space, as query strings are decoded.
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `dd/Mon/yyyy:HH:mm:ss +0000`, API Gateway's `requestContext.time`.
+fn clf_time(at: SystemTime) -> String {
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let name = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
+    format!("{day:02}/{name}/{year}:{h:02}:{m:02}:{s:02} +0000")
+}
+
+fn domain(facts: &RequestFacts<'_>) -> String {
+    facts
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| "localhost".to_owned(), str::to_owned)
+}
+
+/// The event for `route` and `request`, in the route's payload version.
+pub(crate) fn build(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
+    match route.route.payload {
+        PayloadVersion::V2 => v2(route, facts),
+        PayloadVersion::V1 => v1(route, facts),
+    }
+}
+
+fn protocol_of(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn v2(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
+    let now = SystemTime::now();
+    let raw_query = facts.uri.query().unwrap_or("").to_owned();
+    let mut headers = Map::new();
+    let mut cookies = Vec::new();
+    for (name, values) in header_lists(facts.headers) {
+        if name == "cookie" {
+            for v in &values {
+                cookies.extend(
+                    v.split(';')
+                        .map(|c| c.trim().to_owned())
+                        .filter(|c| !c.is_empty()),
+                );
+            }
+            continue;
+        }
+        headers.insert(name, Json::String(values.join(",")));
+    }
+    let domain = domain(facts);
+    let user_agent = facts
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route_key = route.route.key.to_string();
+    let (body, base64) = body_fields(facts.headers, facts.body);
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": facts.uri.path(),
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": API_ID,
+            "domainName": domain,
+            "domainPrefix": domain.split('.').next().unwrap_or(""),
+            "http": {
+                "method": facts.method.as_str(),
+                "path": facts.uri.path(),
+                "protocol": protocol_of(facts.version),
+                "sourceIp": facts.peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string()),
+                "userAgent": user_agent,
+            },
+            "requestId": facts.request_id,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": clf_time(now),
+            "timeEpoch": now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        },
+        "isBase64Encoded": base64,
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    let query = query_lists(&raw_query);
+    if !query.is_empty() {
+        event["queryStringParameters"] = query
+            .into_iter()
+            .map(|(k, v)| (k, Json::String(v.join(","))))
+            .collect::<Map<_, _>>()
+            .into();
+    }
+    if !route.params.is_empty() {
+        event["pathParameters"] = params(route);
+    }
+    if !body.is_null() {
+        event["body"] = body;
+    }
+    event
+}
+
+fn params(route: &Match<'_>) -> Json {
+    route
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), Json::String(decode_path(v))))
+        .collect::<Map<_, _>>()
+        .into()
+}
+
+/// Percent-decoding of a path segment (`+` stays `+`).
+fn decode_path(s: &str) -> String {
+    decode(&s.replace('+', "%2B"))
+}
+
+fn v1(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
+    let now = SystemTime::now();
+    let lists = header_lists(facts.headers);
+    let headers: Map<String, Json> = lists
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Json::String(v.last().cloned().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let multi_headers: Map<String, Json> =
+        lists.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let query = query_lists(facts.uri.query().unwrap_or(""));
+    let (query_single, query_multi) = if query.is_empty() {
+        (Json::Null, Json::Null)
+    } else {
+        (
+            query
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Json::String(v.last().cloned().unwrap_or_default()),
+                    )
+                })
+                .collect::<Map<_, _>>()
+                .into(),
+            query
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect::<Map<_, _>>()
+                .into(),
+        )
+    };
+    let resource = match &route.route.key {
+        RouteKey::Route { path, .. } => path.to_string(),
+        RouteKey::Default => "/{proxy+}".to_owned(),
+    };
+    let domain = domain(facts);
+    let user_agent = facts
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok());
+    let (body, base64) = body_fields(facts.headers, facts.body);
+    json!({
+        "resource": resource,
+        "path": facts.uri.path(),
+        "httpMethod": facts.method.as_str(),
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query_single,
+        "multiValueQueryStringParameters": query_multi,
+        "pathParameters": if route.params.is_empty() { Json::Null } else { params(route) },
+        "stageVariables": Json::Null,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": API_ID,
+            "domainName": domain,
+            "domainPrefix": domain.split('.').next().unwrap_or(""),
+            "extendedRequestId": facts.request_id,
+            "httpMethod": facts.method.as_str(),
+            "identity": {
+                "sourceIp": facts.peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string()),
+                "userAgent": user_agent,
+                "accessKey": Json::Null, "accountId": Json::Null, "caller": Json::Null,
+                "cognitoAuthenticationProvider": Json::Null, "cognitoAuthenticationType": Json::Null,
+                "cognitoIdentityId": Json::Null, "cognitoIdentityPoolId": Json::Null,
+                "principalOrgId": Json::Null, "user": Json::Null, "userArn": Json::Null,
+            },
+            "path": facts.uri.path(),
+            "protocol": protocol_of(facts.version),
+            "requestId": facts.request_id,
+            "requestTime": clf_time(now),
+            "requestTimeEpoch": now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            "resourceId": API_ID,
+            "resourcePath": resource,
+            "stage": "$default",
+        },
+        "body": body,
+        "isBase64Encoded": base64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_time_is_api_gateway_format() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_583_348_638);
+        assert_eq!(clf_time(t), "04/Mar/2020:19:03:58 +0000");
+    }
+
+    #[test]
+    fn query_strings_decode_and_keep_duplicates() {
+        let q = query_lists("a=1&a=2&b=x%20y&c=&d+e=f+g");
+        assert_eq!(q["a"], ["1", "2"]);
+        assert_eq!(q["b"], ["x y"]);
+        assert_eq!(q["c"], [""]);
+        assert_eq!(q["d e"], ["f g"]);
+    }
+}

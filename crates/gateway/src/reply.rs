@@ -1,0 +1,192 @@
+//! A function's result as an HTTP response, by API Gateway's rules for each payload
+//! version, and the gateway's own error answers.
+
+use axum::{
+    body::Body,
+    http::{HeaderName, HeaderValue, Response, StatusCode},
+};
+use base64::Engine as _;
+use nimbus_core::{InvokeError, Outcome, PayloadVersion};
+use serde_json::Value as Json;
+
+/// API Gateway's own JSON error answer.
+pub(crate) fn message(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(
+        serde_json::json!({ "message": text }).to_string(),
+    ));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+fn internal_error() -> Response<Body> {
+    message(StatusCode::BAD_GATEWAY, "Internal Server Error")
+}
+
+/// The response for an invocation that could not run.
+pub(crate) fn from_invoke_error(e: &InvokeError) -> Response<Body> {
+    match e {
+        InvokeError::Throttled => message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+        InvokeError::NotFound(_) | InvokeError::Unavailable(_) => {
+            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
+}
+
+/// The response for an invocation's outcome.
+pub(crate) fn from_outcome(outcome: Outcome, version: PayloadVersion) -> Response<Body> {
+    match outcome {
+        Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => match version {
+            PayloadVersion::V2 => message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+            PayloadVersion::V1 => {
+                message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
+            }
+        },
+        Outcome::Error { .. } => internal_error(),
+        Outcome::Response(bytes) => {
+            let Ok(json) = serde_json::from_slice::<Json>(&bytes) else {
+                return internal_error();
+            };
+            match (version, json) {
+                (_, Json::Object(o)) if o.contains_key("statusCode") => {
+                    structured(&o, version).unwrap_or_else(internal_error)
+                }
+                // Payload 2.0 treats any other valid JSON as the body of a 200.
+                (PayloadVersion::V2, _) => {
+                    let mut response = Response::new(Body::from(bytes));
+                    response
+                        .headers_mut()
+                        .insert("content-type", HeaderValue::from_static("application/json"));
+                    response
+                }
+                (PayloadVersion::V1, _) => internal_error(),
+            }
+        }
+    }
+}
+
+/// `{statusCode, headers, multiValueHeaders, cookies, body, isBase64Encoded}`; `None`
+/// when malformed.
+fn structured(
+    o: &serde_json::Map<String, Json>,
+    version: PayloadVersion,
+) -> Option<Response<Body>> {
+    let status = match o.get("statusCode")? {
+        Json::Number(n) => n.as_u64()?,
+        Json::String(s) if version == PayloadVersion::V2 => s.parse().ok()?,
+        _ => return None,
+    };
+    let status = StatusCode::from_u16(u16::try_from(status).ok()?).ok()?;
+    let base64 = o
+        .get("isBase64Encoded")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
+    let body: Vec<u8> = match o.get("body") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::String(s)) if base64 => {
+            base64::engine::general_purpose::STANDARD.decode(s).ok()?
+        }
+        Some(Json::String(s)) => s.clone().into_bytes(),
+        // API Gateway requires a string body; 2.0 is lenient and serialises other JSON.
+        Some(other) if version == PayloadVersion::V2 => other.to_string().into_bytes(),
+        Some(_) => return None,
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    let scalar = |v: &Json| match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    if let Some(Json::Object(map)) = o.get("multiValueHeaders") {
+        for (name, values) in map {
+            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+            for v in values.as_array()?.iter().filter_map(scalar) {
+                headers.append(name.clone(), HeaderValue::from_str(&v).ok()?);
+            }
+        }
+    }
+    if let Some(Json::Object(map)) = o.get("headers") {
+        for (name, value) in map {
+            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+            headers.insert(name, HeaderValue::from_str(&scalar(value)?).ok()?);
+        }
+    }
+    if version == PayloadVersion::V2
+        && let Some(Json::Array(cookies)) = o.get("cookies")
+    {
+        for cookie in cookies.iter().filter_map(Json::as_str) {
+            headers.append("set-cookie", HeaderValue::from_str(cookie).ok()?);
+        }
+    }
+    if version == PayloadVersion::V2 && !headers.contains_key("content-type") {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+    }
+    Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(json: &str, v: PayloadVersion) -> Response<Body> {
+        from_outcome(Outcome::Response(json.as_bytes().to_vec()), v)
+    }
+
+    #[test]
+    fn structured_results() {
+        let r = ok(
+            r#"{"statusCode":201,"headers":{"x-a":"1"},"cookies":["a=b"],"body":"hi"}"#,
+            PayloadVersion::V2,
+        );
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.headers()["x-a"], "1");
+        assert_eq!(r.headers()["set-cookie"], "a=b");
+        let r = ok(
+            r#"{"statusCode":200,"body":"aGk=","isBase64Encoded":true}"#,
+            PayloadVersion::V1,
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn v2_accepts_bare_json_and_v1_does_not() {
+        let r = ok(r#"{"hello":"world"}"#, PayloadVersion::V2);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(
+            ok(r#"{"hello":"world"}"#, PayloadVersion::V1).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            ok(r#"{"statusCode":"abc"}"#, PayloadVersion::V2).status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+
+    #[test]
+    fn errors_and_timeouts() {
+        let timeout = Outcome::platform_error("Sandbox.Timedout", "t");
+        assert_eq!(
+            from_outcome(timeout.clone(), PayloadVersion::V2).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            from_outcome(timeout, PayloadVersion::V1).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        let error = Outcome::platform_error("Error", "e");
+        assert_eq!(
+            from_outcome(error, PayloadVersion::V2).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            from_invoke_error(&InvokeError::Throttled).status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}

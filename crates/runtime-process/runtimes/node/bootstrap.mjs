@@ -1,0 +1,559 @@
+// Nimbus's bootstrap for Node.js functions.
+//
+// Nimbus runs `node bootstrap.mjs` in the function's code directory. This file loads the
+// handler named by `_HANDLER` and serves invocations over the AWS Lambda Runtime API at
+// `AWS_LAMBDA_RUNTIME_API`, behaving like Lambda's managed Node.js runtime: the same
+// handler styles (async, promise, callback, context.succeed/fail/done), the same context
+// object, the same error documents and error types, the same console format. Node.js 18+
+// built-ins only. See README.md beside this file for what it does and does not do.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import util from 'node:util';
+
+const SELF = fileURLToPath(import.meta.url);
+const API_PREFIX = '/2018-06-01/runtime';
+// Lambda's exit codes for a runtime that dies on an unhandled rejection or exception.
+const EXIT_UNHANDLED_REJECTION = 128;
+const EXIT_UNCAUGHT_EXCEPTION = 129;
+// Node's own exit code for a module whose top-level await never settles.
+const EXIT_UNSETTLED_TOP_LEVEL_AWAIT = 13;
+
+// ---------------------------------------------------------------------------------------
+// Logging: console methods print `<ISO time>\t<request id>\t<LEVEL>\t<message>` on stdout,
+// one record per line (newlines inside a message become '\r', as Lambda does on stdout).
+
+/** The request id printed in log lines: the latest invocation's, "undefined" before any. */
+let logRequestId;
+
+function writeLog(level, args) {
+  const message = util.format(...args);
+  const line = `${new Date().toISOString()}\t${logRequestId}\t${level}\t${message}`;
+  process.stdout.write(`${line.replace(/\n/g, '\r')}\n`);
+}
+
+function patchConsole() {
+  const levels = { log: 'INFO', info: 'INFO', warn: 'WARN', error: 'ERROR', debug: 'DEBUG', trace: 'TRACE' };
+  for (const [method, level] of Object.entries(levels)) {
+    console[method] = (...args) => writeLog(level, args);
+  }
+  // A closed pipe (Nimbus went away) must not turn every log call into a crash.
+  process.stdout.on('error', () => {});
+  process.stderr.on('error', () => {});
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors: the documents Lambda's Node.js runtime posts, and its own error types.
+
+function runtimeError(name, message, stack) {
+  const error = new Error(message);
+  error.name = name;
+  if (stack !== undefined) error.stack = stack;
+  return error;
+}
+
+function isErrorLike(value) {
+  return (
+    util.types.isNativeError(value) ||
+    value instanceof Error ||
+    (value !== null &&
+      typeof value === 'object' &&
+      typeof value.name === 'string' &&
+      typeof value.message === 'string' &&
+      typeof value.stack === 'string')
+  );
+}
+
+/** `{errorType, errorMessage, trace}` for anything thrown or passed as an error. */
+function errorDocument(error) {
+  try {
+    if (isErrorLike(error)) {
+      return {
+        errorType: String(error.name),
+        errorMessage: String(error.message),
+        trace: typeof error.stack === 'string' ? error.stack.split('\n') : [],
+      };
+    }
+    return { errorType: typeof error, errorMessage: String(error), trace: [] };
+  } catch {
+    return { errorType: 'handled', errorMessage: 'the error could not be read (its name, message or stack threw)', trace: [] };
+  }
+}
+
+/** The text after "Invoke Error" and friends in the log: the document plus own fields. */
+function formatForLog(error) {
+  const doc = errorDocument(error);
+  const record = { errorType: doc.errorType, errorMessage: doc.errorMessage };
+  if (error !== null && typeof error === 'object') {
+    try {
+      for (const key of Object.keys(error)) {
+        if (!['name', 'message', 'stack'].includes(key) && !(key in record)) record[key] = error[key];
+      }
+    } catch {
+      // Fields behind throwing getters are left out.
+    }
+  }
+  record.stack = doc.trace;
+  try {
+    return `\t${JSON.stringify(record)}`;
+  } catch {
+    return `\t${JSON.stringify({ errorType: doc.errorType, errorMessage: doc.errorMessage, stack: doc.trace })}`;
+  }
+}
+
+/** Header values must be visible ASCII; anything else is percent-encoded as UTF-8. */
+function headerSafe(text) {
+  return text.replace(/[^\x20-\x7e]/gu, (ch) =>
+    [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// The Runtime API client.
+
+function apiAddress() {
+  const value = process.env.AWS_LAMBDA_RUNTIME_API;
+  if (!value) {
+    process.stderr.write('nimbus bootstrap: AWS_LAMBDA_RUNTIME_API is not set\n');
+    process.exit(1);
+  }
+  const url = new URL(`http://${value}`);
+  return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port) || 80 };
+}
+
+const api = apiAddress();
+// Idle keep-alive sockets are unref'd by the agent, so they never hold the event loop
+// open while a callback handler waits for it to empty.
+const agent = new http.Agent({ keepAlive: true });
+
+function apiRequest(method, urlPath, body, headers = {}, retried = false) {
+  return new Promise((resolve, reject) => {
+    const allHeaders = { ...headers };
+    if (body !== undefined) {
+      allHeaders['content-type'] = 'application/json';
+      allHeaders['content-length'] = body.length;
+    }
+    const req = http.request({ ...api, method, path: urlPath, agent, headers: allHeaders }, (res) => {
+      const chunks = [];
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () =>
+        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+      );
+    });
+    req.on('error', (err) => {
+      // The server may close a pooled connection just as it is reused: try once more.
+      if (!retried && req.reusedSocket && err.code === 'ECONNRESET') {
+        apiRequest(method, urlPath, body, headers, true).then(resolve, reject);
+      } else {
+        reject(err);
+      }
+    });
+    req.end(body);
+  });
+}
+
+async function apiPost(urlPath, text, headers) {
+  const res = await apiRequest('POST', urlPath, Buffer.from(text, 'utf8'), headers);
+  if (res.status < 200 || res.status > 299) {
+    console.error(`Runtime API answered ${res.status} to POST ${urlPath}: ${res.body}`);
+  }
+}
+
+function postError(urlPath, error) {
+  const doc = errorDocument(error);
+  let text;
+  try {
+    text = JSON.stringify(doc);
+  } catch {
+    text = JSON.stringify({ errorType: 'handled', errorMessage: 'the error could not be serialised', trace: [] });
+  }
+  return apiPost(urlPath, text, { 'Lambda-Runtime-Function-Error-Type': headerSafe(doc.errorType) });
+}
+
+function invocationPath(id, what) {
+  return `${API_PREFIX}/invocation/${encodeURIComponent(id)}/${what}`;
+}
+
+/** The Runtime API cannot be reached or refused the runtime: nothing left to do. */
+function apiFailure(err) {
+  process.stderr.write(`nimbus bootstrap: Runtime API request failed: ${err && err.stack ? err.stack : err}\n`);
+  process.exit(1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading the handler.
+
+/** Splits `_HANDLER` ("dir/module.export.path") as Lambda does. */
+function parseHandler(handler) {
+  if (typeof handler !== 'string' || handler === '') {
+    throw runtimeError('Runtime.MalformedHandlerName', 'Bad handler');
+  }
+  if (handler.includes('..')) {
+    throw runtimeError('Runtime.MalformedHandlerName', "'..' is not allowed in handler name.");
+  }
+  const slash = handler.lastIndexOf('/');
+  const dir = handler.slice(0, slash + 1);
+  const base = handler.slice(slash + 1);
+  const dot = base.indexOf('.');
+  const moduleName = base.slice(0, dot);
+  const exportPath = dot < 0 ? [] : base.slice(dot + 1).split('.');
+  if (dot <= 0 || exportPath.some((part) => part === '')) {
+    throw runtimeError('Runtime.MalformedHandlerName', 'Bad handler');
+  }
+  return { dir, moduleName, exportPath };
+}
+
+function isFile(file) {
+  try {
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Whether Node treats a `.js` file as an ES module: the nearest package.json says so. */
+function inModuleScope(file) {
+  let dir = path.dirname(file);
+  for (;;) {
+    let text;
+    try {
+      text = fs.readFileSync(path.join(dir, 'package.json'), 'utf8');
+    } catch {
+      text = undefined;
+    }
+    if (text !== undefined) {
+      try {
+        return JSON.parse(text).type === 'module';
+      } catch {
+        return false;
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir || path.basename(dir) === 'node_modules') return false;
+    dir = parent;
+  }
+}
+
+function isEsm(file) {
+  const ext = path.extname(file);
+  return ext === '.mjs' || (ext === '.js' && inModuleScope(file));
+}
+
+/** The file Lambda would load for the module part of the handler, or undefined. */
+function findModuleFile(taskRoot, dir, moduleName) {
+  const base = path.resolve(taskRoot, dir, moduleName);
+  for (const candidate of [base, `${base}.js`, `${base}.mjs`, `${base}.cjs`]) {
+    if (isFile(candidate)) return candidate;
+  }
+  // Then Node's own resolution: a directory with index.js or a package.json "main", or a
+  // package under node_modules.
+  const req = createRequire(path.join(taskRoot, 'noop.js'));
+  for (const [specifier, options] of [
+    [base, undefined],
+    [dir + moduleName, { paths: [path.resolve(taskRoot, dir), taskRoot] }],
+  ]) {
+    try {
+      return req.resolve(specifier, options);
+    } catch {
+      // Not resolvable this way.
+    }
+  }
+  return undefined;
+}
+
+async function loadModule(file) {
+  if (isEsm(file)) return import(pathToFileURL(file).href);
+  return createRequire(file)(file);
+}
+
+function classifyLoadError(err) {
+  if (err instanceof SyntaxError) {
+    return runtimeError('Runtime.UserCodeSyntaxError', String(err), err.stack);
+  }
+  if (err && (err.code === 'MODULE_NOT_FOUND' || err.code === 'ERR_MODULE_NOT_FOUND')) {
+    return runtimeError('Runtime.ImportModuleError', String(err));
+  }
+  return err;
+}
+
+async function loadHandler(taskRoot, handlerString, parsed) {
+  const { dir, moduleName, exportPath } = parsed;
+  const file = findModuleFile(taskRoot, dir, moduleName);
+  if (file === undefined) {
+    throw runtimeError(
+      'Runtime.ImportModuleError',
+      `Error: Cannot find module '${dir}${moduleName}'\nRequire stack:\n- ${SELF}`,
+    );
+  }
+  let mod;
+  try {
+    mod = await loadModule(file);
+  } catch (err) {
+    throw classifyLoadError(err);
+  }
+  let value = mod;
+  for (const key of exportPath) {
+    value = value === null || value === undefined ? undefined : value[key];
+  }
+  if (value === undefined || value === null) {
+    throw runtimeError('Runtime.HandlerNotFound', `${handlerString} is undefined or not exported`);
+  }
+  if (typeof value !== 'function') {
+    throw runtimeError('Runtime.HandlerNotFound', `${handlerString} is not a function`);
+  }
+  return value;
+}
+
+/**
+ * The AWS SDK for JavaScript v2 ignores AWS_ENDPOINT_URL: point its global config at the
+ * services endpoint before user code loads. `require` caches by resolved file name, so user
+ * code gets this same module instance. (v3 reads AWS_ENDPOINT_URL itself.)
+ */
+function pointAwsSdkV2AtEndpoint(fromDir) {
+  const endpoint = process.env.AWS_ENDPOINT_URL;
+  if (!endpoint) return;
+  const req = createRequire(path.join(fromDir, 'noop.js'));
+  let resolved;
+  try {
+    resolved = req.resolve('aws-sdk');
+  } catch {
+    return;
+  }
+  const AWS = req(resolved);
+  if (AWS && AWS.config && typeof AWS.config.update === 'function') AWS.config.update({ endpoint });
+}
+
+// ---------------------------------------------------------------------------------------
+// Invocations.
+
+/** 'init' until the handler is loaded, then 'invoke'. */
+let phase = 'init';
+/** The invocation being handled (or the last one handled). */
+let current = null;
+let crashing = false;
+
+function isThenable(value) {
+  return (
+    value !== null && (typeof value === 'object' || typeof value === 'function') && typeof value.then === 'function'
+  );
+}
+
+function parseHeaderJson(value, name) {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new Error(`Cannot parse ${name} as json: ${err}`);
+  }
+}
+
+/**
+ * Runs one invocation; resolves once its outcome has been posted. Outcomes funnel through
+ * `succeed`/`fail`, which post at once; `onEmptyLoop` is what happens if the event loop
+ * empties first (Lambda's rule for callback handlers and handlers that never answer).
+ */
+function runInvocation(handler, next) {
+  return new Promise((finished) => {
+    const headers = next.headers;
+    const id = headers['lambda-runtime-aws-request-id'];
+    const inv = { id, settled: false, posting: null, onEmptyLoop: null };
+    current = inv;
+    logRequestId = id;
+
+    const settle = (post) => {
+      if (inv.settled) {
+        console.error(
+          'Invocation has already been reported as done. Cannot call complete more than once per invocation.',
+        );
+        return;
+      }
+      inv.settled = true;
+      inv.onEmptyLoop = null;
+      let posted;
+      try {
+        posted = post();
+      } catch (err) {
+        posted = Promise.reject(err);
+      }
+      inv.posting = posted.then(finished, apiFailure);
+    };
+    const fail = (error) =>
+      settle(() => {
+        const reported = error === undefined || error === null ? 'handled' : error;
+        console.error('Invoke Error', formatForLog(reported));
+        return postError(invocationPath(id, 'error'), reported);
+      });
+    const succeed = (result) =>
+      settle(() => {
+        let text;
+        try {
+          text = JSON.stringify(result === undefined ? null : result);
+        } catch {
+          const error = runtimeError('Runtime.JSONStringifyError', 'Unable to stringify response body');
+          console.error('Invoke Error', formatForLog(error));
+          return postError(invocationPath(id, 'error'), error);
+        }
+        // Functions and symbols stringify to undefined; Lambda answers null.
+        return apiPost(invocationPath(id, 'response'), text ?? 'null');
+      });
+
+    let waitsForEmptyLoop = true;
+    let callbackCalled = false;
+    const callback = (error, result) => {
+      if (callbackCalled) return;
+      callbackCalled = true;
+      if (error !== undefined && error !== null) fail(error);
+      else if (!waitsForEmptyLoop) succeed(result);
+      else inv.onEmptyLoop = () => succeed(result);
+    };
+    // A handler that neither returns a promise nor calls back answers null once the
+    // event loop empties.
+    inv.onEmptyLoop = () => succeed(undefined);
+
+    const trace = headers['lambda-runtime-trace-id'];
+    if (trace) process.env._X_AMZN_TRACE_ID = trace;
+    else delete process.env._X_AMZN_TRACE_ID;
+
+    try {
+      const deadline = Number(headers['lambda-runtime-deadline-ms']);
+      const context = {
+        get callbackWaitsForEmptyEventLoop() {
+          return waitsForEmptyLoop;
+        },
+        set callbackWaitsForEmptyEventLoop(value) {
+          waitsForEmptyLoop = value;
+        },
+        succeed: (result) => succeed(result),
+        fail: (error) => fail(error),
+        done: (error, result) => (error !== undefined && error !== null ? fail(error) : succeed(result)),
+        functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
+        functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
+        memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+        logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
+        logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
+        clientContext: parseHeaderJson(headers['lambda-runtime-client-context'], 'ClientContext'),
+        identity: parseHeaderJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
+        invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+        awsRequestId: id,
+        getRemainingTimeInMillis: () => deadline - Date.now(),
+      };
+      if (headers['lambda-runtime-aws-tenant-id'] !== undefined) {
+        context.tenantId = headers['lambda-runtime-aws-tenant-id'];
+      }
+      const event = JSON.parse(next.body);
+      const returned = handler(event, context, callback);
+      // Only a promise (any thenable) answers; any other returned value is ignored, as
+      // Lambda does: a non-async handler answers through the callback,
+      // context.succeed/fail/done, or null when the event loop empties.
+      if (isThenable(returned)) returned.then(succeed, fail);
+    } catch (err) {
+      fail(err);
+    }
+  });
+}
+
+async function nextInvocation() {
+  let res;
+  try {
+    res = await apiRequest('GET', `${API_PREFIX}/invocation/next`);
+  } catch (err) {
+    apiFailure(err);
+  }
+  if (res.status === 410) {
+    // Nimbus is stopping this instance.
+    process.exit(0);
+  }
+  if (res.status !== 200) {
+    apiFailure(new Error(`GET invocation/next answered ${res.status}: ${res.body}`));
+  }
+  return res;
+}
+
+/** Reports a fatal error where it belongs (init, or the running invocation), then exits. */
+function crash(error, code) {
+  if (crashing) return;
+  crashing = true;
+  let report;
+  if (phase === 'init') {
+    report = postError(`${API_PREFIX}/init/error`, error);
+  } else if (current && !current.settled) {
+    current.settled = true;
+    report = postError(invocationPath(current.id, 'error'), error);
+  } else {
+    // Between invocations: let an answer already on its way arrive, then go.
+    report = current && current.posting ? current.posting : Promise.resolve();
+  }
+  report.catch(() => {}).finally(() => process.exit(code));
+}
+
+function unhandledRejectionError(reason) {
+  let message;
+  try {
+    message = String(reason);
+  } catch {
+    message = 'the rejection reason could not be converted to a string';
+  }
+  const name = 'Runtime.UnhandledPromiseRejection';
+  const frames =
+    reason && typeof reason.stack === 'string' ? reason.stack.split('\n').filter((l) => /^\s+at /.test(l)) : [];
+  const error = runtimeError(name, message);
+  if (frames.length > 0) error.stack = [`${name}: ${message}`, ...frames].join('\n');
+  return error;
+}
+
+function installCrashHandlers() {
+  process.on('unhandledRejection', (reason) => {
+    const error = unhandledRejectionError(reason);
+    console.error('Unhandled Promise Rejection', formatForLog(error));
+    crash(error, EXIT_UNHANDLED_REJECTION);
+  });
+  process.on('uncaughtException', (error) => {
+    console.error('Uncaught Exception', formatForLog(error));
+    crash(error, EXIT_UNCAUGHT_EXCEPTION);
+  });
+  process.on('beforeExit', () => {
+    if (phase === 'init') {
+      // Loading can only run out of work in a top-level await that can never settle.
+      const error = runtimeError(
+        'Runtime.ExitError',
+        `Error: the top-level await of the module for ${process.env._HANDLER} never settles`,
+      );
+      console.error('Uncaught Exception', formatForLog(error));
+      crash(error, EXIT_UNSETTLED_TOP_LEVEL_AWAIT);
+      return;
+    }
+    const inv = current;
+    if (inv && !inv.settled && inv.onEmptyLoop) inv.onEmptyLoop();
+  });
+}
+
+async function main() {
+  patchConsole();
+  installCrashHandlers();
+  const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  const handlerString = process.env._HANDLER;
+  let handler;
+  try {
+    const parsed = parseHandler(handlerString);
+    pointAwsSdkV2AtEndpoint(path.resolve(taskRoot, parsed.dir));
+    handler = await loadHandler(taskRoot, handlerString, parsed);
+  } catch (err) {
+    console.error('Uncaught Exception', formatForLog(err));
+    crash(err, EXIT_UNCAUGHT_EXCEPTION);
+    return;
+  }
+  phase = 'invoke';
+  for (;;) {
+    const next = await nextInvocation();
+    await runInvocation(handler, next);
+  }
+}
+
+main().catch((err) => {
+  console.error('Uncaught Exception', formatForLog(err));
+  crash(err, EXIT_UNCAUGHT_EXCEPTION);
+});

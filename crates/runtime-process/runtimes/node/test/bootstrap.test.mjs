@@ -1,0 +1,636 @@
+// Tests of the Node.js bootstrap shim: each test writes a fixture function into a fresh
+// directory, serves a fake Lambda Runtime API on 127.0.0.1:0, runs `node bootstrap.mjs`
+// against it as Nimbus does, and checks what the fake API received and what the shim
+// printed.
+//
+// Fixtures are txtar archives (test/fixtures/*.txtar: a comment, then `-- path --` lines
+// each followed by a file's text). They are not checked in as loose .js files because
+// `node --test <dir>` runs every .js/.mjs/.cjs file under a `test` directory as a test
+// file, and because the repository ignores node_modules/, which the aws-sdk fixture needs.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const BOOTSTRAP = path.resolve(HERE, '..', 'bootstrap.mjs');
+const FIXTURES = path.join(HERE, 'fixtures');
+/** How long a test waits for the shim before failing with what it printed. */
+const PATIENCE_MS = 15_000;
+const ENDPOINT = 'http://127.0.0.1:4566';
+const ARN = 'arn:aws:lambda:us-east-1:000000000000:function:fixture-fn';
+const LOG_LINE = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\t([^\t]+)\t([A-Z]+)\t(.*)$/s;
+
+// ---------------------------------------------------------------------------------------
+// Harness.
+
+/** Writes fixture `name` into a fresh temporary directory and returns the directory. */
+function materialise(name) {
+  const text = fs.readFileSync(path.join(FIXTURES, `${name}.txtar`), 'utf8');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `nimbus-node-${name}-`));
+  let file = null;
+  let lines = [];
+  const flush = () => {
+    if (file === null) return;
+    const target = path.join(dir, file);
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.writeFileSync(target, lines.length ? `${lines.join('\n')}\n` : '');
+  };
+  for (const line of text.replace(/\n$/, '').split('\n')) {
+    const marker = /^-- (.+) --$/.exec(line);
+    if (marker) {
+      flush();
+      file = marker[1];
+      lines = [];
+    } else if (file !== null) {
+      lines.push(line);
+    }
+  }
+  flush();
+  return dir;
+}
+
+/**
+ * A fake Runtime API. Hands out `invocations` in order on GET .../next (then holds the
+ * long poll until `stop`, which answers 410 as Nimbus does), and records what the runtime
+ * posts back.
+ */
+async function startRuntimeApi(invocations) {
+  const queue = [...invocations];
+  const state = { nexts: 0, answers: new Map(), initErrors: [], parked: [], waiters: [] };
+  const changed = () => {
+    for (const waiter of [...state.waiters]) {
+      if (waiter.ready()) {
+        state.waiters.splice(state.waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+    }
+  };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const url = req.url;
+      if (req.method === 'GET' && url === '/2018-06-01/runtime/invocation/next') {
+        state.nexts += 1;
+        const inv = queue.shift();
+        if (inv === undefined) {
+          state.parked.push(res);
+        } else {
+          res.writeHead(200, { 'content-type': 'application/json', ...inv.headers });
+          res.end(inv.rawBody ?? JSON.stringify(inv.event));
+        }
+        changed();
+        return;
+      }
+      const text = raw.toString('utf8');
+      let json;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined; // Assertions on `json` then fail with the text in their message.
+      }
+      const record = { raw, text, json, headers: req.headers };
+      let match;
+      if (req.method === 'POST' && url === '/2018-06-01/runtime/init/error') {
+        state.initErrors.push(record);
+      } else if (
+        req.method === 'POST' &&
+        (match = /^\/2018-06-01\/runtime\/invocation\/([^/]+)\/(response|error)$/.exec(url))
+      ) {
+        const id = decodeURIComponent(match[1]);
+        if (state.answers.has(id)) {
+          res.writeHead(403).end();
+          return;
+        }
+        state.answers.set(id, { kind: match[2], ...record });
+      } else {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(202, { 'content-type': 'application/json' }).end('{"status":"OK"}');
+      changed();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${server.address().port}`,
+    state,
+    /** Resolves once `ready()` holds (checked after every request). */
+    until(ready) {
+      if (ready()) return Promise.resolve();
+      return new Promise((resolve) => state.waiters.push({ ready, resolve }));
+    },
+    /** Ends held long polls with 410 (the instance is stopping) and closes. */
+    async stop() {
+      for (const res of state.parked) {
+        res.writeHead(410, { 'content-type': 'application/json' });
+        res.end('{"errorType":"Runtime.Stopping","errorMessage":"the instance is stopping"}');
+      }
+      state.parked = [];
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** An invocation for the fake API: `event` as the body, Lambda's headers around it. */
+function invocation(event, { id = randomUUID(), deadlineMs = Date.now() + 30_000, headers = {}, rawBody } = {}) {
+  return {
+    id,
+    event,
+    rawBody,
+    headers: {
+      'lambda-runtime-aws-request-id': id,
+      'lambda-runtime-deadline-ms': String(deadlineMs),
+      'lambda-runtime-invoked-function-arn': ARN,
+      ...headers,
+    },
+  };
+}
+
+function withTimeout(promise, what, output) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out waiting for ${what}\nstdout:\n${output.stdout}\nstderr:\n${output.stderr}`)),
+      PATIENCE_MS,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Runs fixture `fixture` with handler `handler` through `invocations`, and returns what
+ * the fake API received and what the shim printed. By default it waits until every
+ * invocation was answered and the runtime asked for the next one, then stops the
+ * instance; with `expectExit` it waits for the shim to exit by itself instead.
+ */
+async function run(fixture, handler, invocations = [invocation({})], { env = {}, expectExit = false } = {}) {
+  const dir = materialise(fixture);
+  const api = await startRuntimeApi(invocations);
+  const childEnv = {
+    PATH: process.env.PATH,
+    AWS_LAMBDA_RUNTIME_API: api.address,
+    _HANDLER: handler,
+    LAMBDA_TASK_ROOT: dir,
+    AWS_LAMBDA_FUNCTION_NAME: 'fixture-fn',
+    AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256',
+    AWS_LAMBDA_LOG_GROUP_NAME: '/aws/lambda/fixture-fn',
+    AWS_LAMBDA_LOG_STREAM_NAME: '2026/01/01/[$LATEST]0123456789abcdef',
+    AWS_REGION: 'us-east-1',
+    AWS_ENDPOINT_URL: ENDPOINT,
+    AWS_ACCESS_KEY_ID: 'nimbus',
+    AWS_SECRET_ACCESS_KEY: 'nimbus',
+    AWS_SESSION_TOKEN: 'nimbus',
+  };
+  for (const [key, value] of Object.entries(env)) {
+    if (value === undefined) delete childEnv[key];
+    else childEnv[key] = value;
+  }
+  const child = spawn(process.execPath, [BOOTSTRAP], { cwd: dir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
+  child.stdout.setEncoding('utf8').on('data', (text) => (output.stdout += text));
+  child.stderr.setEncoding('utf8').on('data', (text) => (output.stderr += text));
+  const closed = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  let exit;
+  try {
+    if (expectExit) {
+      exit = await withTimeout(closed, 'the shim to exit', output);
+    } else {
+      const { state } = api;
+      const allAnswered = () =>
+        invocations.every((inv) => state.answers.has(inv.id)) && state.nexts > invocations.length;
+      await withTimeout(
+        Promise.race([api.until(allAnswered), closed.then((e) => assert.fail(`shim exited early: ${JSON.stringify(e)}`))]),
+        'every invocation to be answered',
+        output,
+      );
+      await api.stop();
+      exit = await withTimeout(closed, 'the shim to exit after a 410 from invocation/next', output);
+    }
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await api.stop().catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  const answers = invocations.map((inv) => api.state.answers.get(inv.id));
+  return {
+    answers,
+    answer: answers[0],
+    initErrors: api.state.initErrors,
+    nexts: api.state.nexts,
+    exit,
+    stdout: output.stdout,
+    stderr: output.stderr,
+    logs: output.stdout
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => {
+        const m = LOG_LINE.exec(line);
+        return m ? { time: m[1], requestId: m[2], level: m[3], message: m[4], line } : { line };
+      }),
+  };
+}
+
+function assertResponse(answer, expected) {
+  assert.ok(answer, 'the invocation was not answered');
+  assert.equal(answer.kind, 'response', `expected a response, got ${answer.kind}: ${answer.text}`);
+  assert.deepEqual(answer.json, expected);
+}
+
+function assertError(answer, errorType, errorMessage) {
+  assert.ok(answer, 'the invocation was not answered');
+  assert.equal(answer.kind, 'error', `expected an error, got ${answer.kind}: ${answer.text}`);
+  assert.equal(answer.json.errorType, errorType);
+  assert.equal(answer.headers['lambda-runtime-function-error-type'], errorType);
+  if (errorMessage instanceof RegExp) assert.match(answer.json.errorMessage, errorMessage);
+  else if (errorMessage !== undefined) assert.equal(answer.json.errorMessage, errorMessage);
+  assert.ok(Array.isArray(answer.json.trace), 'trace is an array');
+  assert.deepEqual(Object.keys(answer.json).sort(), ['errorMessage', 'errorType', 'trace']);
+}
+
+async function runInitError(fixture, handler) {
+  const result = await run(fixture, handler, [invocation({})], { expectExit: true });
+  assert.equal(result.initErrors.length, 1, `one init error expected\n${result.stdout}${result.stderr}`);
+  assert.notEqual(result.exit.code, 0, 'the shim exits non-zero after an init error');
+  assert.equal(result.nexts, 0, 'a runtime that failed to initialise never asks for an invocation');
+  const [error] = result.initErrors;
+  return { ...result, error, doc: error.json };
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests.
+
+describe('the Runtime API loop', { concurrency: true }, () => {
+  test('answers invocations one after another, keeping module state, and polls again', async () => {
+    const first = invocation({ n: 1 });
+    const second = invocation({ n: 2 });
+    const r = await run('basics', 'index.echo', [first, second]);
+    assertResponse(r.answers[0], { echo: { n: 1 }, invocations: 1 });
+    assertResponse(r.answers[1], { echo: { n: 2 }, invocations: 2 });
+    assert.equal(r.answers[0].headers['content-type'], 'application/json');
+    assert.equal(r.nexts, 3, 'two invocations taken, then a third long poll');
+  });
+
+  test('exits cleanly when invocation/next answers 410 (the instance is stopping)', async () => {
+    const r = await run('basics', 'index.echo', [], {});
+    assert.equal(r.nexts, 1);
+    assert.deepEqual(r.exit, { code: 0, signal: null });
+  });
+
+  test('an event body that is not JSON is the invocation error', async () => {
+    const bad = invocation(undefined, { rawBody: '{not json' });
+    const r = await run('basics', 'index.echo', [bad]);
+    assertError(r.answer, 'SyntaxError');
+  });
+
+  test('bodies are UTF-8 JSON both ways', async () => {
+    const r = await run('basics', 'index.unicode', [invocation({ text: 'héllo wörld ✓ 🎉' })]);
+    assertResponse(r.answer, { got: 'héllo wörld ✓ 🎉', reply: 'grüße, 世界 ✓ 🎉' });
+    assert.equal(r.answer.raw.toString('utf8'), '{"got":"héllo wörld ✓ 🎉","reply":"grüße, 世界 ✓ 🎉"}');
+    assert.equal(Number(r.answer.headers['content-length']), r.answer.raw.length);
+  });
+});
+
+describe('the context object', { concurrency: true }, () => {
+  test('carries the function, the invocation headers and the time left', async () => {
+    const deadlineMs = Date.now() + 30_000;
+    const withEverything = invocation(
+      {},
+      {
+        deadlineMs,
+        headers: {
+          'lambda-runtime-trace-id': 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1',
+          'lambda-runtime-client-context': JSON.stringify({ client: { app_title: 'nimbus' }, custom: { k: 'v' } }),
+          'lambda-runtime-cognito-identity': JSON.stringify({ cognitoIdentityId: 'id-1', cognitoIdentityPoolId: 'pool-1' }),
+        },
+      },
+    );
+    const pastDeadline = invocation({}, { deadlineMs: Date.now() - 5_000 });
+    const r = await run('basics', 'index.context', [withEverything, pastDeadline]);
+    const first = r.answers[0].json;
+    const { remaining, ...rest } = first;
+    assert.deepEqual(rest, {
+      awsRequestId: withEverything.id,
+      functionName: 'fixture-fn',
+      functionVersion: '$LATEST',
+      memoryLimitInMB: '256',
+      invokedFunctionArn: ARN,
+      logGroupName: '/aws/lambda/fixture-fn',
+      logStreamName: '2026/01/01/[$LATEST]0123456789abcdef',
+      identity: { cognitoIdentityId: 'id-1', cognitoIdentityPoolId: 'pool-1' },
+      clientContext: { client: { app_title: 'nimbus' }, custom: { k: 'v' } },
+      callbackWaitsForEmptyEventLoop: true,
+      traceId: 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1',
+    });
+    assert.ok(remaining > 0 && remaining <= 30_000, `getRemainingTimeInMillis() = ${remaining}`);
+    const second = r.answers[1].json;
+    assert.ok(second.remaining < 0, `a deadline in the past leaves ${second.remaining} ms`);
+    assert.equal(second.traceId, 'absent', 'the trace id of the previous invocation is cleared');
+    assert.equal(second.identity, 'absent');
+    assert.equal(second.clientContext, 'absent');
+    assert.equal(second.awsRequestId, pastDeadline.id);
+  });
+
+  test('a client context that is not JSON is the invocation error', async () => {
+    const bad = invocation({}, { headers: { 'lambda-runtime-client-context': '{nope' } });
+    const r = await run('basics', 'index.context', [bad]);
+    assertError(r.answer, 'Error', /^Cannot parse ClientContext as json: SyntaxError/);
+  });
+});
+
+describe('handler styles', { concurrency: true }, () => {
+  test('an async handler answers with what it returns', async () => {
+    const r = await run('basics', 'index.echo', [invocation({ hello: 'world' })]);
+    assertResponse(r.answer, { echo: { hello: 'world' }, invocations: 1 });
+  });
+
+  test('a non-async handler returning a promise answers when it resolves', async () => {
+    const r = await run('basics', 'index.promise', [invocation({ value: 7 })]);
+    assertResponse(r.answer, { fromPromise: 7 });
+  });
+
+  test('undefined becomes JSON null', async () => {
+    const r = await run('basics', 'index.nothing');
+    assert.equal(r.answer.kind, 'response');
+    assert.equal(r.answer.text, 'null');
+  });
+
+  test('a callback handler that returns undefined is answered when it calls back', async () => {
+    const r = await run('callbacks', 'index.later');
+    assertResponse(r.answer, 'called back later');
+  });
+
+  test('callbackWaitsForEmptyEventLoop (default true) answers once pending timers have run', async () => {
+    const r = await run('callbacks', 'index.waits');
+    assertResponse(r.answer, { timerFired: true });
+  });
+
+  test('callbackWaitsForEmptyEventLoop = false answers at once, and the next invocation still runs', async () => {
+    const r = await run('callbacks', 'index.noWait', [invocation({}), invocation({})]);
+    assertResponse(r.answers[0], { timerFired: false });
+    assertResponse(r.answers[1], { timerFired: false });
+  });
+
+  test('callback(error) is reported at once, without waiting for the event loop', async () => {
+    const r = await run('callbacks', 'index.callbackError');
+    assertError(r.answer, 'Error', 'before the timer');
+  });
+
+  test('callback with a string error reports errorType "string"', async () => {
+    const r = await run('callbacks', 'index.callbackString');
+    assertError(r.answer, 'string', 'plain string error');
+    assert.deepEqual(r.answer.json.trace, []);
+  });
+
+  test('context.succeed answers at once, without waiting for the event loop', async () => {
+    const r = await run('callbacks', 'index.succeed');
+    assertResponse(r.answer, { timerFired: false });
+  });
+
+  test('context.fail reports the error; with no argument, Lambda\'s "handled"', async () => {
+    const failed = await run('callbacks', 'index.fail');
+    assertError(failed.answer, 'Error', 'failed through context');
+    const bare = await run('callbacks', 'index.failWithNothing');
+    assertError(bare.answer, 'string', 'handled');
+  });
+
+  test('context.done answers with a result or an error', async () => {
+    const ok = await run('callbacks', 'index.doneOk');
+    assertResponse(ok.answer, { done: true });
+    const bad = await run('callbacks', 'index.doneError');
+    assertError(bad.answer, 'RangeError', 'done with an error');
+  });
+
+  test('a value returned by a non-async handler is ignored, as Lambda does: null once the loop empties', async () => {
+    const r = await run('callbacks', 'index.syncReturn');
+    assert.equal(r.answer.kind, 'response');
+    assert.equal(r.answer.text, 'null');
+  });
+
+  test('a callback handler that never calls back answers null once the event loop empties', async () => {
+    const r = await run('callbacks', 'index.neverCallsBack');
+    assert.equal(r.answer.kind, 'response');
+    assert.equal(r.answer.text, 'null');
+  });
+
+  test('only the first answer counts; later ones are logged and dropped', async () => {
+    const id = randomUUID();
+    const r = await run('callbacks', 'index.twice', [invocation({}, { id })]);
+    assertResponse(r.answer, 'first');
+    const complaint = r.logs.find((l) => l.level === 'ERROR' && /already been reported as done/.test(l.message));
+    assert.ok(complaint, r.stdout);
+    assert.equal(complaint.requestId, id);
+  });
+});
+
+describe('invocation errors', { concurrency: true }, () => {
+  test('a thrown Error is reported with its type, message and stack lines, and logged', async () => {
+    const id = randomUUID();
+    const r = await run('errors', 'errors.throwsError', [invocation({}, { id })]);
+    assertError(r.answer, 'Error', 'boom');
+    const { trace } = r.answer.json;
+    assert.equal(trace[0], 'Error: boom');
+    assert.ok(trace.some((line) => /^\s+at .*errors\.js:\d+:\d+/.test(line)), trace.join('\n'));
+    const logged = r.logs.find((l) => l.level === 'ERROR' && l.message.startsWith('Invoke Error \t'));
+    assert.ok(logged, r.stdout);
+    assert.equal(logged.requestId, id);
+    const doc = JSON.parse(logged.message.slice('Invoke Error \t'.length));
+    assert.equal(doc.errorType, 'Error');
+    assert.equal(doc.errorMessage, 'boom');
+    assert.deepEqual(doc.stack, trace);
+  });
+
+  test('a custom error class reports its name; its own fields appear in the log', async () => {
+    const r = await run('errors', 'errors.throwsCustom');
+    assertError(r.answer, 'ValidationError', 'email is required');
+    assert.equal(r.answer.json.trace[0], 'ValidationError: email is required');
+    const logged = r.logs.find((l) => l.message?.startsWith('Invoke Error'));
+    assert.equal(JSON.parse(logged.message.split('\t')[1]).field, 'email');
+  });
+
+  test('a thrown string is reported as errorType "string" with no trace', async () => {
+    const r = await run('errors', 'errors.throwsString');
+    assertError(r.answer, 'string', 'thrown string');
+    assert.deepEqual(r.answer.json.trace, []);
+  });
+
+  test('a thrown plain object is reported by its typeof', async () => {
+    const r = await run('errors', 'errors.rejectsObject');
+    assertError(r.answer, 'object', '[object Object]');
+  });
+
+  test('an error name outside ASCII is percent-encoded in the header, kept in the body', async () => {
+    const r = await run('errors', 'errors.unicodeName');
+    assert.equal(r.answer.kind, 'error');
+    assert.equal(r.answer.json.errorType, 'Fehler✗');
+    assert.equal(r.answer.headers['lambda-runtime-function-error-type'], 'Fehler%E2%9C%97');
+  });
+
+  test('an answer that cannot be serialised (circular, BigInt) is reported as Runtime.JSONStringifyError', async () => {
+    const circular = await run('errors', 'errors.circular');
+    assertError(circular.answer, 'Runtime.JSONStringifyError', 'Unable to stringify response body');
+    const bigint = await run('errors', 'errors.bigint');
+    assertError(bigint.answer, 'Runtime.JSONStringifyError', 'Unable to stringify response body');
+  });
+
+  test('an unhandled rejection is the invocation error, then the process exits 128', async () => {
+    const id = randomUUID();
+    const r = await run('errors', 'errors.unhandledRejection', [invocation({}, { id })], { expectExit: true });
+    const answer = r.answers[0];
+    assertError(answer, 'Runtime.UnhandledPromiseRejection', 'Error: nobody caught this');
+    assert.equal(answer.json.trace[0], 'Runtime.UnhandledPromiseRejection: Error: nobody caught this');
+    assert.ok(answer.json.trace.some((line) => /errors\.js:\d+/.test(line)), answer.json.trace.join('\n'));
+    assert.deepEqual(r.exit, { code: 128, signal: null });
+    const logged = r.logs.find((l) => l.message?.startsWith('Unhandled Promise Rejection'));
+    assert.ok(logged && logged.requestId === id && logged.level === 'ERROR', r.stdout);
+  });
+
+  test('an uncaught exception is the invocation error, then the process exits 129', async () => {
+    const r = await run('errors', 'errors.uncaughtException', [invocation({})], { expectExit: true });
+    assertError(r.answers[0], 'TypeError', 'thrown from a timer');
+    assert.deepEqual(r.exit, { code: 129, signal: null });
+    assert.ok(r.logs.some((l) => l.level === 'ERROR' && l.message.startsWith('Uncaught Exception')), r.stdout);
+  });
+});
+
+describe('handler loading', { concurrency: true }, () => {
+  test('an .mjs file is loaded as an ES module (top-level await included)', async () => {
+    const r = await run('esm-mjs', 'app.handler');
+    assertResponse(r.answer, { greeting: 'hello from app.mjs', esm: true, url: true });
+  });
+
+  test('a .js file under package.json "type": "module" is loaded as an ES module', async () => {
+    const r = await run('esm-type-module', 'index.handler');
+    assertResponse(r.answer, { ready: true, esm: true, url: true });
+  });
+
+  test('a .cjs file is loaded as CommonJS even under "type": "module"', async () => {
+    const r = await run('esm-type-module', 'legacy.handler');
+    assertResponse(r.answer, { commonjs: true });
+  });
+
+  test('a module path with directories (one with a dot) and a nested export path', async () => {
+    const r = await run('nested', 'lib.v2/handlers/users.api.v1.create', [invocation({ name: 'ada' })]);
+    assertResponse(r.answer, { created: 'ada', from: 'lib.v2/handlers/users.js' });
+  });
+
+  test('a directory module resolves through its index.js', async () => {
+    const r = await run('nested', 'app.handler');
+    assertResponse(r.answer, { from: 'app/index.js' });
+  });
+});
+
+describe('initialisation errors go to init/error and end the process', { concurrency: true }, () => {
+  test('a module that does not exist: Runtime.ImportModuleError', async () => {
+    const { doc, error } = await runInitError('basics', 'missing.handler');
+    assert.equal(doc.errorType, 'Runtime.ImportModuleError');
+    assert.equal(error.headers['lambda-runtime-function-error-type'], 'Runtime.ImportModuleError');
+    assert.match(doc.errorMessage, /^Error: Cannot find module 'missing'/);
+  });
+
+  test('a dependency that is not installed: Runtime.ImportModuleError', async () => {
+    const { doc } = await runInitError('init-missing-dependency', 'index.handler');
+    assert.equal(doc.errorType, 'Runtime.ImportModuleError');
+    assert.match(doc.errorMessage, /^Error: Cannot find module 'nimbus-package-that-is-not-installed'/);
+  });
+
+  test('an export that is missing, or not a function: Runtime.HandlerNotFound', async () => {
+    const missing = await runInitError('basics', 'index.nope');
+    assert.equal(missing.doc.errorType, 'Runtime.HandlerNotFound');
+    assert.equal(missing.doc.errorMessage, 'index.nope is undefined or not exported');
+    const notFunction = await runInitError('basics', 'index.notAFunction');
+    assert.equal(notFunction.doc.errorType, 'Runtime.HandlerNotFound');
+    assert.equal(notFunction.doc.errorMessage, 'index.notAFunction is not a function');
+  });
+
+  test('a syntax error, CommonJS or ES module: Runtime.UserCodeSyntaxError', async () => {
+    const cjs = await runInitError('init-syntax-error', 'index.handler');
+    assert.equal(cjs.doc.errorType, 'Runtime.UserCodeSyntaxError');
+    assert.match(cjs.doc.errorMessage, /^SyntaxError: /);
+    assert.ok(cjs.doc.trace.some((line) => line.includes('index.js')), cjs.doc.trace.join('\n'));
+    const esm = await runInitError('init-syntax-error', 'broken.handler');
+    assert.equal(esm.doc.errorType, 'Runtime.UserCodeSyntaxError');
+    assert.match(esm.doc.errorMessage, /^SyntaxError: /);
+  });
+
+  test('an error thrown while loading keeps its own type, and is logged', async () => {
+    const r = await runInitError('init-throws', 'index.handler');
+    assert.equal(r.doc.errorType, 'ConfigError');
+    assert.equal(r.doc.errorMessage, 'TABLE_NAME is not set');
+    assert.equal(r.doc.trace[0], 'ConfigError: TABLE_NAME is not set');
+    const logged = r.logs.find((l) => l.message?.startsWith('Uncaught Exception'));
+    assert.ok(logged && logged.requestId === 'undefined' && logged.level === 'ERROR', r.stdout);
+  });
+
+  test('a top-level await that never settles fails initialisation with exit code 13', async () => {
+    const r = await runInitError('init-unsettled', 'index.handler');
+    assert.equal(r.doc.errorType, 'Runtime.ExitError');
+    assert.match(r.doc.errorMessage, /top-level await of the module for index\.handler never settles/);
+    assert.equal(r.exit.code, 13);
+  });
+
+  test('a handler string without an export, or with "..": Runtime.MalformedHandlerName', async () => {
+    const bare = await runInitError('basics', 'index');
+    assert.equal(bare.doc.errorType, 'Runtime.MalformedHandlerName');
+    assert.equal(bare.doc.errorMessage, 'Bad handler');
+    const escaping = await runInitError('basics', '../basics/index.echo');
+    assert.equal(escaping.doc.errorType, 'Runtime.MalformedHandlerName');
+  });
+});
+
+describe('console output', { concurrency: true }, () => {
+  test("uses Lambda's format: time, request id (\"undefined\" outside invocations), level, message", async () => {
+    const first = invocation({});
+    const second = invocation({});
+    const r = await run('console', 'index.handler', [first, second]);
+    assertResponse(r.answers[0], first.id);
+    assert.ok(
+      r.logs.every((l) => l.level !== undefined),
+      `every stdout line is a log record:\n${r.stdout}`,
+    );
+    assert.equal(r.stderr, '');
+    const loading = r.logs.find((l) => l.message === 'loading the module');
+    assert.equal(loading.requestId, 'undefined');
+    assert.equal(loading.level, 'INFO');
+    assert.ok(!Number.isNaN(Date.parse(loading.time)));
+    for (const inv of [first, second]) {
+      const mine = r.logs.filter((l) => l.requestId === inv.id).map((l) => [l.level, l.message]);
+      assert.deepEqual(mine, [
+        ['INFO', 'log answer=42'],
+        ['INFO', 'info { nested: { value: true } }'],
+        ['WARN', 'warn'],
+        ['ERROR', 'error'],
+        ['DEBUG', 'debug'],
+        ['TRACE', 'trace'],
+        ['INFO', 'first line\rsecond line'],
+      ]);
+    }
+  });
+});
+
+describe('AWS SDK for JavaScript v2', { concurrency: true }, () => {
+  test('is pointed at AWS_ENDPOINT_URL before user code loads, on the instance user code gets', async () => {
+    const r = await run('aws-sdk-v2', 'index.handler');
+    assertResponse(r.answer, { updatesWhenLoaded: 1, updates: [{ endpoint: ENDPOINT }], loads: 1 });
+  });
+
+  test('is the same instance for ES module user code', async () => {
+    const r = await run('aws-sdk-v2', 'esm.handler');
+    assertResponse(r.answer, { updates: [{ endpoint: ENDPOINT }], loads: 1 });
+  });
+
+  test('is left alone when AWS_ENDPOINT_URL is not set', async () => {
+    const r = await run('aws-sdk-v2', 'index.handler', [invocation({})], { env: { AWS_ENDPOINT_URL: undefined } });
+    assertResponse(r.answer, { updatesWhenLoaded: 0, updates: [], loads: 1 });
+  });
+});

@@ -1,0 +1,257 @@
+//! The Lambda Runtime API served to one instance on its own loopback port.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Instant, UNIX_EPOCH},
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use nimbus_core::{Invocation, Outcome};
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest response a function may return (Lambda's 6 MB for synchronous invocations).
+pub(crate) const MAX_RESPONSE: usize = 6 * 1024 * 1024;
+
+/// An invocation waiting for the runtime to take it, with where its outcome goes.
+pub(crate) struct Pending {
+    pub(crate) invocation: Invocation,
+    pub(crate) done: oneshot::Sender<Outcome>,
+}
+
+/// The invocation the runtime is working on.
+struct Current {
+    request_id: String,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// Shared between the API handlers and the instance.
+pub(crate) struct ApiState {
+    pending: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
+    current: Mutex<Option<Current>>,
+    /// Ids of invocations already answered, to tell "answered twice" from "unknown".
+    finished: Mutex<VecDeque<String>>,
+    /// An init error the runtime reported before its first invocation.
+    init_error: Mutex<Option<Outcome>>,
+    /// When the runtime first asked for an invocation: the end of its initialisation.
+    pub(crate) first_next: Mutex<Option<Instant>>,
+    function_arn: String,
+}
+
+impl ApiState {
+    pub(crate) fn new(pending: mpsc::Receiver<Pending>, function_arn: String) -> Arc<ApiState> {
+        Arc::new(ApiState {
+            pending: tokio::sync::Mutex::new(pending),
+            current: Mutex::new(None),
+            finished: Mutex::new(VecDeque::new()),
+            init_error: Mutex::new(None),
+            first_next: Mutex::new(None),
+            function_arn,
+        })
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Completes the current invocation if it is `request_id`.
+    fn complete(&self, request_id: &str, outcome: Outcome) -> Result<(), StatusCode> {
+        let mut current = Self::lock(&self.current);
+        match current.take() {
+            Some(c) if c.request_id == request_id => {
+                let _ = c.done.send(outcome);
+                let mut finished = Self::lock(&self.finished);
+                finished.push_back(c.request_id);
+                if finished.len() > 64 {
+                    finished.pop_front();
+                }
+                Ok(())
+            }
+            other => {
+                *current = other;
+                if Self::lock(&self.finished).iter().any(|id| id == request_id) {
+                    Err(StatusCode::FORBIDDEN)
+                } else {
+                    Err(StatusCode::BAD_REQUEST)
+                }
+            }
+        }
+    }
+
+    /// The init error, if the runtime reported one.
+    pub(crate) fn init_error(&self) -> Option<Outcome> {
+        Self::lock(&self.init_error).clone()
+    }
+}
+
+fn error_body(status: StatusCode, error_type: &str, message: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string(),
+    )
+        .into_response()
+}
+
+pub(crate) fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        // The limit is checked by hand to answer 413 in the Runtime API's own shape.
+        .layer(DefaultBodyLimit::max(MAX_RESPONSE * 2))
+        .with_state(state)
+}
+
+async fn next(State(state): State<Arc<ApiState>>) -> Response {
+    {
+        let mut first = ApiState::lock(&state.first_next);
+        if first.is_none() {
+            *first = Some(Instant::now());
+        }
+    }
+    let pending = state.pending.lock().await.recv().await;
+    let Some(Pending { invocation, done }) = pending else {
+        // The instance is stopping.
+        return error_body(
+            StatusCode::GONE,
+            "Runtime.Stopping",
+            "the instance is stopping",
+        );
+    };
+    if let Some(init_error) = state.init_error() {
+        let _ = done.send(init_error);
+        return error_body(
+            StatusCode::GONE,
+            "Runtime.InitError",
+            "initialisation failed",
+        );
+    }
+    *ApiState::lock(&state.current) = Some(Current {
+        request_id: invocation.request_id.clone(),
+        done,
+    });
+    let deadline_ms = invocation
+        .deadline
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut response = Response::new(axum::body::Body::from(invocation.payload));
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set("content-type", "application/json");
+    set("lambda-runtime-aws-request-id", &invocation.request_id);
+    set("lambda-runtime-deadline-ms", &deadline_ms.to_string());
+    set("lambda-runtime-invoked-function-arn", &state.function_arn);
+    if let Some(trace) = &invocation.trace_id {
+        set("lambda-runtime-trace-id", trace);
+    }
+    if let Some(context) = &invocation.client_context {
+        set("lambda-runtime-client-context", context);
+    }
+    response
+}
+
+async fn response(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if body.len() > MAX_RESPONSE {
+        let _ = state.complete(
+            &id,
+            Outcome::platform_error(
+                "Function.ResponseSizeTooLarge",
+                &format!(
+                    "Response payload size ({} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE} bytes).",
+                    body.len()
+                ),
+            ),
+        );
+        return error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."),
+        );
+    }
+    answer(&state, &id, Outcome::Response(body.to_vec()))
+}
+
+async fn error(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let error_type = headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Unhandled")
+        .to_owned();
+    answer(
+        &state,
+        &id,
+        Outcome::Error {
+            error_type,
+            payload: body.to_vec(),
+        },
+    )
+}
+
+fn answer(state: &ApiState, id: &str, outcome: Outcome) -> Response {
+    match state.complete(id, outcome) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            [("content-type", "application/json")],
+            r#"{"status":"OK"}"#,
+        )
+            .into_response(),
+        Err(StatusCode::FORBIDDEN) => error_body(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "State transition from Ready to InvocationResponse failed: the invocation was already answered",
+        ),
+        Err(status) => error_body(status, "InvalidRequestID", "Invalid request ID"),
+    }
+}
+
+async fn init_error(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let error_type = headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Runtime.Unknown")
+        .to_owned();
+    let outcome = Outcome::Error {
+        error_type,
+        payload: body.to_vec(),
+    };
+    *ApiState::lock(&state.init_error) = Some(outcome.clone());
+    // An invocation already waiting gets the init error as its outcome.
+    if let Some(current) = ApiState::lock(&state.current).take() {
+        let _ = current.done.send(outcome);
+    }
+    (
+        StatusCode::ACCEPTED,
+        [("content-type", "application/json")],
+        r#"{"status":"OK"}"#,
+    )
+        .into_response()
+}

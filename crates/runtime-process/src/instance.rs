@@ -1,0 +1,409 @@
+//! One instance: a process, its Runtime API endpoint, its output and its limits.
+
+use std::{
+    collections::VecDeque,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use nimbus_core::{
+    BoxFuture, FunctionSpec, Instance, Invocation, Outcome, Report, RuntimeKind, StartError,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    net::TcpListener,
+    process::Command,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    ProcessConfig,
+    api::{ApiState, Pending},
+    shims,
+};
+
+/// How much of an invocation's output is kept for `X-Amz-Log-Type: Tail` (Lambda's 4 KB).
+const LOG_TAIL_BYTES: usize = 4096;
+/// Longest line of output kept; longer lines are cut, so that a function printing
+/// gigabytes cannot exhaust the node's memory.
+const MAX_LINE_BYTES: usize = 256 * 1024;
+/// How often memory is checked during an invocation.
+const MEMORY_CHECK: Duration = Duration::from_millis(100);
+/// How long a stopping instance gets between SIGTERM-like shutdown and the kill.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
+/// Output lines of the invocation in progress.
+#[derive(Default)]
+struct Output {
+    lines: VecDeque<String>,
+    bytes: usize,
+    request_id: Option<String>,
+}
+
+/// A running process instance of a function.
+pub struct ProcessInstance {
+    function: Arc<FunctionSpec>,
+    state: Arc<ApiState>,
+    pending: mpsc::Sender<Pending>,
+    server: JoinHandle<()>,
+    kill: Option<oneshot::Sender<()>>,
+    exited: watch::Receiver<Option<String>>,
+    pid: Option<u32>,
+    output: Arc<Mutex<Output>>,
+    started: Instant,
+    invoked: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The environment a function sees: Lambda's variables, dummy credentials, the services
+/// endpoint and the manifest's `environment`; of the host's, only `PATH` and the locale.
+fn environment(
+    config: &ProcessConfig,
+    function: &FunctionSpec,
+    api: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for key in ["PATH", "LANG", "LC_ALL", "LC_CTYPE"] {
+        if let Ok(v) = std::env::var(key) {
+            env.push((key.to_owned(), v));
+        }
+    }
+    let code = function.code.display().to_string();
+    let group = format!("/aws/lambda/{}", function.name);
+    let execution_env = match function.runtime.kind {
+        RuntimeKind::Provided => String::new(),
+        _ => format!("AWS_Lambda_{}", function.runtime.identifier),
+    };
+    let pairs = [
+        ("AWS_LAMBDA_FUNCTION_NAME", function.name.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            function.memory_mb.to_string(),
+        ),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        ("AWS_LAMBDA_RUNTIME_API", api.to_owned()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", group),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            format!("nimbus/[$LATEST]{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+        ("AWS_EXECUTION_ENV", execution_env),
+        ("AWS_REGION", config.region.clone()),
+        ("AWS_DEFAULT_REGION", config.region.clone()),
+        ("AWS_ACCESS_KEY_ID", "nimbus".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "nimbus".to_owned()),
+        ("AWS_SESSION_TOKEN", "nimbus".to_owned()),
+        ("AWS_ENDPOINT_URL", config.services_endpoint.clone()),
+        ("_HANDLER", function.handler.clone().unwrap_or_default()),
+        ("LAMBDA_TASK_ROOT", code),
+        ("LAMBDA_RUNTIME_DIR", config.shims_dir.display().to_string()),
+        ("TZ", ":UTC".to_owned()),
+    ];
+    env.extend(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.extend(
+        function
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    env
+}
+
+fn command(config: &ProcessConfig, function: &FunctionSpec) -> Command {
+    match function.runtime.kind {
+        RuntimeKind::Nodejs => {
+            let mut c = Command::new("node");
+            c.arg(shims::node(&config.shims_dir));
+            c
+        }
+        RuntimeKind::Python => {
+            let mut c = Command::new("python3");
+            c.arg(shims::python(&config.shims_dir));
+            c
+        }
+        RuntimeKind::Provided | RuntimeKind::Wasm => Command::new(function.code.join("bootstrap")),
+    }
+}
+
+/// Copies a stream of output into the log, line by line, tagged with the invocation.
+fn pump(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    function: String,
+    output: Arc<Mutex<Output>>,
+) {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            buf.truncate(MAX_LINE_BYTES);
+            let line = String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\n', '\r'])
+                .to_owned();
+            let mut out = lock(&output);
+            tracing::info!(
+                target: "function",
+                function = %function,
+                request_id = out.request_id.as_deref().unwrap_or("-"),
+                "{line}"
+            );
+            out.bytes += line.len() + 1;
+            out.lines.push_back(line);
+            while out.bytes > LOG_TAIL_BYTES && out.lines.len() > 1 {
+                if let Some(front) = out.lines.pop_front() {
+                    out.bytes -= front.len() + 1;
+                }
+            }
+        }
+    });
+}
+
+/// Resident memory of a process in MB, from /proc (Linux).
+fn rss_mb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
+}
+
+impl ProcessInstance {
+    /// Starts the process and its Runtime API endpoint.
+    ///
+    /// # Errors
+    /// When the endpoint cannot listen or the process cannot be spawned.
+    pub async fn start(
+        config: Arc<ProcessConfig>,
+        function: Arc<FunctionSpec>,
+    ) -> Result<ProcessInstance, StartError> {
+        let fail = |reason: String| StartError {
+            function: function.name.clone(),
+            reason,
+        };
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| fail(format!("cannot listen for the Runtime API: {e}")))?;
+        let api = listener
+            .local_addr()
+            .map_err(|e| fail(e.to_string()))?
+            .to_string();
+        let (pending, pending_rx) = mpsc::channel(1);
+        let arn = format!(
+            "arn:aws:lambda:{}:000000000000:function:{}",
+            config.region, function.name
+        );
+        let state = ApiState::new(pending_rx, arn);
+        let router = crate::api::router(Arc::clone(&state));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let started = Instant::now();
+        let mut cmd = command(&config, &function);
+        cmd.current_dir(&function.code)
+            .env_clear()
+            .envs(environment(&config, &function, &api))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                server.abort();
+                return Err(fail(format!(
+                    "cannot run the {} runtime: {e}",
+                    function.runtime.kind
+                )));
+            }
+        };
+        let output = Arc::new(Mutex::new(Output::default()));
+        if let Some(stdout) = child.stdout.take() {
+            pump(stdout, function.name.clone(), Arc::clone(&output));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            pump(stderr, function.name.clone(), Arc::clone(&output));
+        }
+        let pid = child.id();
+        let (kill, kill_rx) = oneshot::channel::<()>();
+        let (exit_tx, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = kill_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let text = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = exit_tx.send(Some(text));
+        });
+        Ok(ProcessInstance {
+            function,
+            state,
+            pending,
+            server,
+            kill: Some(kill),
+            exited,
+            pid,
+            output,
+            started,
+            invoked: false,
+        })
+    }
+
+    fn kill_now(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+
+    async fn run(&mut self, invocation: Invocation) -> Report {
+        let request_id = invocation.request_id.clone();
+        let first = !self.invoked;
+        self.invoked = true;
+        {
+            let mut out = lock(&self.output);
+            out.lines.clear();
+            out.bytes = 0;
+            out.request_id = Some(request_id.clone());
+        }
+        let timeout = invocation
+            .deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let (done, mut done_rx) = oneshot::channel();
+        let mut exited = self.exited.clone();
+        // A process that has already ended, or whose endpoint is gone, cannot take it.
+        let gone = exited.borrow().is_some()
+            || self
+                .pending
+                .send(Pending { invocation, done })
+                .await
+                .is_err();
+        let (outcome, reusable) = if gone {
+            (self.exit_outcome(&request_id), false)
+        } else {
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let mut memory = tokio::time::interval(MEMORY_CHECK);
+            loop {
+                tokio::select! {
+                    outcome = &mut done_rx => {
+                        let reusable = outcome.is_ok() && self.state.init_error().is_none();
+                        let outcome = outcome.unwrap_or_else(|_| self.exit_outcome(&request_id));
+                        break (outcome, reusable);
+                    }
+                    () = &mut deadline => {
+                        self.kill_now();
+                        let message = format!(
+                            "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                            self.function.timeout.as_secs_f64()
+                        );
+                        break (Outcome::platform_error("Sandbox.Timedout", &message), false);
+                    }
+                    _ = exited.wait_for(Option::is_some) => {
+                        // The runtime may have answered just before exiting.
+                        let outcome = match done_rx.try_recv() {
+                            Ok(outcome) => outcome,
+                            Err(_) => self.exit_outcome(&request_id),
+                        };
+                        break (outcome, false);
+                    }
+                    _ = memory.tick() => {
+                        if let Some(pid) = self.pid
+                            && rss_mb(pid).is_some_and(|mb| mb > u64::from(self.function.memory_mb))
+                        {
+                            self.kill_now();
+                            let message = format!(
+                                "RequestId: {request_id} Error: Runtime exited with error: signal: killed (memory above {} MB)",
+                                self.function.memory_mb
+                            );
+                            break (Outcome::platform_error("Runtime.OutOfMemory", &message), false);
+                        }
+                    }
+                }
+            }
+        };
+        let init_duration = first.then(|| {
+            lock(&self.state.first_next).map_or_else(
+                || self.started.elapsed(),
+                |at| at.duration_since(self.started),
+            )
+        });
+        // Give the output pumps a moment to catch the invocation's last lines.
+        tokio::task::yield_now().await;
+        let log_tail = {
+            let mut out = lock(&self.output);
+            out.request_id = None;
+            out.lines.iter().cloned().collect::<Vec<_>>().join("\n")
+        };
+        Report {
+            outcome,
+            reusable,
+            init_duration,
+            log_tail,
+        }
+    }
+
+    /// The outcome of an invocation during which the process ended: its init error if it
+    /// reported one, else Lambda's `Runtime.ExitError`.
+    fn exit_outcome(&self, request_id: &str) -> Outcome {
+        if let Some(init) = self.state.init_error() {
+            return init;
+        }
+        let status = self
+            .exited
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "unknown status".to_owned());
+        Outcome::platform_error(
+            "Runtime.ExitError",
+            &format!("RequestId: {request_id} Error: Runtime exited with error: {status}"),
+        )
+    }
+}
+
+impl Instance for ProcessInstance {
+    fn invoke(&mut self, invocation: Invocation) -> BoxFuture<'_, Report> {
+        Box::pin(self.run(invocation))
+    }
+
+    fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            // Closing the invocation channel ends the runtime's long poll with an error;
+            // runtimes then exit. Whatever is still running after the grace is killed.
+            let (closed, _) = mpsc::channel(1);
+            drop(std::mem::replace(&mut self.pending, closed));
+            let mut exited = self.exited.clone();
+            let _ = tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some)).await;
+            self.kill_now();
+            let _ = exited.wait_for(Option::is_some).await;
+            self.server.abort();
+        })
+    }
+}
+
+impl Drop for ProcessInstance {
+    fn drop(&mut self) {
+        self.kill_now();
+        self.server.abort();
+    }
+}

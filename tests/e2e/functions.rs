@@ -1,0 +1,274 @@
+//! Functions behind routes: the process runtime, the dispatcher and the gateway's API
+//! Gateway events, with `provided` functions whose `bootstrap` speaks the Runtime API.
+
+use std::{path::Path, time::Duration};
+
+use serde_json::Value;
+
+use crate::harness::{Builder, http};
+
+/// A `provided` bootstrap in shell: takes invocations from the Runtime API and answers
+/// each with `respond`, a shell snippet that prints the response body given `$EVENT`.
+fn shell_bootstrap(respond: &str) -> String {
+    format!(
+        r#"#!/bin/sh
+api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+while true; do
+  headers=$(mktemp)
+  EVENT=$(curl -sS -D "$headers" "$api/invocation/next") || exit 1
+  ID=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d: -f2 | tr -d ' \r\n')
+  rm -f "$headers"
+  export EVENT ID
+  RESPONSE=$({respond})
+  curl -sS -o /dev/null -X POST "$api/invocation/$ID/response" --data-binary "$RESPONSE"
+done
+"#
+    )
+}
+
+fn write_app(dir: &Path, functions: &[(&str, &str, &str)], routes: &[(&str, &str)]) {
+    let mut manifest = String::from("name = \"fn-test\"\n");
+    for (name, bootstrap, extra) in functions {
+        let code = dir.join(name);
+        std::fs::create_dir_all(&code).unwrap();
+        let path = code.join("bootstrap");
+        std::fs::write(&path, bootstrap).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        manifest.push_str(&format!(
+            "\n[functions.{name}]\nruntime = \"provided.al2023\"\ncode = \"{name}\"\n{extra}\n"
+        ));
+    }
+    for (route, function) in routes {
+        manifest.push_str(&format!(
+            "\n[[routes]]\nroute = \"{route}\"\nfunction = \"{function}\"\n"
+        ));
+    }
+    std::fs::write(dir.join("nimbus.toml"), manifest).unwrap();
+}
+
+#[test]
+fn a_provided_function_receives_the_api_gateway_event() {
+    let app = tempfile::tempdir().unwrap();
+    write_app(
+        app.path(),
+        &[("echo", &shell_bootstrap(r#"printf '%s' "$EVENT""#), "")],
+        &[("ANY /items/{id}/{rest+}", "echo")],
+    );
+    let node = Builder::up(app.path()).start();
+    let r = http(
+        node.gateway(),
+        "POST",
+        "/items/42/a/b?x=1&x=2&y=z",
+        &[("content-type", "application/json"), ("cookie", "s=1; t=2")],
+        r#"{"hello":"world"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    let event: Value = r.json();
+    assert_eq!(event["version"], "2.0");
+    assert_eq!(event["routeKey"], "ANY /items/{id}/{rest+}");
+    assert_eq!(event["rawPath"], "/items/42/a/b");
+    assert_eq!(event["rawQueryString"], "x=1&x=2&y=z");
+    assert_eq!(event["queryStringParameters"]["x"], "1,2");
+    assert_eq!(event["pathParameters"]["id"], "42");
+    assert_eq!(event["pathParameters"]["rest"], "a/b");
+    assert_eq!(event["cookies"], serde_json::json!(["s=1", "t=2"]));
+    assert_eq!(event["headers"]["content-type"], "application/json");
+    assert_eq!(event["requestContext"]["http"]["method"], "POST");
+    assert_eq!(event["requestContext"]["http"]["sourceIp"], "127.0.0.1");
+    assert_eq!(event["requestContext"]["stage"], "$default");
+    assert_eq!(event["body"], r#"{"hello":"world"}"#);
+    assert_eq!(event["isBase64Encoded"], false);
+    // A second request reuses the warm instance.
+    let r = http(node.gateway(), "GET", "/items/7/x", &[], "").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(node.logs().contains("\"cold\":false"), "{}", node.logs());
+}
+
+#[test]
+fn structured_results_set_status_headers_and_body() {
+    let app = tempfile::tempdir().unwrap();
+    let respond = r#"printf '%s' '{"statusCode":201,"headers":{"x-made-by":"nimbus"},"cookies":["a=b"],"body":"created"}'"#;
+    write_app(
+        app.path(),
+        &[("made", &shell_bootstrap(respond), "")],
+        &[("POST /things", "made")],
+    );
+    let node = Builder::up(app.path()).start();
+    let r = http(node.gateway(), "POST", "/things", &[], "").unwrap();
+    assert_eq!(r.status, 201, "{}", node.logs());
+    assert_eq!(r.body, "created");
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "x-made-by" && v == "nimbus")
+    );
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "set-cookie" && v == "a=b")
+    );
+}
+
+#[test]
+fn a_timeout_ends_the_instance_and_the_next_call_works() {
+    let app = tempfile::tempdir().unwrap();
+    // Sleeps when the path asks for it, else answers at once.
+    let respond =
+        r#"case "$EVENT" in *'"rawPath":"/slow"'*) sleep 5;; esac; printf '%s' '{"ok":true}'"#;
+    write_app(
+        app.path(),
+        &[("sleepy", &shell_bootstrap(respond), "timeout = \"1s\"")],
+        &[("GET /{any+}", "sleepy")],
+    );
+    let node = Builder::up(app.path()).start();
+    let started = std::time::Instant::now();
+    let r = http(node.gateway(), "GET", "/slow", &[], "").unwrap();
+    assert_eq!(r.status, 503, "{}", node.logs());
+    assert_eq!(r.json()["message"], "Service Unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout cut the invocation short"
+    );
+    let r = http(node.gateway(), "GET", "/fast", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}", node.logs());
+    assert_eq!(r.json()["ok"], true);
+}
+
+#[test]
+fn a_crash_is_a_502_and_does_not_hurt_the_next_invocation_or_other_functions() {
+    let app = tempfile::tempdir().unwrap();
+    let crashy =
+        r#"case "$EVENT" in *'"rawPath":"/crash"'*) kill -9 $$;; esac; printf '%s' '{"ok":true}'"#;
+    write_app(
+        app.path(),
+        &[
+            ("crashy", &shell_bootstrap(crashy), ""),
+            ("steady", &shell_bootstrap(r#"printf '%s' '"steady"'"#), ""),
+        ],
+        &[("GET /steady", "steady"), ("GET /{any+}", "crashy")],
+    );
+    let node = Builder::up(app.path()).start();
+    let r = http(node.gateway(), "GET", "/crash", &[], "").unwrap();
+    assert_eq!(r.status, 502, "{}", node.logs());
+    assert_eq!(r.json()["message"], "Internal Server Error");
+    let r = http(node.gateway(), "GET", "/fine", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}", node.logs());
+    let r = http(node.gateway(), "GET", "/steady", &[], "").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "\"steady\"");
+}
+
+#[test]
+fn python_and_node_handlers_run_behind_routes() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("py")).unwrap();
+    std::fs::write(
+        dir.join("py/app.py"),
+        "import json, os\n\ndef handler(event, context):\n    return {\"statusCode\": 200, \"body\": json.dumps({\"path\": event[\"rawPath\"], \"fn\": context.function_name, \"left\": context.get_remaining_time_in_millis() > 0, \"region\": os.environ[\"AWS_REGION\"]})}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(
+        dir.join("js/index.mjs"),
+        "export const handler = async (event, context) => ({ fn: context.functionName, id: event.pathParameters.id, endpoint: process.env.AWS_ENDPOINT_URL });\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        r#"name = "langs"
+
+[functions.py]
+runtime = "python3.11"
+code = "py"
+handler = "app.handler"
+
+[functions.js]
+runtime = "nodejs20.x"
+code = "js"
+handler = "index.handler"
+
+[[routes]]
+route = "GET /py"
+function = "py"
+
+[[routes]]
+route = "GET /js/{id}"
+function = "js"
+"#,
+    )
+    .unwrap();
+    let node = Builder::up(dir).start();
+    let r = http(node.gateway(), "GET", "/py", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"path": "/py", "fn": "py", "left": true, "region": "us-east-1"})
+    );
+    let r = http(node.gateway(), "GET", "/js/9", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    let v = r.json();
+    assert_eq!(v["fn"], "js");
+    assert_eq!(v["id"], "9");
+    assert_eq!(v["endpoint"], format!("http://{}", node.services()));
+}
+
+#[test]
+fn a_handler_error_is_a_502_and_init_errors_too() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(
+        dir.join("js/index.js"),
+        "exports.fails = async () => { throw new TypeError('nope'); };\nexports.fine = async () => 'fine';\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("js/broken.js"), "this is not javascript\n").unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        r#"name = "errors"
+
+[functions.fails]
+runtime = "nodejs"
+code = "js"
+handler = "index.fails"
+
+[functions.broken]
+runtime = "nodejs"
+code = "js"
+handler = "broken.handler"
+
+[functions.fine]
+runtime = "nodejs"
+code = "js"
+handler = "index.fine"
+
+[[routes]]
+route = "GET /fails"
+function = "fails"
+
+[[routes]]
+route = "GET /broken"
+function = "broken"
+
+[[routes]]
+route = "GET /fine"
+function = "fine"
+"#,
+    )
+    .unwrap();
+    let node = Builder::up(dir).start();
+    for path in ["/fails", "/broken", "/fails"] {
+        let r = http(node.gateway(), "GET", path, &[], "").unwrap();
+        assert_eq!(r.status, 502, "{path}: {}\n{}", r.body, node.logs());
+        assert_eq!(r.json()["message"], "Internal Server Error");
+    }
+    let r = http(node.gateway(), "GET", "/fine", &[], "").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "\"fine\"");
+}
