@@ -52,3 +52,89 @@ fn the_seed_index_js_registers_a_user() {
     assert_eq!(answer["message"], "Error registering user");
     assert_eq!(answer["error"]["code"], "ResourceNotFoundException");
 }
+
+/// The issue's proof, through the AWS CLI (v1, whose `--payload` is the raw JSON): `aws lambda invoke` runs `register`, and
+/// `aws dynamodb get-item` reads the user back.
+#[test]
+fn aws_cli_invokes_register_and_reads_the_user_back() {
+    let node = Builder::up(&example("user-registration")).start();
+    let aws = crate::harness::client_program("aws");
+    let url = format!("http://{}", node.services());
+    let out_dir = tempfile::tempdir().unwrap();
+    let out_file = out_dir.path().join("out.json");
+    let printed = crate::harness::run_client(
+        &aws,
+        &[
+            "--endpoint-url",
+            &url,
+            "lambda",
+            "invoke",
+            "--function-name",
+            "register",
+            "--payload",
+            r#"{"body":"{\"email\":\"cli@example.com\",\"name\":\"Cli\"}"}"#,
+            "--log-type",
+            "Tail",
+            out_file.to_str().unwrap(),
+        ],
+        &url,
+    );
+    let printed: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(printed["StatusCode"], 200);
+    assert_eq!(printed["ExecutedVersion"], "$LATEST");
+    assert!(printed.get("FunctionError").is_none(), "{printed}");
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!(result["statusCode"], 200);
+    assert_eq!(
+        result["body"],
+        r#"{"message":"User registered successfully!"}"#
+    );
+    let item = crate::harness::run_client(
+        &aws,
+        &[
+            "--endpoint-url",
+            &url,
+            "dynamodb",
+            "get-item",
+            "--table-name",
+            "Users",
+            "--key",
+            r#"{"email":{"S":"cli@example.com"}}"#,
+        ],
+        &url,
+    );
+    let item: serde_json::Value = serde_json::from_str(&item).unwrap();
+    assert_eq!(item["Item"]["name"]["S"], "Cli");
+
+    // A function that throws reports Unhandled, with its error document.
+    let out = crate::harness::run_client(
+        &aws,
+        &[
+            "--endpoint-url",
+            &url,
+            "lambda",
+            "invoke",
+            "--function-name",
+            "register",
+            "--payload",
+            r#"{"body":"not json"}"#,
+            out_file.to_str().unwrap(),
+        ],
+        &url,
+    );
+    let printed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(printed["FunctionError"], "Unhandled");
+    let error: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!(error["errorType"], "SyntaxError");
+
+    let functions = crate::harness::run_client(
+        &aws,
+        &["--endpoint-url", &url, "lambda", "list-functions"],
+        &url,
+    );
+    let functions: serde_json::Value = serde_json::from_str(&functions).unwrap();
+    assert_eq!(functions["Functions"][0]["FunctionName"], "register");
+    assert_eq!(functions["Functions"][0]["Handler"], "index.handler");
+}

@@ -19,6 +19,7 @@
 
 mod config;
 mod data_dir;
+mod lambda;
 mod node;
 mod services;
 

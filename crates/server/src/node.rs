@@ -229,12 +229,18 @@ impl Node {
         let dispatcher =
             start_dispatcher(app.as_ref().unwrap_or(&empty), data.path(), services_addr).await?;
         let invoker: Arc<dyn nimbus_core::Invoke> = Arc::clone(&dispatcher) as _;
+        let lambda = Arc::new(crate::lambda::Lambda {
+            app: app.clone(),
+            invoker: Arc::clone(&invoker),
+            region: nimbus_tables::schema::REGION.to_owned(),
+        });
         let gateway_router = nimbus_gateway::router(app, health.clone(), invoker)?;
         let services_router = crate::services::router(
             health,
             Arc::new(crate::services::Services {
                 tables: Arc::clone(&tables),
             }),
+            lambda,
         );
         Ok(Node {
             dispatcher,

@@ -25,12 +25,17 @@ pub(crate) struct Services {
     pub(crate) tables: Arc<Tables>,
 }
 
-pub(crate) fn router(health: Health, services: Arc<Services>) -> Router {
+pub(crate) fn router(
+    health: Health,
+    services: Arc<Services>,
+    lambda: Arc<crate::lambda::Lambda>,
+) -> Router {
     Router::new()
         .route("/healthz", get(move || async move { Json(health.body()) }))
         .fallback(aws)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(services)
+        .merge(crate::lambda::router(lambda))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 /// AWS JSON-protocol requests name their operation in `X-Amz-Target`; DynamoDB's go to

@@ -1,0 +1,246 @@
+//! The Lambda REST API (`2015-03-31`) on the services endpoint: Invoke, GetFunction and
+//! ListFunctions, as the AWS CLI and SDKs call them.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, Response, StatusCode},
+    routing::{get, post},
+};
+use base64::Engine as _;
+use nimbus_core::{
+    AppSpec, FunctionSpec, Invoke, InvokeError, InvokeOptions, Outcome, RuntimeKind,
+};
+use serde_json::{Value as Json, json};
+
+/// What the Lambda API needs: the app's functions and the dispatcher.
+pub(crate) struct Lambda {
+    pub(crate) app: Option<AppSpec>,
+    pub(crate) invoker: Arc<dyn Invoke>,
+    pub(crate) region: String,
+}
+
+/// Lambda's most bytes returned in `X-Amz-Log-Result`.
+const LOG_TAIL: usize = 4096;
+
+pub(crate) fn router(lambda: Arc<Lambda>) -> Router {
+    Router::new()
+        .route("/2015-03-31/functions", get(list_functions))
+        .route("/2015-03-31/functions/", get(list_functions))
+        .route("/2015-03-31/functions/{name}", get(get_function))
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .with_state(lambda)
+}
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(
+        json!({ "Type": "User", "message": message }).to_string(),
+    ));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(kind) {
+        headers.insert("x-amzn-errortype", v);
+    }
+    response
+}
+
+fn json_response(body: &Json) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A function name from a path, which may also be a full or partial ARN.
+fn function_name(name: &str) -> &str {
+    name.rsplit_once(":function:")
+        .map_or(name, |(_, rest)| rest.split(':').next().unwrap_or(rest))
+}
+
+fn arn(region: &str, name: &str) -> String {
+    format!("arn:aws:lambda:{region}:000000000000:function:{name}")
+}
+
+fn not_found(region: &str, name: &str) -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFoundException",
+        &format!("Function not found: {}", arn(region, name)),
+    )
+}
+
+impl Lambda {
+    fn function(&self, name: &str) -> Option<&FunctionSpec> {
+        self.app.as_ref()?.functions.get(function_name(name))
+    }
+
+    fn configuration(&self, f: &FunctionSpec) -> Json {
+        let runtime = match (f.runtime.kind, f.runtime.identifier.as_str()) {
+            (RuntimeKind::Nodejs, "nodejs") => "nodejs20.x",
+            (RuntimeKind::Python, "python") => "python3.11",
+            (RuntimeKind::Provided, "provided") => "provided.al2023",
+            (_, id) => id,
+        };
+        json!({
+            "FunctionName": f.name,
+            "FunctionArn": arn(&self.region, &f.name),
+            "Runtime": runtime,
+            "Role": "arn:aws:iam::000000000000:role/nimbus",
+            "Handler": f.handler.clone().unwrap_or_default(),
+            "CodeSize": 0,
+            "Description": "",
+            "Timeout": f.timeout.as_secs(),
+            "MemorySize": f.memory_mb,
+            "Version": "$LATEST",
+            "Environment": { "Variables": f.environment },
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Zip",
+            "Architectures": [std::env::consts::ARCH.replace("aarch64", "arm64")],
+        })
+    }
+}
+
+async fn list_functions(State(lambda): State<Arc<Lambda>>) -> Response<Body> {
+    let functions: Vec<Json> = lambda
+        .app
+        .iter()
+        .flat_map(|app| app.functions.values())
+        .map(|f| lambda.configuration(f))
+        .collect();
+    json_response(&json!({ "Functions": functions }))
+}
+
+async fn get_function(
+    State(lambda): State<Arc<Lambda>>,
+    Path(name): Path<String>,
+) -> Response<Body> {
+    match lambda.function(&name) {
+        Some(f) => json_response(&json!({
+            "Configuration": lambda.configuration(f),
+            "Code": { "RepositoryType": "Nimbus", "Location": f.code.display().to_string() },
+        })),
+        None => not_found(&lambda.region, function_name(&name)),
+    }
+}
+
+async fn invoke(
+    State(lambda): State<Arc<Lambda>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let Some(function) = lambda.function(&name) else {
+        return not_found(&lambda.region, function_name(&name));
+    };
+    let payload = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json: Could not parse payload into json",
+        );
+    }
+    match header("x-amz-invocation-type")
+        .as_deref()
+        .unwrap_or("RequestResponse")
+    {
+        "RequestResponse" => {}
+        "DryRun" => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            return response;
+        }
+        "Event" => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                "Asynchronous invocation (InvocationType Event) is not supported by this version of Nimbus",
+            );
+        }
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!("Unsupported InvocationType: {other}"),
+            );
+        }
+    }
+    let result = lambda
+        .invoker
+        .invoke(
+            &function.name,
+            payload.to_vec(),
+            InvokeOptions {
+                request_id: None,
+                trace_id: header("x-amzn-trace-id"),
+                client_context: header("x-amz-client-context"),
+            },
+        )
+        .await;
+    let result = match result {
+        Ok(result) => result,
+        Err(InvokeError::Throttled) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsException",
+                "Rate Exceeded.",
+            );
+            *response.body_mut() = Body::from(
+                json!({ "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User", "message": "Rate Exceeded." })
+                    .to_string(),
+            );
+            return response;
+        }
+        Err(InvokeError::NotFound(_)) => return not_found(&lambda.region, &function.name),
+        Err(InvokeError::Unavailable(reason)) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                &reason,
+            );
+        }
+    };
+    let (body, function_error) = match result.outcome {
+        Outcome::Response(bytes) => (bytes, None),
+        Outcome::Error { payload, .. } => (payload, Some("Unhandled")),
+    };
+    let mut response = Response::new(Body::from(body));
+    let out = response.headers_mut();
+    out.insert("content-type", HeaderValue::from_static("application/json"));
+    out.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_static("$LATEST"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&result.request_id) {
+        out.insert("x-amzn-requestid", v);
+    }
+    if let Some(kind) = function_error {
+        out.insert("x-amz-function-error", HeaderValue::from_static(kind));
+    }
+    if header("x-amz-log-type").as_deref() == Some("Tail") {
+        let tail = result.log_tail.as_bytes();
+        let tail = &tail[tail.len().saturating_sub(LOG_TAIL)..];
+        if let Ok(v) =
+            HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(tail))
+        {
+            out.insert("x-amz-log-result", v);
+        }
+    }
+    response
+}
