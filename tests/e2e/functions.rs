@@ -272,3 +272,109 @@ function = "fine"
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "\"fine\"");
 }
+
+/// A `provided` function that takes `$1` seconds per invocation.
+fn slow_bootstrap(seconds: &str) -> String {
+    shell_bootstrap(&format!("sleep {seconds}; printf '%s' '\"done\"'"))
+}
+
+#[test]
+fn fifty_concurrent_calls_run_at_most_max_at_a_time_and_none_is_lost() {
+    let app = tempfile::tempdir().unwrap();
+    write_app(
+        app.path(),
+        &[("slow", &slow_bootstrap("0.3"), "concurrency = { max = 10 }")],
+        &[("GET /slow", "slow")],
+    );
+    let node = Builder::up(app.path()).start();
+    let gateway = node.gateway();
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || http(gateway, "GET", "/slow", &[], "").map(|r| r.status))
+        })
+        .collect();
+    let statuses: Vec<u16> = calls
+        .into_iter()
+        .map(|c| c.join().unwrap().unwrap())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{statuses:?}\n{}",
+        node.logs()
+    );
+    let cold = node.logs().matches("\"cold\":true").count();
+    assert!(cold <= 10, "{cold} instances were started for max = 10");
+    assert!(cold >= 2, "the calls were served by more than one instance");
+}
+
+#[test]
+fn beyond_the_queue_bound_callers_get_429() {
+    let app = tempfile::tempdir().unwrap();
+    write_app(
+        app.path(),
+        &[("one", &slow_bootstrap("1"), "concurrency = { max = 1 }")],
+        &[("GET /one", "one")],
+    );
+    let node = Builder::up(app.path())
+        .arg("--max-queue-wait")
+        .arg("100ms")
+        .start();
+    let gateway = node.gateway();
+    let calls: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || http(gateway, "GET", "/one", &[], "").unwrap()))
+        .collect();
+    let responses: Vec<_> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+    let throttled: Vec<_> = responses.iter().filter(|r| r.status == 429).collect();
+    assert!(!throttled.is_empty(), "{responses:?}");
+    assert_eq!(throttled[0].json()["message"], "Too Many Requests");
+    assert!(responses.iter().any(|r| r.status == 200));
+}
+
+#[test]
+fn idle_instances_stop_and_min_warm_ones_are_there_first() {
+    let app = tempfile::tempdir().unwrap();
+    let markers = tempfile::tempdir().unwrap();
+    // Each instance leaves a file named after its pid when it starts.
+    let bootstrap = shell_bootstrap(r#"printf '%s' '"ok"'"#).replacen(
+        "#!/bin/sh\n",
+        "#!/bin/sh\ntouch \"$MARKERS/$$\"\n",
+        1,
+    );
+    let env = format!(
+        "concurrency = {{ max = 5, min_warm = 2 }}\nenvironment = {{ MARKERS = \"{}\" }}",
+        markers.path().display()
+    );
+    write_app(
+        app.path(),
+        &[
+            ("warm", &bootstrap, &env),
+            ("cold", &shell_bootstrap(r#"printf '%s' '"ok"'"#), ""),
+        ],
+        &[("GET /warm", "warm"), ("GET /cold", "cold")],
+    );
+    let node = Builder::up(app.path())
+        .arg("--idle-timeout")
+        .arg("300ms")
+        .start();
+    let started = || std::fs::read_dir(markers.path()).unwrap().count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while started() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(started(), 2, "two warm instances before any request");
+    let r = http(node.gateway(), "GET", "/warm", &[], "").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(started(), 2, "the request used a warm instance");
+    let r = http(node.gateway(), "GET", "/cold", &[], "").unwrap();
+    assert_eq!(r.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !node.logs().contains("stopping an idle instance") && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        node.logs().contains("stopping an idle instance"),
+        "{}",
+        node.logs()
+    );
+}

@@ -138,3 +138,40 @@ fn aws_cli_invokes_register_and_reads_the_user_back() {
     assert_eq!(functions["Functions"][0]["FunctionName"], "register");
     assert_eq!(functions["Functions"][0]["Handler"], "index.handler");
 }
+
+#[test]
+fn nimbus_invoke_prints_the_result_and_the_log() {
+    let node = Builder::up(&example("user-registration")).start();
+    let services = format!("http://{}", node.services());
+    let out = crate::harness::run(&[
+        "invoke",
+        "register",
+        "--services",
+        &services,
+        "--payload",
+        r#"{"body":"{\"email\":\"inv@example.com\",\"name\":\"I\"}"}"#,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stdout["statusCode"], 200);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("START RequestId: "), "{stderr}");
+    assert!(stderr.contains("END RequestId: "), "{stderr}");
+    assert!(stderr.contains("REPORT RequestId: "), "{stderr}");
+    assert!(
+        stderr.contains("Init Duration: "),
+        "the first invocation is a cold start: {stderr}"
+    );
+    assert!(stderr.contains("Memory Size: 128 MB"), "{stderr}");
+    // A failing invocation exits 1 and says so.
+    let out = crate::harness::run(&[
+        "invoke",
+        "register",
+        "--services",
+        &services,
+        "--payload",
+        r#"{"body":"{"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("function error: Unhandled"));
+}

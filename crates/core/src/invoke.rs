@@ -92,6 +92,8 @@ pub struct Report {
     pub init_duration: Option<Duration>,
     /// The end of the invocation's log (for `X-Amz-Log-Type: Tail`).
     pub log_tail: String,
+    /// The instance's peak memory during the invocation, in MB, when measured.
+    pub max_memory_mb: Option<u64>,
 }
 
 /// Why an instance could not be started.

@@ -213,9 +213,27 @@ impl Dispatcher {
             trace_id: options.trace_id,
             client_context: options.client_context,
         };
+        tracing::info!(target: "function", function, request_id = %request_id, "START RequestId: {request_id} Version: $LATEST");
         let started = Instant::now();
         let report = instance.invoke(invocation).await;
         let duration = started.elapsed();
+        let ms = duration.as_secs_f64() * 1000.0;
+        let mut report_line = format!(
+            "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+            ms.ceil() as u64,
+            pool.function.memory_mb,
+            report
+                .max_memory_mb
+                .map_or_else(|| "-".to_owned(), |m| m.to_string()),
+        );
+        if let Some(init) = report.init_duration {
+            report_line.push_str(&format!(
+                "\tInit Duration: {:.2} ms",
+                init.as_secs_f64() * 1000.0
+            ));
+        }
+        tracing::info!(target: "function", function, request_id = %request_id, "END RequestId: {request_id}");
+        tracing::info!(target: "function", function, request_id = %request_id, "{report_line}");
         let outcome_kind = match &report.outcome {
             Outcome::Response(_) => "success",
             Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => "timeout",
@@ -236,10 +254,16 @@ impl Dispatcher {
             tokio::spawn(instance.stop());
         }
         drop(permit);
+        let mut log_tail = format!("START RequestId: {request_id} Version: $LATEST\n");
+        if !report.log_tail.is_empty() {
+            log_tail.push_str(&report.log_tail);
+            log_tail.push('\n');
+        }
+        log_tail.push_str(&format!("END RequestId: {request_id}\n{report_line}\n"));
         Ok(InvokeResult {
             request_id,
             outcome: report.outcome,
-            log_tail: report.log_tail,
+            log_tail,
         })
     }
 }

@@ -54,6 +54,8 @@ pub struct ProcessInstance {
     output: Arc<Mutex<Output>>,
     started: Instant,
     invoked: bool,
+    /// Peak resident memory seen, in MB.
+    peak_mb: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -266,6 +268,7 @@ impl ProcessInstance {
             output,
             started,
             invoked: false,
+            peak_mb: 0,
         })
     }
 
@@ -304,6 +307,7 @@ impl ProcessInstance {
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
             let mut memory = tokio::time::interval(MEMORY_CHECK);
+            let mut peak = 0;
             loop {
                 tokio::select! {
                     outcome = &mut done_rx => {
@@ -328,9 +332,10 @@ impl ProcessInstance {
                         break (outcome, false);
                     }
                     _ = memory.tick() => {
-                        if let Some(pid) = self.pid
-                            && rss_mb(pid).is_some_and(|mb| mb > u64::from(self.function.memory_mb))
-                        {
+                        let rss = self.pid.and_then(rss_mb);
+                        peak = peak.max(rss.unwrap_or(0));
+                        self.peak_mb = self.peak_mb.max(peak);
+                        if rss.is_some_and(|mb| mb > u64::from(self.function.memory_mb)) {
                             self.kill_now();
                             let message = format!(
                                 "RequestId: {request_id} Error: Runtime exited with error: signal: killed (memory above {} MB)",
@@ -355,11 +360,16 @@ impl ProcessInstance {
             out.request_id = None;
             out.lines.iter().cloned().collect::<Vec<_>>().join("\n")
         };
+        // One last sample: short invocations end before the first tick.
+        if let Some(mb) = self.pid.and_then(rss_mb) {
+            self.peak_mb = self.peak_mb.max(mb);
+        }
         Report {
             outcome,
             reusable,
             init_duration,
             log_tail,
+            max_memory_mb: Some(self.peak_mb),
         }
     }
 

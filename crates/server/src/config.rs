@@ -15,6 +15,8 @@ pub struct Config {
     pub ttl_sweep_interval: Duration,
     /// A PostgreSQL URL for the tables; `None` keeps them in the data directory (redb).
     pub postgres: Option<String>,
+    /// How functions scale.
+    pub dispatch: nimbus_dispatch::DispatchConfig,
 }
 
 impl Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
             ttl_sweep_interval: Self::DEFAULT_TTL_SWEEP_INTERVAL,
             postgres: None,
+            dispatch: nimbus_dispatch::DispatchConfig::default(),
         }
     }
 }

@@ -25,4 +25,5 @@ mod services;
 
 pub use config::Config;
 pub use data_dir::{DataDir, DataDirError};
+pub use nimbus_dispatch::DispatchConfig;
 pub use node::{BindError, Node, Stopped};

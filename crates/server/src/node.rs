@@ -108,6 +108,7 @@ async fn start_dispatcher(
     app: &AppSpec,
     data_dir: &Path,
     services: SocketAddr,
+    config: DispatchConfig,
 ) -> Result<Arc<Dispatcher>, BindError> {
     let shims_dir = nimbus_runtime_process::shims::install(&data_dir.join("runtimes"))
         .map_err(|source| BindError::Runtimes { source })?;
@@ -126,7 +127,7 @@ async fn start_dispatcher(
     let dispatcher = Arc::new(Dispatcher::new(
         app.functions.values().cloned(),
         &runtimes,
-        DispatchConfig::default(),
+        config,
     ));
     dispatcher.start().await;
     Ok(dispatcher)
@@ -226,8 +227,13 @@ impl Node {
             .local_addr()
             .expect("a bound TCP listener has a local address");
         let empty = AppSpec::named("none");
-        let dispatcher =
-            start_dispatcher(app.as_ref().unwrap_or(&empty), data.path(), services_addr).await?;
+        let dispatcher = start_dispatcher(
+            app.as_ref().unwrap_or(&empty),
+            data.path(),
+            services_addr,
+            config.dispatch,
+        )
+        .await?;
         let invoker: Arc<dyn nimbus_core::Invoke> = Arc::clone(&dispatcher) as _;
         let lambda = Arc::new(crate::lambda::Lambda {
             app: app.clone(),

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 mod build;
+mod invoke;
 mod serve;
 mod up;
 mod validate;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+pub use invoke::Invoke;
 pub use serve::Serve;
 pub use up::Up;
 pub use validate::Validate;
@@ -24,6 +26,8 @@ pub enum Command {
     Up(Up),
     /// Run a long-lived node that serves deployed apps.
     Serve(Serve),
+    /// Invoke a function of a running node and print its result.
+    Invoke(Invoke),
     /// Print the version.
     Version(Version),
 }
@@ -35,6 +39,7 @@ impl Command {
             Command::Validate(cmd) => cmd.run().await,
             Command::Up(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Serve(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Invoke(cmd) => cmd.run().await,
             Command::Version(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
         }
     }
@@ -56,6 +61,13 @@ pub(crate) struct ListenArgs {
     /// (`postgres://user:password@host:5432/db`).
     #[arg(long, env = "NIMBUS_POSTGRES")]
     postgres: Option<String>,
+    /// Longest a request waits for a free instance of a function at its concurrency
+    /// limit before it is refused with 429.
+    #[arg(long, env = "NIMBUS_MAX_QUEUE_WAIT", default_value = "10s", value_parser = humantime_duration)]
+    max_queue_wait: std::time::Duration,
+    /// How long an idle instance beyond `min_warm` is kept before it is stopped.
+    #[arg(long, env = "NIMBUS_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime_duration)]
+    idle_timeout: std::time::Duration,
     /// How often items whose TTL has passed are deleted.
     #[arg(long, env = "NIMBUS_TTL_SWEEP_INTERVAL", default_value = "10s", value_parser = humantime_duration)]
     ttl_sweep_interval: std::time::Duration,
@@ -73,6 +85,10 @@ impl ListenArgs {
             shutdown_grace: self.shutdown_grace,
             ttl_sweep_interval: self.ttl_sweep_interval,
             postgres: self.postgres.clone(),
+            dispatch: nimbus_server::DispatchConfig {
+                max_queue_wait: self.max_queue_wait,
+                idle_timeout: self.idle_timeout,
+            },
         }
     }
 }
