@@ -378,3 +378,69 @@ fn idle_instances_stop_and_min_warm_ones_are_there_first() {
         node.logs()
     );
 }
+
+#[test]
+fn python_requirements_are_installed_for_their_function() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("py")).unwrap();
+    std::fs::write(dir.join("py/requirements.txt"), "six==1.16.0\n").unwrap();
+    std::fs::write(
+        dir.join("py/app.py"),
+        "import six\n\ndef handler(event, context):\n    return {\"six\": six.__version__, \"from\": six.__file__}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "name = \"deps\"\n\n[functions.py]\nruntime = \"python\"\ncode = \"py\"\nhandler = \"app.handler\"\n\n[[routes]]\nroute = \"GET /six\"\nfunction = \"py\"\n",
+    )
+    .unwrap();
+    let node = Builder::up(dir).start();
+    let r = http(node.gateway(), "GET", "/six", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    let v = r.json();
+    assert_eq!(v["six"], "1.16.0");
+    assert!(
+        v["from"].as_str().unwrap().contains(".nimbus/deps/py/"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_memory_bomb_ends_its_instance_only() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(
+        dir.join("js/index.js"),
+        "exports.handler = async (event) => {\n  if (event.rawPath === '/bomb') {\n    const hog = [];\n    for (;;) { hog.push(Buffer.alloc(8 * 1024 * 1024, 1)); await new Promise((r) => setTimeout(r, 5)); }\n  }\n  return 'fine';\n};\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "name = \"bomb\"\n\n[functions.js]\nruntime = \"nodejs\"\ncode = \"js\"\nhandler = \"index.handler\"\nmemory_mb = 128\ntimeout = \"30s\"\n\n[[routes]]\nroute = \"GET /{any+}\"\nfunction = \"js\"\n",
+    )
+    .unwrap();
+    let node = Builder::up(dir).start();
+    let r = http(node.gateway(), "GET", "/bomb", &[], "").unwrap();
+    assert_eq!(r.status, 502, "{}\n{}", r.body, node.logs());
+    // Through the Lambda API the error says what happened.
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/js/invocations",
+        &[],
+        r#"{"rawPath":"/bomb"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "x-amz-function-error" && v == "Unhandled")
+    );
+    assert_eq!(r.json()["errorType"], "Runtime.OutOfMemory", "{}", r.body);
+    let r = http(node.gateway(), "GET", "/after", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}", node.logs());
+    assert_eq!(r.body, "\"fine\"");
+}

@@ -175,3 +175,18 @@ fn nimbus_invoke_prints_the_result_and_the_log() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("function error: Unhandled"));
 }
+
+#[test]
+fn up_prints_where_the_app_answers() {
+    let mut node = Builder::up(&example("user-registration")).start();
+    let logs = node.logs();
+    assert!(logs.contains("user-registration is up"), "{logs}");
+    assert!(
+        logs.contains(&format!("POST http://{}/users -> register", node.gateway())),
+        "{logs}"
+    );
+    assert!(logs.contains("register (nodejs, index.handler)"), "{logs}");
+    assert!(logs.contains("tables: Users"), "{logs}");
+    node.signal("TERM");
+    node.wait_exit(std::time::Duration::from_secs(5)).unwrap();
+}

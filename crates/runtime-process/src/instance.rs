@@ -108,6 +108,14 @@ fn environment(
         ("TZ", ":UTC".to_owned()),
     ];
     env.extend(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    if function.runtime.kind == RuntimeKind::Python
+        && let Some(deps) = &config.python_deps
+    {
+        let dir = deps.join(&function.name);
+        if dir.is_dir() {
+            env.push(("NIMBUS_PYTHON_DEPS".to_owned(), dir.display().to_string()));
+        }
+    }
     env.extend(
         function
             .environment

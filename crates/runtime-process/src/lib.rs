@@ -29,6 +29,8 @@ pub struct ProcessConfig {
     pub region: String,
     /// Where the shims were written ([`shims::install`]).
     pub shims_dir: PathBuf,
+    /// Where each Python function's requirements are installed (`DIR/NAME`), if anywhere.
+    pub python_deps: Option<PathBuf>,
 }
 
 /// The process runtime.

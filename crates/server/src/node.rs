@@ -116,6 +116,7 @@ async fn start_dispatcher(
         services_endpoint: format!("http://{services}"),
         region: nimbus_tables::schema::REGION.to_owned(),
         shims_dir,
+        python_deps: Some(data_dir.join("deps")),
     }));
     let runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = [
         (RuntimeKind::Nodejs, Arc::clone(&process)),

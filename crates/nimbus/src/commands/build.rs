@@ -47,3 +47,54 @@ pub(crate) async fn install_dependencies(app: &AppSpec) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Installs each Python function's `requirements.txt` into a directory of its own under
+/// `deps_root` (as `sam build` vendors dependencies), when the requirements changed since
+/// the last install; the runtime puts that directory on `sys.path` after the code.
+pub(crate) async fn install_python_requirements(
+    app: &AppSpec,
+    deps_root: &Path,
+) -> anyhow::Result<()> {
+    for function in app.functions.values() {
+        let requirements = function.code.join("requirements.txt");
+        if function.runtime.kind != RuntimeKind::Python || !requirements.is_file() {
+            continue;
+        }
+        let target = deps_root.join(&function.name);
+        let wanted = std::fs::read(&requirements)
+            .with_context(|| format!("cannot read {}", requirements.display()))?;
+        let stamp = target.join(".nimbus-requirements");
+        if std::fs::read(&stamp).ok().as_deref() == Some(wanted.as_slice()) {
+            continue;
+        }
+        tracing::info!(function = %function.name, "installing Python requirements");
+        let out = tokio::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--upgrade",
+                "--target",
+            ])
+            .arg(&target)
+            .arg("-r")
+            .arg(&requirements)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("cannot run pip for function {}", function.name))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            bail!(
+                "pip install failed for function {}: {}",
+                function.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            );
+        }
+        std::fs::write(&stamp, &wanted)?;
+    }
+    Ok(())
+}

@@ -21,6 +21,46 @@ pub struct Up {
     listen: ListenArgs,
 }
 
+/// What a developer wants to see once the app is up: where each route answers, what
+/// runs each function, and the tables (on stdout; logs go to stderr).
+fn print_summary(app: &nimbus_core::AppSpec, node: &Node) {
+    let gateway = node.gateway_addr();
+    println!("{} is up", app.name);
+    if !app.routes.is_empty() {
+        println!("  routes:");
+        for route in &app.routes {
+            let url = match &route.key {
+                nimbus_core::RouteKey::Route { method, path } => {
+                    format!("{} http://{gateway}{path}", method.as_str())
+                }
+                nimbus_core::RouteKey::Default => format!("* http://{gateway}/..."),
+            };
+            println!("    {url} -> {}", route.function);
+        }
+    }
+    if !app.functions.is_empty() {
+        println!("  functions:");
+        for f in app.functions.values() {
+            println!(
+                "    {} ({}, {})",
+                f.name,
+                f.runtime.identifier,
+                f.handler.as_deref().unwrap_or("bootstrap")
+            );
+        }
+    }
+    if !app.tables.is_empty() {
+        println!(
+            "  tables: {}",
+            app.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    println!(
+        "  services: http://{} (DynamoDB, Lambda)",
+        node.services_addr()
+    );
+}
+
 impl Up {
     /// Runs the app until SIGINT or SIGTERM.
     pub async fn run(self) -> anyhow::Result<()> {
@@ -40,6 +80,7 @@ impl Up {
         };
         let data = DataDir::open(&self.dir.join(STATE_DIR))?;
         super::build::install_dependencies(&app).await?;
+        super::build::install_python_requirements(&app, &data.path().join("deps")).await?;
         tracing::info!(
             app = %app.name,
             tables = app.tables.len(),
@@ -47,7 +88,9 @@ impl Up {
             routes = app.routes.len(),
             "app loaded"
         );
+        let summary = app.clone();
         let node = Node::bind(self.listen.config(), Some(app), data).await?;
+        print_summary(&summary, &node);
         super::serve_until_signal(node).await
     }
 }
