@@ -18,6 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Marks captured stdout lines, to tell them from the log on stderr.
+const STDOUT_TAG: &str = "\u{1}stdout\u{1}";
+
 /// How long a node may take to become ready before the test fails.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -248,7 +251,13 @@ impl Builder {
                     {
                         let _ = tx.send(addrs);
                     }
-                    logs.lock().unwrap().push(line);
+                    // stderr carries the log; stdout what the command prints for people.
+                    let tagged = if tx.is_some() {
+                        line
+                    } else {
+                        format!("{STDOUT_TAG}{line}")
+                    };
+                    logs.lock().unwrap().push(tagged);
                 }
             });
         }
@@ -460,9 +469,27 @@ impl Nimbus {
         self.child.id()
     }
 
-    /// Everything the process printed so far.
+    /// Everything the process printed so far, stdout and stderr.
     pub fn logs(&self) -> String {
-        self.logs.lock().unwrap().join("\n")
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.strip_prefix(STDOUT_TAG).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// What the process wrote to stderr: its log.
+    pub fn stderr(&self) -> String {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| !l.starts_with(STDOUT_TAG))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`).

@@ -248,7 +248,7 @@ fn json_logs_are_one_object_per_line() {
     let mut node = Builder::up(&example("user-registration")).start();
     node.signal("TERM");
     node.wait_exit(Duration::from_secs(5)).unwrap();
-    let logs = node.logs();
+    let logs = node.stderr();
     let mut messages = Vec::new();
     for line in logs.lines() {
         let v: serde_json::Value =
