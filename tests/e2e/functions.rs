@@ -444,3 +444,62 @@ fn a_memory_bomb_ends_its_instance_only() {
     assert_eq!(r.status, 200, "{}", node.logs());
     assert_eq!(r.body, "\"fine\"");
 }
+
+/// A real Runtime API client, unmodified: a `provided` function built with the
+/// `lambda_runtime` crate.
+#[test]
+fn a_lambda_runtime_crate_function_runs() {
+    let bootstrap = crate::harness::rust_fixture("lambda-runtime-echo");
+    let app = tempfile::tempdir().unwrap();
+    let code = app.path().join("rust");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::copy(&bootstrap, code.join("bootstrap")).unwrap();
+    std::fs::write(
+        app.path().join("nimbus.toml"),
+        "name = \"rust\"\n\n[functions.echo]\nruntime = \"provided.al2023\"\ncode = \"rust\"\n\n[[routes]]\nroute = \"POST /echo\"\nfunction = \"echo\"\n",
+    )
+    .unwrap();
+    let node = Builder::up(app.path()).start();
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/echo/invocations",
+        &[],
+        r#"{"x":1}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    let v = r.json();
+    assert_eq!(v["echo"], serde_json::json!({"x": 1}));
+    assert_eq!(v["function_name"], "echo");
+    assert_eq!(
+        v["function_arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:echo"
+    );
+    assert!(v["deadline_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    let request_id = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-amzn-requestid")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(v["request_id"], request_id);
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/echo/invocations",
+        &[],
+        r#"{"fail":true}"#,
+    )
+    .unwrap();
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "x-amz-function-error" && v == "Unhandled")
+    );
+    assert_eq!(r.json()["errorMessage"], "asked to fail");
+    // Behind a route, the API Gateway event reaches it too.
+    let r = http(node.gateway(), "POST", "/echo", &[], "hi").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["echo"]["body"], "hi");
+}

@@ -84,6 +84,35 @@ pub fn run_client(program: &Path, args: &[&str], endpoint: &str) -> String {
     text
 }
 
+/// Builds a Rust fixture under `tests/fixtures/NAME` (once per test run) and returns the
+/// path of its `bootstrap` binary. The build shares the workspace's target directory (or
+/// `CARGO_TARGET_DIR`), so it is incremental across runs.
+pub fn rust_fixture(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let manifest = repo_root()
+        .join("tests/fixtures")
+        .join(name)
+        .join("Cargo.toml");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo_root().join("target"), PathBuf::from)
+        .join("fixtures");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the fixture {name} failed");
+    let path = target.join("release/bootstrap");
+    built.push((name.to_owned(), path.clone()));
+    path
+}
+
 /// Runs `nimbus ARGS` to completion.
 pub fn run(args: &[&str]) -> Output {
     Command::new(nimbus_bin())
