@@ -503,3 +503,46 @@ fn a_lambda_runtime_crate_function_runs() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["echo"]["body"], "hi");
 }
+
+#[test]
+fn an_idle_instance_killed_from_outside_is_replaced() {
+    let app = tempfile::tempdir().unwrap();
+    let markers = tempfile::tempdir().unwrap();
+    let bootstrap = shell_bootstrap(r#"printf '%s' '"ok"'"#).replacen(
+        "#!/bin/sh\n",
+        "#!/bin/sh\ntouch \"$MARKERS/$$\"\n",
+        1,
+    );
+    let env = format!(
+        "environment = {{ MARKERS = \"{}\" }}",
+        markers.path().display()
+    );
+    write_app(
+        app.path(),
+        &[("victim", &bootstrap, &env)],
+        &[("GET /v", "victim")],
+    );
+    let node = Builder::up(app.path()).start();
+    assert_eq!(
+        http(node.gateway(), "GET", "/v", &[], "").unwrap().status,
+        200
+    );
+    let pids: Vec<String> = std::fs::read_dir(markers.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(pids.len(), 1);
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pids[0]])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let r = http(node.gateway(), "GET", "/v", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    assert_eq!(
+        std::fs::read_dir(markers.path()).unwrap().count(),
+        2,
+        "a new instance served it"
+    );
+}

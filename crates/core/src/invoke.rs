@@ -112,6 +112,12 @@ pub trait Instance: Send + 'static {
     /// Runs one invocation.
     fn invoke(&mut self, invocation: Invocation) -> BoxFuture<'_, Report>;
 
+    /// Whether the instance can still take an invocation (an idle process may have been
+    /// killed from outside).
+    fn is_alive(&self) -> bool {
+        true
+    }
+
     /// Stops the instance (gracefully, then forcefully).
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

@@ -60,9 +60,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Pool {
     async fn take(&self) -> Result<(Box<dyn Instance>, bool), InvokeError> {
-        let warm = lock(&self.idle).pop();
-        if let Some(idle) = warm {
-            return Ok((idle.instance, false));
+        loop {
+            let warm = lock(&self.idle).pop();
+            let Some(idle) = warm else { break };
+            if idle.instance.is_alive() {
+                return Ok((idle.instance, false));
+            }
+            // Ended while idle (killed from outside): replace it, unnoticed by the caller.
+            tracing::warn!(function = %self.function.name, "an idle instance had ended; starting another");
+            tokio::spawn(idle.instance.stop());
         }
         let instance = self
             .runtime

@@ -404,6 +404,10 @@ impl Instance for ProcessInstance {
         Box::pin(self.run(invocation))
     }
 
+    fn is_alive(&self) -> bool {
+        self.exited.borrow().is_none()
+    }
+
     fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             // Closing the invocation channel ends the runtime's long poll with an error;
