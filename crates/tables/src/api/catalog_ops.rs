@@ -418,39 +418,26 @@ pub(crate) fn describe(def: &TableDef, stats: Option<crate::engine::TableStats>)
         "BillingModeSummary": { "BillingMode": def.billing_mode },
         "DeletionProtectionEnabled": def.deletion_protection,
     });
+    let index = |i: &IndexDef, global: bool| {
+        let mut j = json!({
+            "IndexName": i.name,
+            "KeySchema": i.key.describe(),
+            "Projection": projection(&i.projection),
+            "IndexSizeBytes": 0,
+            "ItemCount": 0,
+            "IndexArn": format!("{}/index/{}", def.arn(), i.name),
+        });
+        if global {
+            j["IndexStatus"] = json!("ACTIVE");
+            j["ProvisionedThroughput"] = throughput(i.throughput);
+        }
+        j
+    };
     if !def.global_indexes.is_empty() {
-        out["GlobalSecondaryIndexes"] = def
-            .global_indexes
-            .iter()
-            .map(|i| {
-                json!({
-                    "IndexName": i.name,
-                    "KeySchema": i.key.describe(),
-                    "Projection": projection(&i.projection),
-                    "IndexStatus": "ACTIVE",
-                    "ProvisionedThroughput": throughput(i.throughput),
-                    "IndexSizeBytes": 0,
-                    "ItemCount": 0,
-                    "IndexArn": format!("{}/index/{}", def.arn(), i.name),
-                })
-            })
-            .collect();
+        out["GlobalSecondaryIndexes"] = def.global_indexes.iter().map(|i| index(i, true)).collect();
     }
     if !def.local_indexes.is_empty() {
-        out["LocalSecondaryIndexes"] = def
-            .local_indexes
-            .iter()
-            .map(|i| {
-                json!({
-                    "IndexName": i.name,
-                    "KeySchema": i.key.describe(),
-                    "Projection": projection(&i.projection),
-                    "IndexSizeBytes": 0,
-                    "ItemCount": 0,
-                    "IndexArn": format!("{}/index/{}", def.arn(), i.name),
-                })
-            })
-            .collect();
+        out["LocalSecondaryIndexes"] = def.local_indexes.iter().map(|i| index(i, false)).collect();
     }
     if let Some(stream) = &def.stream {
         out["StreamSpecification"] =

@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 use super::{
     Tables,
     capacity::{self, Report},
-    exprs::{ExprMaps, Projection},
+    exprs::{Condition, ExprMaps, Exprs, Projection},
     internal,
     keys::{MAX_ITEM_BYTES, check_index_keys, check_item, check_key},
     request::Req,
@@ -25,6 +25,40 @@ pub(crate) fn return_on_failure(req: &Req<'_>) -> Result<bool, ApiError> {
         req.opt_enum("ReturnValuesOnConditionCheckFailure", &["ALL_OLD", "NONE"])?
             == Some("ALL_OLD"),
     )
+}
+
+/// A write's `ConditionExpression` with what a failure returns: checked inside the
+/// engine's transaction against the item as it is.
+pub(crate) struct Guard {
+    condition: Option<Condition>,
+    return_old: bool,
+}
+
+impl Guard {
+    /// The request's condition (read through `exprs`) and
+    /// `ReturnValuesOnConditionCheckFailure`.
+    pub(crate) fn from_req(req: &Req<'_>, exprs: &Exprs<'_>) -> Result<Guard, ApiError> {
+        Ok(Guard {
+            condition: exprs.condition(req, "ConditionExpression")?,
+            return_old: return_on_failure(req)?,
+        })
+    }
+
+    /// Whether the request has a condition at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.condition.is_none()
+    }
+
+    /// `ConditionalCheckFailedException` (with the item when asked) unless the condition
+    /// holds for `old`.
+    pub(crate) fn check(&self, old: Option<&Item>) -> Result<(), ApiError> {
+        match &self.condition {
+            Some(condition) if !condition.eval(old) => Err(ApiError::condition_failed(
+                old.filter(|_| self.return_old).cloned(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn return_values<'a>(req: &Req<'a>, allowed: &[&str], op: &str) -> Result<&'a str, ApiError> {
@@ -66,9 +100,8 @@ pub(super) async fn put_item(tables: &Tables, req: &Req<'_>) -> Result<Json, Api
     let report = Report::from_req(req)?;
     let maps = ExprMaps::from_req(req)?;
     let exprs = maps.exprs();
-    let condition = exprs.condition(req, "ConditionExpression")?;
+    let guard = Guard::from_req(req, &exprs)?;
     exprs.finish()?;
-    let on_failure = return_on_failure(req)?;
     let size = item_size(&item);
     let written = write_one(
         tables,
@@ -76,13 +109,7 @@ pub(super) async fn put_item(tables: &Tables, req: &Req<'_>) -> Result<Json, Api
             table: Arc::clone(&def),
             key,
             decide: Box::new(move |old| {
-                if let Some(condition) = &condition
-                    && !condition.eval(old)
-                {
-                    return Err(ApiError::condition_failed(
-                        old.filter(|_| on_failure).cloned(),
-                    ));
-                }
+                guard.check(old)?;
                 Ok(WriteAction::Put(item))
             }),
         },
@@ -127,22 +154,15 @@ pub(super) async fn delete_item(tables: &Tables, req: &Req<'_>) -> Result<Json, 
     let report = Report::from_req(req)?;
     let maps = ExprMaps::from_req(req)?;
     let exprs = maps.exprs();
-    let condition = exprs.condition(req, "ConditionExpression")?;
+    let guard = Guard::from_req(req, &exprs)?;
     exprs.finish()?;
-    let on_failure = return_on_failure(req)?;
     let written = write_one(
         tables,
         ItemWrite {
             table: Arc::clone(&def),
             key,
             decide: Box::new(move |old| {
-                if let Some(condition) = &condition
-                    && !condition.eval(old)
-                {
-                    return Err(ApiError::condition_failed(
-                        old.filter(|_| on_failure).cloned(),
-                    ));
-                }
+                guard.check(old)?;
                 Ok(if old.is_some() {
                     WriteAction::Delete
                 } else {
@@ -175,7 +195,7 @@ pub(super) async fn update_item(tables: &Tables, req: &Req<'_>) -> Result<Json, 
     let report = Report::from_req(req)?;
     let maps = ExprMaps::from_req(req)?;
     let exprs = maps.exprs();
-    let condition = exprs.condition(req, "ConditionExpression")?;
+    let guard = Guard::from_req(req, &exprs)?;
     let update = exprs.update(req)?;
     exprs.finish()?;
     if let Some(update) = &update {
@@ -187,7 +207,6 @@ pub(super) async fn update_item(tables: &Tables, req: &Req<'_>) -> Result<Json, 
             }
         }
     }
-    let on_failure = return_on_failure(req)?;
     let check_def = Arc::clone(&def);
     let decide_update = update.clone();
     let written = write_one(
@@ -196,13 +215,7 @@ pub(super) async fn update_item(tables: &Tables, req: &Req<'_>) -> Result<Json, 
             table: Arc::clone(&def),
             key,
             decide: Box::new(move |old| {
-                if let Some(condition) = &condition
-                    && !condition.eval(old)
-                {
-                    return Err(ApiError::condition_failed(
-                        old.filter(|_| on_failure).cloned(),
-                    ));
-                }
+                guard.check(old)?;
                 let mut item = old.cloned().unwrap_or_else(|| key_item.clone());
                 if let Some(update) = &decide_update {
                     update.apply(&mut item)?;

@@ -12,7 +12,7 @@ use super::{
     Tables,
     exprs::{ExprMaps, Projection},
     internal,
-    items::return_on_failure,
+    items::Guard,
     keys::{MAX_ITEM_BYTES, check_index_keys, check_item, check_key},
     request::Req,
 };
@@ -109,11 +109,7 @@ pub(super) async fn transact_write_items(
         let def = tables.table(body.str("TableName")?)?;
         let maps = ExprMaps::from_req(&body)?;
         let exprs = maps.exprs();
-        let condition = exprs.condition(&body, "ConditionExpression")?;
-        let on_failure = return_on_failure(&body)?;
-        let failed = move |old: Option<&crate::value::Item>| {
-            ApiError::condition_failed(old.filter(|_| on_failure).cloned())
-        };
+        let guard = Guard::from_req(&body, &exprs)?;
         let (key, decide): (Vec<u8>, crate::engine::Decide) = match *kind {
             "Put" => {
                 let item = body.item("Item")?;
@@ -121,9 +117,7 @@ pub(super) async fn transact_write_items(
                 (
                     key,
                     Box::new(move |old| {
-                        if condition.as_ref().is_some_and(|c| !c.eval(old)) {
-                            return Err(failed(old));
-                        }
+                        guard.check(old)?;
                         Ok(WriteAction::Put(item))
                     }),
                 )
@@ -133,9 +127,7 @@ pub(super) async fn transact_write_items(
                 (
                     key,
                     Box::new(move |old| {
-                        if condition.as_ref().is_some_and(|c| !c.eval(old)) {
-                            return Err(failed(old));
-                        }
+                        guard.check(old)?;
                         Ok(if old.is_some() {
                             WriteAction::Delete
                         } else {
@@ -146,15 +138,15 @@ pub(super) async fn transact_write_items(
             }
             "ConditionCheck" => {
                 let key = check_key(&def, &body.item("Key")?)?;
-                let condition = condition.ok_or_else(|| {
-                    ApiError::validation("1 validation error detected: Value null at 'transactItems.1.member.conditionCheck.conditionExpression' failed to satisfy constraint: Member must not be null")
-                })?;
+                if guard.is_empty() {
+                    return Err(ApiError::validation(
+                        "1 validation error detected: Value null at 'transactItems.1.member.conditionCheck.conditionExpression' failed to satisfy constraint: Member must not be null",
+                    ));
+                }
                 (
                     key,
                     Box::new(move |old| {
-                        if !condition.eval(old) {
-                            return Err(failed(old));
-                        }
+                        guard.check(old)?;
                         Ok(WriteAction::Keep)
                     }),
                 )
@@ -176,9 +168,7 @@ pub(super) async fn transact_write_items(
                 (
                     key,
                     Box::new(move |old| {
-                        if condition.as_ref().is_some_and(|c| !c.eval(old)) {
-                            return Err(failed(old));
-                        }
+                        guard.check(old)?;
                         let mut item = old.cloned().unwrap_or(key_item);
                         update.apply(&mut item)?;
                         if item_size(&item) > MAX_ITEM_BYTES {
