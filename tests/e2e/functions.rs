@@ -86,7 +86,11 @@ fn a_provided_function_receives_the_api_gateway_event() {
     // A second request reuses the warm instance.
     let r = http(node.gateway(), "GET", "/items/7/x", &[], "").unwrap();
     assert_eq!(r.status, 200);
-    assert!(node.logs().contains("\"cold\":false"), "{}", node.logs());
+    assert!(
+        node.wait_for_log("\"cold\":false", Duration::from_secs(5)),
+        "{}",
+        node.logs()
+    );
 }
 
 #[test]
@@ -302,6 +306,7 @@ fn fifty_concurrent_calls_run_at_most_max_at_a_time_and_none_is_lost() {
         "{statuses:?}\n{}",
         node.logs()
     );
+    assert!(node.wait_for_logs("\"message\":\"invocation\"", 50, Duration::from_secs(5)));
     let cold = node.logs().matches("\"cold\":true").count();
     assert!(cold <= 10, "{cold} instances were started for max = 10");
     assert!(cold >= 2, "the calls were served by more than one instance");

@@ -509,6 +509,27 @@ impl Nimbus {
             .join("\n")
     }
 
+    /// Waits up to `timeout` until the output contains `needle` (output is read by other
+    /// threads, so a line may arrive just after the response that follows it); says
+    /// whether it did.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_for_logs(needle, 1, timeout)
+    }
+
+    /// Waits up to `timeout` until the output contains `needle` at least `count` times.
+    pub fn wait_for_logs(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.logs().matches(needle).count() >= count {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// What the process wrote to stderr: its log.
     pub fn stderr(&self) -> String {
         self.logs

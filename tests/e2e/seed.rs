@@ -179,6 +179,7 @@ fn nimbus_invoke_prints_the_result_and_the_log() {
 #[test]
 fn up_prints_where_the_app_answers() {
     let mut node = Builder::up(&example("user-registration")).start();
+    assert!(node.wait_for_log("tables: Users", std::time::Duration::from_secs(5)));
     let logs = node.logs();
     assert!(logs.contains("user-registration is up"), "{logs}");
     assert!(
