@@ -551,3 +551,38 @@ fn an_idle_instance_killed_from_outside_is_replaced() {
         "a new instance served it"
     );
 }
+
+/// At shutdown, instances get SIGTERM before they are killed, as on Lambda.
+#[test]
+fn instances_get_sigterm_when_the_node_stops() {
+    let app = tempfile::tempdir().unwrap();
+    let markers = tempfile::tempdir().unwrap();
+    let bootstrap = shell_bootstrap(r#"printf '%s' '"ok"'"#).replacen(
+        "#!/bin/sh\n",
+        "#!/bin/sh\ntrap 'touch \"$MARKERS/term\"; exit 0' TERM\n",
+        1,
+    );
+    let env = format!(
+        "environment = {{ MARKERS = \"{}\" }}",
+        markers.path().display()
+    );
+    write_app(
+        app.path(),
+        &[("polite", &bootstrap, &env)],
+        &[("GET /p", "polite")],
+    );
+    let mut node = Builder::up(app.path()).start();
+    assert_eq!(
+        http(node.gateway(), "GET", "/p", &[], "").unwrap().status,
+        200
+    );
+    node.signal("TERM");
+    let status = node
+        .wait_exit(Duration::from_secs(5))
+        .expect("nimbus exits");
+    assert_eq!(status.code(), Some(0), "{}", node.logs());
+    assert!(
+        markers.path().join("term").exists(),
+        "the instance saw SIGTERM"
+    );
+}

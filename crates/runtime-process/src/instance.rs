@@ -410,11 +410,24 @@ impl Instance for ProcessInstance {
 
     fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            // Closing the invocation channel ends the runtime's long poll with an error;
-            // runtimes then exit. Whatever is still running after the grace is killed.
+            // Closing the invocation channel ends the runtime's long poll (410); the shims
+            // exit on it. Then SIGTERM, as Lambda sends at shutdown, and after the grace
+            // SIGKILL for whatever is still running.
             let (closed, _) = mpsc::channel(1);
             drop(std::mem::replace(&mut self.pending, closed));
             let mut exited = self.exited.clone();
+            if let Some(pid) = self.pid
+                && exited.borrow().is_none()
+            {
+                // `kill` rather than a signal call: the crate stays free of unsafe code.
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await;
+            }
             let _ = tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some)).await;
             self.kill_now();
             let _ = exited.wait_for(Option::is_some).await;
