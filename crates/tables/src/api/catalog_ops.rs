@@ -236,20 +236,30 @@ fn string_array(req: &Req<'_>, key: &str) -> Result<Vec<String>, ApiError> {
         .unwrap_or_default())
 }
 
+/// The `AttributeDefinitions` entries of a request, as (name, type) in order.
+fn attribute_definitions(definitions: &[Json]) -> Result<Vec<(String, KeyType)>, ApiError> {
+    definitions
+        .iter()
+        .map(|d| {
+            let d = Req::parse(d)?;
+            let attr = d.str("AttributeName")?;
+            let ty = d
+                .opt_enum("AttributeType", &["B", "N", "S"])?
+                .and_then(KeyType::parse)
+                .ok_or_else(|| ApiError::validation("1 validation error detected: Value null at 'attributeDefinitions.member.attributeType' failed to satisfy constraint: Member must not be null"))?;
+            Ok((attr.to_owned(), ty))
+        })
+        .collect()
+}
+
 pub(super) async fn create_table(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
     let name = table_name(req)?;
     let definitions = req.opt_array("AttributeDefinitions")?.ok_or_else(|| {
         ApiError::validation("1 validation error detected: Value null at 'attributeDefinitions' failed to satisfy constraint: Member must not be null")
     })?;
     let mut types = BTreeMap::new();
-    for d in definitions {
-        let d = Req::parse(d)?;
-        let attr = d.str("AttributeName")?;
-        let ty = d
-            .opt_enum("AttributeType", &["B", "N", "S"])?
-            .and_then(KeyType::parse)
-            .ok_or_else(|| ApiError::validation("1 validation error detected: Value null at 'attributeDefinitions.member.attributeType' failed to satisfy constraint: Member must not be null"))?;
-        if types.insert(attr.to_owned(), ty).is_some() {
+    for (attr, ty) in attribute_definitions(definitions)? {
+        if types.insert(attr, ty).is_some() {
             return Err(ApiError::invalid_parameter(
                 "Duplicate AttributeName found in AttributeDefinitions",
             ));
@@ -518,24 +528,18 @@ pub(super) async fn update_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
     let mut def = (*tables.table(name)?).clone();
     let mut changed = false;
     let mut types = def.attribute_definitions.clone();
-    for d in req
+    let given = req
         .opt_array("AttributeDefinitions")?
-        .map_or(&[][..], Vec::as_slice)
-    {
-        let d = Req::parse(d)?;
-        let attr = d.str("AttributeName")?;
-        let ty = d
-            .opt_enum("AttributeType", &["B", "N", "S"])?
-            .and_then(KeyType::parse)
-            .ok_or_else(|| ApiError::validation("1 validation error detected: Value null at 'attributeDefinitions.member.attributeType' failed to satisfy constraint: Member must not be null"))?;
-        if let Some(existing) = types.get(attr)
+        .map_or(&[][..], Vec::as_slice);
+    for (attr, ty) in attribute_definitions(given)? {
+        if let Some(existing) = types.get(&attr)
             && *existing != ty
         {
             return Err(ApiError::invalid_parameter(format!(
                 "Cannot change the type of key attribute {attr}"
             )));
         }
-        types.insert(attr.to_owned(), ty);
+        types.insert(attr, ty);
     }
     if let Some(mode) = req.opt_enum("BillingMode", &["PROVISIONED", "PAY_PER_REQUEST"])? {
         def.billing_mode = mode.to_owned();
@@ -647,12 +651,7 @@ pub(super) async fn update_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
             "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required",
         ));
     }
-    tables
-        .engine
-        .update_table(def.clone())
-        .await
-        .map_err(internal)?;
-    let def = tables.set_table(def);
+    let def = tables.replace_table(def).await?;
     let stats = tables
         .engine
         .stats(Arc::clone(&def))
@@ -687,12 +686,7 @@ pub(super) async fn update_time_to_live(tables: &Tables, req: &Req<'_>) -> Resul
         _ => {}
     }
     def.ttl_attribute = enabled.then(|| attribute.to_owned());
-    tables
-        .engine
-        .update_table(def.clone())
-        .await
-        .map_err(internal)?;
-    tables.set_table(def);
+    tables.replace_table(def).await?;
     Ok(json!({ "TimeToLiveSpecification": { "Enabled": enabled, "AttributeName": attribute } }))
 }
 
@@ -747,12 +741,7 @@ pub(super) async fn tag_resource(tables: &Tables, req: &Req<'_>) -> Result<Json,
             "Too many tags: a resource may have at most 50",
         ));
     }
-    tables
-        .engine
-        .update_table(def.clone())
-        .await
-        .map_err(internal)?;
-    tables.set_table(def);
+    tables.replace_table(def).await?;
     Ok(json!({}))
 }
 
@@ -762,12 +751,7 @@ pub(super) async fn untag_resource(tables: &Tables, req: &Req<'_>) -> Result<Jso
     for key in string_array(req, "TagKeys")? {
         def.tags.remove(&key);
     }
-    tables
-        .engine
-        .update_table(def.clone())
-        .await
-        .map_err(internal)?;
-    tables.set_table(def);
+    tables.replace_table(def).await?;
     Ok(json!({}))
 }
 

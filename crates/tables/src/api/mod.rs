@@ -134,6 +134,16 @@ impl Tables {
         def
     }
 
+    /// Stores a changed definition of an existing table (the engine builds and drops
+    /// indexes as it differs) and makes it the one requests see.
+    async fn replace_table(&self, def: TableDef) -> Result<Arc<TableDef>, ApiError> {
+        self.engine
+            .update_table(def.clone())
+            .await
+            .map_err(internal)?;
+        Ok(self.set_table(def))
+    }
+
     fn remove_table(&self, name: &str) {
         self.catalog
             .write()

@@ -268,9 +268,7 @@ fn apply_writes(
     txn: &WriteTransaction,
     writes: Vec<ItemWrite>,
 ) -> Result<Result<Vec<Written>, Vec<Option<ApiError>>>, EngineError> {
-    let mut decided = Vec::with_capacity(writes.len());
-    let mut refusals: Vec<Option<ApiError>> = Vec::with_capacity(writes.len());
-    let mut refused = false;
+    let mut current = Vec::with_capacity(writes.len());
     for write in writes {
         let name = items_table(&write.table);
         let table = txn
@@ -280,24 +278,21 @@ fn apply_writes(
             Some(bytes) => Some(decode_item(bytes.value())?),
             None => None,
         };
-        drop(table);
-        match (write.decide)(old.as_ref()) {
-            Ok(action) => {
-                refusals.push(None);
-                decided.push((write.table, write.key, old, action));
-            }
-            Err(e) => {
-                refused = true;
-                refusals.push(Some(e));
-            }
-        }
+        current.push((write, old));
     }
-    if refused {
-        return Ok(Err(refusals));
-    }
+    let decided = match super::decide_all(current) {
+        Ok(decided) => decided,
+        Err(refusals) => return Ok(Err(refusals)),
+    };
     let mut written = Vec::with_capacity(decided.len());
     let created = super::stream::now();
-    for (def, key, old, action) in decided {
+    for super::Decided {
+        table: def,
+        key,
+        old,
+        action,
+    } in decided
+    {
         let new = match action {
             WriteAction::Keep => {
                 written.push(Written {

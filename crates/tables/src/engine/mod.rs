@@ -55,6 +55,43 @@ pub struct ItemWrite {
     pub decide: Decide,
 }
 
+/// A write whose decision let it through.
+pub(crate) struct Decided {
+    pub(crate) table: Arc<TableDef>,
+    pub(crate) key: Vec<u8>,
+    pub(crate) old: Option<Item>,
+    pub(crate) action: WriteAction,
+}
+
+/// Takes every write's decision against its current item, every engine the same way:
+/// all go through, or none does and each gets its refusal (`None` for those that would
+/// have passed).
+pub(crate) fn decide_all(
+    writes: impl IntoIterator<Item = (ItemWrite, Option<Item>)>,
+) -> Result<Vec<Decided>, Vec<Option<ApiError>>> {
+    let mut decided = Vec::new();
+    let mut refusals = Vec::new();
+    let mut refused = false;
+    for (write, old) in writes {
+        match (write.decide)(old.as_ref()) {
+            Ok(action) => {
+                refusals.push(None);
+                decided.push(Decided {
+                    table: write.table,
+                    key: write.key,
+                    old,
+                    action,
+                });
+            }
+            Err(e) => {
+                refused = true;
+                refusals.push(Some(e));
+            }
+        }
+    }
+    if refused { Err(refusals) } else { Ok(decided) }
+}
+
 /// The item before and after a write that went through.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Written {

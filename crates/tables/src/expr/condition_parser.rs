@@ -198,16 +198,7 @@ struct Call {
 }
 
 fn call(p: &mut Parser<'_, '_, '_>) -> PResult<Call> {
-    let name = p.function_name();
-    p.expect_punct("(")?;
-    p.count_operator();
-    p.enter()?;
-    let mut args = vec![operand(p)?];
-    while p.eat_punct(",") {
-        args.push(operand(p)?);
-    }
-    p.expect_punct(")")?;
-    p.leave();
+    let (name, args) = p.call(operand)?;
     Ok(Call { name, args })
 }
 

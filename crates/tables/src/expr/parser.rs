@@ -337,6 +337,25 @@ impl<'s, 'p, 'a> Parser<'s, 'p, 'a> {
         token.kind == TokenKind::Word && self.text(token).eq_ignore_ascii_case(keyword)
     }
 
+    /// A function call's name and its parenthesised, comma-separated arguments, each
+    /// read by `argument`; the call counts as one operator and one nesting level.
+    pub(crate) fn call<T>(
+        &mut self,
+        mut argument: impl FnMut(&mut Self) -> PResult<T>,
+    ) -> PResult<(String, Vec<T>)> {
+        let name = self.function_name();
+        self.expect_punct("(")?;
+        self.count_operator();
+        self.enter()?;
+        let mut args = vec![argument(self)?];
+        while self.eat_punct(",") {
+            args.push(argument(self)?);
+        }
+        self.expect_punct(")")?;
+        self.leave();
+        Ok((name, args))
+    }
+
     /// Reads a function name: the word before `(`.
     pub(crate) fn function_name(&mut self) -> String {
         let name = self.text(self.peek()).to_owned();

@@ -246,16 +246,7 @@ fn bare_operand(p: &mut Parser<'_, '_, '_>) -> PResult<SetOperand> {
 
 /// `if_not_exists(...)`, `list_append(...)`, or a function that has no place here.
 fn call(p: &mut Parser<'_, '_, '_>) -> PResult<SetOperand> {
-    let name = p.function_name();
-    p.expect_punct("(")?;
-    p.count_operator();
-    p.enter()?;
-    let mut args = vec![operand(p)?];
-    while p.eat_punct(",") {
-        args.push(operand(p)?);
-    }
-    p.expect_punct(")")?;
-    p.leave();
+    let (name, args) = p.call(operand)?;
 
     let placeholder = SetOperand::Value(AttributeValue::Null);
     if !UPDATE_FUNCTIONS.contains(&name.as_str()) {

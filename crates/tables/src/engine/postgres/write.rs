@@ -11,7 +11,6 @@ use super::{
 };
 use crate::{
     engine::{EngineError, ItemWrite, StreamRecord, WriteAction, WriteFailure, Written},
-    error::ApiError,
     schema::TableDef,
     value::{Item, item_size},
 };
@@ -173,33 +172,26 @@ pub(super) async fn write(
 
     // Every decision is taken against the state before the group, as in the embedded
     // engine; any refusal leaves everything as it was.
-    let mut decided = Vec::with_capacity(writes.len());
-    let mut refusals: Vec<Option<ApiError>> = Vec::with_capacity(writes.len());
-    let mut refused = false;
-    for (write, old) in writes.into_iter().zip(current.iter_mut()) {
-        let old = old.take();
-        match (write.decide)(old.as_ref()) {
-            Ok(action) => {
-                refusals.push(None);
-                decided.push((write.table, write.key, old, action));
-            }
-            Err(e) => {
-                refused = true;
-                refusals.push(Some(e));
-            }
+    let decided = match crate::engine::decide_all(writes.into_iter().zip(current.drain(..))) {
+        Ok(decided) => decided,
+        Err(refusals) => {
+            // Nothing was written; a failed rollback only means the connection is gone.
+            let _ = txn.rollback().await;
+            return Err(WriteFailure::Rejected(refusals));
         }
-    }
-    if refused {
-        // Nothing was written; a failed rollback only means the connection is gone.
-        let _ = txn.rollback().await;
-        return Err(WriteFailure::Rejected(refusals));
-    }
+    };
 
     let mut changes = Changes::default();
     let mut written = Vec::with_capacity(decided.len());
     let mut records: Vec<(String, StreamRecord)> = Vec::new();
     let created = crate::engine::stream::now();
-    for (table, key, old, action) in decided {
+    for crate::engine::Decided {
+        table,
+        key,
+        old,
+        action,
+    } in decided
+    {
         let new = match action {
             WriteAction::Keep => {
                 written.push(Written {
