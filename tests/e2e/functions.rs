@@ -586,3 +586,50 @@ fn instances_get_sigterm_when_the_node_stops() {
         "the instance saw SIGTERM"
     );
 }
+
+/// When the grace period runs out with an invocation still running, its instance gets
+/// SIGTERM before SIGKILL, as idle ones do.
+#[test]
+fn a_busy_instance_gets_sigterm_when_the_grace_runs_out() {
+    let app = tempfile::tempdir().unwrap();
+    let markers = tempfile::tempdir().unwrap();
+    let bootstrap = r#"#!/bin/sh
+trap 'touch "$MARKERS/term"; kill $! 2>/dev/null; exit 0' TERM
+api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+curl -sS -o /dev/null "$api/invocation/next" || exit 1
+touch "$MARKERS/busy"
+sleep 30 &
+wait $!
+"#;
+    let env = format!(
+        "environment = {{ MARKERS = \"{}\" }}",
+        markers.path().display()
+    );
+    write_app(
+        app.path(),
+        &[("stubborn", bootstrap, &env)],
+        &[("GET /s", "stubborn")],
+    );
+    let mut node = Builder::up(app.path())
+        .arg("--shutdown-grace")
+        .arg("200ms")
+        .start();
+    let gateway = node.gateway();
+    let caller = std::thread::spawn(move || http(gateway, "GET", "/s", &[], ""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !markers.path().join("busy").exists() {
+        assert!(std::time::Instant::now() < deadline, "{}", node.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.signal("TERM");
+    let status = node
+        .wait_exit(Duration::from_secs(5))
+        .expect("nimbus exits");
+    assert_eq!(status.code(), Some(0), "{}", node.logs());
+    assert!(
+        markers.path().join("term").exists(),
+        "the busy instance saw SIGTERM\n{}",
+        node.logs()
+    );
+    let _ = caller.join();
+}

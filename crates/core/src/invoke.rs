@@ -120,7 +120,18 @@ pub trait Instance: Send + 'static {
 
     /// Stops the instance (gracefully, then forcefully).
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+
+    /// A handle that stops the instance from outside while an invocation holds it (at
+    /// shutdown, when the grace period ran out): gracefully, then forcefully. The
+    /// invocation then ends as the instance's exit makes it end. `None` when the instance
+    /// cannot be stopped that way.
+    fn stopper(&self) -> Option<Stopper> {
+        None
+    }
 }
+
+/// Stops a busy instance from outside; see [`Instance::stopper`].
+pub type Stopper = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// A way to run functions (processes speaking the Lambda Runtime API, wasm components).
 pub trait Runtime: Send + Sync + 'static {

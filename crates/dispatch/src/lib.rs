@@ -8,20 +8,27 @@
 //! instances are started ahead of demand; idle instances beyond that are stopped after an
 //! idle timeout, down to zero.
 //!
+//! Invocations of all functions together are also held to a node-wide cap. A function
+//! can be reloaded ([`Dispatcher::reload`]): new invocations get instances of the new
+//! code while in-flight ones finish on the old, whose instances are then stopped.
+//!
 //! The dispatcher knows nothing of HTTP or processes: it drives [`Runtime`]s and serves
 //! [`Invoke`].
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
 use nimbus_core::{
     BoxFuture, FunctionSpec, Instance, Invocation, Invoke, InvokeError, InvokeOptions,
-    InvokeResult, Outcome, Runtime, RuntimeKind,
+    InvokeResult, Outcome, Runtime, RuntimeKind, Stopper,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How the dispatcher scales.
 #[derive(Debug, Clone, Copy)]
@@ -29,15 +36,30 @@ pub struct DispatchConfig {
     /// Longest an invocation waits for a free instance at the concurrency limit before it
     /// is throttled.
     pub max_queue_wait: Duration,
+    /// Most invocations of one function that may wait at its limit; one more is
+    /// throttled at once.
+    pub max_queue_length: usize,
     /// How long an idle instance beyond `min_warm` is kept.
     pub idle_timeout: Duration,
+    /// Most invocations running at once on the node, all functions together (Lambda's
+    /// account concurrency).
+    pub max_concurrency: u32,
+}
+
+impl DispatchConfig {
+    /// The default node-wide cap: Lambda's default account concurrency.
+    pub const DEFAULT_MAX_CONCURRENCY: u32 = 1000;
+    /// The default queue length per function.
+    pub const DEFAULT_MAX_QUEUE_LENGTH: usize = 1000;
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
         DispatchConfig {
             max_queue_wait: Duration::from_secs(10),
+            max_queue_length: Self::DEFAULT_MAX_QUEUE_LENGTH,
             idle_timeout: Duration::from_secs(300),
+            max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
         }
     }
 }
@@ -45,12 +67,21 @@ impl Default for DispatchConfig {
 struct Idle {
     instance: Box<dyn Instance>,
     since: Instant,
+    generation: u64,
+}
+
+/// What a pool runs: the function as last loaded, and which load that was.
+struct Loaded {
+    function: Arc<FunctionSpec>,
+    generation: u64,
 }
 
 struct Pool {
-    function: Arc<FunctionSpec>,
+    loaded: RwLock<Loaded>,
     runtime: Arc<dyn Runtime>,
     permits: Arc<Semaphore>,
+    /// Invocations waiting for a permit.
+    waiting: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
 }
 
@@ -59,30 +90,68 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Pool {
-    async fn take(&self) -> Result<(Box<dyn Instance>, bool), InvokeError> {
+    fn loaded(&self) -> (Arc<FunctionSpec>, u64) {
+        let loaded = self
+            .loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (Arc::clone(&loaded.function), loaded.generation)
+    }
+
+    /// A warm instance of the current code, or a new one: `(instance, cold)`.
+    async fn take(
+        &self,
+        function: &Arc<FunctionSpec>,
+        generation: u64,
+    ) -> Result<(Box<dyn Instance>, bool), InvokeError> {
         loop {
-            let warm = lock(&self.idle).pop();
+            let warm = {
+                let mut idle = lock(&self.idle);
+                let at = idle.iter().rposition(|i| i.generation == generation);
+                at.map(|at| idle.swap_remove(at))
+            };
             let Some(idle) = warm else { break };
             if idle.instance.is_alive() {
                 return Ok((idle.instance, false));
             }
             // Ended while idle (killed from outside): replace it, unnoticed by the caller.
-            tracing::warn!(function = %self.function.name, "an idle instance had ended; starting another");
+            tracing::warn!(function = %function.name, "an idle instance had ended; starting another");
             tokio::spawn(idle.instance.stop());
         }
         let instance = self
             .runtime
-            .start(Arc::clone(&self.function))
+            .start(Arc::clone(function))
             .await
             .map_err(|e| InvokeError::Unavailable(e.to_string()))?;
         Ok((instance, true))
     }
 
-    fn put_back(&self, instance: Box<dyn Instance>) {
+    /// Keeps an instance for the next invocation, unless its code was replaced since.
+    fn put_back(&self, instance: Box<dyn Instance>, generation: u64) {
+        if self.loaded().1 != generation {
+            tokio::spawn(instance.stop());
+            return;
+        }
         lock(&self.idle).push(Idle {
             instance,
             since: Instant::now(),
+            generation,
         });
+    }
+
+    /// Starts instances until `min_warm` are idle.
+    async fn warm_up(&self) {
+        let (function, generation) = self.loaded();
+        let have = lock(&self.idle)
+            .iter()
+            .filter(|i| i.generation == generation)
+            .count();
+        for _ in have..function.concurrency.min_warm as usize {
+            match self.runtime.start(Arc::clone(&function)).await {
+                Ok(instance) => self.put_back(instance, generation),
+                Err(e) => tracing::warn!(error = %e, "cannot start a warm instance"),
+            }
+        }
     }
 }
 
@@ -90,6 +159,11 @@ impl Pool {
 pub struct Dispatcher {
     pools: HashMap<String, Arc<Pool>>,
     config: DispatchConfig,
+    /// The node-wide cap.
+    node_permits: Arc<Semaphore>,
+    /// Stoppers of instances now running an invocation, by a serial number.
+    busy: Mutex<HashMap<u64, Stopper>>,
+    serial: AtomicU64,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -97,6 +171,31 @@ impl std::fmt::Debug for Dispatcher {
         f.debug_struct("Dispatcher")
             .field("functions", &self.pools.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+/// Why a function could not be reloaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// The dispatcher has no such function (functions are added by restarting).
+    #[error("function {0} is not loaded; adding functions needs a restart")]
+    Unknown(String),
+    /// The function's runtime kind changed (that needs a restart).
+    #[error("function {0} changed runtime; that needs a restart")]
+    RuntimeChanged(String),
+}
+
+/// Removes a busy instance's stopper when its invocation ends, however it ends.
+struct BusyGuard<'a> {
+    dispatcher: &'a Dispatcher,
+    serial: Option<u64>,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(serial) = self.serial {
+            lock(&self.dispatcher.busy).remove(&serial);
+        }
     }
 }
 
@@ -117,27 +216,32 @@ impl Dispatcher {
                 Some((
                     f.name.clone(),
                     Arc::new(Pool {
-                        function: Arc::new(f),
+                        loaded: RwLock::new(Loaded {
+                            function: Arc::new(f),
+                            generation: 0,
+                        }),
                         runtime,
                         permits,
+                        waiting: AtomicUsize::new(0),
                         idle: Mutex::new(Vec::new()),
                     }),
                 ))
             })
             .collect();
-        Dispatcher { pools, config }
+        Dispatcher {
+            pools,
+            node_permits: Arc::new(Semaphore::new(config.max_concurrency as usize)),
+            config,
+            busy: Mutex::new(HashMap::new()),
+            serial: AtomicU64::new(0),
+        }
     }
 
     /// Starts `min_warm` instances of every function and the idle reaper; returns the
     /// reaper's task.
     pub async fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         for pool in self.pools.values() {
-            for _ in 0..pool.function.concurrency.min_warm {
-                match pool.runtime.start(Arc::clone(&pool.function)).await {
-                    Ok(instance) => pool.put_back(instance),
-                    Err(e) => tracing::warn!(error = %e, "cannot start a warm instance"),
-                }
-            }
+            pool.warm_up().await;
         }
         let dispatcher = Arc::clone(self);
         tokio::spawn(async move {
@@ -150,12 +254,62 @@ impl Dispatcher {
         })
     }
 
+    /// Replaces a function's code and settings: invocations from now on run the new
+    /// `function` on fresh instances; in-flight ones finish on their old instances,
+    /// which are stopped afterwards; idle old instances are stopped now, and `min_warm`
+    /// new ones started.
+    ///
+    /// # Errors
+    /// When the function is not loaded or its runtime kind changed.
+    pub async fn reload(&self, function: FunctionSpec) -> Result<(), ReloadError> {
+        let name = function.name.clone();
+        let Some(pool) = self.pools.get(&name) else {
+            return Err(ReloadError::Unknown(name));
+        };
+        let old_idle: Vec<Idle> = {
+            let mut loaded = pool
+                .loaded
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if loaded.function.runtime.kind != function.runtime.kind {
+                return Err(ReloadError::RuntimeChanged(name));
+            }
+            let (old_max, new_max) = (loaded.function.concurrency.max, function.concurrency.max);
+            if new_max > old_max {
+                pool.permits.add_permits((new_max - old_max) as usize);
+            } else if old_max > new_max {
+                // Permits held now come back and are then kept; the limit settles once
+                // the invocations holding them end.
+                let less = (old_max - new_max) as usize;
+                let forgotten = pool.permits.forget_permits(less);
+                if forgotten < less {
+                    let pool = Arc::clone(pool);
+                    tokio::spawn(async move {
+                        if let Ok(p) = pool.permits.acquire_many((less - forgotten) as u32).await
+                        {
+                            p.forget();
+                        }
+                    });
+                }
+            }
+            loaded.function = Arc::new(function);
+            loaded.generation += 1;
+            lock(&pool.idle).drain(..).collect()
+        };
+        for idle in old_idle {
+            tokio::spawn(idle.instance.stop());
+        }
+        pool.warm_up().await;
+        tracing::info!(function = %name, "function reloaded");
+        Ok(())
+    }
+
     /// Stops idle instances past the idle timeout, keeping `min_warm` per function.
     async fn reap(&self) {
         for pool in self.pools.values() {
             let expired: Vec<Idle> = {
                 let mut idle = lock(&pool.idle);
-                let keep = pool.function.concurrency.min_warm as usize;
+                let keep = pool.loaded().0.concurrency.min_warm as usize;
                 idle.sort_by_key(|i| std::cmp::Reverse(i.since));
                 let mut expired = Vec::new();
                 while idle.len() > keep {
@@ -171,7 +325,7 @@ impl Dispatcher {
                 expired
             };
             for idle in expired {
-                tracing::debug!(function = %pool.function.name, "stopping an idle instance");
+                tracing::debug!(function = %pool.loaded().0.name, "stopping an idle instance");
                 idle.instance.stop().await;
             }
         }
@@ -182,44 +336,104 @@ impl Dispatcher {
         self.pools.get(function).map_or(0, |p| lock(&p.idle).len())
     }
 
-    /// Stops every idle instance (at shutdown, once in-flight invocations are done).
+    /// Invocations now running, all functions together.
+    pub fn busy_count(&self) -> usize {
+        lock(&self.busy).len()
+    }
+
+    /// Stops everything, at shutdown: no new invocation is taken (waiting ones are
+    /// refused), idle instances are stopped, and instances still running an invocation
+    /// (the grace period ran out) get SIGTERM, then SIGKILL, as idle ones do.
     pub async fn stop_all(&self) {
+        self.node_permits.close();
+        for pool in self.pools.values() {
+            pool.permits.close();
+        }
+        let mut stopping = tokio::task::JoinSet::new();
         for pool in self.pools.values() {
             let idle: Vec<Idle> = lock(&pool.idle).drain(..).collect();
             for i in idle {
-                i.instance.stop().await;
+                stopping.spawn(i.instance.stop());
             }
         }
+        let busy: Vec<Stopper> = lock(&self.busy).values().cloned().collect();
+        if !busy.is_empty() {
+            tracing::warn!(
+                instances = busy.len(),
+                "stopping instances whose invocations are still running"
+            );
+        }
+        for stop in busy {
+            stopping.spawn(stop());
+        }
+        while stopping.join_next().await.is_some() {}
+    }
+
+    /// Waits for a function permit, then a node permit, within the queue bound.
+    async fn admit(
+        &self,
+        pool: &Pool,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
+        let closed = |_| InvokeError::Unavailable("the node is stopping".to_owned());
+        // Fast path: free capacity needs no queue slot.
+        if let (Ok(f), Ok(n)) = (
+            Arc::clone(&pool.permits).try_acquire_owned(),
+            Arc::clone(&self.node_permits).try_acquire_owned(),
+        ) {
+            return Ok((f, n));
+        }
+        if pool.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue_length {
+            pool.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(InvokeError::Throttled);
+        }
+        let waited = tokio::time::timeout(self.config.max_queue_wait, async {
+            let f = Arc::clone(&pool.permits)
+                .acquire_owned()
+                .await
+                .map_err(closed)?;
+            let n = Arc::clone(&self.node_permits)
+                .acquire_owned()
+                .await
+                .map_err(closed)?;
+            Ok((f, n))
+        })
+        .await;
+        pool.waiting.fetch_sub(1, Ordering::AcqRel);
+        waited.map_err(|_| InvokeError::Throttled)?
     }
 
     async fn run(
         &self,
-        function: &str,
+        name: &str,
         payload: Vec<u8>,
         options: InvokeOptions,
     ) -> Result<InvokeResult, InvokeError> {
-        let Some(pool) = self.pools.get(function) else {
-            return Err(InvokeError::NotFound(function.to_owned()));
+        let Some(pool) = self.pools.get(name) else {
+            return Err(InvokeError::NotFound(name.to_owned()));
         };
-        let permit = tokio::time::timeout(
-            self.config.max_queue_wait,
-            Arc::clone(&pool.permits).acquire_owned(),
-        )
-        .await
-        .map_err(|_| InvokeError::Throttled)?
-        .map_err(|_| InvokeError::Unavailable("the dispatcher is stopping".to_owned()))?;
+        let permits = self.admit(pool).await?;
+        let (function, generation) = pool.loaded();
+        let function_name = function.name.as_str();
         let request_id = options
             .request_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let (mut instance, cold) = pool.take().await?;
+        let (mut instance, cold) = pool.take(&function, generation).await?;
+        let _busy = BusyGuard {
+            dispatcher: self,
+            serial: instance.stopper().map(|stopper| {
+                let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+                lock(&self.busy).insert(serial, stopper);
+                serial
+            }),
+        };
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload,
-            deadline: SystemTime::now() + pool.function.timeout,
+            deadline: SystemTime::now() + function.timeout,
             trace_id: options.trace_id,
             client_context: options.client_context,
         };
-        tracing::info!(target: "function", function, request_id = %request_id, "START RequestId: {request_id} Version: $LATEST");
+        tracing::info!(target: "function", function = function_name, request_id = %request_id, "START RequestId: {request_id} Version: $LATEST");
         let started = Instant::now();
         let report = instance.invoke(invocation).await;
         let duration = started.elapsed();
@@ -227,7 +441,7 @@ impl Dispatcher {
         let mut report_line = format!(
             "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
             ms.ceil() as u64,
-            pool.function.memory_mb,
+            function.memory_mb,
             report
                 .max_memory_mb
                 .map_or_else(|| "-".to_owned(), |m| m.to_string()),
@@ -238,15 +452,15 @@ impl Dispatcher {
                 init.as_secs_f64() * 1000.0
             ));
         }
-        tracing::info!(target: "function", function, request_id = %request_id, "END RequestId: {request_id}");
-        tracing::info!(target: "function", function, request_id = %request_id, "{report_line}");
+        tracing::info!(target: "function", function = function_name, request_id = %request_id, "END RequestId: {request_id}");
+        tracing::info!(target: "function", function = function_name, request_id = %request_id, "{report_line}");
         let outcome_kind = match &report.outcome {
             Outcome::Response(_) => "success",
             Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => "timeout",
             Outcome::Error { .. } => "error",
         };
         tracing::info!(
-            function,
+            function = function_name,
             request_id = %request_id,
             duration_ms = duration.as_secs_f64() * 1000.0,
             init_ms = report.init_duration.map(|d| d.as_secs_f64() * 1000.0),
@@ -255,11 +469,11 @@ impl Dispatcher {
             "invocation"
         );
         if report.reusable {
-            pool.put_back(instance);
+            pool.put_back(instance, generation);
         } else {
             tokio::spawn(instance.stop());
         }
-        drop(permit);
+        drop(permits);
         let mut log_tail = format!("START RequestId: {request_id} Version: $LATEST\n");
         if !report.log_tail.is_empty() {
             log_tail.push_str(&report.log_tail);
@@ -283,5 +497,209 @@ impl Invoke for Dispatcher {
     ) -> BoxFuture<'_, Result<InvokeResult, InvokeError>> {
         let function = function.to_owned();
         Box::pin(async move { self.run(&function, payload, options).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_core::{Report, StartError};
+
+    /// Instances that answer with their function's `V` variable after sleeping for the
+    /// payload's number of milliseconds, counting how many run at once.
+    #[derive(Default)]
+    struct Fake {
+        running: Arc<AtomicUsize>,
+        peak: Arc<AtomicUsize>,
+        started: AtomicUsize,
+        stopped: Arc<AtomicUsize>,
+        /// Set when a busy instance was stopped through its stopper.
+        terminated: Arc<tokio::sync::Notify>,
+    }
+
+    struct FakeInstance {
+        function: Arc<FunctionSpec>,
+        running: Arc<AtomicUsize>,
+        peak: Arc<AtomicUsize>,
+        stopped: Arc<AtomicUsize>,
+        terminated: Arc<tokio::sync::Notify>,
+    }
+
+    impl Runtime for Fake {
+        fn start(
+            &self,
+            function: Arc<FunctionSpec>,
+        ) -> BoxFuture<'_, Result<Box<dyn Instance>, StartError>> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let instance = FakeInstance {
+                function,
+                running: Arc::clone(&self.running),
+                peak: Arc::clone(&self.peak),
+                stopped: Arc::clone(&self.stopped),
+                terminated: Arc::clone(&self.terminated),
+            };
+            Box::pin(async move { Ok(Box::new(instance) as Box<dyn Instance>) })
+        }
+    }
+
+    impl Instance for FakeInstance {
+        fn invoke(&mut self, invocation: Invocation) -> BoxFuture<'_, Report> {
+            Box::pin(async move {
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak.fetch_max(now, Ordering::SeqCst);
+                let ms: u64 = std::str::from_utf8(&invocation.payload)
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let outcome = tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => Outcome::Response(
+                        self.function.environment["V"].clone().into_bytes(),
+                    ),
+                    () = self.terminated.notified() => Outcome::platform_error("Runtime.ExitError", "terminated"),
+                };
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                Report {
+                    outcome,
+                    reusable: true,
+                    init_duration: None,
+                    log_tail: String::new(),
+                    max_memory_mb: None,
+                }
+            })
+        }
+
+        fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+            self.stopped.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }
+
+        fn stopper(&self) -> Option<Stopper> {
+            let terminated = Arc::clone(&self.terminated);
+            Some(Arc::new(move || {
+                terminated.notify_waiters();
+                Box::pin(async {})
+            }))
+        }
+    }
+
+    fn function(name: &str, max: u32, v: &str) -> FunctionSpec {
+        FunctionSpec {
+            name: name.to_owned(),
+            runtime: "provided.al2023".parse().unwrap(),
+            code: "code".into(),
+            handler: None,
+            memory_mb: 128,
+            timeout: Duration::from_secs(60),
+            concurrency: nimbus_core::Concurrency { max, min_warm: 0 },
+            environment: [("V".to_owned(), v.to_owned())].into_iter().collect(),
+            allowed_outbound_hosts: Vec::new(),
+        }
+    }
+
+    fn dispatcher(
+        functions: Vec<FunctionSpec>,
+        config: DispatchConfig,
+    ) -> (Arc<Dispatcher>, Arc<Fake>) {
+        let fake = Arc::new(Fake::default());
+        let runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> =
+            [(RuntimeKind::Provided, Arc::clone(&fake) as Arc<dyn Runtime>)]
+                .into_iter()
+                .collect();
+        (
+            Arc::new(Dispatcher::new(functions, &runtimes, config)),
+            fake,
+        )
+    }
+
+    async fn call(d: &Dispatcher, name: &str, ms: u64) -> Result<String, InvokeError> {
+        let result = d
+            .invoke(name, ms.to_string().into_bytes(), InvokeOptions::default())
+            .await?;
+        match result.outcome {
+            Outcome::Response(body) => Ok(String::from_utf8(body).unwrap()),
+            Outcome::Error { error_type, .. } => Ok(error_type),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_node_wide_cap_holds_across_functions() {
+        let config = DispatchConfig {
+            max_concurrency: 3,
+            ..DispatchConfig::default()
+        };
+        let (d, fake) = dispatcher(vec![function("a", 5, "a"), function("b", 5, "b")], config);
+        let calls = (0..8).map(|i| {
+            let d = Arc::clone(&d);
+            tokio::spawn(async move { call(&d, if i % 2 == 0 { "a" } else { "b" }, 30).await })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            assert!(call.await.unwrap().is_ok());
+        }
+        assert_eq!(fake.peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_throttles_at_once() {
+        let config = DispatchConfig {
+            max_queue_length: 1,
+            ..DispatchConfig::default()
+        };
+        let (d, _) = dispatcher(vec![function("a", 1, "a")], config);
+        let busy = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { call(&d, "a", 200).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let queued = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { call(&d, "a", 1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The queue holds one already: a third caller is refused without waiting.
+        let refused = tokio::time::timeout(Duration::from_millis(100), call(&d, "a", 1)).await;
+        assert_eq!(refused, Ok(Err(InvokeError::Throttled)));
+        assert_eq!(busy.await.unwrap(), Ok("a".to_owned()));
+        assert_eq!(queued.await.unwrap(), Ok("a".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_reload_serves_new_code_and_retires_old_instances() {
+        let (d, fake) = dispatcher(vec![function("a", 4, "v1")], DispatchConfig::default());
+        assert_eq!(call(&d, "a", 1).await, Ok("v1".to_owned()));
+        assert_eq!(d.idle_count("a"), 1);
+        // One invocation is in flight on the old code while the reload happens.
+        let in_flight = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { call(&d, "a", 100).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        d.reload(function("a", 4, "v2")).await.unwrap();
+        assert_eq!(call(&d, "a", 1).await, Ok("v2".to_owned()));
+        // The in-flight one finished on the old instance, which was then stopped.
+        assert_eq!(in_flight.await.unwrap(), Ok("v1".to_owned()));
+        tokio::task::yield_now().await;
+        assert_eq!(d.idle_count("a"), 1, "only the new instance is kept");
+        assert_eq!(fake.stopped.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            d.reload(function("zz", 1, "x")).await,
+            Err(ReloadError::Unknown("zz".to_owned()))
+        );
+    }
+
+    #[tokio::test]
+    async fn stop_all_stops_busy_instances_and_refuses_new_calls() {
+        let (d, _) = dispatcher(vec![function("a", 2, "a")], DispatchConfig::default());
+        let busy = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { call(&d, "a", 60_000).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(d.busy_count(), 1);
+        d.stop_all().await;
+        assert_eq!(busy.await.unwrap(), Ok("Runtime.ExitError".to_owned()));
+        assert!(matches!(
+            call(&d, "a", 1).await,
+            Err(InvokeError::Unavailable(_))
+        ));
     }
 }

@@ -9,6 +9,7 @@ use std::{
 
 use nimbus_core::{
     BoxFuture, FunctionSpec, Instance, Invocation, Outcome, Report, RuntimeKind, StartError,
+    Stopper,
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, BufReader},
@@ -48,7 +49,7 @@ pub struct ProcessInstance {
     state: Arc<ApiState>,
     pending: mpsc::Sender<Pending>,
     server: JoinHandle<()>,
-    kill: Option<oneshot::Sender<()>>,
+    kill: Arc<Mutex<Option<oneshot::Sender<()>>>>,
     exited: watch::Receiver<Option<String>>,
     pid: Option<u32>,
     output: Arc<Mutex<Output>>,
@@ -192,6 +193,36 @@ fn rss_mb(pid: u32) -> Option<u64> {
     Some(kb / 1024)
 }
 
+fn kill_now(kill: &Mutex<Option<oneshot::Sender<()>>>) {
+    if let Some(kill) = lock(kill).take() {
+        let _ = kill.send(());
+    }
+}
+
+/// SIGTERM, as Lambda sends at shutdown, then after the grace SIGKILL for a process still
+/// running; returns once it has ended.
+async fn terminate(
+    pid: Option<u32>,
+    mut exited: watch::Receiver<Option<String>>,
+    kill: &Mutex<Option<oneshot::Sender<()>>>,
+) {
+    if let Some(pid) = pid
+        && exited.borrow().is_none()
+    {
+        // `kill` rather than a signal call: the crate stays free of unsafe code.
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+    let _ = tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some)).await;
+    kill_now(kill);
+    let _ = exited.wait_for(Option::is_some).await;
+}
+
 impl ProcessInstance {
     /// Starts the process and its Runtime API endpoint.
     ///
@@ -270,7 +301,7 @@ impl ProcessInstance {
             state,
             pending,
             server,
-            kill: Some(kill),
+            kill: Arc::new(Mutex::new(Some(kill))),
             exited,
             pid,
             output,
@@ -280,10 +311,8 @@ impl ProcessInstance {
         })
     }
 
-    fn kill_now(&mut self) {
-        if let Some(kill) = self.kill.take() {
-            let _ = kill.send(());
-        }
+    fn kill_now(&self) {
+        kill_now(&self.kill);
     }
 
     async fn run(&mut self, invocation: Invocation) -> Report {
@@ -411,28 +440,20 @@ impl Instance for ProcessInstance {
     fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             // Closing the invocation channel ends the runtime's long poll (410); the shims
-            // exit on it. Then SIGTERM, as Lambda sends at shutdown, and after the grace
-            // SIGKILL for whatever is still running.
+            // exit on it. Then SIGTERM, and SIGKILL after the grace.
             let (closed, _) = mpsc::channel(1);
             drop(std::mem::replace(&mut self.pending, closed));
-            let mut exited = self.exited.clone();
-            if let Some(pid) = self.pid
-                && exited.borrow().is_none()
-            {
-                // `kill` rather than a signal call: the crate stays free of unsafe code.
-                let _ = tokio::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .await;
-            }
-            let _ = tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some)).await;
-            self.kill_now();
-            let _ = exited.wait_for(Option::is_some).await;
+            terminate(self.pid, self.exited.clone(), &self.kill).await;
             self.server.abort();
         })
+    }
+
+    fn stopper(&self) -> Option<Stopper> {
+        let (pid, exited, kill) = (self.pid, self.exited.clone(), Arc::clone(&self.kill));
+        Some(Arc::new(move || {
+            let (exited, kill) = (exited.clone(), Arc::clone(&kill));
+            Box::pin(async move { terminate(pid, exited, &kill).await })
+        }))
     }
 }
 

@@ -65,6 +65,13 @@ pub(crate) struct ListenArgs {
     /// limit before it is refused with 429.
     #[arg(long, env = "NIMBUS_MAX_QUEUE_WAIT", default_value = "10s", value_parser = humantime_duration)]
     max_queue_wait: std::time::Duration,
+    /// Most requests that may wait for one function at its concurrency limit; one more is
+    /// refused with 429 at once.
+    #[arg(long, env = "NIMBUS_MAX_QUEUE_LENGTH", default_value_t = nimbus_server::DispatchConfig::DEFAULT_MAX_QUEUE_LENGTH)]
+    max_queue_length: usize,
+    /// Most invocations running at once on this node, all functions together.
+    #[arg(long, env = "NIMBUS_MAX_CONCURRENCY", default_value_t = nimbus_server::DispatchConfig::DEFAULT_MAX_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrency: u32,
     /// How long an idle instance beyond `min_warm` is kept before it is stopped.
     #[arg(long, env = "NIMBUS_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime_duration)]
     idle_timeout: std::time::Duration,
@@ -87,7 +94,9 @@ impl ListenArgs {
             postgres: self.postgres.clone(),
             dispatch: nimbus_server::DispatchConfig {
                 max_queue_wait: self.max_queue_wait,
+                max_queue_length: self.max_queue_length,
                 idle_timeout: self.idle_timeout,
+                max_concurrency: self.max_concurrency,
             },
         }
     }
