@@ -633,3 +633,81 @@ wait $!
     );
     let _ = caller.join();
 }
+
+/// Python functions import boto3 without bundling it, as on Lambda's Python runtime: the
+/// SDK `nimbus up` installed, not the host's, and pointed at the services endpoint.
+#[test]
+fn python_functions_import_the_runtimes_boto3() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("py")).unwrap();
+    std::fs::write(
+        dir.join("py/app.py"),
+        "import boto3\n\ndef handler(event, context):\n    tables = boto3.client(\"dynamodb\").list_tables()[\"TableNames\"]\n    return {\"file\": boto3.__file__, \"tables\": tables}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "name = \"sdk\"\n\n[tables.Things]\npartition_key = { name = \"id\", type = \"S\" }\n\n[functions.py]\nruntime = \"python3.11\"\ncode = \"py\"\nhandler = \"app.handler\"\n\n[[routes]]\nroute = \"GET /t\"\nfunction = \"py\"\n",
+    )
+    .unwrap();
+    let node = Builder::up(dir).start();
+    let r = http(node.gateway(), "GET", "/t", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    let v = r.json();
+    assert_eq!(v["tables"], serde_json::json!(["Things"]));
+    let file = v["file"].as_str().unwrap();
+    assert!(
+        file.contains("/python-sdk/boto3-1.44.8/boto3/"),
+        "boto3 came from {file}"
+    );
+    assert!(
+        node.logs().contains("ok python runtime: AWS SDK (boto3==1.44.8) done"),
+        "up shows its progress\n{}",
+        node.logs()
+    );
+}
+
+/// `nimbus up` reloads a function whose code changed, and only that one.
+#[test]
+fn changed_code_reloads_that_function_alone() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    for (name, text) in [("a", "v1"), ("b", "b1")] {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(
+            dir.join(name).join("index.js"),
+            format!("exports.handler = async () => ({{ statusCode: 200, body: '{text}' }});\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "name = \"watch\"\n\n[functions.a]\nruntime = \"nodejs20.x\"\ncode = \"a\"\nhandler = \"index.handler\"\n\n[functions.b]\nruntime = \"nodejs20.x\"\ncode = \"b\"\nhandler = \"index.handler\"\n\n[[routes]]\nroute = \"GET /a\"\nfunction = \"a\"\n\n[[routes]]\nroute = \"GET /b\"\nfunction = \"b\"\n",
+    )
+    .unwrap();
+    let node = Builder::up_in_place(dir).start();
+    let get = |path: &str| http(node.gateway(), "GET", path, &[], "").unwrap().body;
+    assert_eq!(get("/a"), "v1");
+    assert_eq!(get("/b"), "b1");
+    std::fs::write(
+        dir.join("a/index.js"),
+        "exports.handler = async () => ({ statusCode: 200, body: 'v2' });\n",
+    )
+    .unwrap();
+    assert!(
+        node.wait_for_log("function reloaded", Duration::from_secs(10)),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(get("/a"), "v2");
+    assert_eq!(get("/b"), "b1");
+    let reloads: Vec<String> = node
+        .logs()
+        .lines()
+        .filter(|l| l.contains("function reloaded"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(reloads.len(), 1, "{reloads:?}\n{}", node.logs());
+    assert!(reloads[0].contains("\"function\":\"a\""), "{reloads:?}");
+}

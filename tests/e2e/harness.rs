@@ -22,7 +22,8 @@ use std::{
 const STDOUT_TAG: &str = "\u{1}stdout\u{1}";
 
 /// How long a node may take to become ready before the test fails.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+// Generous: `up` may first install dependencies (npm, pip, the AWS SDK for Python).
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The `nimbus` binary built for these tests.
 pub fn nimbus_bin() -> &'static str {

@@ -7,6 +7,7 @@
 
 pub mod commands;
 mod logging;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -117,6 +117,11 @@ fn environment(
             env.push(("NIMBUS_PYTHON_DEPS".to_owned(), dir.display().to_string()));
         }
     }
+    if function.runtime.kind == RuntimeKind::Python
+        && let Some(sdk) = &config.python_sdk
+    {
+        env.push(("NIMBUS_PYTHON_SDK".to_owned(), sdk.display().to_string()));
+    }
     env.extend(
         function
             .environment

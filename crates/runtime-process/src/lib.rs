@@ -31,6 +31,9 @@ pub struct ProcessConfig {
     pub shims_dir: PathBuf,
     /// Where each Python function's requirements are installed (`DIR/NAME`), if anywhere.
     pub python_deps: Option<PathBuf>,
+    /// Where the AWS SDK for Python (boto3) that Python functions may import without
+    /// bundling it was installed, as Lambda's Python runtime provides it; if anywhere.
+    pub python_sdk: Option<PathBuf>,
 }
 
 /// The process runtime.

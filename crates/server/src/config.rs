@@ -17,6 +17,8 @@ pub struct Config {
     pub postgres: Option<String>,
     /// How functions scale.
     pub dispatch: nimbus_dispatch::DispatchConfig,
+    /// The AWS SDK for Python offered to Python functions (see `nimbus up`), if any.
+    pub python_sdk: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             ttl_sweep_interval: Self::DEFAULT_TTL_SWEEP_INTERVAL,
             postgres: None,
             dispatch: nimbus_dispatch::DispatchConfig::default(),
+            python_sdk: None,
         }
     }
 }

@@ -109,6 +109,7 @@ async fn start_dispatcher(
     data_dir: &Path,
     services: SocketAddr,
     config: DispatchConfig,
+    python_sdk: Option<&Path>,
 ) -> Result<Arc<Dispatcher>, BindError> {
     let shims_dir = nimbus_runtime_process::shims::install(&data_dir.join("runtimes"))
         .map_err(|source| BindError::Runtimes { source })?;
@@ -117,6 +118,7 @@ async fn start_dispatcher(
         region: nimbus_tables::schema::REGION.to_owned(),
         shims_dir,
         python_deps: Some(data_dir.join("deps")),
+        python_sdk: python_sdk.map(Path::to_path_buf),
     }));
     let runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = [
         (RuntimeKind::Nodejs, Arc::clone(&process)),
@@ -233,6 +235,7 @@ impl Node {
             data.path(),
             services_addr,
             config.dispatch,
+            config.python_sdk.as_deref(),
         )
         .await?;
         let invoker: Arc<dyn nimbus_core::Invoke> = Arc::clone(&dispatcher) as _;
@@ -274,6 +277,11 @@ impl Node {
         self.services
             .local_addr()
             .expect("a bound TCP listener has a local address")
+    }
+
+    /// The dispatcher, to reload functions whose code changed.
+    pub fn dispatcher(&self) -> Arc<Dispatcher> {
+        Arc::clone(&self.dispatcher)
     }
 
     /// The data directory the node holds.

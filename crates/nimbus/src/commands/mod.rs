@@ -6,6 +6,7 @@ mod serve;
 mod up;
 mod validate;
 mod version;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -98,6 +99,7 @@ impl ListenArgs {
                 idle_timeout: self.idle_timeout,
                 max_concurrency: self.max_concurrency,
             },
+            python_sdk: None,
         }
     }
 }

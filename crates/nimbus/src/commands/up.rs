@@ -17,6 +17,9 @@ pub struct Up {
     /// The app directory (holding nimbus.toml).
     #[arg(default_value = ".", env = "NIMBUS_APP_DIR")]
     dir: PathBuf,
+    /// Do not watch function code (by default a change reloads the function).
+    #[arg(long, env = "NIMBUS_NO_WATCH")]
+    no_watch: bool,
     #[command(flatten)]
     listen: ListenArgs,
 }
@@ -79,8 +82,9 @@ impl Up {
             Err(e) => return Err(e.into()),
         };
         let data = DataDir::open(&self.dir.join(STATE_DIR))?;
-        super::build::install_dependencies(&app).await?;
-        super::build::install_python_requirements(&app, &data.path().join("deps")).await?;
+        let deps_root = data.path().join("deps");
+        let progress = crate::progress::Progress::stdout();
+        let python_sdk = super::build::prepare_app(&app, &deps_root, &progress).await?;
         tracing::info!(
             app = %app.name,
             tables = app.tables.len(),
@@ -89,7 +93,14 @@ impl Up {
             "app loaded"
         );
         let summary = app.clone();
-        let node = Node::bind(self.listen.config(), Some(app), data).await?;
+        let mut config = self.listen.config();
+        config.python_sdk = python_sdk;
+        let node = Node::bind(config, Some(app), data).await?;
+        let _watch = if self.no_watch {
+            None
+        } else {
+            Some(super::watch::start(&summary, node.dispatcher(), deps_root)?)
+        };
         print_summary(&summary, &node);
         super::serve_until_signal(node).await
     }

@@ -407,12 +407,15 @@ def _flush_stdio():
 
 def _setup_sys_path(task_root):
     # `python3 bootstrap.py` puts the shim's own directory first; user code must not see
-    # it. The code comes first, then the dependencies Nimbus installed for it.
+    # it. The code comes first, then the dependencies Nimbus installed for it, then the
+    # AWS SDK the runtime provides (as /var/runtime on Lambda: a function's own boto3
+    # wins over it, and it wins over whatever the host's interpreter has).
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _SHIM_DIR]
-    deps = os.environ.get("NIMBUS_PYTHON_DEPS")
-    sys.path.insert(0, task_root)
-    if deps:
-        sys.path.insert(1, deps)
+    first = [task_root]
+    for variable in ("NIMBUS_PYTHON_DEPS", "NIMBUS_PYTHON_SDK"):
+        if os.environ.get(variable):
+            first.append(os.environ[variable])
+    sys.path[0:0] = first
 
 
 def _load_handler(spec):

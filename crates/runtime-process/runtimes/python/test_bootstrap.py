@@ -451,6 +451,14 @@ class HandlerPathTests(ShimTestCase):
         self.assertEqual(path[:2], [os.path.join(FIXTURES, "basic"), deps])
         self.assertNotIn(HERE, path)
 
+    def test_the_runtime_sdk_comes_after_the_deps_and_before_the_interpreters_packages(self):
+        deps = os.path.join(FIXTURES, "deps")
+        sdk = os.path.join(FIXTURES, "sdk")
+        post, _ = self.respond("app.path", env={"NIMBUS_PYTHON_DEPS": deps, "NIMBUS_PYTHON_SDK": sdk})
+        path = post.json()
+        self.assertEqual(path[:3], [os.path.join(FIXTURES, "basic"), deps, sdk])
+        self.assertTrue(all("site-packages" not in p for p in path[:3]))
+
 
 class ContextTests(ShimTestCase):
     def test_context_fields(self):
