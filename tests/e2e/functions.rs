@@ -711,3 +711,58 @@ fn changed_code_reloads_that_function_alone() {
     assert_eq!(reloads.len(), 1, "{reloads:?}\n{}", node.logs());
     assert!(reloads[0].contains("\"function\":\"a\""), "{reloads:?}");
 }
+
+/// The official runtime interface client for Python (`awslambdaric` from PyPI), run
+/// unmodified as a `provided` function's bootstrap, speaks Nimbus's Runtime API.
+#[test]
+fn awslambdaric_runs_a_python_handler_unmodified() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("ric")).unwrap();
+    std::fs::write(
+        dir.join("ric/app.py"),
+        "def handler(event, context):\n    if event.get(\"fail\"):\n        raise ValueError(\"bad input\")\n    return {\"echo\": event, \"fn\": context.function_name, \"id\": context.aws_request_id, \"left\": context.get_remaining_time_in_millis() > 0}\n",
+    )
+    .unwrap();
+    let python = crate::harness::client_program("python");
+    let bootstrap = "#!/bin/sh\nexec \"$RIC_PYTHON\" -m awslambdaric app.handler\n";
+    let env = format!("environment = {{ RIC_PYTHON = \"{}\" }}", python.display());
+    write_app(dir, &[("ric", bootstrap, &env)], &[]);
+    let node = Builder::up(dir).start();
+    let invoke = |payload: &str| {
+        http(
+            node.services(),
+            "POST",
+            "/2015-03-31/functions/ric/invocations",
+            &[],
+            payload,
+        )
+        .unwrap()
+    };
+    let r = invoke(r#"{"n": 1}"#);
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    let v = r.json();
+    assert_eq!(v["echo"], serde_json::json!({"n": 1}));
+    assert_eq!(v["fn"], "ric");
+    assert_eq!(v["left"], true);
+    let request_id = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-amzn-requestid")
+        .map(|(_, v)| v.clone());
+    assert_eq!(v["id"].as_str(), request_id.as_deref());
+    let r = invoke(r#"{"fail": true}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "x-amz-function-error" && v == "Unhandled"),
+        "{:?}",
+        r.headers
+    );
+    let v = r.json();
+    assert_eq!(v["errorType"], "ValueError");
+    assert_eq!(v["errorMessage"], "bad input");
+    // The instance survived its handler's error and serves the next invocation.
+    assert_eq!(invoke(r#"{"n": 2}"#).json()["echo"]["n"], 2);
+}
