@@ -662,7 +662,8 @@ fn python_functions_import_the_runtimes_boto3() {
         "boto3 came from {file}"
     );
     assert!(
-        node.logs().contains("ok python runtime: AWS SDK (boto3==1.44.8) done"),
+        node.logs()
+            .contains("ok python runtime: AWS SDK (boto3==1.44.8) done"),
         "up shows its progress\n{}",
         node.logs()
     );
@@ -765,4 +766,178 @@ fn awslambdaric_runs_a_python_handler_unmodified() {
     assert_eq!(v["errorMessage"], "bad input");
     // The instance survived its handler's error and serves the next invocation.
     assert_eq!(invoke(r#"{"n": 2}"#).json()["echo"]["n"], 2);
+}
+
+/// Reads an HTTP/1.1 response from `stream` until `needle` has arrived; returns all
+/// bytes read so far.
+fn read_until(stream: &mut std::net::TcpStream, needle: &str) -> String {
+    use std::io::Read as _;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the response ended before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// A Node.js handler wrapped in `awslambda.streamifyResponse` streams its response to the
+/// gateway's client as it writes it; `HttpResponseStream.from` sets status and headers;
+/// an error after the start cuts the body off; `Invoke` gets the whole stream.
+#[test]
+fn streamed_responses_reach_the_client_as_they_are_written() {
+    use std::io::{Read as _, Write as _};
+    let app = tempfile::tempdir().unwrap();
+    let markers = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(
+        dir.join("js/index.js"),
+        r#"const fs = require('fs');
+const path = require('path');
+const waitFor = async (file) => { while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 10)); };
+exports.handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  const http = awslambda.HttpResponseStream.from(responseStream, {
+    statusCode: 201, headers: { 'content-type': 'text/plain', 'x-streamed': 'yes' }, cookies: ['a=1'],
+  });
+  http.write('first;');
+  if (event.rawPath === '/s/wait') await waitFor(path.join(process.env.MARKERS, 'go'));
+  if (event.rawPath === '/s/fail') throw new Error('broke mid-stream');
+  http.write('second');
+  http.end();
+});
+exports.plain = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.setContentType('text/plain');
+  responseStream.write('one ');
+  responseStream.end('two');
+});
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        format!(
+            "name = \"streams\"\n\n[functions.s]\nruntime = \"nodejs20.x\"\ncode = \"js\"\nhandler = \"index.handler\"\nenvironment = {{ MARKERS = \"{}\" }}\n\n[functions.p]\nruntime = \"nodejs20.x\"\ncode = \"js\"\nhandler = \"index.plain\"\n\n[[routes]]\nroute = \"GET /s/{{any}}\"\nfunction = \"s\"\n\n[[routes]]\nroute = \"GET /plain/text\"\nfunction = \"p\"\n",
+            markers.path().display()
+        ),
+    )
+    .unwrap();
+    let node = Builder::up(dir).arg("--no-watch").start();
+
+    // The first chunk arrives while the function still waits to write the second.
+    let mut stream = std::net::TcpStream::connect(node.gateway()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /s/wait HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_until(&mut stream, "first;");
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    assert!(head.contains("x-streamed: yes"), "{head}");
+    assert!(head.contains("set-cookie: a=1"), "{head}");
+    assert!(!head.contains("second"), "{head}");
+    std::fs::write(markers.path().join("go"), "").unwrap();
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("second"), "{rest}");
+    assert!(rest.ends_with("0\r\n\r\n"), "a clean end: {rest:?}");
+
+    // A failure after the start: the body is cut off, without the final chunk.
+    let mut stream = std::net::TcpStream::connect(node.gateway()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /s/fail HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all);
+    let all = String::from_utf8_lossy(&all);
+    // The connection is dropped: after the head and what was written, or before even the
+    // head left the server's buffer when the failure followed the first write at once.
+    assert!(all.is_empty() || all.starts_with("HTTP/1.1 201"), "{all}");
+    assert!(
+        !all.ends_with("0\r\n\r\n"),
+        "the body must not end cleanly: {all:?}"
+    );
+
+    // Without a prelude: a 200 with the content type the function set.
+    let r = http(node.gateway(), "GET", "/plain/text", &[], "").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "text/plain"),
+        "{:?}",
+        r.headers
+    );
+    assert!(
+        r.body.contains("one") && r.body.contains("two"),
+        "{}",
+        r.body
+    );
+
+    // Invoke collects the stream.
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/p/invocations",
+        &[],
+        "{}",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "one two");
+}
+
+/// boto3's `lambda` client: Invoke (with the log tail, errors, DryRun), GetFunction,
+/// ListFunctions, and InvokeWithResponseStream's event stream.
+#[test]
+fn boto3_lambda_client_invokes_and_streams() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(
+        dir.join("js/index.js"),
+        r#"exports.echo = async (event) => event;
+exports.fails = async () => { throw new Error('no luck'); };
+exports.streams = awslambda.streamifyResponse(async (event, stream) => {
+  stream.setContentType('text/plain');
+  stream.write('one ');
+  await new Promise((r) => setTimeout(r, 20));
+  stream.end('two');
+});
+exports.breaks = awslambda.streamifyResponse(async (event, stream) => {
+  stream.write('partial');
+  await new Promise((r) => setTimeout(r, 20));
+  throw new Error('broke');
+});
+"#,
+    )
+    .unwrap();
+    let mut manifest = String::from("name = \"lambda-api\"\n");
+    for name in ["echo", "fails", "streams", "breaks"] {
+        manifest.push_str(&format!(
+            "\n[functions.{name}]\nruntime = \"nodejs20.x\"\ncode = \"js\"\nhandler = \"index.{name}\"\n"
+        ));
+    }
+    std::fs::write(dir.join("nimbus.toml"), manifest).unwrap();
+    let node = Builder::up(dir).arg("--no-watch").start();
+    let python = crate::harness::client_program("python");
+    let script = crate::harness::clients_dir().join("lambda_boto3.py");
+    crate::harness::run_client(
+        &python,
+        &[script.to_str().unwrap()],
+        &format!("http://{}", node.services()),
+    );
 }

@@ -28,7 +28,31 @@ pub struct Invocation {
     pub trace_id: Option<String>,
     /// The client context (base64 JSON, as `X-Amz-Client-Context` carries it), if any.
     pub client_context: Option<String>,
+    /// Where a streamed response goes as the function writes it, when the caller can
+    /// pass one on ([`InvokeOptions::stream`]).
+    pub stream: Option<ResponseStream>,
 }
+
+/// A part of a response the function streams (Lambda's response streaming,
+/// `Lambda-Runtime-Function-Response-Mode: streaming`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamPart {
+    /// The response begins, with this content type; chunks follow.
+    Start {
+        /// The content type the function set (`application/octet-stream` by default;
+        /// `application/vnd.awslambda.http-integration-response` for an HTTP response
+        /// with a JSON prelude).
+        content_type: String,
+    },
+    /// Body bytes, as the function wrote them.
+    Chunk(Vec<u8>),
+}
+
+/// Where streamed parts go. A function that streams sends [`StreamPart::Start`] then its
+/// chunks; one that does not sends nothing. The channel closes when the invocation ends;
+/// its [`Outcome`] then tells whether the stream ended well (an error after the start
+/// is an [`Outcome::Error`]; a streamed success is an empty [`Outcome::Response`]).
+pub type ResponseStream = tokio::sync::mpsc::Sender<StreamPart>;
 
 /// How an invocation ended, as Lambda reports it to its caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +200,9 @@ pub struct InvokeOptions {
     pub trace_id: Option<String>,
     /// Client context.
     pub client_context: Option<String>,
+    /// Where to stream a response the function streams; without it a streamed response
+    /// is collected and returned whole, as `Invoke` does on Lambda.
+    pub stream: Option<ResponseStream>,
 }
 
 /// An invocation's result as the caller sees it.

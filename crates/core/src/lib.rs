@@ -28,7 +28,7 @@ pub use event::{EventSource, EventSpec, RetryPolicy, ScheduleExpression, Startin
 pub use function::{Concurrency, FunctionSpec, RuntimeKind, RuntimeSpec, UnknownRuntime};
 pub use invoke::{
     BoxFuture, Instance, Invocation, Invoke, InvokeError, InvokeOptions, InvokeResult, Outcome,
-    Report, Runtime, StartError, Stopper,
+    Report, ResponseStream, Runtime, StartError, Stopper, StreamPart,
 };
 pub use route::{
     HttpMethod, PathSegment, PayloadVersion, RouteAuth, RouteKey, RoutePath, RoutePathError,

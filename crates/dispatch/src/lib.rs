@@ -285,8 +285,7 @@ impl Dispatcher {
                 if forgotten < less {
                     let pool = Arc::clone(pool);
                     tokio::spawn(async move {
-                        if let Ok(p) = pool.permits.acquire_many((less - forgotten) as u32).await
-                        {
+                        if let Ok(p) = pool.permits.acquire_many((less - forgotten) as u32).await {
                             p.forget();
                         }
                     });
@@ -432,6 +431,7 @@ impl Dispatcher {
             deadline: SystemTime::now() + function.timeout,
             trace_id: options.trace_id,
             client_context: options.client_context,
+            stream: options.stream,
         };
         tracing::info!(target: "function", function = function_name, request_id = %request_id, "START RequestId: {request_id} Version: $LATEST");
         let started = Instant::now();

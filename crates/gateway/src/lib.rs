@@ -19,6 +19,7 @@ mod health;
 mod reply;
 mod routes;
 mod service;
+mod stream;
 
 pub use health::Health;
 pub use routes::{Match, RouteTable, RouteTableError};

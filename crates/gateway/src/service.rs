@@ -10,7 +10,7 @@ use axum::{
     http::{Method, StatusCode},
     response::{IntoResponse, Response},
 };
-use nimbus_core::{AppSpec, Invoke, InvokeOptions};
+use nimbus_core::{AppSpec, Invoke, InvokeOptions, StreamPart};
 
 use crate::{Health, RouteTable, RouteTableError, reply};
 
@@ -86,22 +86,34 @@ async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let version = found.route.payload;
     let function = found.route.function.clone();
     let started = std::time::Instant::now();
-    let response = match invoker
-        .invoke(
-            &function,
-            payload,
-            InvokeOptions {
-                request_id: Some(request_id.clone()),
-                ..InvokeOptions::default()
-            },
-        )
-        .await
-    {
-        Ok(result) => reply::from_outcome(result.outcome, version),
-        Err(e) => {
-            tracing::warn!(function = %function, error = %e, "invocation refused");
-            reply::from_invoke_error(&e)
+    // The invocation runs on its own task so that a response the function streams can
+    // be passed on while it runs; one that does not stream arrives whole at the end.
+    let (stream, mut streamed) = tokio::sync::mpsc::channel(16);
+    let options = InvokeOptions {
+        request_id: Some(request_id.clone()),
+        stream: Some(stream),
+        ..InvokeOptions::default()
+    };
+    let invocation = {
+        let (invoker, function) = (Arc::clone(invoker), function.clone());
+        tokio::spawn(async move { invoker.invoke(&function, payload, options).await })
+    };
+    let response = match streamed.recv().await {
+        Some(StreamPart::Start { content_type }) => {
+            crate::stream::respond(content_type, streamed, invocation).await
         }
+        // The channel closed without a start: the function did not stream.
+        _ => match invocation.await {
+            Ok(Ok(result)) => reply::from_outcome(result.outcome, version),
+            Ok(Err(e)) => {
+                tracing::warn!(function = %function, error = %e, "invocation refused");
+                reply::from_invoke_error(&e)
+            }
+            Err(e) => {
+                tracing::error!(function = %function, error = %e, "the invocation task failed");
+                reply::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+        },
     };
     tracing::info!(
         target: "access",

@@ -14,11 +14,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use nimbus_core::{Invocation, Outcome};
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use nimbus_core::{Invocation, Outcome, ResponseStream, StreamPart};
 use tokio::sync::{mpsc, oneshot};
 
 /// Largest response a function may return (Lambda's 6 MB for synchronous invocations).
 pub(crate) const MAX_RESPONSE: usize = 6 * 1024 * 1024;
+/// Largest streamed response (Lambda's 20 MB soft limit for response streaming).
+pub(crate) const MAX_STREAMED: usize = 20 * 1024 * 1024;
 
 /// An invocation waiting for the runtime to take it, with where its outcome goes.
 pub(crate) struct Pending {
@@ -30,6 +34,7 @@ pub(crate) struct Pending {
 struct Current {
     request_id: String,
     done: oneshot::Sender<Outcome>,
+    stream: Option<ResponseStream>,
 }
 
 /// Shared between the API handlers and the instance.
@@ -76,12 +81,25 @@ impl ApiState {
             }
             other => {
                 *current = other;
-                if Self::lock(&self.finished).iter().any(|id| id == request_id) {
-                    Err(StatusCode::FORBIDDEN)
-                } else {
-                    Err(StatusCode::BAD_REQUEST)
-                }
+                Err(self.not_current(request_id))
             }
+        }
+    }
+
+    /// Why `request_id` cannot be answered: answered already (403) or unknown (400).
+    fn not_current(&self, request_id: &str) -> StatusCode {
+        if Self::lock(&self.finished).iter().any(|id| id == request_id) {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_REQUEST
+        }
+    }
+
+    /// Where the current invocation `request_id` streams to, if its caller streams.
+    fn stream_of(&self, request_id: &str) -> Result<Option<ResponseStream>, StatusCode> {
+        match &*Self::lock(&self.current) {
+            Some(c) if c.request_id == request_id => Ok(c.stream.clone()),
+            _ => Err(self.not_current(request_id)),
         }
     }
 
@@ -141,6 +159,7 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
     *ApiState::lock(&state.current) = Some(Current {
         request_id: invocation.request_id.clone(),
         done,
+        stream: invocation.stream,
     });
     let deadline_ms = invocation
         .deadline
@@ -169,26 +188,114 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
 async fn response(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Response {
+    let streaming = headers
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|mode| mode.as_bytes().eq_ignore_ascii_case(b"streaming"));
+    if streaming {
+        return streamed(&state, &id, &headers, body).await;
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_RESPONSE * 2).await else {
+        return too_large(&state, &id, MAX_RESPONSE * 2, MAX_RESPONSE);
+    };
     if body.len() > MAX_RESPONSE {
-        let _ = state.complete(
-            &id,
-            Outcome::platform_error(
-                "Function.ResponseSizeTooLarge",
-                &format!(
-                    "Response payload size ({} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE} bytes).",
-                    body.len()
-                ),
-            ),
-        );
-        return error_body(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."),
-        );
+        return too_large(&state, &id, body.len(), MAX_RESPONSE);
     }
     answer(&state, &id, Outcome::Response(body.to_vec()))
+}
+
+/// Ends invocation `id` as too large (at least `size` bytes against `limit`).
+fn too_large(state: &ApiState, id: &str, size: usize, limit: usize) -> Response {
+    let _ = state.complete(
+        id,
+        Outcome::platform_error(
+            "Function.ResponseSizeTooLarge",
+            &format!(
+                "Response payload size ({size} bytes) exceeded maximum allowed payload size ({limit} bytes)."
+            ),
+        ),
+    );
+    error_body(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        &format!("Exceeded maximum allowed payload size ({limit} bytes)."),
+    )
+}
+
+/// A streamed response: each chunk goes to the caller as it arrives when the caller
+/// streams, else is collected; error trailers (`Lambda-Runtime-Function-Error-Type`,
+/// `Lambda-Runtime-Function-Error-Body` in base64) end it as a function error.
+async fn streamed(
+    state: &ApiState,
+    id: &str,
+    headers: &HeaderMap,
+    mut body: axum::body::Body,
+) -> Response {
+    let sink = match state.stream_of(id) {
+        Ok(sink) => sink,
+        Err(status) => return answer_error(status),
+    };
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    if let Some(sink) = &sink {
+        // A caller that went away still lets the function finish, as on Lambda.
+        let _ = sink.send(StreamPart::Start { content_type }).await;
+    }
+    let mut collected = Vec::new();
+    let mut size = 0;
+    let mut failure = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                failure = Some(Outcome::platform_error(
+                    "Runtime.StreamError",
+                    &format!("the response stream broke: {e}"),
+                ));
+                break;
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                size += data.len();
+                if size > MAX_STREAMED {
+                    return too_large(state, id, size, MAX_STREAMED);
+                }
+                match &sink {
+                    Some(sink) => {
+                        let _ = sink.send(StreamPart::Chunk(data.to_vec())).await;
+                    }
+                    None => collected.extend_from_slice(&data),
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers()
+                    && let Some(error_type) = trailers
+                        .get("lambda-runtime-function-error-type")
+                        .and_then(|v| v.to_str().ok())
+                {
+                    let payload = trailers
+                        .get("lambda-runtime-function-error-body")
+                        .and_then(|v| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(v.as_bytes())
+                                .ok()
+                        })
+                        .unwrap_or_default();
+                    failure = Some(Outcome::Error {
+                        error_type: error_type.to_owned(),
+                        payload,
+                    });
+                }
+            }
+        }
+    }
+    answer(state, id, failure.unwrap_or(Outcome::Response(collected)))
 }
 
 async fn error(
@@ -220,12 +327,18 @@ fn answer(state: &ApiState, id: &str, outcome: Outcome) -> Response {
             r#"{"status":"OK"}"#,
         )
             .into_response(),
-        Err(StatusCode::FORBIDDEN) => error_body(
+        Err(status) => answer_error(status),
+    }
+}
+
+fn answer_error(status: StatusCode) -> Response {
+    match status {
+        StatusCode::FORBIDDEN => error_body(
             StatusCode::FORBIDDEN,
             "InvalidStateTransition",
             "State transition from Ready to InvocationResponse failed: the invocation was already answered",
         ),
-        Err(status) => error_body(status, "InvalidRequestID", "Invalid request ID"),
+        status => error_body(status, "InvalidRequestID", "Invalid request ID"),
     }
 }
 

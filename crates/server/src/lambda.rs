@@ -24,7 +24,7 @@ pub(crate) struct Lambda {
 }
 
 /// Lambda's most bytes returned in `X-Amz-Log-Result`.
-const LOG_TAIL: usize = 4096;
+pub(crate) const LOG_TAIL: usize = 4096;
 
 pub(crate) fn router(lambda: Arc<Lambda>) -> Router {
     Router::new()
@@ -32,10 +32,14 @@ pub(crate) fn router(lambda: Arc<Lambda>) -> Router {
         .route("/2015-03-31/functions/", get(list_functions))
         .route("/2015-03-31/functions/{name}", get(get_function))
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .route(
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            post(crate::lambda_stream::invoke_with_response_stream),
+        )
         .with_state(lambda)
 }
 
-fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
     let mut response = Response::new(Body::from(
         json!({ "Type": "User", "message": message }).to_string(),
     ));
@@ -129,92 +133,129 @@ async fn get_function(
     }
 }
 
+/// An invocation request, checked: what to invoke, with what, and how.
+pub(crate) struct Prepared {
+    /// The function's name.
+    pub(crate) function: String,
+    /// The event.
+    pub(crate) payload: Vec<u8>,
+    /// Trace and client context from the request.
+    pub(crate) options: InvokeOptions,
+    /// Whether the log tail was asked for (`X-Amz-Log-Type: Tail`).
+    pub(crate) tail: bool,
+}
+
+impl Lambda {
+    /// Checks an invocation request: the function exists, the payload is JSON, and the
+    /// invocation type is one that runs now; otherwise the answer to give.
+    pub(crate) fn prepare(
+        &self,
+        name: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Prepared, Box<Response<Body>>> {
+        let header = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let Some(function) = self.function(name) else {
+            return Err(Box::new(not_found(&self.region, function_name(name))));
+        };
+        let payload = if body.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            body
+        };
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                "Could not parse request body into json: Could not parse payload into json",
+            )));
+        }
+        match header("x-amz-invocation-type")
+            .as_deref()
+            .unwrap_or("RequestResponse")
+        {
+            "RequestResponse" => {}
+            "DryRun" => {
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                return Err(Box::new(response));
+            }
+            "Event" => {
+                return Err(Box::new(error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameterValueException",
+                    "Asynchronous invocation (InvocationType Event) is not supported by this version of Nimbus",
+                )));
+            }
+            other => {
+                return Err(Box::new(error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameterValueException",
+                    &format!("Unsupported InvocationType: {other}"),
+                )));
+            }
+        }
+        Ok(Prepared {
+            function: function.name.clone(),
+            payload: payload.to_vec(),
+            options: InvokeOptions {
+                request_id: None,
+                trace_id: header("x-amzn-trace-id"),
+                client_context: header("x-amz-client-context"),
+                stream: None,
+            },
+            tail: header("x-amz-log-type").as_deref() == Some("Tail"),
+        })
+    }
+
+    /// The answer for an invocation that could not run.
+    pub(crate) fn refused(&self, e: InvokeError, name: &str) -> Response<Body> {
+        match e {
+            InvokeError::Throttled => {
+                let mut response = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequestsException",
+                    "Rate Exceeded.",
+                );
+                *response.body_mut() = Body::from(
+                    json!({ "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User", "message": "Rate Exceeded." })
+                        .to_string(),
+                );
+                response
+            }
+            InvokeError::NotFound(_) => not_found(&self.region, function_name(name)),
+            InvokeError::Unavailable(reason) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                &reason,
+            ),
+        }
+    }
+}
+
 async fn invoke(
     State(lambda): State<Arc<Lambda>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    let header = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    let Prepared {
+        function,
+        payload,
+        options,
+        tail,
+    } = match lambda.prepare(&name, &headers, body) {
+        Ok(prepared) => prepared,
+        Err(response) => return *response,
     };
-    let Some(function) = lambda.function(&name) else {
-        return not_found(&lambda.region, function_name(&name));
-    };
-    let payload = if body.is_empty() {
-        Bytes::from_static(b"{}")
-    } else {
-        body
-    };
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestContentException",
-            "Could not parse request body into json: Could not parse payload into json",
-        );
-    }
-    match header("x-amz-invocation-type")
-        .as_deref()
-        .unwrap_or("RequestResponse")
-    {
-        "RequestResponse" => {}
-        "DryRun" => {
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            return response;
-        }
-        "Event" => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameterValueException",
-                "Asynchronous invocation (InvocationType Event) is not supported by this version of Nimbus",
-            );
-        }
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameterValueException",
-                &format!("Unsupported InvocationType: {other}"),
-            );
-        }
-    }
-    let result = lambda
-        .invoker
-        .invoke(
-            &function.name,
-            payload.to_vec(),
-            InvokeOptions {
-                request_id: None,
-                trace_id: header("x-amzn-trace-id"),
-                client_context: header("x-amz-client-context"),
-            },
-        )
-        .await;
-    let result = match result {
+    let result = match lambda.invoker.invoke(&function, payload, options).await {
         Ok(result) => result,
-        Err(InvokeError::Throttled) => {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequestsException",
-                "Rate Exceeded.",
-            );
-            *response.body_mut() = Body::from(
-                json!({ "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User", "message": "Rate Exceeded." })
-                    .to_string(),
-            );
-            return response;
-        }
-        Err(InvokeError::NotFound(_)) => return not_found(&lambda.region, &function.name),
-        Err(InvokeError::Unavailable(reason)) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ServiceException",
-                &reason,
-            );
-        }
+        Err(e) => return lambda.refused(e, &name),
     };
     let (body, function_error) = match result.outcome {
         Outcome::Response(bytes) => (bytes, None),
@@ -233,7 +274,7 @@ async fn invoke(
     if let Some(kind) = function_error {
         out.insert("x-amz-function-error", HeaderValue::from_static(kind));
     }
-    if header("x-amz-log-type").as_deref() == Some("Tail") {
+    if tail {
         let tail = result.log_tail.as_bytes();
         let tail = &tail[tail.len().saturating_sub(LOG_TAIL)..];
         if let Ok(v) =

@@ -20,6 +20,7 @@
 mod config;
 mod data_dir;
 mod lambda;
+mod lambda_stream;
 mod node;
 mod services;
 

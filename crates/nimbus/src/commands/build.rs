@@ -89,7 +89,11 @@ pub(crate) async fn prepare_function(
     }
 }
 
-async fn install_npm(function: &FunctionSpec, force: bool, progress: &Progress) -> anyhow::Result<()> {
+async fn install_npm(
+    function: &FunctionSpec,
+    force: bool,
+    progress: &Progress,
+) -> anyhow::Result<()> {
     let code = function.code.as_path();
     if !code.join("package.json").is_file() || (code.join("node_modules").is_dir() && !force) {
         return Ok(());
@@ -109,7 +113,11 @@ async fn install_npm(function: &FunctionSpec, force: bool, progress: &Progress) 
         .output()
         .await;
     finish(task, out, || {
-        format!("npm {verb} for function {} in {}", function.name, code.display())
+        format!(
+            "npm {verb} for function {} in {}",
+            function.name,
+            code.display()
+        )
     })
 }
 
@@ -132,7 +140,9 @@ async fn install_requirements(
     let task = progress.task(&function.name, "pip install -r requirements.txt");
     tracing::info!(function = %function.name, "installing Python requirements");
     let out = pip_install(&target, &["-r".as_ref(), requirements.as_os_str()]).await;
-    finish(task, out, || format!("pip install for function {}", function.name))?;
+    finish(task, out, || {
+        format!("pip install for function {}", function.name)
+    })?;
     std::fs::write(&stamp, &wanted)?;
     Ok(())
 }
@@ -195,8 +205,7 @@ async fn install_python_sdk() -> anyhow::Result<PathBuf> {
     if dir.join("boto3").is_dir() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create {}", root.display()))?;
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     // Installed beside, then renamed into place: a half-done install is never used, and
     // two nodes installing at once both end with a whole one.
     let partial = tempfile::tempdir_in(&root)?;

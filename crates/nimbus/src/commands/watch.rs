@@ -23,7 +23,14 @@ use crate::progress::Progress;
 
 /// Directories whose changes never reload a function: Nimbus's own state, version
 /// control, installed dependencies and caches.
-const IGNORED: [&str; 6] = [".nimbus", ".git", "node_modules", "__pycache__", "target", ".venv"];
+const IGNORED: [&str; 6] = [
+    ".nimbus",
+    ".git",
+    "node_modules",
+    "__pycache__",
+    "target",
+    ".venv",
+];
 
 /// How long changes must settle before a reload (an editor's save is several events).
 const SETTLE: Duration = Duration::from_millis(200);
@@ -158,6 +165,9 @@ mod tests {
         assert!(!ignored(Path::new("/app/index.js"), code));
         assert!(!ignored(Path::new("/app/lib/util.js"), code));
         // Only below the code directory: an app living under `target/` still reloads.
-        assert!(!ignored(Path::new("/target/app/index.js"), Path::new("/target/app")));
+        assert!(!ignored(
+            Path::new("/target/app/index.js"),
+            Path::new("/target/app")
+        ));
     }
 }

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import util from 'node:util';
 
@@ -156,14 +157,19 @@ function apiRequest(method, urlPath, body, headers = {}, retried = false) {
   });
 }
 
-async function apiPost(urlPath, text, headers) {
-  const res = await apiRequest('POST', urlPath, Buffer.from(text, 'utf8'), headers);
+/** Logs a Runtime API answer that refuses what the runtime posted. */
+function checkAnswer(urlPath, res) {
   if (res.status < 200 || res.status > 299) {
     console.error(`Runtime API answered ${res.status} to POST ${urlPath}: ${res.body}`);
   }
 }
 
-function postError(urlPath, error) {
+async function apiPost(urlPath, text, headers) {
+  checkAnswer(urlPath, await apiRequest('POST', urlPath, Buffer.from(text, 'utf8'), headers));
+}
+
+/** The error document for `error` and its JSON text. */
+function errorPayload(error) {
   const doc = errorDocument(error);
   let text;
   try {
@@ -171,6 +177,11 @@ function postError(urlPath, error) {
   } catch {
     text = JSON.stringify({ errorType: 'handled', errorMessage: 'the error could not be serialised', trace: [] });
   }
+  return { doc, text };
+}
+
+function postError(urlPath, error) {
+  const { doc, text } = errorPayload(error);
   return apiPost(urlPath, text, { 'Lambda-Runtime-Function-Error-Type': headerSafe(doc.errorType) });
 }
 
@@ -182,6 +193,145 @@ function invocationPath(id, what) {
 function apiFailure(err) {
   process.stderr.write(`nimbus bootstrap: Runtime API request failed: ${err && err.stack ? err.stack : err}\n`);
   process.exit(1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Response streaming: the `awslambda` global of Lambda's Node.js runtime, and the streaming
+// mode of the Runtime API's invocation response.
+
+/** Marks the handlers `awslambda.streamifyResponse` returns; its value is their options. */
+const STREAMING = Symbol('awslambda.streamifyResponse');
+const DEFAULT_STREAM_CONTENT_TYPE = 'application/octet-stream';
+const HTTP_INTEGRATION_CONTENT_TYPE = 'application/vnd.awslambda.http-integration-response';
+/** Ends the JSON prelude of an HTTP integration response; the body follows. */
+const PRELUDE_DELIMITER = Buffer.alloc(8);
+const ERROR_TYPE_TRAILER = 'Lambda-Runtime-Function-Error-Type';
+const ERROR_BODY_TRAILER = 'Lambda-Runtime-Function-Error-Body';
+
+/**
+ * The `responseStream` a streaming handler writes to: the body of a POST to
+ * `.../invocation/{id}/response` in streaming mode, each write sent on as one HTTP chunk as
+ * soon as it is made. The POST starts with the first write, so the content type can be set
+ * until then. Ending the stream does not end the POST: `complete` does, once the outcome of
+ * the invocation is known, so that a failure after the stream ended can still be reported,
+ * in the trailers.
+ */
+class ResponseStream extends Writable {
+  #urlPath;
+  #contentType = DEFAULT_STREAM_CONTENT_TYPE;
+  #request = null;
+  /** The Runtime API's answer to the POST: `{status, body}`. */
+  #answer = null;
+
+  constructor(urlPath, options) {
+    super(options);
+    this.#urlPath = urlPath;
+  }
+
+  setContentType(contentType) {
+    if (this.#request !== null) {
+      throw new Error('the content type of a response stream must be set before the first write');
+    }
+    this.#contentType = String(contentType);
+  }
+
+  _write(chunk, encoding, callback) {
+    // The callback waits for the chunk to reach the socket, which passes the Runtime API's
+    // back-pressure on to the handler (and to pipeline()).
+    this.#start().write(chunk, callback);
+  }
+
+  _final(callback) {
+    callback();
+  }
+
+  #start() {
+    if (this.#request !== null) return this.#request;
+    // A connection of its own rather than one from the keep-alive pool: a pooled connection
+    // the server closes just as it is reused could only be retried by replaying the body.
+    const req = http.request({
+      ...api,
+      method: 'POST',
+      path: this.#urlPath,
+      agent: false,
+      headers: {
+        'Lambda-Runtime-Function-Response-Mode': 'streaming',
+        'Transfer-Encoding': 'chunked',
+        'Content-Type': this.#contentType,
+        Trailer: `${ERROR_TYPE_TRAILER}, ${ERROR_BODY_TRAILER}`,
+      },
+    });
+    this.#answer = new Promise((resolve, reject) => {
+      req.on('response', (res) => {
+        const chunks = [];
+        res.on('data', (chunk) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
+      });
+      req.on('error', (err) => {
+        reject(err);
+        // The handler learns that its writes go nowhere; an answer already received stands.
+        this.destroy(err);
+      });
+    });
+    // Awaited by `complete`; a failure before then must not count as an unhandled rejection.
+    this.#answer.catch(() => {});
+    this.#request = req;
+    return req;
+  }
+
+  /**
+   * Ends the POST, with `error` in the trailers when there is one, starting it first if
+   * nothing was written. Resolves with the Runtime API's answer.
+   */
+  complete(error) {
+    const req = this.#start();
+    if (error !== undefined) {
+      const { doc, text } = errorPayload(error);
+      req.addTrailers({
+        [ERROR_TYPE_TRAILER]: headerSafe(doc.errorType),
+        [ERROR_BODY_TRAILER]: Buffer.from(text, 'utf8').toString('base64'),
+      });
+    }
+    req.end();
+    return this.#answer;
+  }
+}
+
+/**
+ * `awslambda.streamifyResponse(handler, options)`: makes `handler(event, responseStream,
+ * context)` a streaming handler. `options.highWaterMark` sizes the stream's buffer. It returns
+ * a new function rather than marking `handler`, so that a function also exported as is stays
+ * a plain handler under that name.
+ */
+function streamifyResponse(handler, options) {
+  if (typeof handler !== 'function') {
+    throw new TypeError('awslambda.streamifyResponse expects the handler function');
+  }
+  const streaming = function streamingHandler(...args) {
+    return handler.apply(this, args);
+  };
+  streaming[STREAMING] = { highWaterMark: options?.highWaterMark };
+  return streaming;
+}
+
+/**
+ * `awslambda.HttpResponseStream.from(responseStream, metadata)` starts an HTTP response for
+ * a function URL: the metadata (`statusCode`, `headers`, `cookies`) as JSON, then 8 NUL
+ * bytes, under the HTTP integration content type. What is then written to the stream it
+ * returns (the same stream) is the HTTP body.
+ */
+class HttpResponseStream {
+  static from(responseStream, metadata) {
+    responseStream.setContentType(HTTP_INTEGRATION_CONTENT_TYPE);
+    const prelude = JSON.stringify(metadata ?? {}) ?? '{}';
+    responseStream.write(Buffer.concat([Buffer.from(prelude, 'utf8'), PRELUDE_DELIMITER]));
+    return responseStream;
+  }
+}
+
+function installAwsLambdaGlobal() {
+  globalThis.awslambda = { streamifyResponse, HttpResponseStream };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -351,6 +501,47 @@ function parseHeaderJson(value, name) {
   }
 }
 
+/** Sets `_X_AMZN_TRACE_ID` to this invocation's trace header, or clears it. */
+function setTraceId(headers) {
+  const trace = headers['lambda-runtime-trace-id'];
+  if (trace) process.env._X_AMZN_TRACE_ID = trace;
+  else delete process.env._X_AMZN_TRACE_ID;
+}
+
+/**
+ * The context object. `answers` holds what `succeed`, `fail` and `done` do, and `waits`, the
+ * box behind `callbackWaitsForEmptyEventLoop`.
+ */
+function buildContext(headers, id, answers) {
+  const { succeed, fail, waits } = answers;
+  const deadline = Number(headers['lambda-runtime-deadline-ms']);
+  const context = {
+    get callbackWaitsForEmptyEventLoop() {
+      return waits.value;
+    },
+    set callbackWaitsForEmptyEventLoop(value) {
+      waits.value = value;
+    },
+    succeed: (result) => succeed(result),
+    fail: (error) => fail(error),
+    done: (error, result) => (error !== undefined && error !== null ? fail(error) : succeed(result)),
+    functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
+    memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
+    clientContext: parseHeaderJson(headers['lambda-runtime-client-context'], 'ClientContext'),
+    identity: parseHeaderJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
+    invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+    awsRequestId: id,
+    getRemainingTimeInMillis: () => deadline - Date.now(),
+  };
+  if (headers['lambda-runtime-aws-tenant-id'] !== undefined) {
+    context.tenantId = headers['lambda-runtime-aws-tenant-id'];
+  }
+  return context;
+}
+
 /**
  * Runs one invocation; resolves once its outcome has been posted. Outcomes funnel through
  * `succeed`/`fail`, which post at once; `onEmptyLoop` is what happens if the event loop
@@ -360,7 +551,13 @@ function runInvocation(handler, next) {
   return new Promise((finished) => {
     const headers = next.headers;
     const id = headers['lambda-runtime-aws-request-id'];
-    const inv = { id, settled: false, posting: null, onEmptyLoop: null };
+    const inv = {
+      id,
+      settled: false,
+      posting: null,
+      onEmptyLoop: null,
+      postFatal: (error) => postError(invocationPath(id, 'error'), error),
+    };
     current = inv;
     logRequestId = id;
 
@@ -401,55 +598,114 @@ function runInvocation(handler, next) {
         return apiPost(invocationPath(id, 'response'), text ?? 'null');
       });
 
-    let waitsForEmptyLoop = true;
+    const waits = { value: true };
     let callbackCalled = false;
     const callback = (error, result) => {
       if (callbackCalled) return;
       callbackCalled = true;
       if (error !== undefined && error !== null) fail(error);
-      else if (!waitsForEmptyLoop) succeed(result);
+      else if (!waits.value) succeed(result);
       else inv.onEmptyLoop = () => succeed(result);
     };
     // A handler that neither returns a promise nor calls back answers null once the
     // event loop empties.
     inv.onEmptyLoop = () => succeed(undefined);
 
-    const trace = headers['lambda-runtime-trace-id'];
-    if (trace) process.env._X_AMZN_TRACE_ID = trace;
-    else delete process.env._X_AMZN_TRACE_ID;
+    setTraceId(headers);
 
     try {
-      const deadline = Number(headers['lambda-runtime-deadline-ms']);
-      const context = {
-        get callbackWaitsForEmptyEventLoop() {
-          return waitsForEmptyLoop;
-        },
-        set callbackWaitsForEmptyEventLoop(value) {
-          waitsForEmptyLoop = value;
-        },
-        succeed: (result) => succeed(result),
-        fail: (error) => fail(error),
-        done: (error, result) => (error !== undefined && error !== null ? fail(error) : succeed(result)),
-        functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
-        functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
-        memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
-        logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
-        logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
-        clientContext: parseHeaderJson(headers['lambda-runtime-client-context'], 'ClientContext'),
-        identity: parseHeaderJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
-        invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
-        awsRequestId: id,
-        getRemainingTimeInMillis: () => deadline - Date.now(),
-      };
-      if (headers['lambda-runtime-aws-tenant-id'] !== undefined) {
-        context.tenantId = headers['lambda-runtime-aws-tenant-id'];
-      }
+      const context = buildContext(headers, id, { succeed, fail, waits });
       const event = JSON.parse(next.body);
       const returned = handler(event, context, callback);
       // Only a promise (any thenable) answers; any other returned value is ignored, as
       // Lambda does: a non-async handler answers through the callback,
       // context.succeed/fail/done, or null when the event loop empties.
       if (isThenable(returned)) returned.then(succeed, fail);
+    } catch (err) {
+      fail(err);
+    }
+  });
+}
+
+/**
+ * Runs one invocation of a streaming handler; resolves once its response has been sent.
+ * The response ends when the handler has ended the stream and its promise has settled
+ * (waiting for the end lets a handler return while a pipe it started is still writing). A
+ * failure (a throw, a rejection, context.fail, an error on the stream) ends it at once.
+ *
+ * Failures are reported in the `Lambda-Runtime-Function-Error-Type` and `-Body` trailers of
+ * the streaming response, the body being the base64 of the error document a plain handler's
+ * failure posts. That holds even when nothing was written yet: Lambda's Node.js runtime
+ * answers a streamified handler in streaming mode from the start of the invocation, and
+ * the trailers are how the Runtime API takes an error in that mode, so nothing is ever
+ * posted to `.../error` for it.
+ */
+function runStreamingInvocation(handler, next) {
+  return new Promise((finished) => {
+    const headers = next.headers;
+    const id = headers['lambda-runtime-aws-request-id'];
+    const urlPath = invocationPath(id, 'response');
+    const stream = new ResponseStream(urlPath, { highWaterMark: handler[STREAMING].highWaterMark });
+    const send = (error) => stream.complete(error).then((res) => checkAnswer(urlPath, res));
+    const inv = { id, settled: false, posting: null, onEmptyLoop: null, postFatal: send };
+    current = inv;
+    logRequestId = id;
+
+    // A stream error is usually also the handler's rejection (pipeline() rejects with it):
+    // only the first outcome counts, and the others are dropped without a word.
+    const settle = (error) => {
+      if (inv.settled) return;
+      inv.settled = true;
+      inv.onEmptyLoop = null;
+      let sent;
+      try {
+        sent = send(error);
+      } catch (err) {
+        sent = Promise.reject(err);
+      }
+      inv.posting = sent.then(finished, apiFailure);
+      // Writes still to come after a failure stop here instead of reaching the ended POST.
+      if (error !== undefined) stream.destroy();
+    };
+    const fail = (error) => {
+      if (inv.settled) return;
+      const reported = error === undefined || error === null ? 'handled' : error;
+      console.error('Invoke Error', formatForLog(reported));
+      settle(reported);
+    };
+    let handlerDone = false;
+    let streamDone = false;
+    const succeedWhenDone = () => {
+      if (handlerDone && streamDone) settle(undefined);
+    };
+    const handlerSettled = () => {
+      handlerDone = true;
+      succeedWhenDone();
+    };
+    stream.on('error', fail);
+    // 'close' follows 'finish', an error, or destroy(): no more can be written.
+    stream.on('close', () => {
+      streamDone = true;
+      succeedWhenDone();
+    });
+    // Nothing left to run can write to the stream any more: end it where it stands. This
+    // can only happen before the first write, since the POST's socket keeps the process
+    // alive after it: a handler that wrote but never ends the stream runs into its deadline
+    // (the documentation tells handlers to end the stream).
+    inv.onEmptyLoop = () => {
+      handlerDone = true;
+      if (!stream.writableEnded && !stream.destroyed) stream.end();
+      succeedWhenDone();
+    };
+
+    setTraceId(headers);
+
+    try {
+      const context = buildContext(headers, id, { succeed: handlerSettled, fail, waits: { value: true } });
+      const event = JSON.parse(next.body);
+      const returned = handler(event, stream, context);
+      if (isThenable(returned)) returned.then(handlerSettled, fail);
+      else handlerSettled();
     } catch (err) {
       fail(err);
     }
@@ -482,7 +738,7 @@ function crash(error, code) {
     report = postError(`${API_PREFIX}/init/error`, error);
   } else if (current && !current.settled) {
     current.settled = true;
-    report = postError(invocationPath(current.id, 'error'), error);
+    report = current.postFatal(error);
   } else {
     // Between invocations: let an answer already on its way arrive, then go.
     report = current && current.posting ? current.posting : Promise.resolve();
@@ -534,6 +790,7 @@ function installCrashHandlers() {
 async function main() {
   patchConsole();
   installCrashHandlers();
+  installAwsLambdaGlobal();
   const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
   const handlerString = process.env._HANDLER;
   let handler;
@@ -549,7 +806,8 @@ async function main() {
   phase = 'invoke';
   for (;;) {
     const next = await nextInvocation();
-    await runInvocation(handler, next);
+    if (handler[STREAMING]) await runStreamingInvocation(handler, next);
+    else await runInvocation(handler, next);
   }
 }
 

@@ -59,11 +59,14 @@ function materialise(name) {
 /**
  * A fake Runtime API. Hands out `invocations` in order on GET .../next (then holds the
  * long poll until `stop`, which answers 410 as Nimbus does), and records what the runtime
- * posts back.
+ * posts back. It also keeps what has arrived so far of each response body, and serves it
+ * to the function on a test-only route, `GET /test/received/{id}?bytes=N`, which answers
+ * once at least N bytes have arrived: a streaming fixture waits on it to know that its
+ * first chunk reached the server before it writes the next.
  */
 async function startRuntimeApi(invocations) {
   const queue = [...invocations];
-  const state = { nexts: 0, answers: new Map(), initErrors: [], parked: [], waiters: [] };
+  const state = { nexts: 0, answers: new Map(), received: new Map(), initErrors: [], parked: [], waiters: [] };
   const changed = () => {
     for (const waiter of [...state.waiters]) {
       if (waiter.ready()) {
@@ -72,12 +75,31 @@ async function startRuntimeApi(invocations) {
       }
     }
   };
+  /** Resolves once `ready()` holds (checked after every request and every body chunk). */
+  const until = (ready) => {
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve) => state.waiters.push({ ready, resolve }));
+  };
   const server = http.createServer((req, res) => {
+    const url = req.url;
+    const response = /^\/2018-06-01\/runtime\/invocation\/([^/]+)\/response$/.exec(url);
     const chunks = [];
-    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('data', (chunk) => {
+      chunks.push(chunk);
+      if (req.method === 'POST' && response) {
+        state.received.set(decodeURIComponent(response[1]), Buffer.concat(chunks));
+        changed();
+      }
+    });
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
-      const url = req.url;
+      const progress = /^\/test\/received\/([^/?]+)\?bytes=(\d+)$/.exec(url);
+      if (req.method === 'GET' && progress) {
+        const id = decodeURIComponent(progress[1]);
+        const received = () => state.received.get(id) ?? Buffer.alloc(0);
+        until(() => received().length >= Number(progress[2])).then(() => res.end(received()));
+        return;
+      }
       if (req.method === 'GET' && url === '/2018-06-01/runtime/invocation/next') {
         state.nexts += 1;
         const inv = queue.shift();
@@ -97,7 +119,7 @@ async function startRuntimeApi(invocations) {
       } catch {
         json = undefined; // Assertions on `json` then fail with the text in their message.
       }
-      const record = { raw, text, json, headers: req.headers };
+      const record = { raw, text, json, headers: req.headers, trailers: req.trailers };
       let match;
       if (req.method === 'POST' && url === '/2018-06-01/runtime/init/error') {
         state.initErrors.push(record);
@@ -123,11 +145,7 @@ async function startRuntimeApi(invocations) {
   return {
     address: `127.0.0.1:${server.address().port}`,
     state,
-    /** Resolves once `ready()` holds (checked after every request). */
-    until(ready) {
-      if (ready()) return Promise.resolve();
-      return new Promise((resolve) => state.waiters.push({ ready, resolve }));
-    },
+    until,
     /** Ends held long polls with 410 (the instance is stopping) and closes. */
     async stop() {
       for (const res of state.parked) {
@@ -256,6 +274,41 @@ function assertError(answer, errorType, errorMessage) {
   else if (errorMessage !== undefined) assert.equal(answer.json.errorMessage, errorMessage);
   assert.ok(Array.isArray(answer.json.trace), 'trace is an array');
   assert.deepEqual(Object.keys(answer.json).sort(), ['errorMessage', 'errorType', 'trace']);
+}
+
+const STREAM_TRAILER = 'Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body';
+
+/** Checks that `answer` came as a streaming response (chunked, trailers announced). */
+function assertStreamed(answer, contentType) {
+  assert.ok(answer, 'the invocation was not answered');
+  assert.equal(answer.kind, 'response', `expected a streaming response, got ${answer.kind}: ${answer.text}`);
+  assert.equal(answer.headers['lambda-runtime-function-response-mode'], 'streaming');
+  assert.equal(answer.headers['transfer-encoding'], 'chunked');
+  assert.equal(answer.headers['content-length'], undefined);
+  assert.equal(answer.headers.trailer, STREAM_TRAILER);
+  assert.equal(answer.headers['content-type'], contentType);
+}
+
+/** A streaming response that succeeded: `body` (a string, or a Buffer to compare bytes). */
+function assertStreamedOk(answer, contentType, body) {
+  assertStreamed(answer, contentType);
+  assert.deepEqual(answer.trailers, {}, 'a successful stream has no error trailers');
+  if (Buffer.isBuffer(body)) assert.deepEqual(answer.raw, body);
+  else assert.equal(answer.text, body);
+}
+
+/** A streaming response that failed; returns the error document decoded from the trailer. */
+function assertStreamedError(answer, errorType, errorMessage, contentType = 'application/octet-stream') {
+  assertStreamed(answer, contentType);
+  assert.equal(answer.trailers['lambda-runtime-function-error-type'], errorType);
+  const body = answer.trailers['lambda-runtime-function-error-body'];
+  assert.match(body, /^[A-Za-z0-9+/]+={0,2}$/, 'the error body trailer is base64');
+  const doc = JSON.parse(Buffer.from(body, 'base64').toString('utf8'));
+  assert.deepEqual(Object.keys(doc).sort(), ['errorMessage', 'errorType', 'trace']);
+  assert.equal(doc.errorType, errorType);
+  assert.equal(doc.errorMessage, errorMessage);
+  assert.ok(Array.isArray(doc.trace), 'trace is an array');
+  return doc;
 }
 
 async function runInitError(fixture, handler) {
@@ -615,6 +668,135 @@ describe('console output', { concurrency: true }, () => {
         ['INFO', 'first line\rsecond line'],
       ]);
     }
+  });
+});
+
+describe('response streaming', { concurrency: true }, () => {
+  test('each write reaches the Runtime API as it is made, before the handler writes the next', async () => {
+    // The handler writes its second chunk only once the fake API says it holds the first:
+    // a shim that buffered the body would never get there, and the test would time out.
+    const r = await run('streaming', 'index.incremental');
+    assertStreamedOk(r.answer, 'application/octet-stream', 'first chunk\nthen the server had "first chunk\\n"\n');
+  });
+
+  test('uses the streaming mode, application/octet-stream by default, and sends bytes as written', async () => {
+    const r = await run('streaming', 'index.octets');
+    assertStreamedOk(r.answer, 'application/octet-stream', Buffer.from([0x00, 0xff, 0xfe, 0x80]));
+    assert.equal(r.answer.headers['lambda-runtime-function-error-type'], undefined);
+  });
+
+  test('setContentType sets the Content-Type; after the first write it throws', async () => {
+    const r = await run('streaming', 'index.contentType');
+    const refusal = 'the content type of a response stream must be set before the first write';
+    assertStreamedOk(r.answer, 'text/plain; charset=utf-8', `grüße (a late setContentType was refused: ${refusal})`);
+  });
+
+  test('HttpResponseStream.from writes a JSON prelude, 8 NUL bytes, then the HTTP body', async () => {
+    const r = await run('streaming', 'index.httpResponse');
+    const metadata = {
+      statusCode: 201,
+      headers: { 'content-type': 'text/plain', 'x-custom': 'yes' },
+      cookies: ['a=1; Secure', 'b=2'],
+    };
+    const prelude = Buffer.from(JSON.stringify(metadata));
+    const expected = Buffer.concat([prelude, Buffer.alloc(8), Buffer.from('hello world')]);
+    assertStreamedOk(r.answer, 'application/vnd.awslambda.http-integration-response', expected);
+    const end = r.answer.raw.indexOf(Buffer.alloc(8));
+    assert.deepEqual(JSON.parse(r.answer.raw.subarray(0, end).toString('utf8')), metadata);
+    assert.equal(r.answer.raw.subarray(end + 8).toString('utf8'), 'hello world');
+  });
+
+  test('pipeline() into the response stream', async () => {
+    const r = await run('streaming', 'index.pipelined');
+    assertStreamedOk(r.answer, 'application/octet-stream', 'one two three');
+  });
+
+  test('a handler that returns while its pipe still writes: the response ends with the pipe', async () => {
+    const r = await run('streaming', 'index.pipeNotAwaited');
+    assertStreamedOk(r.answer, 'application/octet-stream', 'piped later');
+  });
+
+  test('gets the context object; awslambda is a global before the module loads', async () => {
+    const inv = invocation({}, { headers: { 'lambda-runtime-trace-id': 'Root=1-5759e988-bd862e3fe1be46a994272793' } });
+    const r = await run('streaming', 'index.context', [inv]);
+    assertStreamed(r.answer, 'application/octet-stream');
+    assert.deepEqual(r.answer.json, {
+      awsRequestId: inv.id,
+      functionName: 'fixture-fn',
+      invokedFunctionArn: ARN,
+      remaining: true,
+      traceId: 'Root=1-5759e988-bd862e3fe1be46a994272793',
+      globalsAtLoad: { awslambda: 'object', streamifyResponse: 'function', from: 'function' },
+    });
+  });
+
+  test('an ES module handler streams too', async () => {
+    const r = await run('streaming', 'esm.handler', [invocation({ name: 'ada' })]);
+    assertStreamedOk(r.answer, 'text/plain', 'from an ES module: ada');
+  });
+
+  test('a throw after a write ends the response with the error in its trailers, and is logged', async () => {
+    const id = randomUUID();
+    const r = await run('streaming', 'index.throwsAfterWrite', [invocation({}, { id })]);
+    const doc = assertStreamedError(r.answer, 'StreamError', 'broke mid-stream');
+    assert.equal(r.answer.text, 'partial body');
+    assert.equal(doc.trace[0], 'StreamError: broke mid-stream');
+    assert.ok(doc.trace.some((line) => /index\.js:\d+/.test(line)), doc.trace.join('\n'));
+    const logged = r.logs.find((l) => l.level === 'ERROR' && l.message.startsWith('Invoke Error \t'));
+    assert.ok(logged && logged.requestId === id, r.stdout);
+    assert.equal(JSON.parse(logged.message.slice('Invoke Error \t'.length)).errorType, 'StreamError');
+  });
+
+  test('a failure before anything was written is reported the same way, on an empty stream', async () => {
+    const r = await run('streaming', 'index.throwsBeforeWrite');
+    const doc = assertStreamedError(r.answer, 'string', 'nothing written');
+    assert.equal(r.answer.raw.length, 0);
+    assert.deepEqual(doc.trace, []);
+  });
+
+  test('a rejection after the stream ended is still reported: the response ends with the outcome', async () => {
+    const r = await run('streaming', 'index.endsThenRejects');
+    assertStreamedError(r.answer, 'TypeError', 'rejected after the end');
+    assert.equal(r.answer.text, 'complete body');
+  });
+
+  test('an error from a pipeline source is the invocation error', async () => {
+    const r = await run('streaming', 'index.pipelineFails');
+    assertStreamedError(r.answer, 'RangeError', 'the source failed');
+    assert.equal(r.answer.text, 'from the source ');
+  });
+
+  test('context.fail ends the response with the error', async () => {
+    const r = await run('streaming', 'index.contextFail');
+    assertStreamedError(r.answer, 'Error', 'failed through context');
+    assert.equal(r.answer.text, 'some ');
+  });
+
+  test('an uncaught exception ends the response with the error, then the process exits 129', async () => {
+    const r = await run('streaming', 'index.uncaughtException', [invocation({})], { expectExit: true });
+    assertStreamedError(r.answers[0], 'TypeError', 'thrown from a timer');
+    assert.equal(r.answers[0].text, 'before the crash');
+    assert.deepEqual(r.exit, { code: 129, signal: null });
+  });
+
+  test('invocations stream one after another; a failed one does not affect the next', async () => {
+    const invs = [invocation({ text: 'a' }), invocation({ text: 'b', fail: true }), invocation({ text: 'c' })];
+    const r = await run('streaming', 'index.sequence', invs);
+    assertStreamedOk(r.answers[0], 'application/octet-stream', 'a');
+    assertStreamedError(r.answers[1], 'Error', 'failed at b');
+    assert.equal(r.answers[1].text, 'b');
+    assertStreamedOk(r.answers[2], 'application/octet-stream', 'c');
+    assert.equal(r.nexts, 4, 'three invocations taken, then a fourth long poll');
+  });
+
+  test('a plain handler still answers with one buffered JSON response, even beside its streamified twin', async () => {
+    const inv = invocation({});
+    const plain = await run('streaming', 'index.reply', [inv]);
+    assertResponse(plain.answer, { plain: true, awsRequestId: inv.id });
+    assert.equal(plain.answer.headers['lambda-runtime-function-response-mode'], undefined);
+    assert.equal(Number(plain.answer.headers['content-length']), plain.answer.raw.length);
+    const streamed = await run('streaming', 'index.replyStreamed');
+    assertStreamedOk(streamed.answer, 'application/octet-stream', 'streamed');
   });
 });
 
