@@ -41,6 +41,71 @@ pub struct JwtAuthSpec {
 pub struct ApiKeyAuthSpec {
     /// The request header carrying the key.
     pub header: String,
+    /// The keys callers may present.
+    pub keys: Vec<ApiKeySpec>,
+    /// Usage plans by name: what keys on them may do.
+    pub plans: BTreeMap<String, UsagePlan>,
+}
+
+/// One API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeySpec {
+    /// Its name (for logs and metrics; never the value).
+    pub name: String,
+    /// Where its value comes from.
+    pub value: ApiKeyValue,
+    /// The usage plan it is on, if any (no plan: no limits beyond the routes').
+    pub plan: Option<String>,
+}
+
+/// Where an API key's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyValue {
+    /// Written in the manifest.
+    #[serde(serialize_with = "redacted")]
+    Literal(String),
+    /// Read from this environment variable of the Nimbus process at startup.
+    Env(String),
+}
+
+fn redacted<S: serde::Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("***")
+}
+
+/// A usage plan: a rate limit and a daily quota per key, as API Gateway's usage plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UsagePlan {
+    /// Steady rate and burst per key.
+    pub rate_limit: Option<RateLimit>,
+    /// Most requests per key per day (UTC), if limited.
+    pub quota_per_day: Option<u64>,
+}
+
+/// A token bucket: `rate` requests per second refill it, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    /// Requests per second, steady.
+    pub rate: u32,
+    /// Requests at once.
+    pub burst: u32,
+}
+
+/// A Lambda authorizer: a function that decides whether a request may pass (API
+/// Gateway's simple response format, payload 2.0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LambdaAuthorizerSpec {
+    /// The authorizer's name (`authorizer = "NAME"` on routes).
+    pub name: String,
+    /// The function that decides.
+    pub function: String,
+    /// Where the identity comes from (`$request.header.NAME`,
+    /// `$request.querystring.NAME`); a request missing any of them is refused without
+    /// invoking the function, and results are cached per identity.
+    pub identity_source: Vec<String>,
+    /// How long a decision is cached per identity; zero turns caching off.
+    #[serde(with = "duration_secs")]
+    pub ttl: Duration,
 }
 
 /// The app's authorizers.
@@ -50,6 +115,8 @@ pub struct AuthSpec {
     pub jwt: Option<JwtAuthSpec>,
     /// API keys, if declared.
     pub api_key: Option<ApiKeyAuthSpec>,
+    /// Lambda authorizers by name.
+    pub lambda: BTreeMap<String, LambdaAuthorizerSpec>,
 }
 
 /// CORS for the whole API, as API Gateway HTTP APIs configure it.

@@ -23,7 +23,10 @@ pub mod limits;
 mod route;
 mod table;
 
-pub use app::{ApiKeyAuthSpec, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys};
+pub use app::{
+    ApiKeyAuthSpec, ApiKeySpec, ApiKeyValue, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys,
+    LambdaAuthorizerSpec, RateLimit, UsagePlan,
+};
 pub use event::{EventSource, EventSpec, RetryPolicy, ScheduleExpression, StartingPosition};
 pub use function::{Concurrency, FunctionSpec, RuntimeKind, RuntimeSpec, UnknownRuntime};
 pub use invoke::{

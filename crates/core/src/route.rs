@@ -283,6 +283,11 @@ pub enum RouteAuth {
     },
     /// A key from the app's API keys, in the `[auth.api_key]` header.
     ApiKey,
+    /// The decision of a Lambda authorizer from `[auth.lambda.NAME]`.
+    Lambda {
+        /// The authorizer's name.
+        authorizer: String,
+    },
 }
 
 /// A route the app declares.
@@ -296,6 +301,8 @@ pub struct RouteSpec {
     pub auth: RouteAuth,
     /// The event format the function receives.
     pub payload: PayloadVersion,
+    /// Requests per second for the route as a whole, if limited.
+    pub rate_limit: Option<crate::RateLimit>,
 }
 
 #[cfg(test)]

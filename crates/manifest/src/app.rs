@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
-use nimbus_core::{ApiKeyAuthSpec, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys};
+use std::collections::BTreeMap;
+
+use nimbus_core::{
+    ApiKeyAuthSpec, ApiKeySpec, ApiKeyValue, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys,
+    LambdaAuthorizerSpec, RateLimit, UsagePlan,
+};
 
 use crate::{
     context::Cx,
@@ -69,8 +74,10 @@ pub(crate) fn decode(cx: &mut Cx<'_>, mut root: Obj<'_>) -> Option<AppSpec> {
 
 fn auth(cx: &mut Cx<'_>, field: Field<'_>) -> AuthSpec {
     let mut spec = AuthSpec::default();
-    let Some(mut obj) = field.table(&mut cx.sink, "a table with [auth.jwt] or [auth.api_key]")
-    else {
+    let Some(mut obj) = field.table(
+        &mut cx.sink,
+        "a table with [auth.jwt], [auth.api_key] or [auth.lambda.NAME]",
+    ) else {
         return spec;
     };
     if let Some(f) = obj.take("jwt") {
@@ -85,8 +92,94 @@ fn auth(cx: &mut Cx<'_>, field: Field<'_>) -> AuthSpec {
             spec.api_key = api_key(cx, f);
         }
     }
+    if let Some(f) = obj.take("lambda")
+        && let Some(table) = f.table(&mut cx.sink, "a table of authorizers: [auth.lambda.NAME]")
+    {
+        for (name, f) in table.entries() {
+            cx.declared_authorizers.insert(name.value.clone());
+            if let Some(authorizer) = lambda_authorizer(cx, &name.value, f) {
+                spec.lambda.insert(name.value.clone(), authorizer);
+            }
+        }
+    }
     obj.finish(&mut cx.sink);
     spec
+}
+
+/// `{ rate = N, burst = M }`: a token bucket.
+pub(crate) fn rate_limit(cx: &mut Cx<'_>, field: Field<'_>) -> Option<RateLimit> {
+    let mut obj = field.table(&mut cx.sink, "a table such as { rate = 10, burst = 20 }")?;
+    let rate = obj
+        .require(&mut cx.sink, "rate", "requests per second")
+        .and_then(|f| f.int(&mut cx.sink, 1..=1_000_000));
+    let burst = obj
+        .require(&mut cx.sink, "burst", "requests at once")
+        .and_then(|f| f.int(&mut cx.sink, 1..=1_000_000));
+    obj.finish(&mut cx.sink);
+    Some(RateLimit {
+        rate: rate?,
+        burst: burst?,
+    })
+}
+
+fn lambda_authorizer(
+    cx: &mut Cx<'_>,
+    name: &str,
+    field: Field<'_>,
+) -> Option<LambdaAuthorizerSpec> {
+    let mut obj = field.table(
+        &mut cx.sink,
+        "a table such as { function = \"authorize\", identity_source = [\"$request.header.authorization\"] }",
+    )?;
+    let function = obj
+        .require(
+            &mut cx.sink,
+            "function",
+            "the function that authorizes requests",
+        )
+        .and_then(|f| f.string(&mut cx.sink, "a function name"))
+        .and_then(|f| {
+            if cx.declared_functions.contains(&f.value) {
+                Some(f.value)
+            } else {
+                let known: Vec<&str> = cx.declared_functions.iter().map(String::as_str).collect();
+                f.reject(&mut cx.sink, routes::declared("function", &known));
+                None
+            }
+        });
+    let identity_source = obj.take("identity_source").map_or_else(
+        || Some(vec!["$request.header.authorization".to_owned()]),
+        |f| {
+            let items = f.strings(
+                &mut cx.sink,
+                "an array such as [\"$request.header.authorization\"]",
+            )?;
+            let mut ok = !items.is_empty();
+            for item in &items {
+                let valid = ["$request.header.", "$request.querystring."]
+                    .iter()
+                    .any(|p| item.value.strip_prefix(p).is_some_and(|n| !n.is_empty()));
+                if !valid {
+                    item.reject(
+                        &mut cx.sink,
+                        "$request.header.NAME or $request.querystring.NAME",
+                    );
+                    ok = false;
+                }
+            }
+            ok.then(|| items.into_iter().map(|s| s.value).collect())
+        },
+    );
+    let ttl = obj.take("ttl").map_or(Some(Duration::from_secs(300)), |f| {
+        f.duration(&mut cx.sink, Duration::ZERO..=Duration::from_secs(3600))
+    });
+    obj.finish(&mut cx.sink);
+    Some(LambdaAuthorizerSpec {
+        name: name.to_owned(),
+        function: function?,
+        identity_source: identity_source?,
+        ttl: ttl?,
+    })
 }
 
 /// Algorithms the JWT authorizer may accept; `none` never is.
@@ -247,7 +340,10 @@ fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
 }
 
 fn api_key(cx: &mut Cx<'_>, field: Field<'_>) -> Option<ApiKeyAuthSpec> {
-    let mut obj = field.table(&mut cx.sink, "a table such as { header = \"x-api-key\" }")?;
+    let mut obj = field.table(
+        &mut cx.sink,
+        "a table such as { header = \"x-api-key\", keys = [...] }",
+    )?;
     let header = obj
         .take("header")
         .map_or(Some("x-api-key".to_owned()), |f| {
@@ -259,8 +355,155 @@ fn api_key(cx: &mut Cx<'_>, field: Field<'_>) -> Option<ApiKeyAuthSpec> {
                 None
             }
         });
+    let mut plans = BTreeMap::new();
+    // Every plan name, valid or not: a key naming an invalid plan is not reported again.
+    let mut declared = Vec::new();
+    if let Some(f) = obj.take("plans")
+        && let Some(table) = f.table(
+            &mut cx.sink,
+            "a table of usage plans: [auth.api_key.plans.NAME]",
+        )
+    {
+        for (name, f) in table.entries() {
+            declared.push(name.value.clone());
+            if let Some(plan) = usage_plan(cx, f) {
+                plans.insert(name.value.clone(), plan);
+            }
+        }
+    }
+    let keys = obj
+        .require(&mut cx.sink, "keys", "the API keys callers may present")
+        .and_then(|f| {
+            f.array(
+                &mut cx.sink,
+                "an array of keys such as [{ name = \"partner\", value_env = \"PARTNER_KEY\" }]",
+            )
+        })
+        .map(|items| {
+            let mut keys = Vec::new();
+            let mut ok = true;
+            for item in items {
+                match api_key_entry(cx, item, &plans, &declared) {
+                    Some(key) => keys.push(key),
+                    None => ok = false,
+                }
+            }
+            ok.then_some(keys)
+        });
     obj.finish(&mut cx.sink);
-    Some(ApiKeyAuthSpec { header: header? })
+    Some(ApiKeyAuthSpec {
+        header: header?,
+        keys: keys??,
+        plans,
+    })
+}
+
+fn usage_plan(cx: &mut Cx<'_>, field: Field<'_>) -> Option<UsagePlan> {
+    let mut obj = field.table(
+        &mut cx.sink,
+        "a table such as { rate = 10, burst = 20, quota_per_day = 1000 }",
+    )?;
+    let rate = obj.take("rate").map(|f| f.int(&mut cx.sink, 1..=1_000_000));
+    let burst = obj
+        .take("burst")
+        .map(|f| f.int(&mut cx.sink, 1..=1_000_000));
+    let quota = obj
+        .take("quota_per_day")
+        .map(|f| f.int(&mut cx.sink, 1..=u32::MAX));
+    let (span, path) = (obj.span.clone(), obj.path.clone());
+    obj.finish(&mut cx.sink);
+    let rate_limit = match (rate, burst) {
+        (None, None) => None,
+        (Some(rate), Some(burst)) => Some(RateLimit {
+            rate: rate?,
+            burst: burst?,
+        }),
+        _ => {
+            cx.sink.push(
+                span,
+                path,
+                "only one of `rate` and `burst`",
+                "both `rate` and `burst`, or neither",
+            );
+            return None;
+        }
+    };
+    Some(UsagePlan {
+        rate_limit,
+        quota_per_day: match quota {
+            None => None,
+            Some(q) => Some(u64::from(q?)),
+        },
+    })
+}
+
+/// Shortest literal API key accepted (API Gateway's minimum is 20 characters).
+const MIN_KEY_LENGTH: usize = 20;
+
+fn api_key_entry(
+    cx: &mut Cx<'_>,
+    field: Field<'_>,
+    plans: &BTreeMap<String, UsagePlan>,
+    declared: &[String],
+) -> Option<ApiKeySpec> {
+    let mut obj = field.table(
+        &mut cx.sink,
+        "a key such as { name = \"partner\", value_env = \"PARTNER_KEY\", plan = \"basic\" }",
+    )?;
+    let name = obj
+        .require(&mut cx.sink, "name", "the key's name")
+        .and_then(|f| f.string(&mut cx.sink, "a name"));
+    let value = obj
+        .take("value")
+        .and_then(|f| f.string(&mut cx.sink, "the key itself"));
+    let value_env = obj
+        .take("value_env")
+        .and_then(|f| f.string(&mut cx.sink, "an environment variable name"));
+    let plan = obj
+        .take("plan")
+        .and_then(|f| f.string(&mut cx.sink, "a plan name"));
+    let (span, path) = (obj.span.clone(), obj.path.clone());
+    obj.finish(&mut cx.sink);
+    let value = match (value, value_env) {
+        (Some(v), None) => {
+            if v.value.len() < MIN_KEY_LENGTH || v.value.chars().any(char::is_whitespace) {
+                v.reject(
+                    &mut cx.sink,
+                    format!("a key of at least {MIN_KEY_LENGTH} characters without spaces"),
+                );
+                None
+            } else {
+                Some(ApiKeyValue::Literal(v.value))
+            }
+        }
+        (None, Some(e)) => Some(ApiKeyValue::Env(e.value)),
+        (a, b) => {
+            let found = if a.is_some() && b.is_some() {
+                "both `value` and `value_env`"
+            } else {
+                "neither `value` nor `value_env`"
+            };
+            cx.sink
+                .push(span, path, found, "exactly one of `value` and `value_env`");
+            None
+        }
+    };
+    let plan = match plan {
+        None => Some(None),
+        Some(p) if plans.contains_key(&p.value) => Some(Some(p.value)),
+        Some(p) => {
+            if !declared.contains(&p.value) {
+                let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+                p.reject(&mut cx.sink, routes::declared("usage plan", &known));
+            }
+            None
+        }
+    };
+    Some(ApiKeySpec {
+        name: name?.value,
+        value: value?,
+        plan: plan?,
+    })
 }
 
 /// An HTTP token (RFC 9110): header names and methods.

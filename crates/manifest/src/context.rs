@@ -21,6 +21,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) declared_functions: BTreeSet<String>,
     /// Every table name the manifest declares, valid or not.
     pub(crate) declared_tables: BTreeSet<String>,
+    /// Every Lambda authorizer name the manifest declares, valid or not.
+    pub(crate) declared_authorizers: BTreeSet<String>,
 }
 
 impl Cx<'_> {

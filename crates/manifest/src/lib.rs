@@ -87,6 +87,7 @@ pub fn parse(
         support,
         declared_functions: Default::default(),
         declared_tables: Default::default(),
+        declared_authorizers: Default::default(),
     };
     let root = match toml_span::parse(source) {
         Ok(value) => value,

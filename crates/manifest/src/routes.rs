@@ -37,7 +37,13 @@ pub(crate) fn decode(
             .and_then(|f| f.string(&mut cx.sink, "a function name"));
         let auth_kind = obj
             .take("auth")
-            .and_then(|f| f.string(&mut cx.sink, "\"none\", \"jwt\" or \"api_key\""));
+            .and_then(|f| f.string(&mut cx.sink, "\"none\", \"jwt\", \"api_key\" or \"lambda\""));
+        let authorizer = obj
+            .take("authorizer")
+            .and_then(|f| f.string(&mut cx.sink, "the name of an [auth.lambda.NAME] authorizer"));
+        let rate_limit = obj
+            .take("rate_limit")
+            .map(|f| crate::app::rate_limit(cx, f));
         let scopes_field = obj.take("scopes");
         let scopes_place = scopes_field
             .as_ref()
@@ -79,6 +85,7 @@ pub(crate) fn decode(
             functions.get(&f.value)
         });
 
+        let lambda_route = auth_kind.as_ref().is_some_and(|k| k.value == "lambda");
         let route_auth = match auth_kind {
             None => Some(RouteAuth::None),
             Some(kind) => match kind.value.as_str() {
@@ -113,12 +120,49 @@ pub(crate) fn decode(
                     }
                     Some(RouteAuth::ApiKey)
                 }
+                "lambda" => {
+                    let names: Vec<&str> =
+                        cx.declared_authorizers.iter().map(String::as_str).collect();
+                    match (&authorizer, names.as_slice()) {
+                        (Some(a), _) if auth.lambda.contains_key(&a.value) => {
+                            Some(RouteAuth::Lambda {
+                                authorizer: a.value.clone(),
+                            })
+                        }
+                        // Declared but invalid: reported already.
+                        (Some(a), _) if names.contains(&a.value.as_str()) => None,
+                        (Some(a), _) => {
+                            let expected = declared("[auth.lambda] authorizer", &names);
+                            a.reject(&mut cx.sink, expected);
+                            None
+                        }
+                        // One authorizer declared: it is the one.
+                        (None, [only]) => auth.lambda.get(*only).map(|a| RouteAuth::Lambda {
+                            authorizer: a.name.clone(),
+                        }),
+                        (None, _) => {
+                            kind.reject(
+                                &mut cx.sink,
+                                "`authorizer = \"NAME\"` naming one of the [auth.lambda] authorizers beside it",
+                            );
+                            None
+                        }
+                    }
+                }
                 _ => {
-                    kind.reject(&mut cx.sink, "\"none\", \"jwt\" or \"api_key\"");
+                    kind.reject(&mut cx.sink, "\"none\", \"jwt\", \"api_key\" or \"lambda\"");
                     None
                 }
             },
         };
+        if let Some(a) = &authorizer
+            && !lambda_route
+        {
+            a.reject(
+                &mut cx.sink,
+                "no `authorizer`: it applies to `auth = \"lambda\"` routes",
+            );
+        }
         let route_auth = match (route_auth, scopes) {
             (auth, None) => auth,
             (Some(RouteAuth::Jwt { .. }), Some(scopes)) => scopes.map(|scopes| RouteAuth::Jwt {
@@ -160,14 +204,19 @@ pub(crate) fn decode(
             }
         };
 
-        if let (Some(key), Some(target), Some(auth), Some(payload)) =
-            (parsed_key, target, route_auth, payload)
+        let rate_limit = match rate_limit {
+            None => Some(None),
+            Some(limit) => limit.map(Some),
+        };
+        if let (Some(key), Some(target), Some(auth), Some(payload), Some(rate_limit)) =
+            (parsed_key, target, route_auth, payload, rate_limit)
         {
             routes.push(RouteSpec {
                 key,
                 function: target.name.clone(),
                 auth,
                 payload,
+                rate_limit,
             });
         }
     }

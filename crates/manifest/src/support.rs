@@ -70,7 +70,12 @@ impl Support {
     /// What this build of Nimbus runs.
     pub const fn current() -> Self {
         Support {
-            features: &[Feature::TableStreams],
+            features: &[
+                Feature::TableStreams,
+                Feature::JwtAuth,
+                Feature::ApiKeys,
+                Feature::Cors,
+            ],
         }
     }
 
