@@ -96,13 +96,12 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
+                match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
                         i += 2;
                     }
-                    None => out.push(b'%'),
+                    _ => out.push(b'%'),
                 }
             }
             b => out.push(b),
@@ -110,6 +109,13 @@ fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of one hex digit. (`u8::from_str_radix` would also take a sign: `%+1`.)
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// `dd/Mon/yyyy:HH:mm:ss +0000`, API Gateway's `requestContext.time`.
@@ -134,20 +140,33 @@ fn clf_time(at: SystemTime) -> String {
     format!("{day:02}/{name}/{year}:{h:02}:{m:02}:{s:02} +0000")
 }
 
+/// The host the client asked for: its `Host` header, or for HTTP/2 the `:authority` that
+/// stands for it.
 fn domain(facts: &RequestFacts<'_>) -> String {
     facts
         .headers
         .get("host")
         .and_then(|v| v.to_str().ok())
+        .or_else(|| facts.uri.authority().map(|a| a.as_str()))
         .map_or_else(|| "localhost".to_owned(), str::to_owned)
 }
 
 /// The event for `route` and `request`, in the route's payload version.
 pub(crate) fn build(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
+    build_at(route, facts, SystemTime::now())
+}
+
+/// [`build`] for a request received at `now`.
+fn build_at(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
     match route.route.payload {
-        PayloadVersion::V2 => v2(route, facts),
-        PayloadVersion::V1 => v1(route, facts),
+        PayloadVersion::V2 => v2(route, facts, now),
+        PayloadVersion::V1 => v1(route, facts, now),
     }
+}
+
+fn epoch_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn protocol_of(version: Version) -> &'static str {
@@ -158,8 +177,7 @@ fn protocol_of(version: Version) -> &'static str {
     }
 }
 
-fn v2(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
-    let now = SystemTime::now();
+fn v2(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
     let raw_query = facts.uri.query().unwrap_or("").to_owned();
     let mut headers = Map::new();
     let mut cookies = Vec::new();
@@ -206,7 +224,7 @@ fn v2(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
             "routeKey": route_key,
             "stage": "$default",
             "time": clf_time(now),
-            "timeEpoch": now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            "timeEpoch": epoch_millis(now),
         },
         "isBase64Encoded": base64,
     });
@@ -222,7 +240,7 @@ fn v2(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
             .into();
     }
     if !route.params.is_empty() {
-        event["pathParameters"] = params(route);
+        event["pathParameters"] = params(&route.params);
     }
     if !body.is_null() {
         event["body"] = body;
@@ -230,9 +248,8 @@ fn v2(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
     event
 }
 
-fn params(route: &Match<'_>) -> Json {
-    route
-        .params
+fn params(params: &[(String, String)]) -> Json {
+    params
         .iter()
         .map(|(k, v)| (k.clone(), Json::String(decode_path(v))))
         .collect::<Map<_, _>>()
@@ -244,8 +261,7 @@ fn decode_path(s: &str) -> String {
     decode(&s.replace('+', "%2B"))
 }
 
-fn v1(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
-    let now = SystemTime::now();
+fn v1(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
     let lists = header_lists(facts.headers);
     let headers: Map<String, Json> = lists
         .iter()
@@ -280,9 +296,18 @@ fn v1(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
                 .into(),
         )
     };
-    let resource = match &route.route.key {
-        RouteKey::Route { path, .. } => path.to_string(),
-        RouteKey::Default => "/{proxy+}".to_owned(),
+    let (resource, path_params) = match &route.route.key {
+        RouteKey::Route { path, .. } => (path.to_string(), route.params.clone()),
+        // `$default` stands for a REST API with a greedy `/{proxy+}` resource at its root:
+        // what follows the root is its `proxy` parameter. The root itself is the `/`
+        // resource, which has no parameter.
+        RouteKey::Default => match facts.uri.path().strip_prefix('/') {
+            Some(rest) if !rest.is_empty() => (
+                "/{proxy+}".to_owned(),
+                vec![("proxy".to_owned(), rest.to_owned())],
+            ),
+            _ => ("/".to_owned(), Vec::new()),
+        },
     };
     let domain = domain(facts);
     let user_agent = facts
@@ -298,7 +323,7 @@ fn v1(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
         "multiValueHeaders": multi_headers,
         "queryStringParameters": query_single,
         "multiValueQueryStringParameters": query_multi,
-        "pathParameters": if route.params.is_empty() { Json::Null } else { params(route) },
+        "pathParameters": if path_params.is_empty() { Json::Null } else { params(&path_params) },
         "stageVariables": Json::Null,
         "requestContext": {
             "accountId": ACCOUNT,
@@ -319,7 +344,7 @@ fn v1(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
             "protocol": protocol_of(facts.version),
             "requestId": facts.request_id,
             "requestTime": clf_time(now),
-            "requestTimeEpoch": now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            "requestTimeEpoch": epoch_millis(now),
             "resourceId": API_ID,
             "resourcePath": resource,
             "stage": "$default",
@@ -327,6 +352,149 @@ fn v1(route: &Match<'_>, facts: &RequestFacts<'_>) -> Json {
         "body": body,
         "isBase64Encoded": base64,
     })
+}
+
+/// Entry points for the `gateway` fuzz target (`fuzz/fuzz_targets/gateway.rs`): the
+/// request-to-event mapping and the reply rules, reachable from outside the crate. Not
+/// part of the crate's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::Duration;
+
+    use axum::http::{HeaderName, HeaderValue};
+    use futures_util::FutureExt as _;
+    use nimbus_core::{Outcome, RouteAuth, RouteSpec};
+
+    use super::*;
+    use crate::RouteTable;
+
+    /// The routes fuzzed requests are matched against: literals, a parameter, greedy
+    /// parameters, `ANY` and `$default`.
+    pub const ROUTES: [&str; 5] = [
+        "GET /items/{id}",
+        "POST /items",
+        "ANY /files/{path+}",
+        "GET /a/{b}/c/{rest+}",
+        "$default",
+    ];
+
+    /// A route for `key` (`METHOD /path` or `$default`), or `None` when it does not parse.
+    pub(crate) fn route(key: &str, payload: PayloadVersion) -> Option<RouteSpec> {
+        let key = if key == "$default" {
+            RouteKey::Default
+        } else {
+            let (method, path) = key.split_once(' ')?;
+            RouteKey::Route {
+                method: method.parse().ok()?,
+                path: path.parse().ok()?,
+            }
+        };
+        Some(RouteSpec {
+            key,
+            function: "fuzz".to_owned(),
+            auth: RouteAuth::None,
+            payload,
+            rate_limit: None,
+        })
+    }
+
+    fn payload(v1: bool) -> PayloadVersion {
+        if v1 {
+            PayloadVersion::V1
+        } else {
+            PayloadVersion::V2
+        }
+    }
+
+    /// The event for a request given as raw parts, matched against [`ROUTES`] in payload
+    /// 1.0 (`v1`) or 2.0; `None` when the parts do not make an HTTP request (a bad
+    /// method, target, header name or header value).
+    pub fn event(
+        v1: bool,
+        method: &[u8],
+        target: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+    ) -> Option<Json> {
+        let method = Method::from_bytes(method).ok()?;
+        let uri = Uri::try_from(target).ok()?;
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name).ok()?,
+                HeaderValue::from_bytes(value).ok()?,
+            );
+        }
+        let routes = ROUTES
+            .iter()
+            .map(|key| route(key, payload(v1)))
+            .collect::<Option<Vec<_>>>()
+            .expect("the fuzz routes parse");
+        let table = RouteTable::new(&routes).expect("the fuzz routes fit in one table");
+        let found = table
+            .find(method.as_str(), uri.path())
+            .expect("`$default` matches every request");
+        let facts = RequestFacts {
+            method: &method,
+            uri: &uri,
+            headers: &map,
+            body,
+            peer: None,
+            request_id: "fuzz",
+            version: Version::HTTP_11,
+        };
+        Some(build_at(
+            &found,
+            &facts,
+            UNIX_EPOCH + Duration::from_millis(1_583_348_638_390),
+        ))
+    }
+
+    /// The request body an event carries, decoded (empty when it has none); `None` when
+    /// `body` and `isBase64Encoded` disagree.
+    pub fn body(event: &Json) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        match (&event["body"], &event["isBase64Encoded"]) {
+            (Json::Null, Json::Bool(false)) => Some(Vec::new()),
+            (Json::String(s), Json::Bool(false)) => Some(s.clone().into_bytes()),
+            (Json::String(s), Json::Bool(true)) => {
+                base64::engine::general_purpose::STANDARD.decode(s).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// What a client receives from the gateway.
+    #[derive(Debug)]
+    pub struct Reply {
+        /// The status code.
+        pub status: u16,
+        /// The header lines, in order.
+        pub headers: Vec<(String, Vec<u8>)>,
+        /// The body.
+        pub body: Vec<u8>,
+    }
+
+    /// What the gateway answers when a function returns `result`, by the reply rules of
+    /// payload 1.0 (`v1`) or 2.0.
+    pub fn reply(v1: bool, result: &[u8]) -> Reply {
+        let response = crate::reply::from_outcome(Outcome::Response(result.to_vec()), payload(v1));
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .now_or_never()
+            .expect("a reply's body is in memory")
+            .expect("an in-memory body reads");
+        Reply {
+            status,
+            headers,
+            body: body.to_vec(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -347,4 +515,16 @@ mod tests {
         assert_eq!(q["c"], [""]);
         assert_eq!(q["d e"], ["f g"]);
     }
+
+    #[test]
+    fn only_two_hex_digits_make_an_escape() {
+        assert_eq!(decode("%41%4a%4A"), "AJJ");
+        // `from_str_radix` would read `+1` as a number.
+        assert_eq!(decode("%+1%-1%zz%4"), "% 1%-1%zz%4");
+        assert_eq!(decode_path("a+b%2Fc"), "a+b/c");
+    }
 }
+
+#[cfg(test)]
+#[path = "../tests/golden/mod.rs"]
+mod golden;

@@ -21,16 +21,26 @@ pub(crate) fn message(status: StatusCode, text: &str) -> Response<Body> {
     response
 }
 
-fn internal_error() -> Response<Body> {
-    message(StatusCode::BAD_GATEWAY, "Internal Server Error")
+/// The answer to a function error or a malformed result: a 502, whose message HTTP APIs
+/// and REST APIs spell differently.
+fn internal_error(version: PayloadVersion) -> Response<Body> {
+    let text = match version {
+        PayloadVersion::V2 => "Internal Server Error",
+        PayloadVersion::V1 => "Internal server error",
+    };
+    message(StatusCode::BAD_GATEWAY, text)
 }
 
 /// The response for an invocation that could not run.
-pub(crate) fn from_invoke_error(e: &InvokeError) -> Response<Body> {
+pub(crate) fn from_invoke_error(e: &InvokeError, version: PayloadVersion) -> Response<Body> {
     match e {
         InvokeError::Throttled => message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
         InvokeError::NotFound(_) | InvokeError::Unavailable(_) => {
-            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            let text = match version {
+                PayloadVersion::V2 => "Internal Server Error",
+                PayloadVersion::V1 => "Internal server error",
+            };
+            message(StatusCode::INTERNAL_SERVER_ERROR, text)
         }
     }
 }
@@ -44,14 +54,14 @@ pub(crate) fn from_outcome(outcome: Outcome, version: PayloadVersion) -> Respons
                 message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
             }
         },
-        Outcome::Error { .. } => internal_error(),
+        Outcome::Error { .. } => internal_error(version),
         Outcome::Response(bytes) => {
             let Ok(json) = serde_json::from_slice::<Json>(&bytes) else {
-                return internal_error();
+                return internal_error(version);
             };
             match (version, json) {
                 (_, Json::Object(o)) if o.contains_key("statusCode") => {
-                    structured(&o, version).unwrap_or_else(internal_error)
+                    structured(&o, version).unwrap_or_else(|| internal_error(version))
                 }
                 // Payload 2.0 treats any other valid JSON as the body of a 200.
                 (PayloadVersion::V2, _) => {
@@ -61,7 +71,7 @@ pub(crate) fn from_outcome(outcome: Outcome, version: PayloadVersion) -> Respons
                         .insert("content-type", HeaderValue::from_static("application/json"));
                     response
                 }
-                (PayloadVersion::V1, _) => internal_error(),
+                (PayloadVersion::V1, _) => internal_error(version),
             }
         }
     }
@@ -102,18 +112,20 @@ fn structured(
         Json::Bool(b) => Some(b.to_string()),
         _ => None,
     };
-    if let Some(Json::Object(map)) = o.get("multiValueHeaders") {
-        for (name, values) in map {
-            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-            for v in values.as_array()?.iter().filter_map(scalar) {
-                headers.append(name.clone(), HeaderValue::from_str(&v).ok()?);
-            }
-        }
-    }
     if let Some(Json::Object(map)) = o.get("headers") {
         for (name, value) in map {
             let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
             headers.insert(name, HeaderValue::from_str(&scalar(value)?).ok()?);
+        }
+    }
+    // API Gateway merges the two maps; for a name in both, the `headers` value is dropped.
+    if let Some(Json::Object(map)) = o.get("multiValueHeaders") {
+        for (name, values) in map {
+            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+            headers.remove(&name);
+            for v in values.as_array()?.iter().filter_map(scalar) {
+                headers.append(name.clone(), HeaderValue::from_str(&v).ok()?);
+            }
         }
     }
     if version == PayloadVersion::V2
@@ -185,7 +197,7 @@ mod tests {
             StatusCode::BAD_GATEWAY
         );
         assert_eq!(
-            from_invoke_error(&InvokeError::Throttled).status(),
+            from_invoke_error(&InvokeError::Throttled, PayloadVersion::V2).status(),
             StatusCode::TOO_MANY_REQUESTS
         );
     }
