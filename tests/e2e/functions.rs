@@ -941,3 +941,71 @@ exports.breaks = awslambda.streamifyResponse(async (event, stream) => {
         &format!("http://{}", node.services()),
     );
 }
+
+/// Editing `nimbus.toml` under `nimbus up` swaps the routes without dropping a request in
+/// flight; an invalid edit is reported and the app keeps running as it was.
+#[test]
+fn route_changes_apply_without_dropping_requests_in_flight() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(
+        dir.join("js/index.js"),
+        "exports.handler = async (e) => {\n  if (e.rawPath === '/slow') await new Promise((r) => setTimeout(r, 1500));\n  return { statusCode: 200, body: e.routeKey };\n};\n",
+    )
+    .unwrap();
+    let manifest = |routes: &[&str]| {
+        let mut m = String::from(
+            "name = \"reload\"\n\n[functions.f]\nruntime = \"nodejs20.x\"\ncode = \"js\"\nhandler = \"index.handler\"\n",
+        );
+        for r in routes {
+            m.push_str(&format!(
+                "\n[[routes]]\nroute = \"{r}\"\nfunction = \"f\"\n"
+            ));
+        }
+        m
+    };
+    std::fs::write(dir.join("nimbus.toml"), manifest(&["GET /slow", "GET /a"])).unwrap();
+    let node = Builder::up_in_place(dir).start();
+    assert_eq!(
+        http(node.gateway(), "GET", "/a", &[], "").unwrap().body,
+        "GET /a"
+    );
+    let gateway = node.gateway();
+    let slow = std::thread::spawn(move || http(gateway, "GET", "/slow", &[], "").unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(dir.join("nimbus.toml"), manifest(&["GET /slow", "GET /b"])).unwrap();
+    assert!(
+        node.wait_for_log("app reloaded", Duration::from_secs(10)),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(
+        http(node.gateway(), "GET", "/b", &[], "").unwrap().body,
+        "GET /b"
+    );
+    assert_eq!(
+        http(node.gateway(), "GET", "/a", &[], "").unwrap().status,
+        404
+    );
+    let finished = slow.join().unwrap();
+    assert_eq!(
+        (finished.status, finished.body.as_str()),
+        (200, "GET /slow")
+    );
+    // A broken manifest changes nothing.
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "name = \"reload\"\n[[routes]]\nroute = 7\n",
+    )
+    .unwrap();
+    assert!(
+        node.wait_for_log("the app keeps running as it was", Duration::from_secs(10)),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(
+        http(node.gateway(), "GET", "/b", &[], "").unwrap().body,
+        "GET /b"
+    );
+}

@@ -100,7 +100,9 @@ pub fn rust_fixture(name: &str) -> PathBuf {
         .join("Cargo.toml");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| repo_root().join("target"), PathBuf::from)
-        .join("fixtures");
+        // A target directory per fixture: each builds a binary named `bootstrap`.
+        .join("fixtures")
+        .join(name);
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(&manifest)

@@ -10,5 +10,8 @@ mod harness;
 mod cli;
 mod dynamodb;
 mod functions;
+mod gateway;
 mod lifecycle;
+mod limits;
+mod security;
 mod seed;

@@ -14,13 +14,19 @@
 //! assert!(table.find("GET", "/anything").is_none());
 //! ```
 
+mod cors;
 mod event;
 mod health;
+mod jwt;
 mod reply;
 mod routes;
+mod security;
 mod service;
 mod stream;
 
+#[doc(hidden)]
+pub use event::fuzzing;
 pub use health::Health;
 pub use routes::{Match, RouteTable, RouteTableError};
-pub use service::router;
+pub use security::SecurityError;
+pub use service::{GatewayError, Reloader, router};

@@ -141,6 +141,7 @@ mod tests {
             function: function.to_owned(),
             auth: RouteAuth::None,
             payload: PayloadVersion::V2,
+            rate_limit: None,
         }
     }
 

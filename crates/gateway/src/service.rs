@@ -1,54 +1,212 @@
-//! The gateway's HTTP service.
+//! The gateway's HTTP service: CORS preflights, routing, rate limits, authorization,
+//! the function's invocation and its response, each answer carrying the request id.
 
-use std::sync::Arc;
-
-use std::net::SocketAddr;
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Instant,
+};
 
 use axum::{
     Json, Router,
+    body::Body,
     extract::{ConnectInfo, Request, State},
-    http::{Method, StatusCode},
-    response::{IntoResponse, Response},
+    http::{HeaderValue, Method, Response, StatusCode},
+    response::IntoResponse,
 };
-use nimbus_core::{AppSpec, Invoke, InvokeOptions, StreamPart};
+use nimbus_core::{AppSpec, Invoke, InvokeOptions, PayloadVersion, RouteAuth, StreamPart};
+use serde_json::{Value as Json_, json};
 
-use crate::{Health, RouteTable, RouteTableError, reply};
+use crate::{
+    Health, Match, RouteTable, RouteTableError,
+    cors::Cors,
+    jwt::JwtAuthorizer,
+    reply,
+    security::{self, ApiKeys, LambdaAuthorizers, Refusal, SecurityError},
+};
 
 /// Largest request body the gateway accepts (API Gateway's 10 MB).
 const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// Why the gateway cannot serve an app.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The routes cannot be put in one table.
+    #[error(transparent)]
+    Routes(#[from] RouteTableError),
+    /// The API keys cannot be read.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    /// The JWT authorizer's keys cannot be loaded.
+    #[error("the JWT authorizer cannot start: {0}")]
+    Jwt(String),
+}
 
 struct Gateway {
     routes: RouteTable,
     health: Health,
     invoker: Arc<dyn Invoke>,
+    jwt: Option<JwtAuthorizer>,
+    api_keys: Option<ApiKeys>,
+    authorizers: LambdaAuthorizers,
+    /// Token buckets of rate-limited routes, by route key.
+    route_limits: HashMap<String, governor::DefaultDirectRateLimiter>,
+    cors: Option<Cors>,
+}
+
+impl Gateway {
+    async fn new(
+        app: Option<AppSpec>,
+        health: Health,
+        invoker: Arc<dyn Invoke>,
+    ) -> Result<Gateway, GatewayError> {
+        let app = app.unwrap_or_else(|| AppSpec::named("none"));
+        let jwt = match &app.auth.jwt {
+            Some(spec) => Some(
+                JwtAuthorizer::new(spec)
+                    .await
+                    .map_err(|e| GatewayError::Jwt(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(Gateway {
+            routes: RouteTable::new(&app.routes)?,
+            health,
+            invoker,
+            jwt,
+            api_keys: app.auth.api_key.as_ref().map(ApiKeys::new).transpose()?,
+            authorizers: LambdaAuthorizers::new(app.auth.lambda.values()),
+            route_limits: app
+                .routes
+                .iter()
+                .filter_map(|r| Some((r.key.to_string(), security::limiter(r.rate_limit?))))
+                .collect(),
+            cors: app.cors.clone().map(Cors::new),
+        })
+    }
+}
+
+/// The gateway as it serves now; a reload swaps it whole, and requests in flight keep
+/// the one they started with.
+type Current = Arc<RwLock<Arc<Gateway>>>;
+
+/// Swaps the app a running gateway serves: routes, authorizers, API keys, rate limits
+/// and CORS take effect for requests that arrive after the swap; requests in flight
+/// finish as they started. Rate-limit buckets and quota counts start afresh.
+#[derive(Clone)]
+pub struct Reloader {
+    current: Current,
+    health: Health,
+    invoker: Arc<dyn Invoke>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// Serves `app` from now on.
+    ///
+    /// # Errors
+    /// As [`router`]; the gateway then keeps serving the app it had.
+    pub async fn reload(&self, app: AppSpec) -> Result<(), GatewayError> {
+        let gateway =
+            Gateway::new(Some(app), self.health.clone(), Arc::clone(&self.invoker)).await?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(gateway);
+        Ok(())
+    }
 }
 
 /// The gateway's service for `app` (or for no app: every request is then 404, and
-/// `GET /healthz` answers). Matched routes invoke their function through `invoker`.
+/// `GET /healthz` answers), and the handle that reloads it. Matched routes invoke their
+/// function through `invoker`.
 ///
 /// `GET /healthz` is answered by the gateway unless one of the app's routes other than
 /// `$default` matches it.
 ///
 /// # Errors
-/// When the app's routes cannot be put in one table.
-pub fn router(
+/// When the app's routes cannot be put in one table, an API key's variable is unset, or
+/// the JWT authorizer's keys cannot be loaded.
+pub async fn router(
     app: Option<AppSpec>,
     health: Health,
     invoker: Arc<dyn Invoke>,
-) -> Result<Router, RouteTableError> {
-    let routes = match &app {
-        Some(app) => RouteTable::new(&app.routes)?,
-        None => RouteTable::default(),
-    };
-    let state = Arc::new(Gateway {
-        routes,
+) -> Result<(Router, Reloader), GatewayError> {
+    let gateway = Gateway::new(app, health.clone(), Arc::clone(&invoker)).await?;
+    let current: Current = Arc::new(RwLock::new(Arc::new(gateway)));
+    let reloader = Reloader {
+        current: Arc::clone(&current),
         health,
         invoker,
-    });
-    Ok(Router::new().fallback(handle).with_state(state))
+    };
+    Ok((Router::new().fallback(handle).with_state(current), reloader))
 }
 
-async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+/// What the route's authorization established, for `requestContext.authorizer`.
+enum Authorized {
+    Nobody,
+    Jwt(Json_),
+    ApiKey(String),
+    Lambda(Json_),
+}
+
+async fn handle(State(current): State<Current>, request: Request) -> Response<Body> {
+    let gw = Arc::clone(
+        &current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let started = Instant::now();
+    let preflight = gw
+        .cors
+        .as_ref()
+        .and_then(|c| c.preflight(request.method(), request.headers()));
+    let (mut response, route, function, integration) = match preflight {
+        Some(answer) => (answer, None, None, None),
+        None => {
+            let cors_headers = gw.cors.as_ref().map(|_| request.headers().clone());
+            let mut served = serve(&gw, request, &request_id).await;
+            if let (Some(cors), Some(headers)) = (&gw.cors, &cors_headers) {
+                cors.decorate(headers, &mut served.0);
+            }
+            served
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("apigw-requestid", v);
+    }
+    tracing::info!(
+        target: "access",
+        request_id = %request_id,
+        route = route.as_deref().unwrap_or("-"),
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        integration_ms = integration.map(|d| d.as_secs_f64() * 1000.0),
+        function = function.as_deref().unwrap_or("-"),
+        "request"
+    );
+    response
+}
+
+/// Serves one request; also returns, for the access log, the route key and function
+/// matched and how long the function took.
+async fn serve(
+    gw: &Gateway,
+    request: Request,
+    request_id: &str,
+) -> (
+    Response<Body>,
+    Option<String>,
+    Option<String>,
+    Option<std::time::Duration>,
+) {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -59,43 +217,90 @@ async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         && path == "/healthz"
         && !gw.routes.matches_explicitly(method, path)
     {
-        return Json(gw.health.body()).into_response();
+        return (Json(gw.health.body()).into_response(), None, None, None);
     }
     let Some(found) = gw.routes.find(method, path) else {
-        return reply::message(StatusCode::NOT_FOUND, "Not Found");
+        return (
+            reply::message(StatusCode::NOT_FOUND, "Not Found"),
+            None,
+            None,
+            None,
+        );
     };
-    let invoker = &gw.invoker;
+    let route_key = found.route.key.to_string();
+    let function = found.route.function.clone();
+    let done = |response: Response<Body>| {
+        (
+            response,
+            Some(route_key.clone()),
+            Some(function.clone()),
+            None,
+        )
+    };
+    if let Some(limiter) = gw.route_limits.get(&route_key)
+        && let Err(refusal) = security::take(limiter)
+    {
+        return done(refusal.response());
+    }
     let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return reply::message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    let authorized = match authorize_before_body(gw, &found, &parts.headers).await {
+        Ok(a) => a,
+        Err(refusal) => return done(refusal.response()),
     };
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let event = crate::event::build(
-        &found,
-        &crate::event::RequestFacts {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-            body: &body,
-            peer,
-            request_id: &request_id,
-            version: parts.version,
-        },
-    );
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return done(reply::message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request Entity Too Large",
+        ));
+    };
+    let facts = crate::event::RequestFacts {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &body,
+        peer,
+        request_id,
+        version: parts.version,
+    };
+    let mut event = crate::event::build(&found, &facts);
+    let authorized = match (&found.route.auth, authorized) {
+        (RouteAuth::Lambda { authorizer }, _) => {
+            let v2_event = if found.route.payload == PayloadVersion::V2 {
+                event.clone()
+            } else {
+                let mut as_v2 = found.route.clone();
+                as_v2.payload = PayloadVersion::V2;
+                let m = Match {
+                    route: &as_v2,
+                    params: found.params.clone(),
+                };
+                crate::event::build(&m, &facts)
+            };
+            match gw
+                .authorizers
+                .authorize(authorizer, gw.invoker.as_ref(), v2_event)
+                .await
+            {
+                Ok(context) => Authorized::Lambda(context),
+                Err(refusal) => return done(refusal.response()),
+            }
+        }
+        (_, authorized) => authorized,
+    };
+    put_authorizer(&mut event, found.route.payload, authorized);
     let payload = serde_json::to_vec(&event).expect("serialising JSON values cannot fail");
     let version = found.route.payload;
-    let function = found.route.function.clone();
-    let started = std::time::Instant::now();
+    let invoked = Instant::now();
     // The invocation runs on its own task so that a response the function streams can
     // be passed on while it runs; one that does not stream arrives whole at the end.
     let (stream, mut streamed) = tokio::sync::mpsc::channel(16);
     let options = InvokeOptions {
-        request_id: Some(request_id.clone()),
+        request_id: Some(request_id.to_owned()),
         stream: Some(stream),
         ..InvokeOptions::default()
     };
     let invocation = {
-        let (invoker, function) = (Arc::clone(invoker), function.clone());
+        let (invoker, function) = (Arc::clone(&gw.invoker), function.clone());
         tokio::spawn(async move { invoker.invoke(&function, payload, options).await })
     };
     let response = match streamed.recv().await {
@@ -107,7 +312,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
             Ok(Ok(result)) => reply::from_outcome(result.outcome, version),
             Ok(Err(e)) => {
                 tracing::warn!(function = %function, error = %e, "invocation refused");
-                reply::from_invoke_error(&e)
+                reply::from_invoke_error(&e, version)
             }
             Err(e) => {
                 tracing::error!(function = %function, error = %e, "the invocation task failed");
@@ -115,24 +320,75 @@ async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
             }
         },
     };
-    tracing::info!(
-        target: "access",
-        request_id = %request_id,
-        method = %parts.method,
-        path = %parts.uri.path(),
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        function = %function,
-        "request"
-    );
-    response
+    let integration = invoked.elapsed();
+    (response, Some(route_key), Some(function), Some(integration))
+}
+
+/// The checks that need only the headers: JWT and API keys.
+async fn authorize_before_body(
+    gw: &Gateway,
+    found: &Match<'_>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Authorized, Refusal> {
+    match &found.route.auth {
+        RouteAuth::None | RouteAuth::Lambda { .. } => Ok(Authorized::Nobody),
+        RouteAuth::Jwt { scopes } => {
+            let jwt = gw.jwt.as_ref().ok_or(Refusal::UNAUTHORIZED)?;
+            let header = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            match jwt.verify(header, scopes).await {
+                Ok(token) => Ok(Authorized::Jwt(token.authorizer_context())),
+                // A valid token without the route's scopes is forbidden, not unauthorized.
+                Err(why) if why.is_insufficient_scope() => {
+                    tracing::debug!(reason = why.reason(), "JWT lacks the route's scopes");
+                    Err(Refusal::FORBIDDEN)
+                }
+                Err(why) => {
+                    tracing::debug!(reason = why.reason(), "JWT refused");
+                    Err(Refusal::UNAUTHORIZED)
+                }
+            }
+        }
+        RouteAuth::ApiKey => {
+            let keys = gw.api_keys.as_ref().ok_or(Refusal::FORBIDDEN)?;
+            keys.admit(headers)
+                .map(|name| Authorized::ApiKey(name.to_owned()))
+        }
+    }
+}
+
+/// Fills `requestContext.authorizer` (and, for 1.0, `identity.apiKey`) as API Gateway
+/// does for each kind of authorizer.
+fn put_authorizer(event: &mut Json_, version: PayloadVersion, authorized: Authorized) {
+    let Some(context) = event
+        .get_mut("requestContext")
+        .and_then(Json_::as_object_mut)
+    else {
+        return;
+    };
+    let authorizer = match (authorized, version) {
+        (Authorized::Nobody, _) => return,
+        (Authorized::Jwt(jwt), PayloadVersion::V2) => json!({ "jwt": jwt }),
+        // 1.0 events carry the claims and scopes at the authorizer's top level.
+        (Authorized::Jwt(jwt), PayloadVersion::V1) => jwt,
+        (Authorized::Lambda(lambda), PayloadVersion::V2) => json!({ "lambda": lambda }),
+        (Authorized::Lambda(lambda), PayloadVersion::V1) => lambda,
+        (Authorized::ApiKey(name), version) => {
+            if version == PayloadVersion::V1
+                && let Some(identity) = context.get_mut("identity").and_then(Json_::as_object_mut)
+            {
+                identity.insert("apiKeyId".into(), json!(name));
+            }
+            return;
+        }
+    };
+    context.insert("authorizer".into(), authorizer);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use tower::ServiceExt;
 
     fn health() -> Health {
         Health {
@@ -158,6 +414,7 @@ mod tests {
     }
 
     async fn call(router: Router, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
+        use tower::ServiceExt;
         let request = Request::builder()
             .method(method)
             .uri(path)
@@ -173,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn unmatched_is_api_gateway_404_and_healthz_answers() {
-        let router = router(None, health(), Arc::new(NoFunctions)).unwrap();
+        let (router, _) = router(None, health(), Arc::new(NoFunctions)).await.unwrap();
         let (status, body) = call(router.clone(), "GET", "/users").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body, serde_json::json!({ "message": "Not Found" }));

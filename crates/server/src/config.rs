@@ -19,6 +19,25 @@ pub struct Config {
     pub dispatch: nimbus_dispatch::DispatchConfig,
     /// The AWS SDK for Python offered to Python functions (see `nimbus up`), if any.
     pub python_sdk: Option<std::path::PathBuf>,
+    /// Most connections each listener serves at once. Beyond it a listener stops
+    /// accepting: new connections wait in the operating system's accept backlog until one
+    /// closes. Values under 1 count as 1.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's line and headers: counted from the
+    /// connection's accept (TLS handshake included) for its first request, and from the
+    /// first byte of each later HTTP/1 request. A client that is not done by then is
+    /// disconnected without a response.
+    pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight is kept open for the next one
+    /// before the server closes it (HTTP/2: sends GOAWAY).
+    pub keep_alive_timeout: Duration,
+    /// The largest request line and headers, in bytes, counted as HTTP/1.1 sends them (one
+    /// `name: value` line per header); a larger request gets 431 without reaching the app.
+    pub max_header_bytes: usize,
+    /// A PEM certificate chain: with [`tls_key`](Self::tls_key), the gateway serves HTTPS.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of [`tls_cert`](Self::tls_cert).
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -31,6 +50,15 @@ impl Config {
     pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
     /// The default TTL sweep interval: expired items are gone within about this long.
     pub const DEFAULT_TTL_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+    /// The default cap on connections per listener.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    /// The default header read timeout, hyper's own and nginx's order of magnitude.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default keep-alive idle timeout (nginx's `keepalive_timeout`).
+    pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+    /// The default header size limit: API Gateway's quota for HTTP APIs, "total combined
+    /// size of request line and header values", 10240 bytes.
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = 10_240;
 }
 
 impl Default for Config {
@@ -43,6 +71,12 @@ impl Default for Config {
             postgres: None,
             dispatch: nimbus_dispatch::DispatchConfig::default(),
             python_sdk: None,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            keep_alive_timeout: Self::DEFAULT_KEEP_ALIVE_TIMEOUT,
+            max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

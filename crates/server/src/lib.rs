@@ -21,6 +21,7 @@ mod config;
 mod data_dir;
 mod lambda;
 mod lambda_stream;
+mod listener;
 mod node;
 mod services;
 

@@ -14,7 +14,10 @@ use nimbus_tables::{
 };
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{Config, DataDir};
+use crate::{
+    Config, DataDir,
+    listener::{Limits, Tls},
+};
 
 /// A listener that could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +33,9 @@ pub enum BindError {
         #[source]
         source: std::io::Error,
     },
-    /// The app's routes cannot be served.
+    /// The app's routes, API keys or JWT authorizer cannot be served.
     #[error(transparent)]
-    Routes(#[from] nimbus_gateway::RouteTableError),
+    Gateway(#[from] nimbus_gateway::GatewayError),
     /// The table store cannot be opened.
     #[error("cannot open the table store at {place}")]
     Tables {
@@ -48,6 +51,17 @@ pub enum BindError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The gateway's TLS certificate or private key cannot be used.
+    #[error("cannot use the TLS {what} {}", file.display())]
+    Tls {
+        /// `certificate` or `private key`.
+        what: &'static str,
+        /// The file.
+        file: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A table the app declares cannot be created.
     #[error("cannot create table {table}")]
@@ -75,8 +89,11 @@ pub struct Node {
     gateway: TcpListener,
     services: TcpListener,
     gateway_router: axum::Router,
+    gateway_reloader: nimbus_gateway::Reloader,
     services_router: axum::Router,
     grace: Duration,
+    limits: Limits,
+    gateway_tls: Option<Tls>,
     ttl_sweep_interval: Duration,
     tables: Arc<Tables>,
     dispatcher: Arc<Dispatcher>,
@@ -223,6 +240,8 @@ impl Node {
             app: app.as_ref().map(|a| a.name.clone()),
             version: env!("CARGO_PKG_VERSION"),
         };
+        let gateway_tls = Tls::from_config(&config)?;
+        let limits = Limits::new(&config);
         let tables = open_tables(data.path(), config.postgres.as_deref(), app.as_ref()).await?;
         let gateway = listen("gateway", config.listen).await?;
         let services = listen("services", config.services_listen).await?;
@@ -244,7 +263,8 @@ impl Node {
             invoker: Arc::clone(&invoker),
             region: nimbus_tables::schema::REGION.to_owned(),
         });
-        let gateway_router = nimbus_gateway::router(app, health.clone(), invoker)?;
+        let (gateway_router, gateway_reloader) =
+            nimbus_gateway::router(app, health.clone(), invoker).await?;
         let services_router = crate::services::router(
             health,
             Arc::new(crate::services::Services {
@@ -257,8 +277,11 @@ impl Node {
             gateway,
             services,
             gateway_router,
+            gateway_reloader,
             services_router,
             grace: config.shutdown_grace,
+            limits,
+            gateway_tls,
             ttl_sweep_interval: config.ttl_sweep_interval,
             tables,
             data,
@@ -272,11 +295,25 @@ impl Node {
             .expect("a bound TCP listener has a local address")
     }
 
+    /// `https` when the gateway serves TLS, else `http`.
+    pub fn gateway_scheme(&self) -> &'static str {
+        if self.gateway_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The services endpoint's bound address.
     pub fn services_addr(&self) -> SocketAddr {
         self.services
             .local_addr()
             .expect("a bound TCP listener has a local address")
+    }
+
+    /// The handle that swaps the app the gateway serves (routes, authorizers, CORS).
+    pub fn gateway_reloader(&self) -> nimbus_gateway::Reloader {
+        self.gateway_reloader.clone()
     }
 
     /// The dispatcher, to reload functions whose code changed.
@@ -297,26 +334,29 @@ impl Node {
     pub async fn run(self, stop: impl Future<Output = ()>) -> std::io::Result<Stopped> {
         let (tx, rx) = watch::channel(false);
         // Peers' addresses reach handlers (the gateway reports them as `sourceIp`).
-        let serve = |listener: TcpListener, router: axum::Router| {
-            let mut rx = rx.clone();
-            tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await
-            })
+        let limits = self.limits;
+        let serve = |role, listener: TcpListener, router: axum::Router, tls: Option<Tls>| {
+            tokio::spawn(crate::listener::serve(
+                role,
+                listener,
+                router,
+                limits,
+                tls,
+                rx.clone(),
+            ))
         };
         tokio::spawn(sweep_ttl(
             Arc::clone(&self.tables),
             self.ttl_sweep_interval,
             rx.clone(),
         ));
-        let gateway = serve(self.gateway, self.gateway_router);
-        let services = serve(self.services, self.services_router);
+        let gateway = serve(
+            "gateway",
+            self.gateway,
+            self.gateway_router,
+            self.gateway_tls,
+        );
+        let services = serve("services", self.services, self.services_router, None);
         let both = async {
             let (g, s) = tokio::join!(gateway, services);
             for joined in [g, s] {

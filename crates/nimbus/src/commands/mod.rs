@@ -79,10 +79,47 @@ pub(crate) struct ListenArgs {
     /// How often items whose TTL has passed are deleted.
     #[arg(long, env = "NIMBUS_TTL_SWEEP_INTERVAL", default_value = "10s", value_parser = humantime_duration)]
     ttl_sweep_interval: std::time::Duration,
+    /// Most connections each listener serves at once; more wait in the accept backlog
+    /// until one closes.
+    #[arg(long, env = "NIMBUS_MAX_CONNECTIONS", default_value_t = nimbus_server::Config::DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// How long a client may take to send a request's headers (from connect for the first
+    /// request) before it is disconnected.
+    #[arg(long, env = "NIMBUS_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    header_read_timeout: std::time::Duration,
+    /// How long a connection with no request in flight is kept open for the next one.
+    #[arg(long, env = "NIMBUS_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = positive_duration)]
+    keep_alive_timeout: std::time::Duration,
+    /// Largest request line and headers in bytes; larger requests get 431.
+    #[arg(long, env = "NIMBUS_MAX_HEADER_BYTES", default_value_t = nimbus_server::Config::DEFAULT_MAX_HEADER_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=u64::from(u32::MAX)))]
+    max_header_bytes: usize,
+    /// PEM certificate chain: serve the gateway over HTTPS (with --tls-key).
+    #[arg(
+        long,
+        env = "NIMBUS_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "NIMBUS_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".to_owned()),
+        d => Ok(d),
+    }
 }
 
 impl ListenArgs {
@@ -100,6 +137,12 @@ impl ListenArgs {
                 max_concurrency: self.max_concurrency,
             },
             python_sdk: None,
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+            max_header_bytes: self.max_header_bytes,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
         }
     }
 }

@@ -28,15 +28,16 @@ pub struct Up {
 /// runs each function, and the tables (on stdout; logs go to stderr).
 fn print_summary(app: &nimbus_core::AppSpec, node: &Node) {
     let gateway = node.gateway_addr();
+    let scheme = node.gateway_scheme();
     println!("{} is up", app.name);
     if !app.routes.is_empty() {
         println!("  routes:");
         for route in &app.routes {
             let url = match &route.key {
                 nimbus_core::RouteKey::Route { method, path } => {
-                    format!("{} http://{gateway}{path}", method.as_str())
+                    format!("{} {scheme}://{gateway}{path}", method.as_str())
                 }
-                nimbus_core::RouteKey::Default => format!("* http://{gateway}/..."),
+                nimbus_core::RouteKey::Default => format!("* {scheme}://{gateway}/..."),
             };
             println!("    {url} -> {}", route.function);
         }
@@ -99,7 +100,13 @@ impl Up {
         let _watch = if self.no_watch {
             None
         } else {
-            Some(super::watch::start(&summary, node.dispatcher(), deps_root)?)
+            Some(super::watch::start(
+                &self.dir,
+                &summary,
+                node.dispatcher(),
+                node.gateway_reloader(),
+                deps_root,
+            )?)
         };
         print_summary(&summary, &node);
         super::serve_until_signal(node).await

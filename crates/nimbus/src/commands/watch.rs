@@ -2,6 +2,12 @@
 //! changes, as `cargo lambda watch` and `spin watch` do: new invocations get the new code,
 //! in-flight ones finish on the old. A change to `package.json`, `package-lock.json` or
 //! `requirements.txt` installs the function's dependencies again first.
+//!
+//! It also watches `nimbus.toml`: a valid new version swaps the gateway's routes,
+//! authorizers, API keys, rate limits and CORS (requests in flight finish on the old), and
+//! reloads the functions whose settings changed; adding or removing functions or tables
+//! needs a restart, and says so. An invalid version is reported and the app keeps running
+//! as it was.
 
 use std::{
     collections::BTreeSet,
@@ -13,6 +19,8 @@ use std::{
 use anyhow::Context;
 use nimbus_core::{AppSpec, FunctionSpec, RuntimeKind};
 use nimbus_dispatch::Dispatcher;
+use nimbus_gateway::Reloader;
+use nimbus_manifest::{LoadError, MANIFEST_FILE, Support};
 use notify_debouncer_full::{
     DebounceEventResult, Debouncer, RecommendedCache, new_debouncer,
     notify::{EventKind, RecommendedWatcher, RecursiveMode},
@@ -63,28 +71,112 @@ fn owners<'a>(functions: &'a [FunctionSpec], path: &Path) -> Vec<&'a FunctionSpe
         .collect()
 }
 
+/// What the node runs now, and how to change it.
+struct Running {
+    dir: PathBuf,
+    app: AppSpec,
+    dispatcher: Arc<Dispatcher>,
+    reloader: Reloader,
+    deps_root: PathBuf,
+}
+
+impl Running {
+    /// Loads `nimbus.toml` again and applies what can change while running.
+    async fn reload_app(&mut self, progress: &Progress) {
+        let app = match nimbus_manifest::load(&self.dir, Support::current()) {
+            Ok(app) => app,
+            Err(LoadError::Invalid(diagnostics)) => {
+                for d in &diagnostics.errors {
+                    tracing::error!("{d}");
+                }
+                tracing::error!(
+                    errors = diagnostics.errors.len(),
+                    "{MANIFEST_FILE} has errors; the app keeps running as it was"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot load {MANIFEST_FILE}; the app keeps running as it was");
+                return;
+            }
+        };
+        if let Err(e) = self.reloader.reload(app.clone()).await {
+            tracing::error!(error = %e, "the new routes cannot be served; the app keeps running as it was");
+            return;
+        }
+        for (name, function) in &app.functions {
+            match self.app.functions.get(name) {
+                Some(old) if old == function => {}
+                Some(_) => {
+                    if let Err(e) =
+                        prepare_function(function, &self.deps_root, false, progress).await
+                    {
+                        tracing::error!(function = %name, error = %format!("{e:#}"), "cannot install the function's dependencies; it keeps its old settings");
+                        continue;
+                    }
+                    if let Err(e) = self.dispatcher.reload(function.clone()).await {
+                        tracing::warn!(function = %name, error = %e, "restart nimbus up to apply this change");
+                    }
+                }
+                None => {
+                    tracing::warn!(function = %name, "a new function needs a restart of nimbus up")
+                }
+            }
+        }
+        for name in self.app.functions.keys() {
+            if !app.functions.contains_key(name) {
+                tracing::warn!(function = %name, "a removed function keeps running until nimbus up restarts");
+            }
+        }
+        if app.tables != self.app.tables {
+            tracing::warn!("table changes take effect when nimbus up restarts");
+        }
+        tracing::info!(routes = app.routes.len(), "app reloaded");
+        // Functions keep their old settings where a reload was refused; the next code
+        // change reloads them with the settings now in the manifest.
+        self.app = app;
+    }
+}
+
 /// Starts watching the code of `app`'s functions; changes reload them on `dispatcher`.
 ///
 /// Each code directory is watched itself and each of its subdirectories recursively,
 /// except the ignored ones (so `node_modules` costs no watches); a subdirectory created
 /// later is not watched until the next `up`.
 pub(crate) fn start(
+    dir: &Path,
     app: &AppSpec,
     dispatcher: Arc<Dispatcher>,
+    reloader: Reloader,
     deps_root: PathBuf,
 ) -> anyhow::Result<Watch> {
-    let functions: Vec<FunctionSpec> = app
-        .functions
-        .values()
-        .filter(|f| f.runtime.kind != RuntimeKind::Wasm || f.code.is_dir())
-        .cloned()
-        .collect();
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let manifest = dir.join(MANIFEST_FILE);
+    let mut running = Running {
+        dir: dir.clone(),
+        app: app.clone(),
+        dispatcher,
+        reloader,
+        deps_root,
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
     let mut debouncer = new_debouncer(SETTLE, None, move |events| {
         let _ = tx.send(events);
     })
     .context("cannot watch function code")?;
-    let dirs: BTreeSet<&Path> = functions.iter().map(|f| f.code.as_path()).collect();
+    let dirs: BTreeSet<&Path> = app
+        .functions
+        .values()
+        .filter(|f| f.code.is_dir())
+        .map(|f| f.code.as_path())
+        .collect();
+    // The app directory itself, for nimbus.toml (watched without its subdirectories
+    // unless it is also a code directory).
+    if !dirs.contains(dir.as_path()) {
+        debouncer
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch {}", dir.display()))?;
+    }
     for dir in dirs {
         debouncer
             .watch(dir, RecursiveMode::NonRecursive)
@@ -111,7 +203,15 @@ pub(crate) fn start(
                 }
             };
             // Per function: whether a dependency file changed, and one path to report.
-            let mut changed: Vec<(&FunctionSpec, bool, PathBuf)> = Vec::new();
+            let mut changed: Vec<(FunctionSpec, bool, PathBuf)> = Vec::new();
+            let mut manifest_changed = false;
+            let functions: Vec<FunctionSpec> = running
+                .app
+                .functions
+                .values()
+                .filter(|f| f.runtime.kind != RuntimeKind::Wasm || f.code.is_dir())
+                .cloned()
+                .collect();
             // Reading the code (opening files, listing directories) is no change.
             let paths = events
                 .iter()
@@ -123,25 +223,39 @@ pub(crate) fn start(
                 })
                 .flat_map(|e| e.paths.iter());
             for path in paths {
+                let is_manifest = path.file_name().is_some_and(|n| n == MANIFEST_FILE)
+                    && path
+                        .parent()
+                        .and_then(|p| std::fs::canonicalize(p).ok())
+                        .is_some_and(|p| p == running.dir);
+                if is_manifest {
+                    manifest_changed = true;
+                    continue;
+                }
                 let dependencies = path
                     .file_name()
                     .is_some_and(|n| DEPENDENCY_FILES.iter().any(|d| n == *d));
                 for f in owners(&functions, path) {
                     match changed.iter_mut().find(|(c, ..)| c.name == f.name) {
                         Some(entry) => entry.1 |= dependencies,
-                        None => changed.push((f, dependencies, path.clone())),
+                        None => changed.push((f.clone(), dependencies, path.clone())),
                     }
                 }
+            }
+            if manifest_changed {
+                tracing::info!(path = %manifest.display(), "{MANIFEST_FILE} changed; reloading the app");
+                running.reload_app(&progress).await;
             }
             for (function, dependencies, path) in changed {
                 tracing::info!(function = %function.name, path = %path.display(), "function code changed; reloading");
                 if dependencies
-                    && let Err(e) = prepare_function(function, &deps_root, true, &progress).await
+                    && let Err(e) =
+                        prepare_function(&function, &running.deps_root, true, &progress).await
                 {
                     tracing::error!(function = %function.name, error = %format!("{e:#}"), "cannot install the function's dependencies; it keeps its old code");
                     continue;
                 }
-                if let Err(e) = dispatcher.reload(function.clone()).await {
+                if let Err(e) = running.dispatcher.reload(function.clone()).await {
                     tracing::error!(function = %function.name, error = %e, "cannot reload");
                 }
             }
