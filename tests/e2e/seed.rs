@@ -191,3 +191,38 @@ fn up_prints_where_the_app_answers() {
     node.signal("TERM");
     node.wait_exit(std::time::Duration::from_secs(5)).unwrap();
 }
+
+/// The issue's words, with curl: `curl -X POST .../users -d '{...}'` registers the user;
+/// a body that is not JSON makes the seed's handler throw, and the client gets API
+/// Gateway's 502.
+#[test]
+fn curl_registers_a_user_and_a_bad_body_is_a_502() {
+    let node = Builder::up(&example("user-registration")).start();
+    let curl = |body: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-X", "POST", "-w", "\n%{http_code}", "-d", body])
+            .arg(format!("http://{}/users", node.gateway()))
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_owned(), body.to_owned())
+    };
+    let (code, body) = curl(r#"{"email":"c@example.com","name":"C"}"#);
+    assert_eq!(code, "200", "{body}\n{}", node.logs());
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({ "message": "User registered successfully!" })
+    );
+    let (code, body) = curl("this is not json");
+    assert_eq!(code, "502", "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({ "message": "Internal Server Error" })
+    );
+}
