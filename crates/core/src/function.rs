@@ -123,6 +123,20 @@ pub struct FunctionSpec {
     pub environment: BTreeMap<String, String>,
     /// Hosts a wasm function may send HTTP requests to, besides the services endpoint.
     pub allowed_outbound_hosts: Vec<String>,
+    /// How a wasm function's instances are used (process functions always reuse theirs).
+    pub instances: InstanceMode,
+}
+
+/// How a wasm function's instances serve requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceMode {
+    /// An instance serves one request at a time and is kept for the next, as a Lambda
+    /// execution environment is: module state persists as Lambda's globals do.
+    #[default]
+    Reuse,
+    /// Every request gets a fresh instance: nothing survives between requests.
+    PerRequest,
 }
 
 pub(crate) mod duration_secs {

@@ -28,7 +28,9 @@ pub use app::{
     LambdaAuthorizerSpec, RateLimit, UsagePlan,
 };
 pub use event::{EventSource, EventSpec, RetryPolicy, ScheduleExpression, StartingPosition};
-pub use function::{Concurrency, FunctionSpec, RuntimeKind, RuntimeSpec, UnknownRuntime};
+pub use function::{
+    Concurrency, FunctionSpec, InstanceMode, RuntimeKind, RuntimeSpec, UnknownRuntime,
+};
 pub use invoke::{
     BoxFuture, Instance, Invocation, Invoke, InvokeError, InvokeOptions, InvokeResult, Outcome,
     Report, ResponseStream, Runtime, StartError, Stopper, StreamPart,

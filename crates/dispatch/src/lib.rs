@@ -593,6 +593,7 @@ mod tests {
             concurrency: nimbus_core::Concurrency { max, min_warm: 0 },
             environment: [("V".to_owned(), v.to_owned())].into_iter().collect(),
             allowed_outbound_hosts: Vec::new(),
+            instances: nimbus_core::InstanceMode::Reuse,
         }
     }
 

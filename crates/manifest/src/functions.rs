@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use nimbus_core::{Concurrency, FunctionSpec, RuntimeKind, RuntimeSpec, limits};
+use nimbus_core::{Concurrency, FunctionSpec, InstanceMode, RuntimeKind, RuntimeSpec, limits};
 
 use crate::{
     context::Cx,
@@ -75,9 +75,30 @@ fn decode_function(cx: &mut Cx<'_>, name: &Str, field: Field<'_>) -> Option<Func
             "an array of hosts such as \"https://api.example.com\"",
         )
     });
+    let instances = obj
+        .take("instances")
+        .and_then(|f| f.string(&mut cx.sink, "\"reuse\" or \"per-request\""));
     obj.finish(&mut cx.sink);
 
     let runtime = runtime?;
+    let instances = match instances {
+        None => Some(InstanceMode::Reuse),
+        Some(mode) => match (mode.value.as_str(), runtime.kind) {
+            (_, kind) if kind != RuntimeKind::Wasm => {
+                mode.reject(
+                    &mut cx.sink,
+                    "no `instances`: it applies to wasm functions (process functions reuse their instances, as Lambda does)",
+                );
+                None
+            }
+            ("reuse", _) => Some(InstanceMode::Reuse),
+            ("per-request", _) => Some(InstanceMode::PerRequest),
+            _ => {
+                mode.reject(&mut cx.sink, "\"reuse\" or \"per-request\"");
+                None
+            }
+        },
+    };
     let code = code?;
     let code_path = check_code(cx, runtime.kind, &code)?;
     let handler = check_handler(cx, name, runtime.kind, &code_path, handler)?;
@@ -95,6 +116,7 @@ fn decode_function(cx: &mut Cx<'_>, name: &Str, field: Field<'_>) -> Option<Func
         concurrency: concurrency?,
         environment: environment?,
         allowed_outbound_hosts,
+        instances: instances?,
     })
 }
 

@@ -85,8 +85,40 @@ pub(crate) async fn prepare_function(
     match function.runtime.kind {
         RuntimeKind::Nodejs => install_npm(function, force, progress).await,
         RuntimeKind::Python => install_requirements(function, deps_root, progress).await,
-        RuntimeKind::Provided | RuntimeKind::Wasm => Ok(()),
+        RuntimeKind::Wasm => build_component(function, progress).await,
+        RuntimeKind::Provided => Ok(()),
     }
+}
+
+/// Builds a wasm function given as a Cargo package with
+/// `cargo build --release --target wasm32-wasip2` (incremental: quick when nothing
+/// changed); a function given as a `.wasm` file needs nothing.
+async fn build_component(function: &FunctionSpec, progress: &Progress) -> anyhow::Result<()> {
+    let code = function.code.as_path();
+    if !code.is_dir() {
+        return Ok(());
+    }
+    let task = progress.task(
+        &function.name,
+        "cargo build --release --target wasm32-wasip2",
+    );
+    tracing::info!(function = %function.name, dir = %code.display(), "building the wasm component");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = tokio::process::Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(code)
+        // The package's own target directory, where the runtime looks for the component.
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    finish(task, out, || {
+        format!(
+            "cargo build of wasm function {} in {} (is the wasm32-wasip2 target installed? rustup target add wasm32-wasip2)",
+            function.name,
+            code.display()
+        )
+    })
 }
 
 async fn install_npm(

@@ -248,7 +248,10 @@ pub(crate) fn start(
             }
             for (function, dependencies, path) in changed {
                 tracing::info!(function = %function.name, path = %path.display(), "function code changed; reloading");
-                if dependencies
+                // A wasm function's Cargo package is built again before every reload.
+                let rebuild = dependencies
+                    || (function.runtime.kind == RuntimeKind::Wasm && function.code.is_dir());
+                if rebuild
                     && let Err(e) =
                         prepare_function(&function, &running.deps_root, true, &progress).await
                 {
