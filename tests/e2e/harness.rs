@@ -138,7 +138,7 @@ fn copy_dir(src: &Path, dst: &Path) {
     for entry in std::fs::read_dir(src).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
-        if name == ".nimbus" || name == "node_modules" {
+        if name == ".nimbus" || name == "node_modules" || name == "target" {
             continue;
         }
         let target = dst.join(&name);

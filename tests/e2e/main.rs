@@ -15,3 +15,4 @@ mod lifecycle;
 mod limits;
 mod security;
 mod seed;
+mod wasm;

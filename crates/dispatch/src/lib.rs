@@ -459,9 +459,14 @@ impl Dispatcher {
             Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => "timeout",
             Outcome::Error { .. } => "error",
         };
+        let error_type = match &report.outcome {
+            Outcome::Error { error_type, .. } => Some(error_type.as_str()),
+            Outcome::Response(_) => None,
+        };
         tracing::info!(
             function = function_name,
             request_id = %request_id,
+            error_type,
             duration_ms = duration.as_secs_f64() * 1000.0,
             init_ms = report.init_duration.map(|d| d.as_secs_f64() * 1000.0),
             cold,

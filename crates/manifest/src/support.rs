@@ -71,6 +71,7 @@ impl Support {
     pub const fn current() -> Self {
         Support {
             features: &[
+                Feature::WasmRuntime,
                 Feature::TableStreams,
                 Feature::JwtAuth,
                 Feature::ApiKeys,

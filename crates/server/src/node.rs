@@ -137,13 +137,30 @@ async fn start_dispatcher(
         python_deps: Some(data_dir.join("deps")),
         python_sdk: python_sdk.map(Path::to_path_buf),
     }));
-    let runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = [
+    let mut runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = [
         (RuntimeKind::Nodejs, Arc::clone(&process)),
         (RuntimeKind::Python, Arc::clone(&process)),
         (RuntimeKind::Provided, process),
     ]
     .into_iter()
     .collect();
+    // The wasm engine reserves its instance pool's address space up front: only an app
+    // with wasm functions gets one.
+    if app
+        .functions
+        .values()
+        .any(|f| f.runtime.kind == RuntimeKind::Wasm)
+    {
+        let wasm = nimbus_runtime_wasm::WasmRuntime::new(nimbus_runtime_wasm::WasmConfig {
+            services_endpoint: format!("http://{services}"),
+            region: nimbus_tables::schema::REGION.to_owned(),
+            cache_dir: Some(data_dir.join("wasm-cache")),
+        })
+        .map_err(|e| BindError::Runtimes {
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        runtimes.insert(RuntimeKind::Wasm, Arc::new(wasm));
+    }
     let dispatcher = Arc::new(Dispatcher::new(
         app.functions.values().cloned(),
         &runtimes,

@@ -1,0 +1,568 @@
+//! One instance of a wasm function: a store with its instantiated component (reuse mode)
+//! or a handle that instantiates afresh for every invocation (per-request mode), and the
+//! mapping of each invocation to one call of `wasi:http/incoming-handler.handle`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body_util::{BodyExt as _, Full};
+use nimbus_core::{
+    BoxFuture, FunctionSpec, Instance, InstanceMode, Invocation, Outcome, Report, StartError,
+    Stopper,
+};
+use tokio::sync::{oneshot, watch};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::{
+    WasiHttpView as _,
+    bindings::{Proxy, ProxyPre, http::types::ErrorCode, http::types::Scheme},
+    body::HyperOutgoingBody,
+};
+
+use crate::{
+    Shared,
+    host::{Host, HostSettings, Interruption},
+    http::{REQUEST_ID_HEADER, request_for, result_for},
+    logs::LogSink,
+    outbound::OutboundPolicy,
+};
+
+/// Invocations one instance serves in reuse mode before the dispatcher is told to
+/// replace it, as `wasmtime serve --max-instance-reuse-count` bounds reuse: a slow leak
+/// in a guest then costs a fresh instance now and then, not the node.
+pub const REUSE_LIMIT: u32 = 1000;
+/// Largest response payload, as Lambda's synchronous invocations allow (6 MB).
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+/// How long a response may still take to arrive once the handler has returned (its
+/// last body bytes are in flight); after it, the response is missing.
+const RESPONSE_GRACE: Duration = Duration::from_millis(100);
+
+/// A store with the component instantiated in it.
+struct Live {
+    store: Store<Host>,
+    proxy: Proxy,
+}
+
+/// Stops a busy instance from outside.
+struct StopSignal {
+    /// Read by the epoch callback, which interrupts running guest code.
+    flag: Arc<AtomicBool>,
+    /// Wakes an invocation waiting on the host (an outbound request, a sleep).
+    notify: watch::Sender<bool>,
+}
+
+impl StopSignal {
+    fn stop(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.notify.send_replace(true);
+    }
+}
+
+/// An instance of a wasm function.
+pub(crate) struct WasmInstance {
+    shared: Arc<Shared>,
+    function: Arc<FunctionSpec>,
+    pre: ProxyPre<Host>,
+    environment: Vec<(String, String)>,
+    outbound: Arc<OutboundPolicy>,
+    logs: LogSink,
+    /// The instantiated component, in reuse mode.
+    live: Option<Live>,
+    /// Invocations served by `live`.
+    served: u32,
+    /// The instantiation time, until the first invocation reports it.
+    pending_init: Option<Duration>,
+    /// The most linear memory any of this instance's stores has had, in bytes.
+    peak_bytes: usize,
+    stop: Arc<StopSignal>,
+}
+
+/// The variables every function sees, then the manifest's `environment`.
+fn environment(shared: &Shared, function: &FunctionSpec) -> Vec<(String, String)> {
+    let config = &shared.config;
+    let pairs = [
+        ("AWS_LAMBDA_FUNCTION_NAME", function.name.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            function.memory_mb.to_string(),
+        ),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", function.name),
+        ),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            format!("nimbus/[$LATEST]{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+        (
+            "AWS_EXECUTION_ENV",
+            format!("AWS_Lambda_{}", function.runtime.identifier),
+        ),
+        ("AWS_REGION", config.region.clone()),
+        ("AWS_DEFAULT_REGION", config.region.clone()),
+        ("AWS_ACCESS_KEY_ID", "nimbus".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "nimbus".to_owned()),
+        ("AWS_SESSION_TOKEN", "nimbus".to_owned()),
+        ("AWS_ENDPOINT_URL", config.services_endpoint.clone()),
+        ("_HANDLER", function.handler.clone().unwrap_or_default()),
+        ("TZ", ":UTC".to_owned()),
+    ];
+    let mut env: Vec<(String, String)> =
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.extend(
+        function
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    env
+}
+
+/// The instant a wall-clock deadline falls at.
+fn instant_of(deadline: SystemTime) -> Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left
+}
+
+/// How an exchange with the component ended.
+enum Served {
+    /// The handler returned (or its response is complete) and the response is this.
+    Done {
+        /// Whether the handler returned normally (false: it trapped; the error follows).
+        call: Result<(), anyhow::Error>,
+        /// The response, if one was set.
+        response: Option<Received>,
+    },
+    /// The deadline passed while the host was waiting.
+    TimedOut,
+    /// The instance was stopped while the host was waiting.
+    Stopped,
+    /// The host could not hand the request to the guest.
+    Failed(anyhow::Error),
+}
+
+/// What came back through the response outparam.
+enum Received {
+    Response(http::response::Parts, Vec<u8>),
+    TooLarge(usize),
+    /// The outparam was dropped without a response.
+    Nothing,
+    ErrorCode(ErrorCode),
+    BodyFailed(ErrorCode),
+}
+
+async fn receive(
+    receiver: oneshot::Receiver<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
+) -> Received {
+    let response = match receiver.await {
+        Err(_) => return Received::Nothing,
+        Ok(Err(code)) => return Received::ErrorCode(code),
+        Ok(Ok(response)) => response,
+    };
+    let (parts, mut body) = response.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                    if bytes.len() > MAX_RESPONSE_BYTES {
+                        // Dropping the body makes the guest's further writes fail.
+                        return Received::TooLarge(bytes.len());
+                    }
+                }
+            }
+            Err(code) => return Received::BodyFailed(code),
+        }
+    }
+    Received::Response(parts, bytes)
+}
+
+/// Calls the handler with `request` and collects its response, until `deadline`.
+async fn serve(
+    live: &mut Live,
+    request: http::Request<Full<Bytes>>,
+    deadline: Instant,
+    mut stopped: watch::Receiver<bool>,
+) -> Served {
+    let (sender, receiver) = oneshot::channel();
+    let request = request.map(|body| {
+        body.map_err(|never: std::convert::Infallible| -> hyper::Error { match never {} })
+    });
+    let host = live.store.data_mut();
+    let request = match host.new_incoming_request(Scheme::Http, request) {
+        Ok(request) => request,
+        Err(e) => return Served::Failed(e),
+    };
+    let outparam = match host.new_response_outparam(sender) {
+        Ok(outparam) => outparam,
+        Err(e) => return Served::Failed(e),
+    };
+    let call =
+        live.proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut live.store, request, outparam);
+    let exchange = async {
+        tokio::pin!(call);
+        let response = receive(receiver);
+        tokio::pin!(response);
+        let mut returned: Option<Result<(), anyhow::Error>> = None;
+        let mut received: Option<Received> = None;
+        loop {
+            let waiting_for_response = matches!(returned, Some(Ok(())));
+            tokio::select! {
+                result = &mut call, if returned.is_none() => {
+                    let trapped = result.is_err();
+                    returned = Some(result);
+                    if trapped {
+                        break;
+                    }
+                }
+                r = &mut response, if received.is_none() => received = Some(r),
+                () = tokio::time::sleep(RESPONSE_GRACE), if waiting_for_response => break,
+            }
+            if returned.is_some() && received.is_some() {
+                break;
+            }
+        }
+        Served::Done {
+            call: returned.unwrap_or(Ok(())),
+            response: received,
+        }
+    };
+    tokio::select! {
+        served = exchange => served,
+        () = tokio::time::sleep_until(deadline.into()) => Served::TimedOut,
+        _ = stopped.wait_for(|stopped| *stopped) => Served::Stopped,
+    }
+}
+
+/// A fresh store holding `host` with the component instantiated in it, and how long
+/// that took.
+async fn instantiate(
+    engine: &Engine,
+    pre: &ProxyPre<Host>,
+    host: Host,
+) -> anyhow::Result<(Live, Duration)> {
+    let started = Instant::now();
+    let mut store = Store::new(engine, host);
+    store.limiter(|host| &mut host.memory);
+    // Each tick, a running guest either yields to other tasks or, past its deadline (or
+    // stopped), is interrupted.
+    store.epoch_deadline_callback(|mut ctx| {
+        Ok(match ctx.data_mut().check_interrupt() {
+            Some(_) => UpdateDeadline::Interrupt,
+            None => UpdateDeadline::Yield(1),
+        })
+    });
+    store.set_epoch_deadline(1);
+    let proxy = pre.instantiate_async(&mut store).await?;
+    Ok((Live { store, proxy }, started.elapsed()))
+}
+
+impl WasmInstance {
+    /// Prepares an instance of `function`; in reuse mode, instantiates it.
+    pub(crate) async fn start(
+        shared: Arc<Shared>,
+        function: Arc<FunctionSpec>,
+        path: &std::path::Path,
+    ) -> Result<WasmInstance, StartError> {
+        let name = function.name.clone();
+        let fail = |reason: String| StartError {
+            function: name.clone(),
+            reason,
+        };
+        let pre = shared
+            .components
+            .get(&shared.engine, &shared.linker, path)
+            .await
+            .map_err(fail)?;
+        let (notify, _) = watch::channel(false);
+        let mut instance = WasmInstance {
+            environment: environment(&shared, &function),
+            outbound: Arc::new(OutboundPolicy::new(
+                Some(&shared.services),
+                &function.allowed_outbound_hosts,
+            )),
+            logs: LogSink::new(&function.name),
+            shared,
+            pre,
+            live: None,
+            served: 0,
+            pending_init: None,
+            peak_bytes: 0,
+            stop: Arc::new(StopSignal {
+                flag: Arc::new(AtomicBool::new(false)),
+                notify,
+            }),
+            function,
+        };
+        if instance.function.instances == InstanceMode::Reuse {
+            let deadline = Instant::now() + instance.function.timeout;
+            let host = instance.host(deadline);
+            let (live, init) = instantiate(&instance.shared.engine, &instance.pre, host)
+                .await
+                .map_err(|e| fail(format!("cannot instantiate the component: {e:#}")))?;
+            instance.live = Some(live);
+            instance.pending_init = Some(init);
+        }
+        Ok(instance)
+    }
+
+    /// The data of a new store for this function, with `deadline` for its first run.
+    fn host(&self, deadline: Instant) -> Host {
+        let memory_bytes =
+            usize::try_from(u64::from(self.function.memory_mb) << 20).unwrap_or(usize::MAX);
+        Host::new(HostSettings {
+            environment: &self.environment,
+            logs: &self.logs,
+            outbound: Arc::clone(&self.outbound),
+            memory_bytes,
+            stop: Arc::clone(&self.stop.flag),
+            deadline,
+        })
+    }
+
+    async fn run(&mut self, invocation: Invocation) -> Report {
+        let request_id = invocation.request_id.clone();
+        self.logs.begin(&request_id);
+        let (outcome, reusable, init_duration, peak) = self.exchange(&invocation).await;
+        self.peak_bytes = self.peak_bytes.max(peak);
+        let log_tail = self.logs.end();
+        let peak = match self.function.instances {
+            InstanceMode::Reuse => self.peak_bytes,
+            InstanceMode::PerRequest => peak,
+        };
+        Report {
+            outcome,
+            reusable,
+            init_duration,
+            log_tail,
+            max_memory_mb: Some(u64::try_from(peak.div_ceil(1 << 20)).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// Runs one invocation: its outcome, whether the instance may serve another, the
+    /// instantiation time to report, and the peak linear memory of the store used.
+    async fn exchange(
+        &mut self,
+        invocation: &Invocation,
+    ) -> (Outcome, bool, Option<Duration>, usize) {
+        let id = invocation.request_id.as_str();
+        let error = |error_type: &str, message: &str| failure(id, error_type, message);
+        if self.stop.flag.load(Ordering::Relaxed) {
+            let outcome = error(
+                "Runtime.ExitError",
+                "Runtime exited with error: instance stopped",
+            );
+            return (outcome, false, None, 0);
+        }
+        let mut request = match request_for(&invocation.payload) {
+            Ok(request) => request,
+            Err(message) => return (error("Runtime.InvalidEvent", &message), true, None, 0),
+        };
+        if let Ok(value) = HeaderValue::from_str(id) {
+            request.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        if let Some(trace) = &invocation.trace_id
+            && let Ok(value) = HeaderValue::from_str(trace)
+        {
+            request.headers_mut().insert("x-amzn-trace-id", value);
+        }
+        let deadline = instant_of(invocation.deadline);
+        let (mut live, init) = match self.live.take() {
+            Some(live) => (live, self.pending_init.take()),
+            None => match instantiate(&self.shared.engine, &self.pre, self.host(deadline)).await {
+                Ok((live, init)) => (live, Some(init)),
+                Err(e) => {
+                    self.logs
+                        .detail(&format!("nimbus: cannot instantiate: {e:?}"));
+                    let outcome = error(
+                        "Runtime.InitError",
+                        &format!("cannot instantiate the component: {e:#}"),
+                    );
+                    return (outcome, false, None, 0);
+                }
+            },
+        };
+        {
+            let host = live.store.data_mut();
+            host.deadline = deadline;
+            host.interrupted = None;
+            host.memory.reset_denied();
+        }
+        live.store.set_epoch_deadline(1);
+        let served = serve(&mut live, request, deadline, self.stop.notify.subscribe()).await;
+        let peak = live.store.data().memory.peak();
+        let (outcome, healthy) = self.judge(id, served, live.store.data());
+        let reusable = match self.function.instances {
+            InstanceMode::PerRequest => healthy,
+            InstanceMode::Reuse if healthy => {
+                self.served += 1;
+                self.live = Some(live);
+                self.served < REUSE_LIMIT
+            }
+            InstanceMode::Reuse => false,
+        };
+        (outcome, reusable, init, peak)
+    }
+
+    /// How an exchange ended, as an outcome, and whether the store may serve again.
+    fn judge(&self, id: &str, served: Served, host: &Host) -> (Outcome, bool) {
+        let error = |error_type: &str, message: &str| failure(id, error_type, message);
+        let timed_out = || {
+            error(
+                "Sandbox.Timedout",
+                &format!(
+                    "Task timed out after {:.2} seconds",
+                    self.function.timeout.as_secs_f64()
+                ),
+            )
+        };
+        let stopped = || {
+            error(
+                "Runtime.ExitError",
+                "Runtime exited with error: instance stopped",
+            )
+        };
+        match served {
+            Served::TimedOut => (timed_out(), false),
+            Served::Stopped => (stopped(), false),
+            Served::Failed(e) => (
+                error(
+                    "Runtime.InitError",
+                    &format!("cannot pass the request: {e:#}"),
+                ),
+                false,
+            ),
+            Served::Done {
+                call: Err(trap),
+                response,
+            } => {
+                let outcome = match (host.interrupted, response) {
+                    (Some(Interruption::Timeout), _) => timed_out(),
+                    (Some(Interruption::Stopped), _) => stopped(),
+                    (None, Some(Received::TooLarge(size))) => too_large(size),
+                    (None, _) if host.memory.denied() => {
+                        self.logs
+                            .detail(&format!("nimbus: out of memory: {trap:?}"));
+                        error(
+                            "Runtime.OutOfMemory",
+                            &format!(
+                                "Runtime exited with error: out of memory (linear memory limit {} MB): {}",
+                                self.function.memory_mb,
+                                trap_message(&trap)
+                            ),
+                        )
+                    }
+                    (None, _) => {
+                        self.logs.detail(&format!("nimbus: {trap:?}"));
+                        error("Runtime.Trap", &trap_message(&trap))
+                    }
+                };
+                (outcome, false)
+            }
+            Served::Done {
+                call: Ok(()),
+                response,
+            } => match response {
+                Some(Received::Response(parts, body)) => {
+                    let payload = result_for(&parts, &body);
+                    if payload.len() > MAX_RESPONSE_BYTES {
+                        (too_large(payload.len()), true)
+                    } else {
+                        (Outcome::Response(payload), true)
+                    }
+                }
+                Some(Received::TooLarge(size)) => (too_large(size), true),
+                Some(Received::Nothing) => (
+                    error(
+                        "Runtime.NoResponse",
+                        "the component returned from wasi:http/incoming-handler.handle without setting a response",
+                    ),
+                    true,
+                ),
+                // The outparam or the body is still held by the guest: it leaked them,
+                // and the store is not one to keep.
+                None => (
+                    error(
+                        "Runtime.NoResponse",
+                        "the component returned from wasi:http/incoming-handler.handle without finishing its response",
+                    ),
+                    false,
+                ),
+                Some(Received::ErrorCode(code)) => (
+                    error(
+                        "Runtime.ResponseError",
+                        &format!("the component answered with an error: {code:?}"),
+                    ),
+                    true,
+                ),
+                Some(Received::BodyFailed(code)) => (
+                    error(
+                        "Runtime.ResponseError",
+                        &format!("the response body failed: {code:?}"),
+                    ),
+                    true,
+                ),
+            },
+        }
+    }
+}
+
+/// A platform error as Lambda words it: `RequestId: <id> Error: <message>`.
+fn failure(id: &str, error_type: &str, message: &str) -> Outcome {
+    Outcome::platform_error(error_type, &format!("RequestId: {id} Error: {message}"))
+}
+
+fn too_large(size: usize) -> Outcome {
+    Outcome::platform_error(
+        "Function.ResponseSizeTooLarge",
+        &format!(
+            "Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+        ),
+    )
+}
+
+/// What a trap says: wasmtime's description (`wasm trap: call stack exhausted`), or for
+/// a host error the innermost cause.
+fn trap_message(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    }
+}
+
+impl Instance for WasmInstance {
+    fn invoke(&mut self, invocation: Invocation) -> BoxFuture<'_, Report> {
+        Box::pin(self.run(invocation))
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.stop.flag.load(Ordering::Relaxed)
+    }
+
+    fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        self.stop.stop();
+        self.live = None;
+        Box::pin(async move { drop(self) })
+    }
+
+    fn stopper(&self) -> Option<Stopper> {
+        let stop = Arc::clone(&self.stop);
+        Some(Arc::new(move || {
+            stop.stop();
+            Box::pin(async {})
+        }))
+    }
+}

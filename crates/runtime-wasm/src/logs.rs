@@ -1,0 +1,283 @@
+//! A guest's stdout and stderr: split into lines, written into the node's log tagged with
+//! the function and request id, and kept as the invocation's log tail.
+
+use std::{
+    collections::VecDeque,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::{
+    cli::{IsTerminal, StdoutStream},
+    p2::{OutputStream, Pollable, StreamResult},
+};
+
+/// How much of an invocation's output is kept for `X-Amz-Log-Type: Tail` (Lambda's 4 KB).
+pub const LOG_TAIL_BYTES: usize = 4096;
+/// Most output one invocation may write; the rest is dropped, so that a guest printing
+/// in a loop cannot flood the node's log.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Longest line kept whole; a longer one is cut into lines of this size.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+struct State {
+    function: String,
+    request_id: Option<String>,
+    /// Unfinished lines of stdout and stderr.
+    partial: [Vec<u8>; 2],
+    tail: VecDeque<String>,
+    tail_bytes: usize,
+    written: usize,
+    dropped: usize,
+}
+
+impl State {
+    fn log(&self, line: &str) {
+        tracing::info!(
+            target: "function",
+            function = %self.function,
+            request_id = self.request_id.as_deref().unwrap_or("-"),
+            "{line}"
+        );
+    }
+
+    fn emit(&mut self, raw: &[u8]) {
+        let line = String::from_utf8_lossy(raw);
+        let line = line.trim_end_matches(['\n', '\r']);
+        self.log(line);
+        self.tail_bytes += line.len() + 1;
+        self.tail.push_back(line.to_owned());
+        while self.tail_bytes > LOG_TAIL_BYTES && self.tail.len() > 1 {
+            if let Some(front) = self.tail.pop_front() {
+                self.tail_bytes -= front.len() + 1;
+            }
+        }
+    }
+
+    fn write(&mut self, stream: usize, mut bytes: &[u8]) {
+        let room = MAX_OUTPUT_BYTES.saturating_sub(self.written);
+        if bytes.len() > room {
+            self.dropped += bytes.len() - room;
+            bytes = &bytes[..room];
+        }
+        self.written += bytes.len();
+        while !bytes.is_empty() {
+            let (chunk, rest, complete) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            bytes = rest;
+            let mut line = std::mem::take(&mut self.partial[stream]);
+            line.extend_from_slice(chunk);
+            while line.len() > MAX_LINE_BYTES {
+                let rest = line.split_off(MAX_LINE_BYTES);
+                self.emit(&line);
+                line = rest;
+            }
+            if complete {
+                self.emit(&line);
+            } else {
+                self.partial[stream] = line;
+            }
+        }
+    }
+
+    fn flush_partial(&mut self) {
+        for stream in 0..2 {
+            let line = std::mem::take(&mut self.partial[stream]);
+            if !line.is_empty() {
+                self.emit(&line);
+            }
+        }
+    }
+}
+
+/// The output of one instance, shared by its stdout and stderr.
+#[derive(Clone)]
+pub(crate) struct LogSink {
+    state: Arc<Mutex<State>>,
+}
+
+impl LogSink {
+    /// A sink for an instance of `function`.
+    pub(crate) fn new(function: &str) -> LogSink {
+        LogSink {
+            state: Arc::new(Mutex::new(State {
+                function: function.to_owned(),
+                ..State::default()
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts collecting the output of invocation `request_id`.
+    pub(crate) fn begin(&self, request_id: &str) {
+        let mut state = self.lock();
+        state.flush_partial();
+        state.request_id = Some(request_id.to_owned());
+        state.tail.clear();
+        state.tail_bytes = 0;
+        state.written = 0;
+        state.dropped = 0;
+    }
+
+    /// Writes lines of the platform's own into the node's log only: details (a trap's
+    /// backtrace) that would crowd the guest's own output out of the tail.
+    pub(crate) fn detail(&self, text: &str) {
+        let state = self.lock();
+        for line in text.lines() {
+            state.log(line);
+        }
+    }
+
+    /// Writes a line of the platform's own (a denied request) into the invocation's log.
+    pub(crate) fn note(&self, text: &str) {
+        let mut state = self.lock();
+        for line in text.lines() {
+            state.emit(line.as_bytes());
+        }
+    }
+
+    /// Ends the invocation: flushes unfinished lines and returns the tail.
+    pub(crate) fn end(&self) -> String {
+        let mut state = self.lock();
+        state.flush_partial();
+        if state.dropped > 0 {
+            let note = format!(
+                "nimbus: {} bytes of output dropped (limit {MAX_OUTPUT_BYTES} bytes per invocation)",
+                state.dropped
+            );
+            state.emit(note.as_bytes());
+        }
+        state.request_id = None;
+        let mut tail = state
+            .tail
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if tail.len() > LOG_TAIL_BYTES {
+            let mut cut = tail.len() - LOG_TAIL_BYTES;
+            while !tail.is_char_boundary(cut) {
+                cut += 1;
+            }
+            tail.drain(..cut);
+        }
+        tail
+    }
+
+    /// The guest's stdout.
+    pub(crate) fn stdout(&self) -> GuestOutput {
+        GuestOutput {
+            sink: self.clone(),
+            stream: 0,
+        }
+    }
+
+    /// The guest's stderr.
+    pub(crate) fn stderr(&self) -> GuestOutput {
+        GuestOutput {
+            sink: self.clone(),
+            stream: 1,
+        }
+    }
+}
+
+/// One of a guest's output streams. Writes complete at once (they only append to
+/// memory), so output is in the log before the invocation's report.
+#[derive(Clone)]
+pub(crate) struct GuestOutput {
+    sink: LogSink,
+    stream: usize,
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.sink.lock().write(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_LINE_BYTES)
+    }
+}
+
+impl AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.sink.lock().write(self.stream, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_tailed_and_bounded() {
+        let sink = LogSink::new("f");
+        sink.begin("r1");
+        let mut out = sink.stdout();
+        let mut err = sink.stderr();
+        OutputStream::write(&mut out, Bytes::from_static(b"one\ntw")).unwrap();
+        OutputStream::write(&mut err, Bytes::from_static(b"err\n")).unwrap();
+        OutputStream::write(&mut out, Bytes::from_static(b"o\nthree")).unwrap();
+        assert_eq!(sink.end(), "one\nerr\ntwo\nthree");
+
+        sink.begin("r2");
+        let line = vec![b'x'; 1000];
+        for _ in 0..2000 {
+            OutputStream::write(&mut out, Bytes::from(line.clone())).unwrap();
+            OutputStream::write(&mut out, Bytes::from_static(b"\n")).unwrap();
+        }
+        let tail = sink.end();
+        assert!(tail.len() <= LOG_TAIL_BYTES);
+        assert!(tail.ends_with("bytes per invocation)"), "{tail}");
+        assert!(tail.contains("nimbus: "));
+    }
+}

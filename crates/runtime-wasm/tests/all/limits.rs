@@ -1,0 +1,155 @@
+//! Traps, timeouts and memory limits end the instance, never the node.
+
+use std::time::{Duration, Instant};
+
+use nimbus_core::InstanceMode;
+
+use crate::support::{body, error, get, invoke, invoke_within, spec, start};
+
+#[tokio::test]
+async fn a_trap_fails_the_invocation_and_a_new_instance_works() {
+    let mut instance = start(spec("trap", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-trap", get("/trap")).await;
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Runtime.Trap");
+    assert_eq!(
+        document["errorMessage"],
+        "RequestId: r-trap Error: wasm trap: wasm `unreachable` instruction executed"
+    );
+    assert!(!report.reusable);
+    // The guest's panic message is in the log tail.
+    assert!(
+        report.log_tail.contains("the probe was asked to trap"),
+        "{}",
+        report.log_tail
+    );
+    instance.stop().await;
+
+    let mut instance = start(spec("trap", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-after", get("/count")).await;
+    assert_eq!(body(&report)["count"], 1);
+}
+
+#[tokio::test]
+async fn a_trap_in_per_request_mode_also_discards_the_instance() {
+    let mut instance = start(spec("trap-fresh", InstanceMode::PerRequest)).await;
+    let report = invoke(&mut instance, "r-trap", get("/trap")).await;
+    assert_eq!(error(&report).0, "Runtime.Trap");
+    assert!(!report.reusable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_times_out_without_holding_up_others() {
+    let mut looping = spec("spin", InstanceMode::Reuse);
+    looping.timeout = Duration::from_secs(1);
+    let mut looping = start(looping).await;
+    let started = Instant::now();
+    let spin = tokio::spawn(async move {
+        let report =
+            invoke_within(&mut looping, "r-loop", get("/loop"), Duration::from_secs(1)).await;
+        (report, started.elapsed())
+    });
+    // While it spins, another instance answers.
+    let mut other = start(spec("spin-neighbour", InstanceMode::Reuse)).await;
+    let report = invoke(&mut other, "r-other", get("/count")).await;
+    assert_eq!(body(&report)["count"], 1);
+
+    let (report, elapsed) = spin.await.expect("the invocation ends");
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Sandbox.Timedout");
+    assert_eq!(
+        document["errorMessage"],
+        "RequestId: r-loop Error: Task timed out after 1.00 seconds"
+    );
+    assert!(!report.reusable);
+    // Interrupted near its deadline (generously bounded: the machine may be busy).
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_guest_waiting_on_the_host_times_out_too() {
+    let mut sleeper = spec("sleeper", InstanceMode::Reuse);
+    sleeper.timeout = Duration::from_secs(1);
+    let mut instance = start(sleeper).await;
+    let report = invoke_within(
+        &mut instance,
+        "r-sleep",
+        get("/sleep?60000"),
+        Duration::from_secs(1),
+    )
+    .await;
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Sandbox.Timedout", "{document}");
+    assert!(!report.reusable);
+    // A short wait is fine.
+    let mut instance = start(spec("sleeper", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-nap", get("/sleep?10")).await;
+    assert_eq!(crate::support::result(&report)["body"], "slept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopper_ends_a_busy_instance() {
+    let mut looping = spec("stopped", InstanceMode::Reuse);
+    looping.timeout = Duration::from_secs(60);
+    let mut instance = start(looping).await;
+    let stopper = instance.stopper().expect("wasm instances can be stopped");
+    let run = tokio::spawn(async move {
+        let report = invoke_within(
+            &mut instance,
+            "r-busy",
+            get("/loop"),
+            Duration::from_secs(60),
+        )
+        .await;
+        (report, instance.is_alive())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stopper().await;
+    let (report, alive) = run.await.expect("the invocation ends");
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Runtime.ExitError", "{document}");
+    assert!(!report.reusable);
+    assert!(!alive);
+}
+
+#[tokio::test]
+async fn a_stack_overflow_traps() {
+    let mut instance = start(spec("deep", InstanceMode::PerRequest)).await;
+    let report = invoke(&mut instance, "r-stack", get("/stack")).await;
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Runtime.Trap");
+    let message = document["errorMessage"].as_str().unwrap();
+    assert!(
+        message.starts_with("RequestId: r-stack Error: wasm trap: "),
+        "{message}"
+    );
+    assert!(!report.reusable);
+}
+
+#[tokio::test]
+async fn growing_beyond_memory_mb_is_out_of_memory() {
+    let mut bomb = spec("bomb", InstanceMode::Reuse);
+    bomb.memory_mb = 128;
+    let mut instance = start(bomb).await;
+    let report = invoke(&mut instance, "r-oom", get("/oom")).await;
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Runtime.OutOfMemory", "{document}");
+    assert!(
+        document["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("linear memory limit 128 MB"),
+        "{document}"
+    );
+    assert!(!report.reusable);
+    assert!(
+        report.max_memory_mb.is_some_and(|mb| mb > 64 && mb <= 128),
+        "{:?}",
+        report.max_memory_mb
+    );
+    assert!(
+        report.log_tail.contains("memory allocation of"),
+        "{}",
+        report.log_tail
+    );
+}

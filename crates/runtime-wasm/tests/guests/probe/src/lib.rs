@@ -1,0 +1,281 @@
+//! A probe component for nimbus-runtime-wasm's tests. Each path does one thing:
+//!
+//! - `/echo` (and any unknown path): method, path with query, headers and body as JSON
+//! - `/count`: a global counter, incremented per request
+//! - `/env`: the environment as JSON
+//! - `/log`: prints two lines to stdout and one to stderr, then answers `logged`
+//! - `/trap`: panics (an `unreachable` trap)
+//! - `/loop`: spins forever
+//! - `/sleep?<ms>`: waits that long on a WASI clock (the host waits, not the guest)
+//! - `/stack`: recurses until the call stack is exhausted
+//! - `/oom`: allocates until memory runs out
+//! - `/fetch?<url>`: sends `GET <url>` and answers with what came back or the error
+//! - `/drop`: returns without setting a response
+//! - `/binary`: answers with non-UTF-8 bytes as `application/octet-stream`
+//! - `/big?<bytes>`: answers with that many bytes of `x`
+//! - `/cookies`: answers with two `set-cookie` headers
+
+use std::{
+    hint::black_box,
+    io::{Read as _, Write as _},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use wasip2::http::{
+    outgoing_handler,
+    types::{
+        Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+        ResponseOutparam, Scheme,
+    },
+};
+
+wasip2::http::proxy::export!(Probe);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+struct Probe;
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(other) => other.clone(),
+    }
+}
+
+fn respond(out: ResponseOutparam, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+    let fields = Fields::new();
+    for (name, value) in headers {
+        fields
+            .append(name, &value.as_bytes().to_vec())
+            .expect("valid header");
+    }
+    let response = OutgoingResponse::new(fields);
+    response.set_status_code(status).expect("valid status");
+    let outgoing = response.body().expect("body once");
+    ResponseOutparam::set(out, Ok(response));
+    let mut stream = outgoing.write().expect("stream once");
+    // Write in chunks: a blocking write takes at most 4096 bytes.
+    for chunk in body.chunks(4096) {
+        stream.write_all(chunk).expect("write body");
+    }
+    stream.flush().expect("flush body");
+    drop(stream);
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+fn json(out: ResponseOutparam, body: String) {
+    respond(
+        out,
+        200,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
+}
+
+fn read_body(request: &IncomingRequest) -> Vec<u8> {
+    let body = request.consume().expect("body once");
+    let mut bytes = Vec::new();
+    {
+        let mut stream = body.stream().expect("stream once");
+        stream.read_to_end(&mut bytes).expect("read body");
+    }
+    drop(body);
+    bytes
+}
+
+fn echo(request: IncomingRequest, out: ResponseOutparam) {
+    let headers = request
+        .headers()
+        .entries()
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "[{},{}]",
+                json_string(name),
+                json_string(&String::from_utf8_lossy(value))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let method = method_name(&request.method());
+    let path = request.path_with_query().unwrap_or_default();
+    let scheme = match request.scheme() {
+        Some(Scheme::Http) => "http".to_owned(),
+        Some(Scheme::Https) => "https".to_owned(),
+        Some(Scheme::Other(other)) => other,
+        None => String::new(),
+    };
+    let authority = request.authority().unwrap_or_default();
+    let body = read_body(&request);
+    json(
+        out,
+        format!(
+            "{{\"method\":{},\"path\":{},\"scheme\":{},\"authority\":{},\"headers\":[{}],\"body\":{}}}",
+            json_string(&method),
+            json_string(&path),
+            json_string(&scheme),
+            json_string(&authority),
+            headers,
+            json_string(&String::from_utf8_lossy(&body))
+        ),
+    );
+}
+
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    black_box(recurse(depth + 1)) + 1
+}
+
+fn fetch(url: &str) -> Result<(u16, String), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("not a URL: {url}"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_method(&Method::Get).map_err(|()| "method")?;
+    let scheme = if scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    request.set_scheme(Some(&scheme)).map_err(|()| "scheme")?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| "authority")?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| "path")?;
+    let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    let response = loop {
+        if let Some(result) = future.get() {
+            break result
+                .map_err(|()| "response taken twice".to_owned())?
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        future.subscribe().block();
+    };
+    let status = response.status();
+    let body = response.consume().map_err(|()| "body")?;
+    let mut bytes = Vec::new();
+    {
+        let mut stream = body.stream().map_err(|()| "stream")?;
+        stream.read_to_end(&mut bytes).map_err(|e| format!("{e}"))?;
+    }
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+impl wasip2::exports::http::incoming_handler::Guest for Probe {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let count = COUNTER.fetch_add(1, Ordering::SeqCst) + 1;
+        let path_with_query = request.path_with_query().unwrap_or_default();
+        let (path, query) = path_with_query
+            .split_once('?')
+            .unwrap_or((path_with_query.as_str(), ""));
+        match path {
+            "/count" => json(out, format!("{{\"count\":{count}}}")),
+            "/env" => {
+                let vars = std::env::vars()
+                    .map(|(k, v)| format!("{}:{}", json_string(&k), json_string(&v)))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                json(out, format!("{{{vars}}}"));
+            }
+            "/log" => {
+                println!("hello from the probe");
+                println!("second line");
+                eprintln!("to stderr");
+                respond(out, 200, &[("content-type", "text/plain")], b"logged");
+            }
+            "/trap" => panic!("the probe was asked to trap"),
+            "/loop" => {
+                let mut i: u64 = 0;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "/sleep" => {
+                let ms: u64 = query.parse().unwrap_or(0);
+                wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                respond(out, 200, &[("content-type", "text/plain")], b"slept");
+            }
+            "/stack" => {
+                let depth = recurse(0);
+                json(out, format!("{{\"depth\":{depth}}}"));
+            }
+            "/oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 8 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "/fetch" => match fetch(query) {
+                Ok((status, body)) => json(
+                    out,
+                    format!("{{\"status\":{status},\"body\":{}}}", json_string(&body)),
+                ),
+                Err(error) => respond(
+                    out,
+                    502,
+                    &[("content-type", "text/plain")],
+                    error.as_bytes(),
+                ),
+            },
+            "/drop" => drop(out),
+            "/binary" => respond(
+                out,
+                200,
+                &[("content-type", "application/octet-stream")],
+                &[0, 159, 146, 150, 255],
+            ),
+            "/big" => {
+                let size: usize = query.parse().unwrap_or(0);
+                respond(
+                    out,
+                    200,
+                    &[("content-type", "text/plain")],
+                    &vec![b'x'; size],
+                );
+            }
+            "/cookies" => respond(
+                out,
+                201,
+                &[
+                    ("content-type", "text/plain; charset=utf-8"),
+                    ("set-cookie", "a=1; Path=/"),
+                    ("set-cookie", "b=2"),
+                    ("x-probe", "yes"),
+                ],
+                b"with cookies",
+            ),
+            _ => echo(request, out),
+        }
+    }
+}
