@@ -19,6 +19,7 @@ mod app;
 mod event;
 mod function;
 mod invoke;
+pub mod lambda;
 pub mod limits;
 mod route;
 mod table;

@@ -33,20 +33,8 @@ fn is_text(headers: &HeaderMap, body: &[u8]) -> bool {
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let textual = content_type.starts_with("text/")
-        || [
-            "json",
-            "xml",
-            "javascript",
-            "x-www-form-urlencoded",
-            "yaml",
-            "csv",
-        ]
-        .iter()
-        .any(|t| content_type.contains(t));
-    (textual || content_type.is_empty()) && std::str::from_utf8(body).is_ok()
+        .unwrap_or("");
+    nimbus_core::lambda::is_textual_content_type(content_type) && std::str::from_utf8(body).is_ok()
 }
 
 fn body_fields(headers: &HeaderMap, body: &[u8]) -> (Json, bool) {

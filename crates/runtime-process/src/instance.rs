@@ -77,38 +77,17 @@ fn environment(
         }
     }
     let code = function.code.display().to_string();
-    let group = format!("/aws/lambda/{}", function.name);
-    let execution_env = match function.runtime.kind {
-        RuntimeKind::Provided => String::new(),
-        _ => format!("AWS_Lambda_{}", function.runtime.identifier),
-    };
-    let pairs = [
-        ("AWS_LAMBDA_FUNCTION_NAME", function.name.clone()),
-        (
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            function.memory_mb.to_string(),
-        ),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+    env.extend(nimbus_core::lambda::function_environment(
+        function,
+        &config.region,
+        &config.services_endpoint,
+    ));
+    let runtime = [
         ("AWS_LAMBDA_RUNTIME_API", api.to_owned()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", group),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            format!("nimbus/[$LATEST]{}", uuid::Uuid::new_v4().simple()),
-        ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
-        ("AWS_EXECUTION_ENV", execution_env),
-        ("AWS_REGION", config.region.clone()),
-        ("AWS_DEFAULT_REGION", config.region.clone()),
-        ("AWS_ACCESS_KEY_ID", "nimbus".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "nimbus".to_owned()),
-        ("AWS_SESSION_TOKEN", "nimbus".to_owned()),
-        ("AWS_ENDPOINT_URL", config.services_endpoint.clone()),
-        ("_HANDLER", function.handler.clone().unwrap_or_default()),
         ("LAMBDA_TASK_ROOT", code),
         ("LAMBDA_RUNTIME_DIR", config.shims_dir.display().to_string()),
-        ("TZ", ":UTC".to_owned()),
     ];
-    env.extend(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.extend(runtime.into_iter().map(|(k, v)| (k.to_owned(), v)));
     if function.runtime.kind == RuntimeKind::Python
         && let Some(deps) = &config.python_deps
     {
@@ -122,12 +101,6 @@ fn environment(
     {
         env.push(("NIMBUS_PYTHON_SDK".to_owned(), sdk.display().to_string()));
     }
-    env.extend(
-        function
-            .environment
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
     env
 }
 

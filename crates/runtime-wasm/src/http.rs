@@ -249,22 +249,7 @@ fn encode_component(raw: &str) -> String {
 
 /// Whether a body of this content type goes out as text rather than base64.
 fn is_textual(content_type: Option<&str>) -> bool {
-    let Some(content_type) = content_type else {
-        return true;
-    };
-    let content_type = content_type.to_ascii_lowercase();
-    content_type.is_empty()
-        || content_type.starts_with("text/")
-        || [
-            "json",
-            "xml",
-            "javascript",
-            "x-www-form-urlencoded",
-            "yaml",
-            "csv",
-        ]
-        .iter()
-        .any(|t| content_type.contains(t))
+    content_type.is_none_or(nimbus_core::lambda::is_textual_content_type)
 }
 
 /// The payload 2.0 structured result for a component's response:

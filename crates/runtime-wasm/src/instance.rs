@@ -85,45 +85,11 @@ pub(crate) struct WasmInstance {
 
 /// The variables every function sees, then the manifest's `environment`.
 fn environment(shared: &Shared, function: &FunctionSpec) -> Vec<(String, String)> {
-    let config = &shared.config;
-    let pairs = [
-        ("AWS_LAMBDA_FUNCTION_NAME", function.name.clone()),
-        (
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            function.memory_mb.to_string(),
-        ),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{}", function.name),
-        ),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            format!("nimbus/[$LATEST]{}", uuid::Uuid::new_v4().simple()),
-        ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
-        (
-            "AWS_EXECUTION_ENV",
-            format!("AWS_Lambda_{}", function.runtime.identifier),
-        ),
-        ("AWS_REGION", config.region.clone()),
-        ("AWS_DEFAULT_REGION", config.region.clone()),
-        ("AWS_ACCESS_KEY_ID", "nimbus".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "nimbus".to_owned()),
-        ("AWS_SESSION_TOKEN", "nimbus".to_owned()),
-        ("AWS_ENDPOINT_URL", config.services_endpoint.clone()),
-        ("_HANDLER", function.handler.clone().unwrap_or_default()),
-        ("TZ", ":UTC".to_owned()),
-    ];
-    let mut env: Vec<(String, String)> =
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    env.extend(
-        function
-            .environment
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    env
+    nimbus_core::lambda::function_environment(
+        function,
+        &shared.config.region,
+        &shared.config.services_endpoint,
+    )
 }
 
 /// The instant a wall-clock deadline falls at.
