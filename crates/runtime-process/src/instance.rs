@@ -57,6 +57,8 @@ pub struct ProcessInstance {
     invoked: bool,
     /// Peak resident memory seen, in MB.
     peak_mb: u64,
+    /// When resident memory was last sampled.
+    sampled: Option<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -286,6 +288,7 @@ impl ProcessInstance {
             started,
             invoked: false,
             peak_mb: 0,
+            sampled: None,
         })
     }
 
@@ -321,7 +324,9 @@ impl ProcessInstance {
         } else {
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
-            let mut memory = tokio::time::interval(MEMORY_CHECK);
+            // The first check comes after a period: a quick invocation costs no /proc read.
+            let mut memory =
+                tokio::time::interval_at(tokio::time::Instant::now() + MEMORY_CHECK, MEMORY_CHECK);
             let mut peak = 0;
             loop {
                 tokio::select! {
@@ -348,6 +353,7 @@ impl ProcessInstance {
                     }
                     _ = memory.tick() => {
                         let rss = self.pid.and_then(rss_mb);
+                        self.sampled = Some(Instant::now());
                         peak = peak.max(rss.unwrap_or(0));
                         self.peak_mb = self.peak_mb.max(peak);
                         if rss.is_some_and(|mb| mb > u64::from(self.function.memory_mb)) {
@@ -375,8 +381,12 @@ impl ProcessInstance {
             out.request_id = None;
             out.lines.iter().cloned().collect::<Vec<_>>().join("\n")
         };
-        // One last sample: short invocations end before the first tick.
-        if let Some(mb) = self.pid.and_then(rss_mb) {
+        // A sample at most every period, also for instances serving quick invocations
+        // back to back (each /proc read costs tens of microseconds).
+        if self.sampled.is_none_or(|at| at.elapsed() >= MEMORY_CHECK)
+            && let Some(mb) = self.pid.and_then(rss_mb)
+        {
+            self.sampled = Some(Instant::now());
             self.peak_mb = self.peak_mb.max(mb);
         }
         Report {
