@@ -59,3 +59,92 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free loopback port")
 }
+
+/// A duration in the unit that suits it: microseconds below a millisecond, else ms.
+pub fn human(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{}us", d.as_micros())
+    } else {
+        format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// What a closed-loop run measured inside its window.
+#[derive(Debug, Clone)]
+pub struct LoadFigures {
+    /// Calls that succeeded, started and finished inside the window.
+    pub completed: usize,
+    /// Calls that failed inside the window.
+    pub errors: usize,
+    /// The measured window.
+    pub window: Duration,
+    /// Latencies of the successful calls (`None` when there were none).
+    pub latency: Option<Summary>,
+}
+
+impl LoadFigures {
+    /// Successful calls per second.
+    pub fn rate(&self) -> f64 {
+        self.completed as f64 / self.window.as_secs_f64()
+    }
+}
+
+/// Drives `call` from `callers` concurrent closed loops: each caller sends its next call
+/// as soon as the previous one answered. Calls during the first `warmup` are not counted;
+/// then calls that start and finish within `window` are. `call(i)` makes one call for
+/// caller `i` and says whether it succeeded.
+pub async fn closed_loop<F, Fut>(
+    callers: usize,
+    warmup: Duration,
+    window: Duration,
+    call: F,
+) -> LoadFigures
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let call = std::sync::Arc::new(call);
+    let from = std::time::Instant::now() + warmup;
+    let until = from + window;
+    let tasks: Vec<_> = (0..callers)
+        .map(|i| {
+            let call = std::sync::Arc::clone(&call);
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                loop {
+                    let sent = std::time::Instant::now();
+                    if sent >= until {
+                        break;
+                    }
+                    let ok = call(i).await;
+                    let done = std::time::Instant::now();
+                    if sent >= from && done <= until {
+                        if ok {
+                            latencies.push(done - sent);
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        match task.await {
+            Ok((l, e)) => {
+                latencies.extend(l);
+                errors += e;
+            }
+            // Its calls are missing from the figures; say so rather than stop the run.
+            Err(e) => eprintln!("a caller stopped: {e}"),
+        }
+    }
+    LoadFigures {
+        completed: latencies.len(),
+        errors,
+        window,
+        latency: (!latencies.is_empty()).then(|| Summary::of(latencies)),
+    }
+}
