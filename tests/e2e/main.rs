@@ -16,3 +16,4 @@ mod limits;
 mod security;
 mod seed;
 mod wasm;
+mod todo_wasm;
