@@ -15,5 +15,5 @@ mod lifecycle;
 mod limits;
 mod security;
 mod seed;
-mod wasm;
 mod todo_wasm;
+mod wasm;
