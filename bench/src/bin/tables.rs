@@ -70,7 +70,13 @@ fn spawn(name: &'static str, program: &str, args: &[String], port: u16) -> Optio
 fn start_servers() -> Vec<Server> {
     let s = |v: &str| v.to_owned();
     let mut servers = Vec::new();
-    let nimbus = repo().join("target/release/nimbus").display().to_string();
+    // Beside this program: where `bench/run` built both (`$CARGO_TARGET_DIR/release`).
+    let nimbus = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("nimbus")))
+        .unwrap_or_else(|| repo().join("target/release/nimbus"))
+        .display()
+        .to_string();
     let port = free_port();
     servers.extend(spawn(
         "nimbus",
