@@ -1,6 +1,10 @@
 //! Shared pieces of the benchmark programs: timing summaries and process helpers.
 
-use std::time::Duration;
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
 /// Order statistics of a set of timings.
 #[derive(Debug, Clone, Copy)]
@@ -147,4 +151,28 @@ where
         window,
         latency: (!latencies.is_empty()).then(|| Summary::of(latencies)),
     }
+}
+
+/// Sends SIGTERM to `child` and waits up to `grace` for it to exit, then kills it.
+pub fn stop(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The last lines of a log file, for error messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -31,7 +31,7 @@ use axum::{
     extract::ConnectInfo,
     http::{HeaderValue, Request, StatusCode, header},
 };
-use nimbus_bench::{LoadFigures, closed_loop, human};
+use nimbus_bench::{LoadFigures, closed_loop, human, stop, tail};
 use nimbus_core::{
     AppSpec, BoxFuture, HttpMethod, Invoke, InvokeError, InvokeOptions, InvokeResult, JwtAuthSpec,
     JwtKeys, Outcome, PayloadVersion, RouteAuth, RouteKey, RouteSpec,
@@ -435,29 +435,6 @@ async fn in_process(token: String) -> Result<Duration, String> {
 // Part 2: end to end
 
 /// Sends SIGTERM to `child` and waits up to `grace` for it to exit, then SIGKILL.
-fn stop(child: &mut Child, grace: Duration) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The last lines of a log file, for error messages.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// A running `nimbus up`, its JSON log in a file.
 struct Node {
     child: Child,

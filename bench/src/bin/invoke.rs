@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nimbus_bench::{LoadFigures, Summary, closed_loop, free_port, human};
+use nimbus_bench::{LoadFigures, Summary, closed_loop, free_port, human, tail};
 use serde_json::Value;
 use tokio::{io::AsyncReadExt, runtime::Runtime};
 
@@ -210,13 +210,6 @@ fn stop(child: &mut Child, target: &str, grace: Duration) {
         .stderr(Stdio::null())
         .status();
     let _ = child.wait();
-}
-
-/// The last lines of a log file, for error messages.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A running `nimbus up`, its JSON log in a file.

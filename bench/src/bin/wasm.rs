@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nimbus_bench::{LoadFigures, Summary, closed_loop, free_port, human};
+use nimbus_bench::{LoadFigures, Summary, closed_loop, free_port, human, stop, tail};
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
@@ -223,29 +223,6 @@ fn rows(rt: &Runtime, target: &Target, window: Duration) -> Vec<(usize, LoadFigu
 }
 
 /// Sends SIGTERM to `child` and waits up to `grace` for it to exit, then SIGKILL.
-fn stop(child: &mut Child, grace: Duration) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The last lines of a log file, for error messages.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// A running `nimbus up`, its JSON log in a file.
 struct Node {
     child: Child,
