@@ -388,6 +388,12 @@ fn every_answer_carries_the_request_id_the_function_logs() {
         "{}",
         node.logs()
     );
+    // The access line is written as the answer leaves; the log reader may see it later.
+    assert!(
+        node.wait_for_log("\"route\":\"GET /open\"", Duration::from_secs(5)),
+        "{}",
+        node.logs()
+    );
     let access = node
         .logs()
         .lines()
