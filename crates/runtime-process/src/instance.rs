@@ -59,6 +59,8 @@ pub struct ProcessInstance {
     peak_mb: u64,
     /// When resident memory was last sampled.
     sampled: Option<Instant>,
+    /// Stops this instance from outside; made once, handed to the dispatcher per call.
+    stopper: Stopper,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -276,12 +278,20 @@ impl ProcessInstance {
             };
             let _ = exit_tx.send(Some(text));
         });
+        let kill = Arc::new(Mutex::new(Some(kill)));
+        let stopper: Stopper = {
+            let (exited, kill) = (exited.clone(), Arc::clone(&kill));
+            Arc::new(move || {
+                let (exited, kill) = (exited.clone(), Arc::clone(&kill));
+                Box::pin(async move { terminate(pid, exited, &kill).await })
+            })
+        };
         Ok(ProcessInstance {
             function,
             state,
             pending,
             server,
-            kill: Arc::new(Mutex::new(Some(kill))),
+            kill,
             exited,
             pid,
             output,
@@ -289,6 +299,7 @@ impl ProcessInstance {
             invoked: false,
             peak_mb: 0,
             sampled: None,
+            stopper,
         })
     }
 
@@ -437,11 +448,7 @@ impl Instance for ProcessInstance {
     }
 
     fn stopper(&self) -> Option<Stopper> {
-        let (pid, exited, kill) = (self.pid, self.exited.clone(), Arc::clone(&self.kill));
-        Some(Arc::new(move || {
-            let (exited, kill) = (exited.clone(), Arc::clone(&kill));
-            Box::pin(async move { terminate(pid, exited, &kill).await })
-        }))
+        Some(Arc::clone(&self.stopper))
     }
 }
 
