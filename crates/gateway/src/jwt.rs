@@ -12,6 +12,14 @@
 //!    the future; all three with the app's leeway.
 //! 4. When the route names scopes, the token's `scp` (else `scope`) holds one of them.
 //!
+//! Tokens that pass steps 1 to 3 are remembered, by the exact token, in a bounded cache
+//! ([`VERIFIED_CACHE_ENTRIES`]): a token seen again skips the signature check, but its
+//! time claims are checked again against the clock on every request (an entry never
+//! outlives the token's `exp`), its key must still be in the current key set (a JWKS
+//! refresh that drops or replaces the key makes the next request verify afresh), and the
+//! route's scopes are checked as for a new token. A reload builds a new authorizer, with
+//! an empty cache.
+//!
 //! Nimbus goes further than API Gateway, which fetches only the issuer's `jwks_uri` and
 //! accepts only RSA: keys may also come from a JWKS file, a PEM public key (RSA, EC or
 //! Ed25519) or an HMAC secret, and a token without `kid` is accepted when the JWKS holds a
@@ -44,6 +52,10 @@ const UNKNOWN_KID_GAP: Duration = Duration::from_secs(30);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest JWKS document accepted; real ones are a few kilobytes.
 const MAX_JWKS_BYTES: usize = 1 << 20;
+/// Most verified tokens remembered per authorizer (a few KB each at most).
+pub(crate) const VERIFIED_CACHE_ENTRIES: usize = 10_000;
+/// Longest token remembered; longer ones are verified on every request.
+const MAX_CACHED_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Checks the JWTs of requests to `auth = "jwt"` routes.
 #[derive(Debug)]
@@ -54,15 +66,30 @@ pub(crate) struct JwtAuthorizer {
     /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
     leeway: u64,
     keys: Keys,
+    /// Tokens whose signature, issuer and audience were checked, by the token.
+    verified: quick_cache::sync::Cache<Box<str>, Arc<Checked>>,
+}
+
+/// What the checks that do not depend on the clock or the route established about a
+/// token; kept in the authorizer's cache.
+#[derive(Debug)]
+struct Checked {
+    /// The claims flattened to strings, as `requestContext.authorizer.jwt.claims` holds them.
+    flat_claims: Value,
+    /// The token's scopes, from `scp` or else `scope`.
+    scopes: Vec<String>,
+    /// The key set whose key verified the signature.
+    keys: Arc<KeySet>,
+    /// `exp`, `nbf` and `iat`, in seconds.
+    exp: f64,
+    nbf: Option<f64>,
+    iat: Option<f64>,
 }
 
 /// A token that passed every check.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct VerifiedToken {
-    /// The token's claims, as the token carries them.
-    pub(crate) claims: Map<String, Value>,
-    /// The token's scopes, from `scp` or else `scope`.
-    pub(crate) scopes: Vec<String>,
+    checked: Arc<Checked>,
     /// Whether the route asked for scopes: API Gateway reports scopes only then.
     route_scoped: bool,
 }
@@ -228,6 +255,7 @@ impl JwtAuthorizer {
             algorithms,
             leeway: spec.leeway.as_secs(),
             keys,
+            verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_ENTRIES),
         })
     }
 
@@ -243,6 +271,55 @@ impl JwtAuthorizer {
         required_scopes: &[String],
     ) -> Result<VerifiedToken, Unauthorized> {
         let token = bearer_token(authorization_header)?;
+        let checked = match self.remembered(token) {
+            Some(checked) => checked,
+            None => {
+                let checked = Arc::new(self.check(token).await?);
+                if token.len() <= MAX_CACHED_TOKEN_BYTES {
+                    self.verified.insert(token.into(), Arc::clone(&checked));
+                }
+                checked
+            }
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+            .floor();
+        self.check_times(&checked, now)?;
+        let scopes = &checked.scopes;
+        if !required_scopes.is_empty() && !required_scopes.iter().any(|s| scopes.contains(s)) {
+            return Err(Unauthorized {
+                reason: format!(
+                    "the token's scopes {scopes:?} hold none of the route's {required_scopes:?}"
+                ),
+                insufficient_scope: true,
+            });
+        }
+        Ok(VerifiedToken {
+            checked,
+            route_scoped: !required_scopes.is_empty(),
+        })
+    }
+
+    /// The cached checks of `token`, unless the key set that verified it is no longer the
+    /// current one.
+    fn remembered(&self, token: &str) -> Option<Arc<Checked>> {
+        let checked = self.verified.get(token)?;
+        let current = match &self.keys {
+            Keys::Fixed(set) => Arc::clone(set),
+            Keys::Remote { remote, .. } => remote.current(),
+        };
+        if Arc::ptr_eq(&checked.keys, &current) {
+            Some(checked)
+        } else {
+            self.verified.remove(token);
+            None
+        }
+    }
+
+    /// Steps 2 and 3 apart from the clock: the header, the key, the signature, the issuer
+    /// and the audience.
+    async fn check(&self, token: &str) -> Result<Checked, Unauthorized> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| unreadable_header(token))?;
         if !self.algorithms.contains(&header.alg) {
             return Err(Unauthorized::new(format!(
@@ -265,21 +342,45 @@ impl JwtAuthorizer {
 
         self.check_issuer(&claims)?;
         self.check_audience(&claims)?;
-        check_issued_at(&claims, self.leeway)?;
-        let scopes = token_scopes(&claims);
-        if !required_scopes.is_empty() && !required_scopes.iter().any(|s| scopes.contains(s)) {
-            return Err(Unauthorized {
-                reason: format!(
-                    "the token's scopes {scopes:?} hold none of the route's {required_scopes:?}"
-                ),
-                insufficient_scope: true,
-            });
-        }
-        Ok(VerifiedToken {
-            claims,
-            scopes,
-            route_scoped: !required_scopes.is_empty(),
+        let seconds = |name: &str| -> Result<Option<f64>, Unauthorized> {
+            claims
+                .get(name)
+                .map(|v| {
+                    v.as_f64().ok_or_else(|| {
+                        Unauthorized::new(format!("the `{name}` claim is not a number of seconds"))
+                    })
+                })
+                .transpose()
+        };
+        let exp =
+            seconds("exp")?.ok_or_else(|| Unauthorized::new("the token has no `exp` claim"))?;
+        let (nbf, iat) = (seconds("nbf")?, seconds("iat")?);
+        Ok(Checked {
+            flat_claims: flatten_claims(&claims),
+            scopes: token_scopes(&claims),
+            keys: Arc::clone(&keys),
+            exp,
+            nbf,
+            iat,
         })
+    }
+
+    /// Step 3's clock checks at `now` (epoch seconds), on every request: `exp` not past, `nbf` and `iat` not in
+    /// the future, each with the leeway.
+    fn check_times(&self, checked: &Checked, now: f64) -> Result<(), Unauthorized> {
+        let leeway = self.leeway as f64;
+        if checked.exp < now - leeway {
+            return Err(Unauthorized::new("the token has expired (exp)"));
+        }
+        if checked.nbf.is_some_and(|nbf| nbf > now + leeway) {
+            return Err(Unauthorized::new("the token is not valid yet (nbf)"));
+        }
+        if checked.iat.is_some_and(|iat| iat > now + leeway) {
+            return Err(Unauthorized::new(
+                "the token was issued in the future (iat)",
+            ));
+        }
+        Ok(())
     }
 
     /// The keys to look `kid` up in: for a JWKS URL, fetched again first when `kid` is new.
@@ -353,29 +454,45 @@ impl VerifiedToken {
     /// Go runtime), and null claims are left out. `scopes` is `null` unless the route named
     /// scopes; then it lists the token's scopes.
     pub(crate) fn authorizer_context(&self) -> Value {
-        let claims: Map<String, Value> = self
-            .claims
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => {
-                        let mut out = String::new();
-                        go_text(other, &mut out);
-                        out
-                    }
-                };
-                (k.clone(), Value::String(text))
-            })
-            .collect();
         let scopes = if self.route_scoped {
-            json!(self.scopes)
+            json!(self.checked.scopes)
         } else {
             Value::Null
         };
-        json!({ "claims": claims, "scopes": scopes })
+        json!({ "claims": self.checked.flat_claims.clone(), "scopes": scopes })
     }
+
+    /// The token's claims, flattened to strings.
+    #[cfg(test)]
+    pub(crate) fn claims(&self) -> &Value {
+        &self.checked.flat_claims
+    }
+
+    /// The token's scopes, from `scp` or else `scope`.
+    #[cfg(test)]
+    pub(crate) fn scopes(&self) -> &[String] {
+        &self.checked.scopes
+    }
+}
+
+/// The claims as API Gateway flattens them: every value a string, null claims left out.
+fn flatten_claims(claims: &Map<String, Value>) -> Value {
+    let flat: Map<String, Value> = claims
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => {
+                    let mut out = String::new();
+                    go_text(other, &mut out);
+                    out
+                }
+            };
+            (k.clone(), Value::String(text))
+        })
+        .collect();
+    Value::Object(flat)
 }
 
 impl Unauthorized {
@@ -771,25 +888,6 @@ fn jwt_error_reason(e: &jsonwebtoken::errors::Error) -> String {
     }
 }
 
-/// `iat`, when present, must not be in the future (API Gateway checks it too).
-fn check_issued_at(claims: &Map<String, Value>, leeway: u64) -> Result<(), Unauthorized> {
-    let Some(iat) = claims.get("iat") else {
-        return Ok(());
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    match iat.as_f64() {
-        Some(iat) if iat <= (now + leeway) as f64 => Ok(()),
-        Some(_) => Err(Unauthorized::new(
-            "the token was issued in the future (iat)",
-        )),
-        None => Err(Unauthorized::new(
-            "the `iat` claim is not a number of seconds",
-        )),
-    }
-}
-
 /// The token's scopes: `scp` (a list or a space-separated string), else `scope`.
 fn token_scopes(claims: &Map<String, Value>) -> Vec<String> {
     let list = |v: &Value| match v {
@@ -972,8 +1070,8 @@ mod tests {
     async fn tokens_verify_against_a_jwks_file_by_kid() {
         let auth = jwks_file().await;
         let verified = accepts(&auth, &rsa1(&claims())).await;
-        assert_eq!(verified.claims["sub"], "user-1");
-        assert!(verified.scopes.is_empty());
+        assert_eq!(verified.claims()["sub"], "user-1");
+        assert!(verified.scopes().is_empty());
         let es = sign(
             Algorithm::ES256,
             Some("ec-1"),
@@ -1227,7 +1325,7 @@ mod tests {
 
         let token = scoped(json!({ "scope": "read write" }));
         let ok = verify(token.clone(), &["write", "admin"]).await.unwrap();
-        assert_eq!(ok.scopes, ["read", "write"]);
+        assert_eq!(ok.scopes(), ["read", "write"]);
         assert_eq!(ok.authorizer_context()["scopes"], json!(["read", "write"]));
         let err = verify(token.clone(), &["admin"]).await.unwrap_err();
         assert!(err.is_insufficient_scope(), "{err}");
@@ -1408,17 +1506,23 @@ mod tests {
         assert_eq!(server.hits(), 2);
     }
 
-    #[tokio::test]
-    async fn a_jwks_url_is_refreshed_periodically_and_a_failed_refresh_keeps_the_keys() {
-        let (server, url) = KeyServer::start("jwks.json").await;
+    /// An RS256 authorizer on the keys at `url`, refreshed every 50 ms, fetching for an
+    /// unknown kid at most once an hour.
+    async fn refreshed_every_50_ms(url: String) -> JwtAuthorizer {
         let timing = Timing {
             refresh_every: Duration::from_millis(50),
             unknown_kid_gap: Duration::from_secs(3600),
         };
         let spec = spec(JwtKeys::JwksUrl(url), &["RS256"]);
-        let auth = JwtAuthorizer::build(&spec, &|_| Err(VarError::NotPresent), timing)
+        JwtAuthorizer::build(&spec, &|_| Err(VarError::NotPresent), timing)
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_jwks_url_is_refreshed_periodically_and_a_failed_refresh_keeps_the_keys() {
+        let (server, url) = KeyServer::start("jwks.json").await;
+        let auth = refreshed_every_50_ms(url).await;
         // Spend the one fetch an unknown kid may cause, so only the timer fetches below.
         let rsa2 = sign(
             Algorithm::RS256,
@@ -1448,6 +1552,75 @@ mod tests {
             after_drop,
             "a dropped authorizer stops refreshing"
         );
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_a_refresh_drops_its_key() {
+        let (server, url) = KeyServer::start("jwks-rotated.json").await;
+        let auth = refreshed_every_50_ms(url).await;
+        let rsa2 = sign(
+            Algorithm::RS256,
+            Some("rsa-2"),
+            "rsa-2-private.pem",
+            &claims(),
+        );
+        accepts(&auth, &rsa2).await;
+        accepts(&auth, &rsa2).await;
+        assert_eq!(auth.verified.len(), 1, "the token is remembered");
+
+        // The issuer withdraws rsa-2: once a refresh has stored the new set, the token
+        // is checked again and refused.
+        server.serve("jwks.json");
+        let from = server.hits();
+        server.wait_for_hits(from + 2).await;
+        rejects(&auth, &rsa2, "kid \"rsa-2\"").await;
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_meets_the_clock_and_the_route_on_every_request() {
+        let auth = jwks_file().await;
+        let exp = now() + 600;
+        let token = rsa1(&with(claims(), json!({ "scp": "read", "exp": exp })));
+        let first = accepts(&auth, &token).await;
+        assert_eq!(auth.verified.len(), 1);
+        let again = accepts(&auth, &token).await;
+        assert!(
+            Arc::ptr_eq(&first.checked, &again.checked),
+            "served from the cache"
+        );
+
+        // The route's scopes are checked on a hit as on a first sight.
+        let header = format!("Bearer {token}");
+        let refused = auth
+            .verify(Some(&header), &["write".to_owned()])
+            .await
+            .unwrap_err();
+        assert!(refused.is_insufficient_scope());
+        let ok = auth
+            .verify(Some(&header), &["read".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(ok.scopes(), ["read"]);
+
+        // The clock: accepted up to `exp` plus the leeway, refused after.
+        let leeway = auth.leeway as i64;
+        let at = |t: i64| auth.check_times(&first.checked, t as f64);
+        assert!(at(exp + leeway).is_ok());
+        let late = at(exp + leeway + 1).unwrap_err();
+        assert!(late.to_string().contains("expired"), "{late}");
+        let iat = first.checked.iat.unwrap() as i64;
+        let early = at(iat - leeway - 1).unwrap_err();
+        assert!(early.to_string().contains("future"), "{early}");
+
+        // A forged token is never remembered.
+        let last = if token.ends_with('A') { 'E' } else { 'A' };
+        let forged = format!("{}{last}", &token[..token.len() - 1]);
+        assert!(
+            auth.verify(Some(&format!("Bearer {forged}")), &[])
+                .await
+                .is_err()
+        );
+        assert_eq!(auth.verified.len(), 1);
     }
 
     #[tokio::test]
