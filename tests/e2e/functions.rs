@@ -306,7 +306,7 @@ fn fifty_concurrent_calls_run_at_most_max_at_a_time_and_none_is_lost() {
         "{statuses:?}\n{}",
         node.logs()
     );
-    assert!(node.wait_for_logs("\"message\":\"invocation\"", 50, Duration::from_secs(5)));
+    assert!(node.wait_for_logs("\"message\":\"REPORT RequestId", 50, Duration::from_secs(5)));
     let cold = node.logs().matches("\"cold\":true").count();
     assert!(cold <= 10, "{cold} instances were started for max = 10");
     assert!(cold >= 2, "the calls were served by more than one instance");

@@ -47,6 +47,9 @@ const IN_PROCESS_WARMUP: usize = 20_000;
 const IN_PROCESS_ROUNDS: usize = 10;
 /// What the fake invoker returns: a payload 2.0 result.
 const FUNCTION_RESULT: &str = r#"{"statusCode":200,"body":"hello"}"#;
+/// Distinct tokens sent once each for the first-sighting row of part 1 (each is signed
+/// by an `openssl` process, a few ms apiece).
+const FRESH_TOKENS: usize = 2_000;
 /// The body of every request.
 const REQUEST_BODY: &str = r#"{"greeting":"hello","n":42}"#;
 /// The query string of every request.
@@ -153,11 +156,17 @@ fn sign_rs256(key: &Path, claims: &Value) -> Result<String, String> {
 
 /// One token for the whole run, valid for a day.
 fn bench_token() -> Result<String, String> {
+    signed_token(None)
+}
+
+/// A token like [`bench_token`]'s, with a `jti` claim when `id` is given, so that each
+/// is a token the gateway has never seen.
+fn signed_token(id: Option<usize>) -> Result<String, String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
-    let claims = json!({
+    let mut claims = json!({
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": "user-1234",
@@ -165,6 +174,9 @@ fn bench_token() -> Result<String, String> {
         "exp": now + 24 * 3600,
         "scope": "items.read items.write",
     });
+    if let Some(id) = id {
+        claims["jti"] = json!(format!("bench-{id}"));
+    }
     sign_rs256(
         &repo().join("crates/gateway/tests/keys/rsa-1-private.pem"),
         &claims,
@@ -420,6 +432,25 @@ async fn in_process(token: String) -> Result<Duration, String> {
         s.print_row();
     }
     let [floor, open, secure] = &all;
+    // First sightings: every request carries a token the gateway has not verified before,
+    // so each pays the RS256 signature check.
+    let fresh: Vec<String> = (0..FRESH_TOKENS)
+        .map(|i| signed_token(Some(i)))
+        .collect::<Result<_, _>>()?;
+    let mut first = series(
+        "gateway, POST /secure, auth jwt (RS256), a new token each request",
+        &gateway,
+        "/secure",
+    );
+    for token in &fresh {
+        let (elapsed, got) = one(&gateway, request("/secure", token)).await;
+        if got != first.answer {
+            return Err(format!("a new token answered differently: {got:?}"));
+        }
+        first.samples.push(elapsed);
+    }
+    first.round_p50s.push(first.p50());
+    first.print_row();
     println!();
     println!(
         "p50 over the bare router: auth none {}, auth jwt {}; JWT verification (jwt - none) {}",
@@ -511,7 +542,7 @@ impl Node {
         let end = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         self.scanned += end as u64;
         let lines = String::from_utf8_lossy(&text[..end]);
-        let logged = lines.contains("\"message\":\"invocation\"");
+        let logged = lines.contains("\"message\":\"REPORT RequestId");
         let cold = lines
             .lines()
             .filter(|line| line.contains("\"cold\":true"))

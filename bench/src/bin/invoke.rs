@@ -271,14 +271,16 @@ impl Node {
         }
     }
 
-    /// The structured "invocation" log line of `function` (the first one), once logged.
+    /// The REPORT log line of `function` (the first one), once logged.
     fn invocation(&self, function: &str) -> Option<Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let found = text.lines().find_map(|line| {
                 let v: Value = serde_json::from_str(line).ok()?;
-                (v["message"] == "invocation" && v["function"] == function).then_some(v)
+                (v["message"].as_str()?.starts_with("REPORT RequestId")
+                    && v["function"] == function)
+                    .then_some(v)
             });
             if found.is_some() {
                 return found;
@@ -588,7 +590,7 @@ fn cold_starts(
                     inits.push(Duration::from_secs_f64(ms / 1000.0));
                 }
             }
-            None => eprintln!("{function}: no \"invocation\" log line"),
+            None => eprintln!("{function}: no REPORT log line"),
         }
     }
     let _ = std::fs::remove_file(&log);

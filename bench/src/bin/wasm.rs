@@ -283,20 +283,23 @@ impl Node {
         format!("http://{}{REQUEST_PATH}", self.gateway)
     }
 
-    /// The `init_ms` of every "invocation" log line so far, and the number of those lines.
+    /// The `init_ms` of every REPORT log line so far, and the number of those lines.
     fn init_durations(&self) -> (Vec<Duration>, usize) {
         let Ok(file) = std::fs::File::open(&self.log) else {
             return (Vec::new(), 0);
         };
         let (mut inits, mut lines) = (Vec::new(), 0);
         for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-            if !line.contains("\"invocation\"") {
+            if !line.contains("\"REPORT RequestId") {
                 continue;
             }
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
-            if v["message"] != "invocation" {
+            if !v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("REPORT RequestId"))
+            {
                 continue;
             }
             lines += 1;
@@ -777,7 +780,7 @@ fn main() {
         Some((inits, lines)) if !inits.is_empty() => {
             let s = Summary::of(inits.clone());
             println!(
-                "| instantiation, per-request mode, p50 (`init_ms` of {} of {lines} invocation log lines; p99 {}) | {} | < 50us | {} |",
+                "| instantiation, per-request mode, p50 (`init_ms` of {} of {lines} REPORT log lines; p99 {}) | {} | < 50us | {} |",
                 s.n,
                 human(s.p99),
                 human(s.p50),

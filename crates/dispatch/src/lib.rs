@@ -453,7 +453,6 @@ impl Dispatcher {
             ));
         }
         tracing::info!(target: "function", function = function_name, request_id = %request_id, "END RequestId: {request_id}");
-        tracing::info!(target: "function", function = function_name, request_id = %request_id, "{report_line}");
         let outcome_kind = match &report.outcome {
             Outcome::Response(_) => "success",
             Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => "timeout",
@@ -463,7 +462,9 @@ impl Dispatcher {
             Outcome::Error { error_type, .. } => Some(error_type.as_str()),
             Outcome::Response(_) => None,
         };
+        // The REPORT line also carries the invocation's figures as fields, for machines.
         tracing::info!(
+            target: "function",
             function = function_name,
             request_id = %request_id,
             error_type,
@@ -471,7 +472,7 @@ impl Dispatcher {
             init_ms = report.init_duration.map(|d| d.as_secs_f64() * 1000.0),
             cold,
             outcome = outcome_kind,
-            "invocation"
+            "{report_line}"
         );
         if report.reusable {
             pool.put_back(instance, generation);

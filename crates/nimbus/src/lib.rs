@@ -26,7 +26,7 @@ pub struct Cli {
 /// Parses the command line, runs the command, and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli.logging.init();
+    let _log_writer = cli.logging.init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,9 +1,18 @@
 //! Log output: human-readable on a terminal, JSON on request.
+//!
+//! Lines are formatted on the thread that logs them and written to stderr by a thread of
+//! their own, so that a request never waits on the terminal or the pipe. Nothing is
+//! dropped: when that thread falls behind by [`BUFFERED_LINES`], loggers wait for it.
+//! The guard [`LogArgs::init`] returns writes what is left when it is dropped.
 
 use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+/// Lines waiting for the writer thread before loggers wait.
+const BUFFERED_LINES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -32,7 +41,9 @@ pub(crate) struct LogArgs {
 }
 
 impl LogArgs {
-    pub(crate) fn init(&self) {
+    /// Installs the subscriber; keep the guard until the program ends.
+    #[must_use = "dropping the guard stops the log writer"]
+    pub(crate) fn init(&self) -> WorkerGuard {
         let filter = match &self.log_level {
             Some(level) => EnvFilter::try_new(level),
             None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
@@ -41,12 +52,23 @@ impl LogArgs {
             eprintln!("warning: bad log filter ({e}); using `info`");
             EnvFilter::new("info")
         });
+        let (writer, guard) = NonBlockingBuilder::default()
+            .lossy(false)
+            .buffered_lines_limit(BUFFERED_LINES)
+            .thread_name("nimbus-log")
+            // The writer thread drains every waiting line into the buffer, then flushes:
+            // a burst of lines costs one write.
+            .finish(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stderr(),
+            ));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr);
+            .with_writer(writer);
         match self.log_format {
             LogFormat::Json => builder.json().flatten_event(true).init(),
             LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         }
+        guard
     }
 }
