@@ -15,5 +15,6 @@ mod lifecycle;
 mod limits;
 mod security;
 mod seed;
+mod streams;
 mod todo_wasm;
 mod wasm;

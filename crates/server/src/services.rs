@@ -38,9 +38,9 @@ pub(crate) fn router(
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
-/// AWS JSON-protocol requests name their operation in `X-Amz-Target`; DynamoDB's go to
-/// the table store, the rest get `UnknownOperationException` in the same protocol's shape.
-/// Anything else gets a plain 404.
+/// AWS JSON-protocol requests name their operation in `X-Amz-Target`; DynamoDB's and
+/// DynamoDB Streams' go to the table store, the rest get `UnknownOperationException` in
+/// the same protocol's shape. Anything else gets a plain 404.
 async fn aws(State(services): State<Arc<Services>>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(target) = headers.get("x-amz-target") else {
         return (
@@ -52,6 +52,9 @@ async fn aws(State(services): State<Arc<Services>>, headers: HeaderMap, body: By
     let target = String::from_utf8_lossy(target.as_bytes()).into_owned();
     if target.starts_with(nimbus_tables::api::TARGET_PREFIX) {
         return nimbus_tables::http::respond(&services.tables, &target, &body).await;
+    }
+    if target.starts_with(nimbus_tables::api::STREAMS_TARGET_PREFIX) {
+        return nimbus_tables::http::respond_streams(&services.tables, &target, &body).await;
     }
     nimbus_tables::http::error_response(&ApiError::new(
         ErrorKind::UnknownOperation,

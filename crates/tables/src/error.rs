@@ -30,6 +30,10 @@ pub enum ErrorKind {
     IdempotentParameterMismatch,
     /// An item collection grew beyond 10 GB (LSI tables).
     ItemCollectionSizeLimitExceeded,
+    /// A DynamoDB Streams shard iterator is older than 15 minutes.
+    ExpiredIterator,
+    /// A DynamoDB Streams read reached records already trimmed from the stream.
+    TrimmedDataAccess,
     /// Something failed inside Nimbus.
     InternalServerError,
 }
@@ -59,6 +63,12 @@ impl ErrorKind {
             }
             ErrorKind::ItemCollectionSizeLimitExceeded => {
                 "com.amazonaws.dynamodb.v20120810#ItemCollectionSizeLimitExceededException"
+            }
+            ErrorKind::ExpiredIterator => {
+                "com.amazonaws.dynamodb.v20120810#ExpiredIteratorException"
+            }
+            ErrorKind::TrimmedDataAccess => {
+                "com.amazonaws.dynamodb.v20120810#TrimmedDataAccessException"
             }
             ErrorKind::InternalServerError => {
                 "com.amazonaws.dynamodb.v20120810#InternalServerError"

@@ -1,5 +1,5 @@
-//! DynamoDB's HTTP framing: answers an operation with the JSON 1.0 content type, a request
-//! id and the CRC32 of the body as sent.
+//! DynamoDB's HTTP framing (DynamoDB Streams' too): answers an operation with the JSON 1.0
+//! content type, a request id and the CRC32 of the body as sent.
 
 use axum::{
     body::Body,
@@ -13,8 +13,18 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
 /// Runs the operation named by `target` on `body` and builds the HTTP response.
 pub async fn respond(tables: &Tables, target: &str, body: &[u8]) -> Response<Body> {
+    answer(target, tables.handle(target, body).await)
+}
+
+/// Runs the DynamoDB Streams operation named by `target` on `body` and builds the HTTP
+/// response.
+pub async fn respond_streams(tables: &Tables, target: &str, body: &[u8]) -> Response<Body> {
+    answer(target, tables.handle_streams(target, body).await)
+}
+
+fn answer(target: &str, result: Result<serde_json::Value, ApiError>) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
-    let (status, json) = match tables.handle(target, body).await {
+    let (status, json) = match result {
         Ok(json) => (StatusCode::OK, json),
         Err(e) => {
             tracing::debug!(target, error = %e, request_id, "dynamodb request refused");

@@ -1,5 +1,6 @@
 //! DynamoDB's JSON 1.0 API over a [`TableEngine`]: one function per operation, each
 //! validating its request as DynamoDB does, then reading or writing through the engine.
+//! The DynamoDB Streams API, which reads the tables' change records, lives beside it.
 
 mod batch;
 mod capacity;
@@ -9,6 +10,7 @@ mod items;
 mod keys;
 mod read;
 mod request;
+mod streams;
 mod transact;
 mod ttl;
 
@@ -26,6 +28,7 @@ use crate::{
 };
 
 pub use catalog_ops::table_def_from_spec;
+pub use streams::STREAMS_TARGET_PREFIX;
 
 /// The `X-Amz-Target` prefix of DynamoDB operations.
 pub const TARGET_PREFIX: &str = "DynamoDB_20120810.";
@@ -67,13 +70,7 @@ impl Tables {
         let Some(operation) = target.strip_prefix(TARGET_PREFIX) else {
             return Err(unknown_operation());
         };
-        let body: Json = if body.is_empty() {
-            Json::Object(Default::default())
-        } else {
-            serde_json::from_slice(body).map_err(|e| {
-                ApiError::new(ErrorKind::Serialization, format!("Malformed JSON: {e}"))
-            })?
-        };
+        let body = parse_body(body)?;
         let req = request::Req::parse(&body)?;
         match operation {
             "CreateTable" => catalog_ops::create_table(self, &req).await,
@@ -212,6 +209,15 @@ fn describe_key(key: &crate::schema::KeySchema) -> String {
         .map(|a| format!("{} ({})", a.name, a.ty.as_str()))
         .collect::<Vec<_>>()
         .join(" + ")
+}
+
+/// A request body: a JSON document, `{}` when empty.
+fn parse_body(body: &[u8]) -> Result<Json, ApiError> {
+    if body.is_empty() {
+        return Ok(Json::Object(Default::default()));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorKind::Serialization, format!("Malformed JSON: {e}")))
 }
 
 fn unknown_operation() -> ApiError {
