@@ -30,6 +30,11 @@ use crate::{
 /// Table definitions by table name.
 const CATALOG: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("catalog");
 
+/// The last sequence number given to a record of each table's stream, by table id: the
+/// stream table itself may have been trimmed empty.
+const STREAM_SEQUENCES: TableDefinition<'static, &str, u64> =
+    TableDefinition::new("stream_sequences");
+
 /// Most write requests committed together.
 const MAX_GROUP: usize = 512;
 
@@ -326,10 +331,17 @@ fn apply_writes(
             let mut stream = txn
                 .open_table(TableDefinition::<u64, &[u8]>::new(&name))
                 .map_err(err)?;
-            record.sequence = stream
-                .last()
+            let last = stream.last().map_err(err)?.map(|(seq, _)| seq.value());
+            let mut counters = txn.open_table(STREAM_SEQUENCES).map_err(err)?;
+            let counted = counters
+                .get(def.id.as_str())
                 .map_err(err)?
-                .map_or(1, |(seq, _)| seq.value() + 1);
+                .map(|v| v.value());
+            // The counter outlives trimming: numbering never restarts.
+            record.sequence = last.max(counted).map_or(1, |seq| seq + 1);
+            counters
+                .insert(def.id.as_str(), record.sequence)
+                .map_err(err)?;
             stream
                 .insert(record.sequence, record.to_bytes().as_slice())
                 .map_err(err)?;
@@ -482,6 +494,10 @@ fn apply_ddl(txn: &WriteTransaction, ddl: Ddl) -> Result<(), EngineError> {
             txn.delete_table(TableDefinition::<&[u8], &[u8]>::new(&items_table(&def)))
                 .map_err(err)?;
             txn.delete_table(TableDefinition::<u64, &[u8]>::new(&stream_table(&def)))
+                .map_err(err)?;
+            txn.open_table(STREAM_SEQUENCES)
+                .map_err(err)?
+                .remove(def.id.as_str())
                 .map_err(err)?;
             for index in def.global_indexes.iter().chain(&def.local_indexes) {
                 txn.delete_table(TableDefinition::<&[u8], &[u8]>::new(&index_table(

@@ -207,5 +207,11 @@ pub(super) async fn delete_table(pool: &Pool, def: &TableDef) -> Result<(), Engi
     )
     .await
     .map_err(err)?;
+    txn.execute(
+        "DELETE FROM nimbus_tables_stream_sequences WHERE table_id = $1",
+        &[&def.id],
+    )
+    .await
+    .map_err(err)?;
     txn.commit().await.map_err(err)
 }

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS nimbus_tables_stream (
     record bytea NOT NULL,
     PRIMARY KEY (table_id, seq)
 );
+CREATE TABLE IF NOT EXISTS nimbus_tables_stream_sequences (
+    table_id text PRIMARY KEY,
+    last_seq bigint NOT NULL
+);
 "#;
 
 /// Creates what is missing, under a lock so that nodes starting together do not race on

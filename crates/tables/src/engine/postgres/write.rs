@@ -25,8 +25,16 @@ const LOCK_KEYS: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::
 /// and a reader never skips a record committed after a later one.
 const LOCK_STREAMS: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k";
 
-const LAST_SEQUENCES: &str = "SELECT t, coalesce((SELECT max(seq) FROM nimbus_tables_stream
-    WHERE table_id = t), 0) FROM unnest($1::text[]) AS t";
+/// The last sequence number of each table's stream: its counter, which outlives
+/// trimming, or (for a stream written before the counter existed) its newest record.
+const LAST_SEQUENCES: &str = "SELECT t, greatest(
+        coalesce((SELECT last_seq FROM nimbus_tables_stream_sequences WHERE table_id = t), 0),
+        coalesce((SELECT max(seq) FROM nimbus_tables_stream WHERE table_id = t), 0))
+    FROM unnest($1::text[]) AS t";
+
+const SAVE_SEQUENCES: &str = "INSERT INTO nimbus_tables_stream_sequences (table_id, last_seq)
+    SELECT t, max(s) FROM unnest($1::text[], $2::int8[]) AS r(t, s) GROUP BY t
+    ON CONFLICT (table_id) DO UPDATE SET last_seq = EXCLUDED.last_seq";
 
 const INSERT_RECORDS: &str =
     "INSERT INTO nimbus_tables_stream (table_id, seq, label, created, record)
@@ -257,6 +265,8 @@ async fn append_records(
     let insert = txn.prepare_cached(INSERT_RECORDS).await?;
     txn.execute(&insert, &[&ids, &seqs, &labels, &times, &bytes])
         .await?;
+    let save = txn.prepare_cached(SAVE_SEQUENCES).await?;
+    txn.execute(&save, &[&ids, &seqs]).await?;
     Ok(())
 }
 
