@@ -26,7 +26,7 @@ pub struct Cli {
 /// Parses the command line, runs the command, and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_writer = cli.logging.init();
+    let log_writer = cli.logging.init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,7 +37,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli.command.run()) {
+    let result = runtime.block_on(cli.command.run());
+    drop(runtime);
+    // Every log line is out before the final word, which is then the last line.
+    drop(log_writer);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
