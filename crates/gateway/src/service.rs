@@ -291,37 +291,56 @@ async fn serve(
     let payload = serde_json::to_vec(&event).expect("serialising JSON values cannot fail");
     let version = found.route.payload;
     let invoked = Instant::now();
-    // The invocation runs on its own task so that a response the function streams can
-    // be passed on while it runs; one that does not stream arrives whole at the end.
+    let finish = |response: Response<Body>| {
+        (
+            response,
+            Some(route_key.clone()),
+            Some(function.clone()),
+            Some(invoked.elapsed()),
+        )
+    };
+    // The invocation runs inline; only a function that starts streaming moves it to a task
+    // of its own, so that its response can be passed on while it runs. (A task per request
+    // would cost a cross-thread wake-up on an idle runtime.)
     let (stream, mut streamed) = tokio::sync::mpsc::channel(16);
     let options = InvokeOptions {
         request_id: Some(request_id.to_owned()),
         stream: Some(stream),
         ..InvokeOptions::default()
     };
-    let invocation = {
+    let mut invocation = {
         let (invoker, function) = (Arc::clone(&gw.invoker), function.clone());
-        tokio::spawn(async move { invoker.invoke(&function, payload, options).await })
+        Box::pin(async move { invoker.invoke(&function, payload, options).await })
     };
-    let response = match streamed.recv().await {
-        Some(StreamPart::Start { content_type }) => {
-            crate::stream::respond(content_type, streamed, invocation).await
+    let first = tokio::select! {
+        biased;
+        part = streamed.recv() => Ok(part),
+        result = &mut invocation => Err(result),
+    };
+    let whole = match first {
+        Ok(Some(StreamPart::Start { content_type })) => {
+            let task = tokio::spawn(invocation);
+            return finish(crate::stream::respond(content_type, streamed, task).await);
         }
         // The channel closed without a start: the function did not stream.
-        _ => match invocation.await {
-            Ok(Ok(result)) => reply::from_outcome(result.outcome, version),
-            Ok(Err(e)) => {
-                tracing::warn!(function = %function, error = %e, "invocation refused");
-                reply::from_invoke_error(&e, version)
+        Ok(_) => invocation.await,
+        // It may have started a stream just before it finished.
+        Err(result) => match streamed.try_recv() {
+            Ok(StreamPart::Start { content_type }) => {
+                let task = tokio::spawn(async move { result });
+                return finish(crate::stream::respond(content_type, streamed, task).await);
             }
-            Err(e) => {
-                tracing::error!(function = %function, error = %e, "the invocation task failed");
-                reply::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-            }
+            _ => result,
         },
     };
-    let integration = invoked.elapsed();
-    (response, Some(route_key), Some(function), Some(integration))
+    let response = match whole {
+        Ok(result) => reply::from_outcome(result.outcome, version),
+        Err(e) => {
+            tracing::warn!(function = %function, error = %e, "invocation refused");
+            reply::from_invoke_error(&e, version)
+        }
+    };
+    finish(response)
 }
 
 /// The checks that need only the headers: JWT and API keys.
