@@ -55,14 +55,25 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> (Json, bool) {
     }
 }
 
+/// A header value as text: as sent when it is UTF-8 (nearly always ASCII), else with
+/// replacement characters.
+fn header_text(value: &axum::http::HeaderValue) -> String {
+    let bytes = value.as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 /// Header values by lowercased name, in order.
 fn header_lists(headers: &HeaderMap) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        out.entry(name.as_str().to_owned()).or_default().push(value);
-    }
-    out
+    headers
+        .keys()
+        .map(|name| {
+            let values = headers.get_all(name).iter().map(header_text).collect();
+            (name.as_str().to_owned(), values)
+        })
+        .collect()
 }
 
 /// Query parameters, URL-decoded, by name, in order.

@@ -853,7 +853,8 @@ fn bearer_token(header: Option<&str>) -> Result<&str, Unauthorized> {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_start(),
         _ => value,
     };
-    if token.is_empty() || token.contains(char::is_whitespace) {
+    // A token is base64url and dots: any other byte makes it fail to decode later.
+    if token.is_empty() || token.bytes().any(|b| b.is_ascii_whitespace()) {
         return Err(Unauthorized::new(
             "the Authorization header is not a token or `Bearer <token>`",
         ));
