@@ -7,14 +7,17 @@
 
 mod harness;
 
+mod async_invoke;
 mod cli;
 mod dynamodb;
 mod functions;
 mod gateway;
 mod lifecycle;
 mod limits;
+mod schedules;
 mod security;
 mod seed;
+mod stream_triggers;
 mod streams;
 mod todo_wasm;
 mod wasm;

@@ -50,6 +50,9 @@ pub enum EventSource {
         batching_window: Duration,
         /// Split a failing batch in two and retry each half.
         bisect_on_error: bool,
+        /// A function of the app invoked asynchronously with Lambda's on-failure record
+        /// (where the discarded records lie in the stream) for every batch given up.
+        on_failure: Option<String>,
     },
     /// A schedule.
     Schedule(ScheduleExpression),

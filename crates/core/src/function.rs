@@ -125,6 +125,43 @@ pub struct FunctionSpec {
     pub allowed_outbound_hosts: Vec<String>,
     /// How a wasm function's instances are used (process functions always reuse theirs).
     pub instances: InstanceMode,
+    /// How asynchronous invocations of the function are retried and where their results go.
+    pub async_policy: AsyncPolicy,
+}
+
+/// How asynchronous (`InvocationType: Event`) invocations of a function are handled, as
+/// Lambda's `PutFunctionEventInvokeConfig` configures them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsyncPolicy {
+    /// Retries after a failed first attempt (`MaximumRetryAttempts`).
+    pub max_retries: u32,
+    /// Oldest an event may be and still be attempted (`MaximumEventAgeInSeconds`).
+    #[serde(with = "duration_secs")]
+    pub max_event_age: Duration,
+    /// A function of the app that receives an invocation record of every success.
+    pub on_success: Option<String>,
+    /// A function of the app that receives an invocation record of every event that
+    /// failed all its attempts or grew too old.
+    pub on_failure: Option<String>,
+}
+
+impl AsyncPolicy {
+    /// Shortest `max_event_age` (Lambda's 60 s).
+    pub const MIN_EVENT_AGE: Duration = Duration::from_secs(60);
+    /// Longest `max_event_age` (Lambda's 6 h).
+    pub const MAX_EVENT_AGE: Duration = Duration::from_secs(6 * 3600);
+}
+
+impl Default for AsyncPolicy {
+    /// Lambda's defaults: two retries, six hours, no destinations.
+    fn default() -> Self {
+        AsyncPolicy {
+            max_retries: crate::limits::DEFAULT_MAX_RETRIES,
+            max_event_age: crate::limits::DEFAULT_MAX_EVENT_AGE,
+            on_success: None,
+            on_failure: None,
+        }
+    }
 }
 
 /// How a wasm function's instances serve requests.

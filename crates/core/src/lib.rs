@@ -30,7 +30,7 @@ pub use app::{
 };
 pub use event::{EventSource, EventSpec, RetryPolicy, ScheduleExpression, StartingPosition};
 pub use function::{
-    Concurrency, FunctionSpec, InstanceMode, RuntimeKind, RuntimeSpec, UnknownRuntime,
+    AsyncPolicy, Concurrency, FunctionSpec, InstanceMode, RuntimeKind, RuntimeSpec, UnknownRuntime,
 };
 pub use invoke::{
     BoxFuture, Instance, Invocation, Invoke, InvokeError, InvokeOptions, InvokeResult, Outcome,

@@ -600,6 +600,7 @@ mod tests {
             environment: [("V".to_owned(), v.to_owned())].into_iter().collect(),
             allowed_outbound_hosts: Vec::new(),
             instances: nimbus_core::InstanceMode::Reuse,
+            async_policy: Default::default(),
         }
     }
 

@@ -69,7 +69,7 @@ fn decode_event(
         .take("enabled")
         .map_or(Some(true), |f| f.bool(&mut cx.sink));
 
-    let source = source.and_then(|s| decode_source(cx, &s, &mut obj, tables));
+    let source = source.and_then(|s| decode_source(cx, &s, &mut obj, functions, tables));
     obj.finish(&mut cx.sink);
 
     let function = function.and_then(|f| {
@@ -97,6 +97,7 @@ fn decode_source(
     cx: &mut Cx<'_>,
     source: &Str,
     obj: &mut Obj<'_>,
+    functions: &BTreeMap<String, FunctionSpec>,
     tables: &BTreeMap<String, TableSpec>,
 ) -> Option<EventSource> {
     let Some((kind, rest)) = source.value.split_once(':') else {
@@ -120,7 +121,7 @@ fn decode_source(
         format!("{:?}", source.value),
     );
     let decoded = match kind {
-        "table" => table_source(cx, source, rest, obj, tables),
+        "table" => table_source(cx, source, rest, obj, functions, tables),
         "schedule" => schedule(rest)
             .map_err(|expected| source.reject(&mut cx.sink, expected))
             .ok()
@@ -152,6 +153,7 @@ fn table_source(
     source: &Str,
     table: &str,
     obj: &mut Obj<'_>,
+    functions: &BTreeMap<String, FunctionSpec>,
     tables: &BTreeMap<String, TableSpec>,
 ) -> Option<EventSource> {
     let starting_position =
@@ -171,6 +173,20 @@ fn table_source(
     let bisect_on_error = obj
         .take("bisect_on_error")
         .map_or(Some(false), |f| f.bool(&mut cx.sink));
+    let on_failure = match obj.take("on_failure") {
+        None => Some(None),
+        Some(f) => f
+            .string(&mut cx.sink, "the name of a function of the app")
+            .and_then(|f| {
+                if !cx.declared_functions.contains(&f.value) {
+                    let known: Vec<&str> =
+                        cx.declared_functions.iter().map(String::as_str).collect();
+                    f.reject(&mut cx.sink, declared("function", &known));
+                }
+                // A declared function with errors of its own has been reported already.
+                functions.contains_key(&f.value).then_some(Some(f.value))
+            }),
+    };
     match tables.get(table) {
         None if cx.declared_tables.contains(table) => return None,
         None => {
@@ -196,6 +212,7 @@ fn table_source(
         batch_size: batch_size?,
         batching_window: batching_window?,
         bisect_on_error: bisect_on_error?,
+        on_failure: on_failure?,
     })
 }
 

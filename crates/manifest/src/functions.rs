@@ -2,11 +2,14 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use nimbus_core::{Concurrency, FunctionSpec, InstanceMode, RuntimeKind, RuntimeSpec, limits};
+use nimbus_core::{
+    AsyncPolicy, Concurrency, FunctionSpec, InstanceMode, RuntimeKind, RuntimeSpec, limits,
+};
 
 use crate::{
     context::Cx,
     decode::{Field, Str},
+    routes::declared,
     support::Feature,
 };
 
@@ -15,22 +18,56 @@ pub(crate) fn decode(cx: &mut Cx<'_>, field: Field<'_>) -> BTreeMap<String, Func
     let Some(obj) = field.table(&mut cx.sink, "a table of tables, one per function name") else {
         return functions;
     };
-    for (name, field) in obj.entries() {
+    let entries = obj.entries();
+    // Every name first: a function's async destinations may name a later one.
+    for (name, _) in &entries {
         cx.declared_functions.insert(name.value.clone());
+    }
+    let mut destinations = Vec::new();
+    for (name, field) in entries {
         if !limits::is_valid_function_name(&name.value) {
             name.reject(
                 &mut cx.sink,
                 "a function name of 1 to 64 letters, digits, `_` or `-`",
             );
         }
-        if let Some(function) = decode_function(cx, &name, field) {
+        if let Some((function, named)) = decode_function(cx, &name, field) {
+            destinations.extend(named.into_iter().map(|d| (name.value.clone(), d)));
             functions.insert(name.value.clone(), function);
         }
+    }
+    for (function, destination) in destinations {
+        check_destination(cx, &function, &destination);
     }
     functions
 }
 
-fn decode_function(cx: &mut Cx<'_>, name: &Str, field: Field<'_>) -> Option<FunctionSpec> {
+/// A destination must be another function of the app (Lambda refuses a function as its
+/// own destination).
+fn check_destination(cx: &mut Cx<'_>, function: &str, destination: &Str) {
+    if destination.value == function {
+        destination.reject(
+            &mut cx.sink,
+            "another function of the app (a function cannot be its own destination)",
+        );
+    } else if !cx.declared_functions.contains(&destination.value) {
+        let known: Vec<&str> = cx
+            .declared_functions
+            .iter()
+            .map(String::as_str)
+            .filter(|f| *f != function)
+            .collect();
+        destination.reject(&mut cx.sink, declared("function", &known));
+    }
+}
+
+/// A function and the destinations its `async` table names, checked once every function
+/// is known.
+fn decode_function(
+    cx: &mut Cx<'_>,
+    name: &Str,
+    field: Field<'_>,
+) -> Option<(FunctionSpec, Vec<Str>)> {
     let mut obj = field.table(&mut cx.sink, "a table with `runtime`")?;
     obj.span = name.span.clone();
     let runtime = obj
@@ -78,6 +115,11 @@ fn decode_function(cx: &mut Cx<'_>, name: &Str, field: Field<'_>) -> Option<Func
     let instances = obj
         .take("instances")
         .and_then(|f| f.string(&mut cx.sink, "\"reuse\" or \"per-request\""));
+    let async_policy = obj
+        .take("async")
+        .map_or(Some((AsyncPolicy::default(), Vec::new())), |f| {
+            async_policy(cx, f)
+        });
     obj.finish(&mut cx.sink);
 
     let runtime = runtime?;
@@ -106,7 +148,8 @@ fn decode_function(cx: &mut Cx<'_>, name: &Str, field: Field<'_>) -> Option<Func
         None => Vec::new(),
         Some(hosts) => check_outbound(cx, runtime.kind, hosts?)?,
     };
-    Some(FunctionSpec {
+    let (async_policy, destinations) = async_policy?;
+    let function = FunctionSpec {
         name: name.value.clone(),
         runtime,
         code: code_path,
@@ -117,7 +160,45 @@ fn decode_function(cx: &mut Cx<'_>, name: &Str, field: Field<'_>) -> Option<Func
         environment: environment?,
         allowed_outbound_hosts,
         instances: instances?,
-    })
+        async_policy,
+    };
+    Some((function, destinations))
+}
+
+const ASYNC_EXPECTED: &str = "a table such as { max_retries = 2, max_event_age = \"6h\", on_success = \"fn\", on_failure = \"fn\" }";
+
+/// `async = { ... }`: the policy, and the destinations it names (checked later).
+fn async_policy(cx: &mut Cx<'_>, field: Field<'_>) -> Option<(AsyncPolicy, Vec<Str>)> {
+    let mut obj = field.table(&mut cx.sink, ASYNC_EXPECTED)?;
+    let max_retries = obj
+        .take("max_retries")
+        .map_or(Some(limits::DEFAULT_MAX_RETRIES), |f| {
+            f.int(&mut cx.sink, 0..=limits::MAX_RETRIES)
+        });
+    let max_event_age =
+        obj.take("max_event_age")
+            .map_or(Some(limits::DEFAULT_MAX_EVENT_AGE), |f| {
+                f.duration(
+                    &mut cx.sink,
+                    AsyncPolicy::MIN_EVENT_AGE..=AsyncPolicy::MAX_EVENT_AGE,
+                )
+            });
+    let on_success = obj
+        .take("on_success")
+        .map(|f| f.string(&mut cx.sink, "the name of a function of the app"));
+    let on_failure = obj
+        .take("on_failure")
+        .map(|f| f.string(&mut cx.sink, "the name of a function of the app"));
+    obj.finish(&mut cx.sink);
+    let on_success = on_success.map_or(Some(None), |s| s.map(Some))?;
+    let on_failure = on_failure.map_or(Some(None), |s| s.map(Some))?;
+    let policy = AsyncPolicy {
+        max_retries: max_retries?,
+        max_event_age: max_event_age?,
+        on_success: on_success.as_ref().map(|s| s.value.clone()),
+        on_failure: on_failure.as_ref().map(|s| s.value.clone()),
+    };
+    Some((policy, on_success.into_iter().chain(on_failure).collect()))
 }
 
 fn runtime(cx: &mut Cx<'_>, field: Field<'_>) -> Option<RuntimeSpec> {

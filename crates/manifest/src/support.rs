@@ -73,6 +73,8 @@ impl Support {
             features: &[
                 Feature::WasmRuntime,
                 Feature::TableStreams,
+                Feature::StreamTriggers,
+                Feature::Schedules,
                 Feature::JwtAuth,
                 Feature::ApiKeys,
                 Feature::Cors,

@@ -38,6 +38,9 @@ pub struct Config {
     pub tls_cert: Option<std::path::PathBuf>,
     /// The PEM private key of [`tls_cert`](Self::tls_cert).
     pub tls_key: Option<std::path::PathBuf>,
+    /// The longest delay before the first retry of a failed async invocation; each later
+    /// retry doubles it, up to 5 minutes.
+    pub async_retry_base: Duration,
 }
 
 impl Config {
@@ -59,6 +62,8 @@ impl Config {
     /// The default header size limit: API Gateway's quota for HTTP APIs, "total combined
     /// size of request line and header values", 10240 bytes.
     pub const DEFAULT_MAX_HEADER_BYTES: usize = 10_240;
+    /// The default bound on the first async retry's delay.
+    pub const DEFAULT_ASYNC_RETRY_BASE: Duration = Duration::from_secs(1);
 }
 
 impl Default for Config {
@@ -77,6 +82,7 @@ impl Default for Config {
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
             tls_cert: None,
             tls_key: None,
+            async_retry_base: Self::DEFAULT_ASYNC_RETRY_BASE,
         }
     }
 }

@@ -8,6 +8,12 @@ use std::{
 /// The lock file inside a data directory.
 const LOCK_FILE: &str = "nimbus.lock";
 
+/// The async event queue's file inside a data directory (embedded mode).
+const EVENTS_FILE: &str = "events.redb";
+
+/// The stream triggers' checkpoints inside a data directory.
+const TRIGGERS_FILE: &str = "triggers.redb";
+
 /// Why a data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -92,6 +98,16 @@ impl DataDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file of the durable async event queue and its dead letters.
+    pub fn events_file(&self) -> PathBuf {
+        self.path.join(EVENTS_FILE)
+    }
+
+    /// The file of the table stream triggers' checkpoints.
+    pub fn triggers_file(&self) -> PathBuf {
+        self.path.join(TRIGGERS_FILE)
     }
 }
 

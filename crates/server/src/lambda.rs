@@ -1,5 +1,6 @@
-//! The Lambda REST API (`2015-03-31`) on the services endpoint: Invoke, GetFunction and
-//! ListFunctions, as the AWS CLI and SDKs call them.
+//! The Lambda REST API (`2015-03-31`) on the services endpoint: Invoke (synchronous, and
+//! asynchronous through the durable event queue), GetFunction and ListFunctions, as the
+//! AWS CLI and SDKs call them.
 
 use std::sync::Arc;
 
@@ -14,17 +15,22 @@ use base64::Engine as _;
 use nimbus_core::{
     AppSpec, FunctionSpec, Invoke, InvokeError, InvokeOptions, Outcome, RuntimeKind,
 };
+use nimbus_events::{AsyncQueue, EventMeta};
 use serde_json::{Value as Json, json};
 
-/// What the Lambda API needs: the app's functions and the dispatcher.
+/// What the Lambda API needs: the app's functions, the dispatcher and the async queue.
 pub(crate) struct Lambda {
     pub(crate) app: Option<AppSpec>,
     pub(crate) invoker: Arc<dyn Invoke>,
     pub(crate) region: String,
+    pub(crate) events: Arc<AsyncQueue>,
 }
 
 /// Lambda's most bytes returned in `X-Amz-Log-Result`.
 pub(crate) const LOG_TAIL: usize = 4096;
+
+/// Lambda's largest payload of an asynchronous invocation (256 KB).
+pub(crate) const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
 
 pub(crate) fn router(lambda: Arc<Lambda>) -> Router {
     Router::new()
@@ -61,7 +67,7 @@ fn json_response(body: &Json) -> Response<Body> {
 }
 
 /// A function name from a path, which may also be a full or partial ARN.
-fn function_name(name: &str) -> &str {
+pub(crate) fn function_name(name: &str) -> &str {
     name.rsplit_once(":function:")
         .map_or(name, |(_, rest)| rest.split(':').next().unwrap_or(rest))
 }
@@ -79,7 +85,7 @@ fn not_found(region: &str, name: &str) -> Response<Body> {
 }
 
 impl Lambda {
-    fn function(&self, name: &str) -> Option<&FunctionSpec> {
+    pub(crate) fn function(&self, name: &str) -> Option<&FunctionSpec> {
         self.app.as_ref()?.functions.get(function_name(name))
     }
 
@@ -189,7 +195,7 @@ impl Lambda {
                 return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "InvalidParameterValueException",
-                    "Asynchronous invocation (InvocationType Event) is not supported by this version of Nimbus",
+                    "InvocationType Event is not supported by InvokeWithResponseStream; use Invoke",
                 )));
             }
             other => {
@@ -238,12 +244,86 @@ impl Lambda {
     }
 }
 
+/// `Invoke` with `X-Amz-Invocation-Type: Event`: checks the function and the payload,
+/// queues the event durably and answers 202 with the event's request id, which is also
+/// the request id the function sees when it runs.
+async fn invoke_async(
+    lambda: &Lambda,
+    name: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let Some(function) = lambda.function(name) else {
+        return not_found(&lambda.region, function_name(name));
+    };
+    if body.len() > MAX_ASYNC_PAYLOAD {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            &format!(
+                "{} byte payload is too large for the Event invocation type (limit {MAX_ASYNC_PAYLOAD} bytes)",
+                body.len()
+            ),
+        );
+    }
+    let payload = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json: Could not parse payload into json",
+        );
+    }
+    let meta = EventMeta {
+        trace_id: header("x-amzn-trace-id"),
+        client_context: header("x-amz-client-context"),
+    };
+    match lambda
+        .events
+        .enqueue(&function.name, payload.to_vec(), meta)
+        .await
+    {
+        Ok(id) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::ACCEPTED;
+            if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+                response.headers_mut().insert("x-amzn-requestid", v);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::error!(function = %function.name, error = %e, "cannot queue an async invocation");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                "The event could not be queued; nothing was accepted. Retry the request.",
+            )
+        }
+    }
+}
+
 async fn invoke(
     State(lambda): State<Arc<Lambda>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
+    if headers
+        .get("x-amz-invocation-type")
+        .is_some_and(|v| v.as_bytes() == b"Event")
+    {
+        return invoke_async(&lambda, &name, &headers, body).await;
+    }
     let Prepared {
         function,
         payload,

@@ -17,13 +17,16 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod config;
 mod data_dir;
 mod lambda;
 mod lambda_stream;
 mod listener;
 mod node;
+mod schedules;
 mod services;
+mod triggers;
 
 pub use config::Config;
 pub use data_dir::{DataDir, DataDirError};

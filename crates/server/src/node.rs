@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use nimbus_core::{AppSpec, Runtime, RuntimeKind};
 use nimbus_dispatch::{DispatchConfig, Dispatcher};
+use nimbus_events::{AsyncQueue, AsyncWorker, WorkerConfig};
 use nimbus_gateway::Health;
 use nimbus_runtime_process::{ProcessConfig, ProcessRuntime};
 use nimbus_tables::{
@@ -63,6 +64,22 @@ pub enum BindError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The async event queue cannot be opened.
+    #[error("cannot open the async event queue at {}", file.display())]
+    Events {
+        /// The queue's file.
+        file: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: nimbus_events::QueueError,
+    },
+    /// The app's schedules cannot run: an expression is not valid, or their record cannot
+    /// be opened.
+    #[error("cannot start the app's schedules")]
+    Schedules(#[source] nimbus_events::ScheduleError),
+    /// The table stream triggers' checkpoints cannot be opened.
+    #[error("cannot start the app's table stream triggers")]
+    Triggers(#[source] nimbus_events::TriggerError),
     /// A table the app declares cannot be created.
     #[error("cannot create table {table}")]
     CreateTable {
@@ -97,6 +114,9 @@ pub struct Node {
     ttl_sweep_interval: Duration,
     tables: Arc<Tables>,
     dispatcher: Arc<Dispatcher>,
+    async_worker: AsyncWorker,
+    schedules: Option<nimbus_events::Schedules>,
+    triggers: Option<crate::triggers::Prepared>,
     data: DataDir,
 }
 
@@ -275,10 +295,47 @@ impl Node {
         )
         .await?;
         let invoker: Arc<dyn nimbus_core::Invoke> = Arc::clone(&dispatcher) as _;
+        let events_file = data.events_file();
+        let events =
+            Arc::new(
+                AsyncQueue::open(&events_file).map_err(|source| BindError::Events {
+                    file: events_file,
+                    source,
+                })?,
+            );
+        let async_worker = AsyncWorker::new(
+            Arc::clone(&events),
+            Arc::clone(&invoker),
+            app.iter().flat_map(|app| app.functions.values().cloned()),
+            WorkerConfig {
+                retry_base: config.async_retry_base,
+                // A leased event may wait for an instance as long as a request may.
+                lease_margin: WorkerConfig::DEFAULT_LEASE_MARGIN + config.dispatch.max_queue_wait,
+                region: nimbus_tables::schema::REGION.to_owned(),
+                ..WorkerConfig::default()
+            },
+        );
+        let schedules = crate::schedules::build(
+            app.as_ref(),
+            data.path(),
+            &events,
+            nimbus_tables::schema::REGION,
+        )
+        .map_err(BindError::Schedules)?;
+        let triggers = crate::triggers::prepare(
+            app.as_ref(),
+            &data,
+            &tables,
+            &invoker,
+            &events,
+            nimbus_tables::schema::REGION,
+        )
+        .map_err(BindError::Triggers)?;
         let lambda = Arc::new(crate::lambda::Lambda {
             app: app.clone(),
             invoker: Arc::clone(&invoker),
             region: nimbus_tables::schema::REGION.to_owned(),
+            events,
         });
         let (gateway_router, gateway_reloader) =
             nimbus_gateway::router(app, health.clone(), invoker).await?;
@@ -291,6 +348,9 @@ impl Node {
         );
         Ok(Node {
             dispatcher,
+            async_worker,
+            schedules,
+            triggers,
             gateway,
             services,
             gateway_router,
@@ -367,6 +427,10 @@ impl Node {
             self.ttl_sweep_interval,
             rx.clone(),
         ));
+        let mut async_worker = self.async_worker;
+        async_worker.start();
+        let scheduler = crate::schedules::start(self.schedules);
+        let triggers = crate::triggers::start(self.triggers);
         let gateway = serve(
             "gateway",
             self.gateway,
@@ -392,10 +456,20 @@ impl Node {
         }
         tracing::info!(grace = ?self.grace, "stopping: no new connections, draining in-flight requests");
         let _ = tx.send(true);
-        let stopped = match tokio::time::timeout(self.grace, both).await {
-            Ok(result) => result.map(|()| Stopped::Drained),
-            Err(_) => Ok(Stopped::GraceExpired),
-        };
+        // No new ticks once stopping; those already queued stay queued.
+        crate::schedules::stop(scheduler).await;
+        // Async invocations and trigger batches in flight get the same grace; those cut
+        // off stay queued or are delivered again after the restart.
+        let (stopped, (), ()) = tokio::join!(
+            async {
+                match tokio::time::timeout(self.grace, both).await {
+                    Ok(result) => result.map(|()| Stopped::Drained),
+                    Err(_) => Ok(Stopped::GraceExpired),
+                }
+            },
+            async_worker.stop(self.grace),
+            crate::triggers::stop(triggers, self.grace)
+        );
         // In-flight invocations are done (or cut off): stop the instances.
         self.dispatcher.stop_all().await;
         stopped

@@ -34,6 +34,7 @@ pub(crate) fn router(
         .route("/healthz", get(move || async move { Json(health.body()) }))
         .fallback(aws)
         .with_state(services)
+        .merge(crate::admin::router(&lambda))
         .merge(crate::lambda::router(lambda))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }

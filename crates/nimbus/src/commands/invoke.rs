@@ -1,4 +1,4 @@
-//! `nimbus invoke FUNCTION`.
+//! `nimbus invoke FUNCTION [--async]`.
 
 use std::process::ExitCode;
 
@@ -14,6 +14,10 @@ pub struct Invoke {
     /// The event: JSON text, or @FILE to read it from a file.
     #[arg(long, default_value = "{}")]
     payload: String,
+    /// Queue the event and return at once (InvocationType Event): prints the request id
+    /// the function will run with; failures are retried, then dead-lettered.
+    #[arg(long = "async")]
+    asynchronous: bool,
     /// The node's services endpoint.
     #[arg(
         long,
@@ -25,7 +29,7 @@ pub struct Invoke {
 
 impl Invoke {
     /// Prints the function's response on stdout and its log tail on stderr; exits 1
-    /// when the function failed.
+    /// when the function failed. With `--async`, prints the queued event's request id.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let payload = match self.payload.strip_prefix('@') {
             Some(path) => std::fs::read_to_string(path)
@@ -37,10 +41,13 @@ impl Invoke {
             self.services.trim_end_matches('/'),
             self.function
         );
-        let response = reqwest::Client::new()
-            .post(&url)
-            .header("x-amz-log-type", "Tail")
-            .body(payload)
+        let request = reqwest::Client::new().post(&url).body(payload);
+        let request = if self.asynchronous {
+            request.header("x-amz-invocation-type", "Event")
+        } else {
+            request.header("x-amz-log-type", "Tail")
+        };
+        let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach the node at {}", self.services))?;
@@ -49,6 +56,14 @@ impl Invoke {
         let body = response.text().await.context("cannot read the response")?;
         if !status.is_success() {
             bail!("{status}: {body}");
+        }
+        if self.asynchronous {
+            let id = headers
+                .get("x-amzn-requestid")
+                .and_then(|v| v.to_str().ok())
+                .context("the node accepted the event but sent no request id")?;
+            println!("{id}");
+            return Ok(ExitCode::SUCCESS);
         }
         if let Some(tail) = headers
             .get("x-amz-log-result")

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 mod build;
+mod dlq;
 mod invoke;
 mod serve;
 mod up;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+pub use dlq::Dlq;
 pub use invoke::Invoke;
 pub use serve::Serve;
 pub use up::Up;
@@ -29,6 +31,9 @@ pub enum Command {
     Serve(Serve),
     /// Invoke a function of a running node and print its result.
     Invoke(Invoke),
+    /// List, redrive or delete the dead letters of a function's async invocations.
+    #[command(subcommand)]
+    Dlq(Dlq),
     /// Print the version.
     Version(Version),
 }
@@ -41,6 +46,7 @@ impl Command {
             Command::Up(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Serve(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Invoke(cmd) => cmd.run().await,
+            Command::Dlq(cmd) => cmd.run().await,
             Command::Version(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
         }
     }
@@ -109,6 +115,10 @@ pub(crate) struct ListenArgs {
         requires = "tls_cert"
     )]
     tls_key: Option<std::path::PathBuf>,
+    /// Longest delay before the first retry of a failed async invocation; each later
+    /// retry doubles it (with full jitter), up to 5 minutes.
+    #[arg(long, env = "NIMBUS_ASYNC_RETRY_BASE", default_value = "1s", value_parser = positive_duration)]
+    async_retry_base: std::time::Duration,
 }
 
 fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -143,6 +153,7 @@ impl ListenArgs {
             max_header_bytes: self.max_header_bytes,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            async_retry_base: self.async_retry_base,
         }
     }
 }

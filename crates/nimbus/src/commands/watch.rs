@@ -131,6 +131,9 @@ impl Running {
         if app.tables != self.app.tables {
             tracing::warn!("table changes take effect when nimbus up restarts");
         }
+        if app.events != self.app.events {
+            tracing::warn!("[[events]] changes (schedules) take effect when nimbus up restarts");
+        }
         tracing::info!(routes = app.routes.len(), "app reloaded");
         // Functions keep their old settings where a reload was refused; the next code
         // change reloads them with the settings now in the manifest.

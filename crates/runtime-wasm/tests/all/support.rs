@@ -81,6 +81,7 @@ pub(crate) fn spec(name: &str, mode: InstanceMode) -> FunctionSpec {
         environment: BTreeMap::new(),
         allowed_outbound_hosts: Vec::new(),
         instances: mode,
+        async_policy: Default::default(),
     }
 }
 

@@ -170,7 +170,7 @@ pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<J
             "1 validation error detected: Value '{{...}}' at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to {MAX_BATCH_WRITE}, Member must have length greater than or equal to 1]"
         )));
     }
-    match tables.engine.write(writes).await {
+    match tables.write(writes).await {
         Ok(_) => {}
         Err(WriteFailure::Rejected(mut reasons)) => {
             return Err(reasons

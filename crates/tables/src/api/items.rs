@@ -76,7 +76,7 @@ fn return_values<'a>(req: &Req<'a>, allowed: &[&str], op: &str) -> Result<&'a st
 
 /// Runs one item write and maps a refusal back to its error.
 pub(crate) async fn write_one(tables: &Tables, write: ItemWrite) -> Result<Written, ApiError> {
-    match tables.engine.write(vec![write]).await {
+    match tables.write(vec![write]).await {
         Ok(mut written) => Ok(written.pop().unwrap_or_default()),
         Err(WriteFailure::Rejected(mut reasons)) => {
             Err(reasons.pop().flatten().unwrap_or_else(ApiError::internal))

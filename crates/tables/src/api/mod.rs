@@ -16,19 +16,20 @@ mod ttl;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use serde_json::Value as Json;
+use tokio::sync::watch;
 
 use crate::{
-    engine::{EngineError, TableEngine},
+    engine::{EngineError, ItemWrite, TableEngine, WriteFailure, Written},
     error::{ApiError, ErrorKind},
     schema::TableDef,
 };
 
 pub use catalog_ops::table_def_from_spec;
-pub use streams::STREAMS_TARGET_PREFIX;
+pub use streams::{STREAMS_TARGET_PREFIX, StreamChange, StreamInfo};
 
 /// The `X-Amz-Target` prefix of DynamoDB operations.
 pub const TARGET_PREFIX: &str = "DynamoDB_20120810.";
@@ -41,6 +42,9 @@ pub struct Tables {
     ddl: tokio::sync::Mutex<()>,
     /// Recent transaction tokens.
     tokens: transact::Tokens,
+    /// Per table: a counter bumped after each committed write group that may have added
+    /// stream records, so that stream triggers wake at once ([`Tables::stream_commits`]).
+    commits: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 impl Tables {
@@ -59,7 +63,49 @@ impl Tables {
             catalog: RwLock::new(catalog),
             ddl: tokio::sync::Mutex::new(()),
             tokens: transact::Tokens::default(),
+            commits: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Applies a group of item writes through the engine and, once it has committed,
+    /// tells those watching the streams of the tables it wrote
+    /// ([`Tables::stream_commits`]). Every item write of the API goes through here, so
+    /// both engines notify alike.
+    pub(crate) async fn write(&self, writes: Vec<ItemWrite>) -> Result<Vec<Written>, WriteFailure> {
+        let mut streamed: Vec<String> = writes
+            .iter()
+            .filter(|w| w.table.stream.is_some())
+            .map(|w| w.table.name.clone())
+            .collect();
+        let result = self.engine.write(writes).await;
+        if result.is_ok() && !streamed.is_empty() {
+            streamed.sort();
+            streamed.dedup();
+            let commits = self
+                .commits
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for name in &streamed {
+                if let Some(tx) = commits.get(name) {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        }
+        result
+    }
+
+    /// A receiver that changes after every committed write group that may have added
+    /// records to table `name`'s stream (a write that changed nothing may also notify).
+    /// This is the fast path of stream triggers: they read the stream when it changes
+    /// instead of polling it. Writes made by another node (a cluster on PostgreSQL) do
+    /// not notify; readers poll for those.
+    pub fn stream_commits(&self, name: &str) -> watch::Receiver<u64> {
+        self.commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(name.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 
     /// Runs the operation named by `target` (`DynamoDB_20120810.PutItem`) on a JSON body.

@@ -168,6 +168,97 @@ impl Tables {
     }
 }
 
+/// A table's current stream, as a stream trigger names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The stream's ARN (`{table arn}/stream/{label}`), Lambda's `eventSourceARN`.
+    pub arn: String,
+    /// The id of the stream's only shard.
+    pub shard_id: String,
+}
+
+/// A change record of a table's stream, rendered for Lambda.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamChange {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// When the change was committed, epoch milliseconds.
+    pub created_ms: u64,
+    /// The record as Lambda hands it to a function triggered by the stream: the record
+    /// of DynamoDB Streams' `GetRecords` with its `eventSourceARN`.
+    pub record: Json,
+}
+
+/// What stream triggers read: the same records as the DynamoDB Streams API, each
+/// rendered once, here.
+impl Tables {
+    /// Table `table`'s current stream, `None` when the table does not exist or has no
+    /// stream.
+    pub fn stream_info(&self, table: &str) -> Option<StreamInfo> {
+        let def = self.table(table).ok()?;
+        let stream = def.stream.as_ref()?;
+        Some(StreamInfo {
+            arn: stream_arn(&def, stream),
+            shard_id: shard_id(&def, stream),
+        })
+    }
+
+    /// Up to `limit` records of table `table`'s current stream with sequence numbers
+    /// above `after` (from the oldest retained one for `None`), in order, rendered as
+    /// Lambda's DynamoDB stream event records. Empty when the table has no stream.
+    ///
+    /// # Errors
+    /// When the engine fails.
+    pub async fn stream_changes(
+        &self,
+        table: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StreamChange>, ApiError> {
+        let Ok(def) = self.table(table) else {
+            return Ok(Vec::new());
+        };
+        let Some(stream) = def.stream.clone() else {
+            return Ok(Vec::new());
+        };
+        let arn = stream_arn(&def, &stream);
+        let records = self.records(&def, &stream.label, after, limit).await?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                let mut record = record_json(&def, &stream, r);
+                record["eventSourceARN"] = Json::String(arn.clone());
+                StreamChange {
+                    sequence: r.sequence,
+                    created_ms: (r.created.max(0.0) * 1000.0) as u64,
+                    record,
+                }
+            })
+            .collect())
+    }
+
+    /// The sequence number of the newest record of table `table`'s current stream,
+    /// `None` when it holds none (or the table has no stream).
+    ///
+    /// # Errors
+    /// When the engine fails.
+    pub async fn stream_latest(&self, table: &str) -> Result<Option<u64>, ApiError> {
+        let Ok(def) = self.table(table) else {
+            return Ok(None);
+        };
+        let Some(stream) = def.stream.clone() else {
+            return Ok(None);
+        };
+        match self.records(&def, &stream.label, None, 1).await?.first() {
+            Some(first) => Ok(Some(
+                self.last_sequence(&def, &stream.label, first.sequence)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
 /// A parsed stream ARN: `arn:aws:dynamodb:{region}:{account}:table/{name}/stream/{label}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StreamName {
@@ -1341,5 +1432,57 @@ mod tests {
         dynamodb(&t, "DeleteTable", json!({ "TableName": "Other" })).await;
         let e = refused(&t, "GetRecords", json!({ "ShardIterator": it })).await;
         assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+    }
+
+    #[tokio::test]
+    async fn triggers_read_lambda_records_and_hear_of_commits() {
+        let t = tables().await;
+        let (arn, shard) = table_with_stream(&t, "Orders", "NEW_AND_OLD_IMAGES").await;
+        assert_eq!(
+            t.stream_info("Orders"),
+            Some(StreamInfo {
+                arn: arn.clone(),
+                shard_id: shard.clone()
+            })
+        );
+        assert_eq!(t.stream_info("Missing"), None);
+        assert_eq!(t.stream_latest("Orders").await.unwrap(), None);
+        let mut commits = t.stream_commits("Orders");
+        commits.borrow_and_update();
+        put(&t, "Orders", "a", 1).await;
+        assert!(commits.has_changed().unwrap(), "a committed write notifies");
+        commits.borrow_and_update();
+        put(&t, "Orders", "a", 2).await;
+        put(&t, "Orders", "b", 3).await;
+        assert!(commits.has_changed().unwrap());
+
+        let changes = t.stream_changes("Orders", None, 10).await.unwrap();
+        assert_eq!(changes.len(), 3);
+        let latest = t.stream_latest("Orders").await.unwrap();
+        assert_eq!(latest, Some(changes[2].sequence));
+        // The same record as GetRecords, with the stream's ARN as Lambda adds it.
+        let it = iterator(&t, &arn, &shard, "TRIM_HORIZON", None).await;
+        let (records, _) = read(&t, &it, None).await;
+        for (change, record) in changes.iter().zip(&records) {
+            let mut expected = record.clone();
+            expected["eventSourceARN"] = json!(arn);
+            assert_eq!(change.record, expected);
+        }
+        assert_eq!(changes[1].record["eventName"], "MODIFY");
+        assert_eq!(
+            changes[1].record["dynamodb"]["OldImage"]["v"],
+            json!({ "N": "1" })
+        );
+        let after_first = t
+            .stream_changes("Orders", Some(changes[0].sequence), 10)
+            .await
+            .unwrap();
+        assert_eq!(after_first, changes[1..]);
+        assert!(
+            t.stream_changes("Missing", None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -195,7 +195,7 @@ pub(super) async fn transact_write_items(
             decide,
         });
     }
-    match tables.engine.write(writes).await {
+    match tables.write(writes).await {
         Ok(_) => {
             if let Some(token) = token {
                 tables.tokens.remember(token, print);

@@ -104,7 +104,7 @@ impl Tables {
                 })
                 .collect();
             if !writes.is_empty() {
-                match self.engine.write(writes).await {
+                match self.write(writes).await {
                     Ok(written) => {
                         deleted += written
                             .iter()

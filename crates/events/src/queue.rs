@@ -1,0 +1,981 @@
+//! The durable queue of async invocations, with its dead-letter store, in one redb file.
+//!
+//! Every write goes to one writer thread, which takes every write waiting for it, applies
+//! them all in one write transaction and commits once with an fsync (group commit): an
+//! enqueue is acknowledged only after that commit, and many concurrent enqueues share
+//! one fsync. Reads (what is due, the dead letters) use redb's MVCC read transactions on
+//! the caller's thread.
+//!
+//! Layout: `events` maps an event id to the encoded event; `schedule` orders each
+//! function's events by the time they are next due, `(function, due_ms, id)`; a leased
+//! event is due again when its lease ends, so an event whose worker died is delivered
+//! again. `dead_letters` maps `(function, id)` to an encoded [`DeadLetter`].
+
+use std::{
+    path::Path,
+    sync::{Arc, mpsc},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
+use tokio::sync::{Notify, oneshot};
+
+use crate::{
+    QueueError,
+    event::{self, Event, EventId, EventMeta},
+    record::{Condition, DeadLetter},
+};
+
+const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
+const SCHEDULE: TableDefinition<'static, (&str, u64, u128), ()> = TableDefinition::new("schedule");
+const DEAD: TableDefinition<'static, (&str, u128), &[u8]> = TableDefinition::new("dead_letters");
+
+/// Most jobs committed together.
+const MAX_GROUP: usize = 2048;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn storage(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Storage(e.to_string())
+}
+
+/// How the delivery of a leased event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// It succeeded: the event leaves the queue.
+    Delivered,
+    /// An attempt failed: the event is due again at `at_ms`.
+    Retry {
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
+    /// It is given up: the event moves to the dead-letter store.
+    DeadLetter {
+        /// Why.
+        condition: Condition,
+        /// When (ms since the epoch).
+        dead_ms: u64,
+    },
+}
+
+/// A new event to enqueue in the same commit that settles another (a destination's
+/// invocation record), so that the record is sent exactly when the settle is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    /// The function it is for.
+    pub function: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+struct Settle {
+    event: Event,
+    settlement: Settlement,
+    then: Option<FollowUp>,
+    now_ms: u64,
+}
+
+enum Job {
+    Enqueue(Box<Event>, oneshot::Sender<Result<(), QueueError>>),
+    Lease {
+        function: String,
+        now_ms: u64,
+        max: usize,
+        until_ms: u64,
+        reply: oneshot::Sender<Result<Vec<Event>, QueueError>>,
+    },
+    Settle(Box<Settle>, oneshot::Sender<Result<bool, QueueError>>),
+    Redrive {
+        function: String,
+        ids: Option<Vec<EventId>>,
+        now_ms: u64,
+        reply: oneshot::Sender<Result<Vec<EventId>, QueueError>>,
+    },
+    DeleteDead {
+        function: String,
+        id: EventId,
+        reply: oneshot::Sender<Result<bool, QueueError>>,
+    },
+}
+
+/// A durable queue of events for functions, with a dead-letter store.
+pub struct AsyncQueue {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for AsyncQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncQueue").finish_non_exhaustive()
+    }
+}
+
+impl AsyncQueue {
+    /// Opens (or creates) the queue file at `path` and starts its writer thread. Events
+    /// that were leased when the file was last closed (a worker was delivering them when
+    /// the node stopped or crashed) are due again at once: nothing else holds the file.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or is not a valid queue.
+    pub fn open(path: &Path) -> Result<AsyncQueue, QueueError> {
+        let db = Database::create(path).map_err(storage)?;
+        let reclaimed = reclaim(&db, now_ms())?;
+        if reclaimed > 0 {
+            tracing::info!(
+                events = reclaimed,
+                "async events that were being delivered when the node stopped will be delivered again"
+            );
+        }
+        let db = Arc::new(db);
+        let (jobs, rx) = mpsc::channel();
+        let wake = Arc::new(Notify::new());
+        let writer_db = Arc::clone(&db);
+        let writer_wake = Arc::clone(&wake);
+        let writer = std::thread::Builder::new()
+            .name("nimbus-events-writer".to_owned())
+            .spawn(move || writer(&writer_db, &rx, &writer_wake))
+            .map_err(storage)?;
+        Ok(AsyncQueue {
+            db,
+            jobs,
+            writer: Some(writer),
+            wake,
+        })
+    }
+
+    /// Notified after a commit that made events due (an enqueue, a redrive, a
+    /// destination's record).
+    pub(crate) fn wake(&self) -> &Notify {
+        &self.wake
+    }
+
+    fn submit<T>(
+        &self,
+        job: Job,
+        rx: oneshot::Receiver<Result<T, QueueError>>,
+    ) -> impl Future<Output = Result<T, QueueError>> + use<T> {
+        let sent = self.jobs.send(job);
+        async move {
+            sent.map_err(|_| QueueError::Stopped)?;
+            rx.await.map_err(|_| QueueError::Stopped)?
+        }
+    }
+
+    /// Adds an event for `function`, due now, and returns its id once it is durable.
+    ///
+    /// # Errors
+    /// When the commit fails (nothing was added) or the writer has stopped.
+    pub async fn enqueue(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+        meta: EventMeta,
+    ) -> Result<EventId, QueueError> {
+        let id = EventId::random();
+        let event = Event::new(id, function, payload, meta, now_ms());
+        let (tx, rx) = oneshot::channel();
+        self.submit(Job::Enqueue(Box::new(event), tx), rx).await?;
+        Ok(id)
+    }
+
+    /// When `function`'s earliest event is due (ms since the epoch), leased ones
+    /// included (due when their lease ends); `None` when it has none.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn next_due(&self, function: &str) -> Result<Option<u64>, QueueError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let schedule = txn.open_table(SCHEDULE).map_err(storage)?;
+        let mut range = schedule
+            .range((function, 0u64, 0u128)..=(function, u64::MAX, u128::MAX))
+            .map_err(storage)?;
+        match range.next() {
+            Some(entry) => Ok(Some(entry.map_err(storage)?.0.value().1)),
+            None => Ok(None),
+        }
+    }
+
+    /// How many events `function` has in the queue, leased ones included.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn pending(&self, function: &str) -> Result<usize, QueueError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let schedule = txn.open_table(SCHEDULE).map_err(storage)?;
+        let range = schedule
+            .range((function, 0u64, 0u128)..=(function, u64::MAX, u128::MAX))
+            .map_err(storage)?;
+        Ok(range.count())
+    }
+
+    /// Leases up to `max` of `function`'s events due at `now_ms`, earliest first, until
+    /// `until_ms`: they are not due again before then unless settled.
+    ///
+    /// # Errors
+    /// When the commit fails (nothing was leased).
+    pub async fn lease(
+        &self,
+        function: &str,
+        now_ms: u64,
+        max: usize,
+        until_ms: u64,
+    ) -> Result<Vec<Event>, QueueError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Lease {
+            function: function.to_owned(),
+            now_ms,
+            max,
+            until_ms,
+            reply,
+        };
+        self.submit(job, rx).await
+    }
+
+    /// Ends the lease `event` came with: the event (with its attempts, times and last
+    /// error as the caller updated them) is delivered, due again, or dead-lettered, and
+    /// `then` is enqueued in the same commit. Says `false`, changing nothing, when the
+    /// lease is no longer the event's latest (it expired and the event was leased again).
+    ///
+    /// # Errors
+    /// When the commit fails (nothing changed).
+    pub async fn settle(
+        &self,
+        event: Event,
+        settlement: Settlement,
+        then: Option<FollowUp>,
+    ) -> Result<bool, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        let settle = Settle {
+            event,
+            settlement,
+            then,
+            now_ms: now_ms(),
+        };
+        self.submit(Job::Settle(Box::new(settle), tx), rx).await
+    }
+
+    /// `function`'s dead letters, oldest first.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn dead_letters(&self, function: &str) -> Result<Vec<DeadLetter>, QueueError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let dead = txn.open_table(DEAD).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in dead
+            .range((function, 0u128)..=(function, u128::MAX))
+            .map_err(storage)?
+        {
+            let (key, value) = entry.map_err(storage)?;
+            let id = EventId::from_u128(key.value().1);
+            out.push(DeadLetter::decode(id, value.value())?);
+        }
+        out.sort_by_key(|d| (d.dead_ms, d.event.id));
+        Ok(out)
+    }
+
+    /// One of `function`'s dead letters.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn dead_letter(
+        &self,
+        function: &str,
+        id: EventId,
+    ) -> Result<Option<DeadLetter>, QueueError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let dead = txn.open_table(DEAD).map_err(storage)?;
+        let Some(value) = dead.get((function, id.as_u128())).map_err(storage)? else {
+            return Ok(None);
+        };
+        DeadLetter::decode(id, value.value()).map(Some)
+    }
+
+    /// Deletes one of `function`'s dead letters; says whether it was there.
+    ///
+    /// # Errors
+    /// When the commit fails.
+    pub async fn delete_dead_letter(
+        &self,
+        function: &str,
+        id: EventId,
+    ) -> Result<bool, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::DeleteDead {
+            function: function.to_owned(),
+            id,
+            reply: tx,
+        };
+        self.submit(job, rx).await
+    }
+
+    /// Moves `function`'s dead letters (all of them, or those of `ids` that exist) back
+    /// into the queue, due now, with their attempts reset and their age counted from now;
+    /// returns the ids moved. They keep their ids, so the function sees the same request
+    /// id as before.
+    ///
+    /// # Errors
+    /// When the commit fails (nothing moved).
+    pub async fn redrive(
+        &self,
+        function: &str,
+        ids: Option<Vec<EventId>>,
+    ) -> Result<Vec<EventId>, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Redrive {
+            function: function.to_owned(),
+            ids,
+            now_ms: now_ms(),
+            reply: tx,
+        };
+        self.submit(job, rx).await
+    }
+}
+
+impl Drop for AsyncQueue {
+    /// Stops the writer after the writes already asked for, so that the file is closed
+    /// when this returns (and can be opened again).
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Makes every leased event due at `now_ms`; returns how many there were.
+fn reclaim(db: &Database, now_ms: u64) -> Result<usize, QueueError> {
+    let txn = db.begin_write().map_err(storage)?;
+    let mut reclaimed = 0;
+    {
+        let mut tables = Tables::open(&txn)?;
+        let mut leased = Vec::new();
+        for entry in tables.events.iter().map_err(storage)? {
+            let (id, value) = entry.map_err(storage)?;
+            if event::is_leased(value.value()) {
+                let id = EventId::from_u128(id.value());
+                match event::decode(id, value.value()) {
+                    Ok(event) => leased.push(event),
+                    Err(e) => tracing::error!(%id, error = %e, "skipping a corrupt async event"),
+                }
+            }
+        }
+        for mut event in leased {
+            let id = event.id.as_u128();
+            tables
+                .schedule
+                .remove((event.function.as_str(), event.due_ms, id))
+                .map_err(storage)?;
+            event.leased = false;
+            event.due_ms = now_ms;
+            tables
+                .events
+                .insert(id, event::encode(&event).as_slice())
+                .map_err(storage)?;
+            tables
+                .schedule
+                .insert((event.function.as_str(), now_ms, id), ())
+                .map_err(storage)?;
+            reclaimed += 1;
+        }
+    }
+    txn.commit().map_err(storage)?;
+    Ok(reclaimed)
+}
+
+/// The tables of one write transaction, opened once per group.
+struct Tables<'txn> {
+    events: Table<'txn, u128, &'static [u8]>,
+    schedule: Table<'txn, (&'static str, u64, u128), ()>,
+    dead: Table<'txn, (&'static str, u128), &'static [u8]>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>, QueueError> {
+        Ok(Tables {
+            events: txn.open_table(EVENTS).map_err(storage)?,
+            schedule: txn.open_table(SCHEDULE).map_err(storage)?,
+            dead: txn.open_table(DEAD).map_err(storage)?,
+        })
+    }
+
+    fn insert(&mut self, event: &Event) -> Result<(), QueueError> {
+        let id = event.id.as_u128();
+        self.events
+            .insert(id, event::encode(event).as_slice())
+            .map_err(storage)?;
+        self.schedule
+            .insert((event.function.as_str(), event.due_ms, id), ())
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    fn get(&self, id: EventId) -> Result<Option<Event>, QueueError> {
+        let Some(value) = self.events.get(id.as_u128()).map_err(storage)? else {
+            return Ok(None);
+        };
+        event::decode(id, value.value()).map(Some)
+    }
+
+    fn lease(
+        &mut self,
+        function: &str,
+        now_ms: u64,
+        max: usize,
+        until_ms: u64,
+    ) -> Result<Vec<Event>, QueueError> {
+        let mut due = Vec::new();
+        for entry in self
+            .schedule
+            .range((function, 0u64, 0u128)..=(function, now_ms, u128::MAX))
+            .map_err(storage)?
+            .take(max)
+        {
+            let (key, _) = entry.map_err(storage)?;
+            let (_, due_ms, id) = key.value();
+            due.push((due_ms, id));
+        }
+        let mut leased = Vec::with_capacity(due.len());
+        for (due_ms, id) in due {
+            self.schedule
+                .remove((function, due_ms, id))
+                .map_err(storage)?;
+            let id = EventId::from_u128(id);
+            let mut event = match self.get(id) {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(e) => {
+                    // Kept in `events` for inspection, but never offered again.
+                    tracing::error!(%id, error = %e, "dropping a corrupt async event from the schedule");
+                    continue;
+                }
+            };
+            event.leased = true;
+            event.lease = event.lease.wrapping_add(1);
+            event.due_ms = until_ms;
+            self.insert(&event)?;
+            leased.push(event);
+        }
+        Ok(leased)
+    }
+
+    fn settle(&mut self, settle: Settle) -> Result<bool, QueueError> {
+        let Settle {
+            mut event,
+            settlement,
+            then,
+            now_ms,
+        } = settle;
+        let Some(current) = self.get(event.id)? else {
+            return Ok(false);
+        };
+        if !current.leased || current.lease != event.lease {
+            return Ok(false);
+        }
+        let id = event.id.as_u128();
+        self.schedule
+            .remove((current.function.as_str(), current.due_ms, id))
+            .map_err(storage)?;
+        event.leased = false;
+        match settlement {
+            Settlement::Delivered => {
+                self.events.remove(id).map_err(storage)?;
+            }
+            Settlement::Retry { at_ms } => {
+                event.due_ms = at_ms;
+                self.insert(&event)?;
+            }
+            Settlement::DeadLetter { condition, dead_ms } => {
+                self.events.remove(id).map_err(storage)?;
+                let function = event.function.clone();
+                let dead = DeadLetter {
+                    event,
+                    condition,
+                    dead_ms,
+                };
+                self.dead
+                    .insert((function.as_str(), id), dead.encode().as_slice())
+                    .map_err(storage)?;
+            }
+        }
+        if let Some(then) = then {
+            let follow = Event::new(
+                EventId::random(),
+                &then.function,
+                then.payload,
+                EventMeta::default(),
+                now_ms,
+            );
+            self.insert(&follow)?;
+        }
+        Ok(true)
+    }
+
+    fn redrive(
+        &mut self,
+        function: &str,
+        ids: Option<Vec<EventId>>,
+        now_ms: u64,
+    ) -> Result<Vec<EventId>, QueueError> {
+        let ids = match ids {
+            Some(ids) => ids,
+            None => {
+                let mut all = Vec::new();
+                for entry in self
+                    .dead
+                    .range((function, 0u128)..=(function, u128::MAX))
+                    .map_err(storage)?
+                {
+                    all.push(EventId::from_u128(entry.map_err(storage)?.0.value().1));
+                }
+                all
+            }
+        };
+        let mut moved = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(value) = self
+                .dead
+                .remove((function, id.as_u128()))
+                .map_err(storage)?
+            else {
+                continue;
+            };
+            let dead = DeadLetter::decode(id, value.value())?;
+            drop(value);
+            let old = dead.event;
+            let event = Event::new(id, &old.function, old.payload, old.meta, now_ms);
+            self.insert(&event)?;
+            moved.push(id);
+        }
+        Ok(moved)
+    }
+}
+
+/// Longest the writer waits for the callers of the last group to come back.
+const LINGER: Duration = Duration::from_micros(300);
+
+/// The writer thread: group commit.
+///
+/// Callers answered by one commit send their next writes at about the same time, but not
+/// at the same instant: a writer that committed whatever was there would alternate big
+/// groups with groups of one, each paying a whole fsync. So when fewer than half of the
+/// last group's writes are waiting, it waits a moment (at most [`LINGER`], far less than
+/// an fsync) for the rest.
+fn writer(db: &Database, rx: &mpsc::Receiver<Job>, wake: &Notify) {
+    let mut last = 1;
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        drain(rx, &mut group);
+        if group.len() < last / 2 {
+            let deadline = Instant::now() + LINGER;
+            while group.len() < last && group.len() < MAX_GROUP {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(job) => {
+                        group.push(job);
+                        drain(rx, &mut group);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        last = group.len();
+        run_group(db, group, wake);
+    }
+}
+
+/// Takes every job waiting, up to a group's size.
+fn drain(rx: &mpsc::Receiver<Job>, group: &mut Vec<Job>) {
+    while group.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// How one job of a group ends, sent once the group's commit is known.
+enum Done {
+    Unit(oneshot::Sender<Result<(), QueueError>>),
+    Events(oneshot::Sender<Result<Vec<Event>, QueueError>>, Vec<Event>),
+    Flag(oneshot::Sender<Result<bool, QueueError>>, bool),
+    Ids(
+        oneshot::Sender<Result<Vec<EventId>, QueueError>>,
+        Vec<EventId>,
+    ),
+}
+
+impl Done {
+    fn send(self) {
+        match self {
+            Done::Unit(tx) => {
+                let _ = tx.send(Ok(()));
+            }
+            Done::Events(tx, v) => {
+                let _ = tx.send(Ok(v));
+            }
+            Done::Flag(tx, v) => {
+                let _ = tx.send(Ok(v));
+            }
+            Done::Ids(tx, v) => {
+                let _ = tx.send(Ok(v));
+            }
+        }
+    }
+
+    fn fail(self, e: &QueueError) {
+        match self {
+            Done::Unit(tx) => {
+                let _ = tx.send(Err(e.clone()));
+            }
+            Done::Events(tx, _) => {
+                let _ = tx.send(Err(e.clone()));
+            }
+            Done::Flag(tx, _) => {
+                let _ = tx.send(Err(e.clone()));
+            }
+            Done::Ids(tx, _) => {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Applies one job; `Err` is a storage failure, which abandons the whole transaction.
+/// The second value says whether the job made events due.
+fn apply(tables: &mut Tables<'_>, job: Job) -> (Done, bool, Result<(), QueueError>) {
+    match job {
+        Job::Enqueue(event, tx) => (Done::Unit(tx), true, tables.insert(&event)),
+        Job::Lease {
+            function,
+            now_ms,
+            max,
+            until_ms,
+            reply,
+        } => match tables.lease(&function, now_ms, max, until_ms) {
+            Ok(events) => (Done::Events(reply, events), false, Ok(())),
+            Err(e) => (Done::Events(reply, Vec::new()), false, Err(e)),
+        },
+        Job::Settle(settle, tx) => {
+            let follows = settle.then.is_some();
+            match tables.settle(*settle) {
+                Ok(kept) => (Done::Flag(tx, kept), follows, Ok(())),
+                Err(e) => (Done::Flag(tx, false), false, Err(e)),
+            }
+        }
+        Job::Redrive {
+            function,
+            ids,
+            now_ms,
+            reply,
+        } => match tables.redrive(&function, ids, now_ms) {
+            Ok(ids) => (Done::Ids(reply, ids), true, Ok(())),
+            Err(e) => (Done::Ids(reply, Vec::new()), false, Err(e)),
+        },
+        Job::DeleteDead {
+            function,
+            id,
+            reply,
+        } => match tables.dead.remove((function.as_str(), id.as_u128())) {
+            Ok(found) => (Done::Flag(reply, found.is_some()), false, Ok(())),
+            Err(e) => (Done::Flag(reply, false), false, Err(storage(e))),
+        },
+    }
+}
+
+fn run_group(db: &Database, group: Vec<Job>, wake: &Notify) {
+    let mut txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            let e = storage(e);
+            tracing::error!(error = %e, "cannot begin an async queue write transaction");
+            for job in group {
+                reply_of(job).fail(&e);
+            }
+            return;
+        }
+    };
+    if let Err(e) = txn.set_durability(Durability::Immediate) {
+        tracing::warn!(error = %e, "cannot set durability; using the database default");
+    }
+    let mut done = Vec::with_capacity(group.len());
+    let mut makes_due = false;
+    let mut failure = None;
+    let mut jobs = group.into_iter();
+    match Tables::open(&txn) {
+        Ok(mut tables) => {
+            for job in jobs.by_ref() {
+                let (d, due, outcome) = apply(&mut tables, job);
+                done.push(d);
+                makes_due |= due;
+                if let Err(e) = outcome {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        Err(e) => failure = Some(e),
+    }
+    let failure = match failure {
+        Some(e) => {
+            drop(txn);
+            Some(e)
+        }
+        None => txn.commit().err().map(storage),
+    };
+    match failure {
+        None => {
+            for d in done {
+                d.send();
+            }
+            if makes_due {
+                wake.notify_one();
+            }
+        }
+        Some(e) => {
+            tracing::error!(error = %e, "async queue write transaction failed; nothing was written");
+            for d in done {
+                d.fail(&e);
+            }
+            for job in jobs {
+                reply_of(job).fail(&e);
+            }
+        }
+    }
+}
+
+/// A job's reply channel, for a job that is not applied.
+fn reply_of(job: Job) -> Done {
+    match job {
+        Job::Enqueue(_, tx) => Done::Unit(tx),
+        Job::Lease { reply, .. } => Done::Events(reply, Vec::new()),
+        Job::Settle(_, tx) => Done::Flag(tx, false),
+        Job::Redrive { reply, .. } => Done::Ids(reply, Vec::new()),
+        Job::DeleteDead { reply, .. } => Done::Flag(reply, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::AttemptError;
+
+    fn open(dir: &tempfile::TempDir) -> AsyncQueue {
+        AsyncQueue::open(&dir.path().join("events.redb")).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_enqueues_are_committed_together_and_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(open(&dir));
+        let mut tasks = tokio::task::JoinSet::new();
+        for caller in 0..64 {
+            let queue = Arc::clone(&queue);
+            tasks.spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..50 {
+                    let payload = format!("{{\"caller\":{caller},\"n\":{n}}}").into_bytes();
+                    ids.push(
+                        queue
+                            .enqueue("f", payload, EventMeta::default())
+                            .await
+                            .unwrap(),
+                    );
+                }
+                ids
+            });
+        }
+        let mut ids = Vec::new();
+        while let Some(batch) = tasks.join_next().await {
+            ids.extend(batch.unwrap());
+        }
+        assert_eq!(ids.len(), 64 * 50);
+        assert_eq!(queue.pending("f").unwrap(), 64 * 50);
+        // Every acknowledged event is there after a reopen.
+        drop(queue);
+        let queue = open(&dir);
+        let leased = queue
+            .lease("f", now_ms() + 1, usize::MAX, now_ms() + 60_000)
+            .await
+            .unwrap();
+        let mut got: Vec<EventId> = leased.iter().map(|e| e.id).collect();
+        got.sort();
+        ids.sort();
+        assert_eq!(got, ids);
+    }
+
+    #[tokio::test]
+    async fn a_lease_hides_an_event_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(&dir);
+        let id = queue
+            .enqueue("f", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        let now = now_ms();
+        let first = queue.lease("f", now, 10, now + 1_000).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].id, id);
+        // Leased: not due before the lease ends, and other functions' leases do not see it.
+        assert!(
+            queue
+                .lease("f", now + 999, 10, now + 5_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            queue
+                .lease("g", now + 5_000, 10, now + 9_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(queue.next_due("f").unwrap(), Some(now + 1_000));
+        // The worker holding it never settled: it is delivered again after the lease.
+        let again = queue
+            .lease("f", now + 1_000, 10, now + 2_000)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, id);
+        // The first lease is stale now: its settle changes nothing.
+        let kept = queue
+            .settle(first[0].clone(), Settlement::Delivered, None)
+            .await
+            .unwrap();
+        assert!(!kept);
+        assert_eq!(queue.pending("f").unwrap(), 1);
+        let kept = queue
+            .settle(again[0].clone(), Settlement::Delivered, None)
+            .await
+            .unwrap();
+        assert!(kept);
+        assert_eq!(queue.pending("f").unwrap(), 0);
+        assert_eq!(queue.next_due("f").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_queued_events_and_frees_leased_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(&dir);
+        let meta = EventMeta {
+            trace_id: Some("Root=1-5759e988-bd862e3fe1be46a994272793".to_owned()),
+            client_context: None,
+        };
+        let a = queue
+            .enqueue("f", b"1".to_vec(), meta.clone())
+            .await
+            .unwrap();
+        let b = queue
+            .enqueue("f", b"2".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        let now = now_ms();
+        // `a` or `b` is being delivered when the node dies.
+        let leased = queue.lease("f", now, 1, now + 3_600_000).await.unwrap();
+        assert_eq!(leased.len(), 1);
+        drop(queue);
+        let queue = open(&dir);
+        assert_eq!(queue.pending("f").unwrap(), 2);
+        // Both are due at once: the lease of a dead node is not waited out.
+        let now = now_ms();
+        let mut events = queue.lease("f", now, 10, now + 1_000).await.unwrap();
+        events.sort_by_key(|e| e.payload.clone());
+        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![a, b]);
+        assert_eq!(events[0].meta, meta);
+        assert_eq!(events[0].payload, b"1");
+    }
+
+    #[tokio::test]
+    async fn retries_come_back_when_due_and_dead_letters_can_be_redriven() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(&dir);
+        let id = queue
+            .enqueue("f", b"{\"k\":1}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        let now = now_ms();
+        let mut event = queue
+            .lease("f", now, 1, now + 1_000)
+            .await
+            .unwrap()
+            .remove(0);
+        event.attempts = 1;
+        event.last_error = Some(AttemptError {
+            error_type: "Unhandled".to_owned(),
+            payload: br#"{"errorType":"Error","errorMessage":"no"}"#.to_vec(),
+        });
+        assert!(
+            queue
+                .settle(event, Settlement::Retry { at_ms: now + 500 }, None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            queue
+                .lease("f", now + 499, 1, now + 2_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let mut event = queue
+            .lease("f", now + 500, 1, now + 2_000)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(event.attempts, 1);
+        assert!(event.last_error.is_some());
+        event.attempts = 2;
+        let record = FollowUp {
+            function: "alarms".to_owned(),
+            payload: b"{\"record\":true}".to_vec(),
+        };
+        let settled = Settlement::DeadLetter {
+            condition: Condition::RetriesExhausted,
+            dead_ms: now + 600,
+        };
+        assert!(queue.settle(event, settled, Some(record)).await.unwrap());
+        assert_eq!(queue.pending("f").unwrap(), 0);
+        // The destination's record was enqueued with the settle.
+        assert_eq!(queue.pending("alarms").unwrap(), 1);
+        let dead = queue.dead_letters("f").unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].id(), id);
+        assert_eq!(dead[0].event.attempts, 2);
+        assert_eq!(queue.dead_letter("f", id).unwrap(), Some(dead[0].clone()));
+        assert_eq!(queue.dead_letter("g", id).unwrap(), None);
+        // Redriven: back in the queue with the same id and fresh attempts.
+        assert_eq!(queue.redrive("f", None).await.unwrap(), vec![id]);
+        assert!(queue.dead_letters("f").unwrap().is_empty());
+        let now = now_ms();
+        let event = queue
+            .lease("f", now, 1, now + 1_000)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(event.id, id);
+        assert_eq!(event.attempts, 0);
+        assert_eq!(event.last_error, None);
+        assert_eq!(event.payload, b"{\"k\":1}");
+        // Redriving what is not there moves nothing; deleting removes an entry.
+        assert!(queue.redrive("f", Some(vec![id])).await.unwrap().is_empty());
+        let settled = Settlement::DeadLetter {
+            condition: Condition::EventAgeExceeded,
+            dead_ms: now,
+        };
+        assert!(queue.settle(event, settled, None).await.unwrap());
+        assert!(queue.delete_dead_letter("f", id).await.unwrap());
+        assert!(!queue.delete_dead_letter("f", id).await.unwrap());
+        assert!(queue.dead_letters("f").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,768 @@
+//! The worker that delivers queued events to functions.
+//!
+//! One tokio task per node leases due events function by function and runs each as an
+//! invocation through [`Invoke`] (the dispatcher), with the event's id as the request
+//! id. Async work takes at most half of a function's concurrency (at least one), so
+//! that a backlog of events never starves the function's synchronous callers.
+//!
+//! A failed attempt (the function's error, a timeout or crash, a throttle, no instance)
+//! is retried after an exponential backoff with full jitter, up to the function's
+//! `max_retries` and `max_event_age`; then the event goes to the dead-letter store and,
+//! when the function has one, an invocation record to its `on_failure` destination. A
+//! success sends a record to the `on_success` destination, if any.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use nimbus_core::{FunctionSpec, Invoke, InvokeError, InvokeOptions, Outcome};
+use rand::RngExt as _;
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinSet,
+};
+
+use crate::{
+    event::{AttemptError, Event},
+    queue::{AsyncQueue, FollowUp, Settlement, now_ms},
+    record::{Condition, Response, invocation_record},
+};
+
+/// How the worker retries and leases.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The first retry's longest delay; each later one doubles it, up to `retry_cap`.
+    pub retry_base: Duration,
+    /// The longest delay between two attempts.
+    pub retry_cap: Duration,
+    /// How long a lease outlives the function's timeout: time for the invocation to wait
+    /// for an instance and for its outcome to be recorded. A lease that runs out makes
+    /// the event due again.
+    pub lease_margin: Duration,
+    /// The region in the function ARNs of invocation records.
+    pub region: String,
+}
+
+impl WorkerConfig {
+    /// The default first retry delay bound.
+    pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
+    /// The longest delay between attempts (Lambda's 5 minutes).
+    pub const RETRY_CAP: Duration = Duration::from_secs(300);
+    /// The default lease margin.
+    pub const DEFAULT_LEASE_MARGIN: Duration = Duration::from_secs(30);
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            retry_base: Self::DEFAULT_RETRY_BASE,
+            retry_cap: Self::RETRY_CAP,
+            lease_margin: Self::DEFAULT_LEASE_MARGIN,
+            region: "us-east-1".to_owned(),
+        }
+    }
+}
+
+/// Most async invocations of one function in flight at once: half its concurrency, at
+/// least one.
+pub fn async_share(concurrency_max: u32) -> usize {
+    (concurrency_max as usize / 2).max(1)
+}
+
+/// The longest delay before the retry that follows failed attempt number `attempt`
+/// (1 for the first): `base` doubled for each earlier failure, at most `cap`.
+pub fn backoff_ceiling(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(32);
+    base.saturating_mul(1u32 << doublings.min(31)).min(cap)
+}
+
+/// The delay before the retry that follows failed attempt number `attempt`: uniform
+/// between zero and [`backoff_ceiling`] ("full jitter"), so that events that failed
+/// together do not come back together.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let ceiling = backoff_ceiling(base, cap, attempt);
+    let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+/// How long the worker sleeps when nothing is due and nothing wakes it.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+struct Target {
+    spec: FunctionSpec,
+    arn: String,
+    cap: usize,
+    in_flight: AtomicUsize,
+}
+
+struct Shared {
+    queue: Arc<AsyncQueue>,
+    invoker: Arc<dyn Invoke>,
+    targets: BTreeMap<String, Arc<Target>>,
+    config: WorkerConfig,
+    /// Notified when an invocation ends and frees a slot.
+    freed: Notify,
+}
+
+/// Delivers the queue's events to the functions it was given.
+pub struct AsyncWorker {
+    shared: Arc<Shared>,
+    /// `Some(grace)` once a stop is asked for.
+    stop: watch::Sender<Option<Duration>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AsyncWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncWorker")
+            .field("functions", &self.shared.targets.keys().collect::<Vec<_>>())
+            .field("running", &self.task.is_some())
+            .finish()
+    }
+}
+
+impl AsyncWorker {
+    /// A worker for `functions`' events (events for other functions stay queued until a
+    /// worker knows them). It runs once [`started`](Self::start).
+    pub fn new(
+        queue: Arc<AsyncQueue>,
+        invoker: Arc<dyn Invoke>,
+        functions: impl IntoIterator<Item = FunctionSpec>,
+        config: WorkerConfig,
+    ) -> AsyncWorker {
+        let targets = functions
+            .into_iter()
+            .map(|spec| {
+                let target = Target {
+                    arn: format!(
+                        "arn:aws:lambda:{}:000000000000:function:{}",
+                        config.region, spec.name
+                    ),
+                    cap: async_share(spec.concurrency.max),
+                    in_flight: AtomicUsize::new(0),
+                    spec,
+                };
+                (target.spec.name.clone(), Arc::new(target))
+            })
+            .collect();
+        AsyncWorker {
+            shared: Arc::new(Shared {
+                queue,
+                invoker,
+                targets,
+                config,
+                freed: Notify::new(),
+            }),
+            stop: watch::channel(None).0,
+            task: None,
+        }
+    }
+
+    /// Starts delivering (on the current tokio runtime); does nothing if started.
+    pub fn start(&mut self) {
+        if self.task.is_none() {
+            let shared = Arc::clone(&self.shared);
+            let stop = self.stop.subscribe();
+            self.task = Some(tokio::spawn(run(shared, stop)));
+        }
+    }
+
+    /// Stops leasing and lets invocations in flight finish for up to `grace`; those
+    /// still running then are cut off, and their events stay leased, to be delivered
+    /// again when the queue is next opened.
+    pub async fn stop(mut self, grace: Duration) {
+        let _ = self.stop.send(Some(grace));
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for AsyncWorker {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<Option<Duration>>) {
+    let mut tasks = JoinSet::new();
+    loop {
+        if stop.borrow().is_some() {
+            break;
+        }
+        let now = now_ms();
+        let mut wake_at = now + IDLE_POLL.as_millis() as u64;
+        let mut again = false;
+        for target in shared.targets.values() {
+            let busy = target.in_flight.load(Ordering::Acquire);
+            if busy >= target.cap {
+                // An invocation that ends notifies `freed`.
+                continue;
+            }
+            let name = target.spec.name.as_str();
+            match shared.queue.next_due(name) {
+                Ok(Some(due)) if due <= now => {}
+                Ok(Some(due)) => {
+                    wake_at = wake_at.min(due);
+                    continue;
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(function = name, error = %e, "cannot read the async queue");
+                    continue;
+                }
+            }
+            let lease = target.spec.timeout + shared.config.lease_margin;
+            let until = now + u64::try_from(lease.as_millis()).unwrap_or(u64::MAX / 2);
+            match shared
+                .queue
+                .lease(name, now, target.cap - busy, until)
+                .await
+            {
+                Ok(events) => {
+                    again |= !events.is_empty();
+                    for event in events {
+                        target.in_flight.fetch_add(1, Ordering::AcqRel);
+                        tasks.spawn(deliver(Arc::clone(&shared), Arc::clone(target), event));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(function = name, error = %e, "cannot lease async events");
+                }
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        if again {
+            // More may be due than the slots that were free: look again at once.
+            continue;
+        }
+        let sleep = tokio::time::sleep(Duration::from_millis(wake_at.saturating_sub(now)));
+        tokio::select! {
+            () = sleep => {}
+            () = shared.queue.wake().notified() => {}
+            () = shared.freed.notified() => {}
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let grace = stop.borrow().unwrap_or_default();
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            invocations = tasks.len(),
+            "async invocations still running after the grace period were cut off; their events will be delivered again"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+fn invoke_error(e: &InvokeError) -> AttemptError {
+    let error_type = match e {
+        InvokeError::NotFound(_) => "ResourceNotFoundException",
+        InvokeError::Throttled => "TooManyRequestsException",
+        InvokeError::Unavailable(_) => "ServiceException",
+    };
+    AttemptError {
+        error_type: error_type.to_owned(),
+        payload: serde_json::json!({ "errorType": error_type, "errorMessage": e.to_string() })
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+/// Runs one attempt of a leased event and settles it.
+async fn deliver(shared: Arc<Shared>, target: Arc<Target>, event: Event) {
+    attempt(&shared, &target, event).await;
+    target.in_flight.fetch_sub(1, Ordering::AcqRel);
+    shared.freed.notify_one();
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
+    let policy = &target.spec.async_policy;
+    let max_age = millis(policy.max_event_age);
+    let started = now_ms();
+    if started.saturating_sub(event.enqueued_ms) > max_age {
+        give_up(shared, target, event, Condition::EventAgeExceeded).await;
+        return;
+    }
+    let options = InvokeOptions {
+        request_id: Some(event.id.to_string()),
+        trace_id: event.meta.trace_id.clone(),
+        client_context: event.meta.client_context.clone(),
+        stream: None,
+    };
+    let result = shared
+        .invoker
+        .invoke(&target.spec.name, event.payload.clone(), options)
+        .await;
+    event.attempts = event.attempts.saturating_add(1);
+    event.first_attempt_ms.get_or_insert(started);
+    event.last_attempt_ms = Some(started);
+    let error = match result {
+        Ok(result) => match result.outcome {
+            Outcome::Response(body) => {
+                let then = policy.on_success.as_ref().map(|destination| FollowUp {
+                    function: destination.clone(),
+                    payload: invocation_record(
+                        &event,
+                        &target.arn,
+                        Condition::Success,
+                        Response::Returned(&body),
+                        now_ms(),
+                    ),
+                });
+                settle(shared, event, Settlement::Delivered, then).await;
+                return;
+            }
+            Outcome::Error {
+                error_type,
+                payload,
+            } => AttemptError {
+                error_type,
+                payload,
+            },
+        },
+        Err(e) => invoke_error(&e),
+    };
+    event.last_error = Some(error);
+    if event.attempts > policy.max_retries {
+        give_up(shared, target, event, Condition::RetriesExhausted).await;
+        return;
+    }
+    let delay = backoff(
+        shared.config.retry_base,
+        shared.config.retry_cap,
+        event.attempts,
+    );
+    let at = now_ms().saturating_add(millis(delay));
+    if at.saturating_sub(event.enqueued_ms) > max_age {
+        give_up(shared, target, event, Condition::EventAgeExceeded).await;
+        return;
+    }
+    tracing::info!(
+        function = %target.spec.name,
+        request_id = %event.id,
+        attempt = event.attempts,
+        retry_in_ms = millis(delay),
+        error_type = event.last_error.as_ref().map(|e| e.error_type.as_str()),
+        "async invocation failed; retrying"
+    );
+    settle(shared, event, Settlement::Retry { at_ms: at }, None).await;
+}
+
+async fn give_up(shared: &Shared, target: &Target, event: Event, condition: Condition) {
+    let now = now_ms();
+    let response = match &event.last_error {
+        Some(error) if event.attempts > 0 => Response::Failed(&error.payload),
+        _ => Response::None,
+    };
+    let then = target
+        .spec
+        .async_policy
+        .on_failure
+        .as_ref()
+        .map(|destination| FollowUp {
+            function: destination.clone(),
+            payload: invocation_record(&event, &target.arn, condition, response, now),
+        });
+    tracing::warn!(
+        function = %target.spec.name,
+        request_id = %event.id,
+        attempts = event.attempts,
+        condition = condition.as_str(),
+        "async event dead-lettered"
+    );
+    let settlement = Settlement::DeadLetter {
+        condition,
+        dead_ms: now,
+    };
+    settle(shared, event, settlement, then).await;
+}
+
+async fn settle(shared: &Shared, event: Event, settlement: Settlement, then: Option<FollowUp>) {
+    let id = event.id;
+    let function = event.function.clone();
+    match shared.queue.settle(event, settlement, then).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            %function,
+            request_id = %id,
+            "an async event's lease ran out before its invocation ended; it was delivered again"
+        ),
+        Err(e) => tracing::error!(
+            %function,
+            request_id = %id,
+            error = %e,
+            "cannot record an async invocation's outcome; the event will be delivered again"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use nimbus_core::{AsyncPolicy, BoxFuture, InvokeResult};
+
+    use super::*;
+    use crate::event::{EventId, EventMeta};
+
+    /// What the fake does for a function.
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        Succeed,
+        Fail,
+        Throttle,
+        /// Holds every invocation until the test releases it.
+        Hold,
+    }
+
+    #[derive(Default)]
+    struct Fake {
+        behaviours: Mutex<BTreeMap<String, Behaviour>>,
+        calls: Mutex<Vec<(String, String, Vec<u8>)>>,
+        running: AtomicUsize,
+        peak: AtomicUsize,
+        release: Notify,
+        called: Notify,
+    }
+
+    impl Fake {
+        fn set(&self, function: &str, behaviour: Behaviour) {
+            self.behaviours
+                .lock()
+                .unwrap()
+                .insert(function.to_owned(), behaviour);
+        }
+
+        fn calls(&self, function: &str) -> Vec<(String, Vec<u8>)> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(f, _, _)| f == function)
+                .map(|(_, id, p)| (id.clone(), p.clone()))
+                .collect()
+        }
+
+        /// Waits until `function` has been called `n` times.
+        async fn wait_calls(&self, function: &str, n: usize) {
+            loop {
+                let notified = self.called.notified();
+                if self.calls(function).len() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    }
+
+    impl Invoke for Fake {
+        fn invoke(
+            &self,
+            function: &str,
+            payload: Vec<u8>,
+            options: InvokeOptions,
+        ) -> BoxFuture<'_, Result<InvokeResult, InvokeError>> {
+            let function = function.to_owned();
+            Box::pin(async move {
+                let request_id = options.request_id.unwrap_or_default();
+                let behaviour = self
+                    .behaviours
+                    .lock()
+                    .unwrap()
+                    .get(&function)
+                    .copied()
+                    .unwrap_or(Behaviour::Succeed);
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak.fetch_max(now, Ordering::SeqCst);
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push((function, request_id.clone(), payload.clone()));
+                self.called.notify_waiters();
+                if let Behaviour::Hold = behaviour {
+                    self.release.notified().await;
+                }
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                let outcome = match behaviour {
+                    Behaviour::Succeed | Behaviour::Hold => {
+                        Outcome::Response(b"{\"ok\":true}".to_vec())
+                    }
+                    Behaviour::Fail => Outcome::platform_error("Error", "always fails"),
+                    Behaviour::Throttle => return Err(InvokeError::Throttled),
+                };
+                Ok(InvokeResult {
+                    request_id,
+                    outcome,
+                    log_tail: String::new(),
+                })
+            })
+        }
+    }
+
+    fn spec(name: &str, max: u32, policy: AsyncPolicy) -> FunctionSpec {
+        FunctionSpec {
+            name: name.to_owned(),
+            runtime: "provided".parse().unwrap(),
+            code: "code".into(),
+            handler: None,
+            memory_mb: 128,
+            timeout: Duration::from_secs(3),
+            concurrency: nimbus_core::Concurrency { max, min_warm: 0 },
+            environment: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            instances: nimbus_core::InstanceMode::Reuse,
+            async_policy: policy,
+        }
+    }
+
+    fn config() -> WorkerConfig {
+        WorkerConfig {
+            retry_base: Duration::from_millis(1),
+            retry_cap: Duration::from_millis(4),
+            ..WorkerConfig::default()
+        }
+    }
+
+    async fn wait_dead(queue: &AsyncQueue, function: &str, n: usize) {
+        while queue.dead_letters(function).unwrap().len() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_full_jitter() {
+        let base = Duration::from_secs(1);
+        let cap = WorkerConfig::RETRY_CAP;
+        let ceilings: Vec<u64> = (1..=11)
+            .map(|n| backoff_ceiling(base, cap, n).as_secs())
+            .collect();
+        assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(backoff_ceiling(base, cap, 10_000), cap);
+        for attempt in [1, 3, 20] {
+            for _ in 0..100 {
+                assert!(backoff(base, cap, attempt) <= backoff_ceiling(base, cap, attempt));
+            }
+        }
+        // Jitter spreads the delays out.
+        let spread: std::collections::BTreeSet<Duration> =
+            (0..50).map(|_| backoff(base, cap, 9)).collect();
+        assert!(spread.len() > 1);
+    }
+
+    #[test]
+    fn async_work_gets_half_the_concurrency() {
+        assert_eq!(async_share(1), 1);
+        assert_eq!(async_share(2), 1);
+        assert_eq!(async_share(100), 50);
+        assert_eq!(async_share(7), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_event_is_tried_max_retries_plus_one_times_then_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
+        let fake = Arc::new(Fake::default());
+        fake.set("fails", Behaviour::Fail);
+        let policy = AsyncPolicy {
+            max_retries: 2,
+            on_failure: Some("alarms".to_owned()),
+            ..AsyncPolicy::default()
+        };
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [
+                spec("fails", 10, policy),
+                spec("alarms", 10, AsyncPolicy::default()),
+            ],
+            config(),
+        );
+        worker.start();
+        let id = queue
+            .enqueue("fails", b"{\"n\":1}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        wait_dead(&queue, "fails", 1).await;
+        // The destination's record arrives too.
+        fake.wait_calls("alarms", 1).await;
+        let calls = fake.calls("fails");
+        assert_eq!(calls.len(), 3);
+        // Every attempt carries the event's id as its request id.
+        assert!(
+            calls
+                .iter()
+                .all(|(rid, p)| *rid == id.to_string() && p == b"{\"n\":1}")
+        );
+        let dead = queue.dead_letters("fails").unwrap();
+        assert_eq!(dead[0].id(), id);
+        assert_eq!(dead[0].event.attempts, 3);
+        assert_eq!(dead[0].condition, Condition::RetriesExhausted);
+        let json = dead[0].to_json();
+        assert_eq!(json["error"]["errorType"], "Error");
+        assert_eq!(json["error"]["errorMessage"], "always fails");
+        let (_, record) = fake.calls("alarms").remove(0);
+        let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        assert_eq!(record["requestContext"]["condition"], "RetriesExhausted");
+        assert_eq!(record["requestContext"]["approximateInvokeCount"], 3);
+        assert_eq!(record["requestContext"]["requestId"], id.to_string());
+        assert_eq!(
+            record["requestContext"]["functionArn"],
+            "arn:aws:lambda:us-east-1:000000000000:function:fails:$LATEST"
+        );
+        assert_eq!(record["requestPayload"], serde_json::json!({ "n": 1 }));
+        assert_eq!(record["responseContext"]["functionError"], "Unhandled");
+        assert_eq!(record["responsePayload"]["errorMessage"], "always fails");
+
+        // Redriven: it runs again, three more times, with the same request id.
+        fake.set("fails", Behaviour::Fail);
+        assert_eq!(queue.redrive("fails", None).await.unwrap(), vec![id]);
+        wait_dead(&queue, "fails", 1).await;
+        fake.wait_calls("fails", 6).await;
+        let dead = queue.dead_letters("fails").unwrap();
+        assert_eq!(dead[0].event.attempts, 3);
+        assert_eq!(fake.calls("fails").len(), 6);
+        worker.stop(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn throttles_are_failed_attempts_and_zero_retries_means_one_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
+        let fake = Arc::new(Fake::default());
+        fake.set("busy", Behaviour::Throttle);
+        let policy = AsyncPolicy {
+            max_retries: 0,
+            ..AsyncPolicy::default()
+        };
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [spec("busy", 10, policy)],
+            config(),
+        );
+        worker.start();
+        queue
+            .enqueue("busy", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        wait_dead(&queue, "busy", 1).await;
+        assert_eq!(fake.calls("busy").len(), 1);
+        let dead = queue.dead_letters("busy").unwrap();
+        assert_eq!(
+            dead[0].to_json()["error"]["errorType"],
+            "TooManyRequestsException"
+        );
+        worker.stop(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn successes_reach_the_on_success_destination_and_leave_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
+        let fake = Arc::new(Fake::default());
+        let policy = AsyncPolicy {
+            on_success: Some("audit".to_owned()),
+            ..AsyncPolicy::default()
+        };
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [
+                spec("orders", 10, policy),
+                spec("audit", 10, AsyncPolicy::default()),
+            ],
+            config(),
+        );
+        worker.start();
+        let id = queue
+            .enqueue("orders", b"{\"order\":1}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        fake.wait_calls("audit", 1).await;
+        let (audit_id, record) = fake.calls("audit").remove(0);
+        assert_ne!(audit_id, id.to_string());
+        let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        assert_eq!(record["requestContext"]["condition"], "Success");
+        assert_eq!(record["requestContext"]["requestId"], id.to_string());
+        assert_eq!(record["requestPayload"], serde_json::json!({ "order": 1 }));
+        assert_eq!(record["responsePayload"], serde_json::json!({ "ok": true }));
+        assert!(record["responseContext"].get("functionError").is_none());
+        worker.stop(Duration::from_secs(1)).await;
+        assert_eq!(queue.pending("orders").unwrap(), 0);
+        assert_eq!(queue.pending("audit").unwrap(), 0);
+        assert!(queue.dead_letters("orders").unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_work_never_takes_more_than_its_share_and_unfinished_work_survives_a_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.redb");
+        let queue = Arc::new(AsyncQueue::open(&path).unwrap());
+        let fake = Arc::new(Fake::default());
+        fake.set("slow", Behaviour::Hold);
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [spec("slow", 4, AsyncPolicy::default())],
+            config(),
+        );
+        worker.start();
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            ids.push(
+                queue
+                    .enqueue("slow", b"{}".to_vec(), EventMeta::default())
+                    .await
+                    .unwrap(),
+            );
+        }
+        // Half of max = 4: two run, the others wait for a slot.
+        fake.wait_calls("slow", 2).await;
+        tokio::task::yield_now().await;
+        assert_eq!(fake.peak.load(Ordering::SeqCst), 2);
+        assert_eq!(fake.calls("slow").len(), 2);
+        // The node stops with both still running: they are cut off and stay queued.
+        worker.stop(Duration::from_millis(10)).await;
+        assert_eq!(queue.pending("slow").unwrap(), 6);
+        drop(queue);
+        let queue = Arc::new(AsyncQueue::open(&path).unwrap());
+        assert_eq!(queue.pending("slow").unwrap(), 6);
+        // After the restart every event is delivered, the cut-off ones again.
+        fake.set("slow", Behaviour::Succeed);
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [spec("slow", 4, AsyncPolicy::default())],
+            config(),
+        );
+        worker.start();
+        fake.wait_calls("slow", 8).await;
+        while queue.pending("slow").unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let delivered: std::collections::BTreeSet<String> =
+            fake.calls("slow").into_iter().map(|(id, _)| id).collect();
+        let expected: std::collections::BTreeSet<String> =
+            ids.iter().map(EventId::to_string).collect();
+        assert_eq!(delivered, expected);
+        worker.stop(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,234 @@
+//! Table stream triggers: `[[events]] source = "table:NAME"` invokes a function with
+//! Lambda's DynamoDB stream event for every change committed to the table.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Builder, Nimbus, client_program, example, http, run_client};
+
+/// The JSON log lines of `function`.
+fn function_lines(node: &Nimbus, function: &str) -> Vec<Value> {
+    node.stderr()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &Value| l["function"] == function)
+        .collect()
+}
+
+fn message(line: &Value) -> &str {
+    line["message"].as_str().unwrap_or_default()
+}
+
+fn get_item(node: &Nimbus, table: &str, key: Value) -> Value {
+    http(
+        node.services(),
+        "POST",
+        "/",
+        &[("X-Amz-Target", "DynamoDB_20120810.GetItem")],
+        &json!({ "TableName": table, "Key": key, "ConsistentRead": true }).to_string(),
+    )
+    .unwrap()
+    .json()
+}
+
+/// The issue's proof, a CQRS projection: the seed's `register` writes users through the
+/// AWS SDK for JavaScript v2; `project`, triggered by the `Users` stream, counts them in
+/// `UserCount`; the AWS CLI reads the count back.
+#[test]
+fn a_projection_counts_every_registered_user() {
+    projection(Builder::up(&example("user-count")).start());
+}
+
+/// The same on the PostgreSQL engine: commits are announced by the API layer, above
+/// either engine.
+#[test]
+fn a_projection_counts_every_registered_user_on_postgres() {
+    projection(Builder::up(&example("user-count")).postgres().start());
+}
+
+fn projection(node: Nimbus) {
+    const USERS: usize = 25;
+    for i in 0..USERS {
+        let body = json!({ "email": format!("user{i}@example.com"), "name": format!("User {i}") });
+        let r = http(
+            node.gateway(),
+            "POST",
+            "/users",
+            &[("content-type", "application/json")],
+            &body.to_string(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    }
+    // The projection catches up (bounded wait; never a timing assertion).
+    let count = |node: &Nimbus| {
+        get_item(node, "UserCount", json!({ "id": { "S": "users" } }))["Item"]["count"]["N"]
+            .as_str()
+            .map_or(0, |n| n.parse::<usize>().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&node) < USERS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let aws = client_program("aws");
+    let url = format!("http://{}", node.services());
+    let item = run_client(
+        &aws,
+        &[
+            "--endpoint-url",
+            &url,
+            "dynamodb",
+            "get-item",
+            "--table-name",
+            "UserCount",
+            "--key",
+            r#"{"id":{"S":"users"}}"#,
+            "--consistent-read",
+        ],
+        &url,
+    );
+    let item: Value = serde_json::from_str(&item).unwrap();
+    assert_eq!(
+        item["Item"]["count"]["N"],
+        USERS.to_string(),
+        "{item}\n{}",
+        node.logs()
+    );
+
+    // `project` ran only through its trigger, so its first instance was started by it:
+    // the trigger wakes a function scaled to zero.
+    let reports: Vec<Value> = function_lines(&node, "project")
+        .into_iter()
+        .filter(|l| message(l).starts_with("REPORT"))
+        .collect();
+    assert!(!reports.is_empty(), "{}", node.logs());
+    assert_eq!(reports[0]["cold"], true, "{}", reports[0]);
+    assert!(
+        reports.iter().all(|r| r["outcome"] == "success"),
+        "{reports:?}"
+    );
+}
+
+/// A trigger whose function fails, with `max_retries = 1`: the batch is tried exactly
+/// twice, then its on-failure record goes, once, to the `on_failure` function.
+#[test]
+fn failed_batches_are_retried_then_reported_to_on_failure() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(
+        dir.join("js/index.js"),
+        r#"exports.fail = async (event) => {
+  console.log('EVENT ' + JSON.stringify(event));
+  throw new Error('projection failed');
+};
+exports.dlq = async (event) => {
+  console.log('ONFAILURE ' + JSON.stringify(event));
+};
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        r#"name = "failing-projection"
+
+[tables.Orders]
+partition_key = { name = "id", type = "S" }
+stream = "new_image"
+
+[functions.fail]
+runtime = "nodejs"
+code = "js"
+handler = "index.fail"
+
+[functions.dlq]
+runtime = "nodejs"
+code = "js"
+handler = "index.dlq"
+
+[[events]]
+source = "table:Orders"
+function = "fail"
+max_retries = 1
+on_failure = "dlq"
+"#,
+    )
+    .unwrap();
+    let node = Builder::up(dir).start();
+    let r = http(
+        node.services(),
+        "POST",
+        "/",
+        &[("X-Amz-Target", "DynamoDB_20120810.PutItem")],
+        &json!({ "TableName": "Orders", "Item": { "id": { "S": "o-1" }, "total": { "N": "42" } } })
+            .to_string(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        node.wait_for_log("ONFAILURE ", Duration::from_secs(60)),
+        "{}",
+        node.logs()
+    );
+    // Whatever would come after the on-failure record has had time to show.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let attempts: Vec<Value> = function_lines(&node, "fail")
+        .iter()
+        .filter_map(|l| message(l).split_once("EVENT ").map(|(_, e)| e.to_owned()))
+        .map(|e| serde_json::from_str(&e).unwrap())
+        .collect();
+    assert_eq!(attempts.len(), 2, "{}", node.logs());
+    assert_eq!(attempts[0], attempts[1], "the same batch both times");
+    let record = &attempts[0]["Records"][0];
+    assert_eq!(attempts[0]["Records"].as_array().unwrap().len(), 1);
+    assert_eq!(record["eventName"], "INSERT");
+    assert_eq!(record["eventSource"], "aws:dynamodb");
+    assert_eq!(record["eventVersion"], "1.1");
+    assert_eq!(record["awsRegion"], "us-east-1");
+    assert_eq!(record["dynamodb"]["Keys"], json!({ "id": { "S": "o-1" } }));
+    assert_eq!(
+        record["dynamodb"]["NewImage"]["total"],
+        json!({ "N": "42" })
+    );
+    assert_eq!(record["dynamodb"]["StreamViewType"], "NEW_IMAGE");
+    let stream_arn = record["eventSourceARN"].as_str().unwrap();
+    assert!(
+        stream_arn.starts_with("arn:aws:dynamodb:us-east-1:000000000000:table/Orders/stream/"),
+        "{stream_arn}"
+    );
+    let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap();
+
+    let reports: Vec<Value> = function_lines(&node, "dlq")
+        .iter()
+        .filter_map(|l| {
+            message(l)
+                .split_once("ONFAILURE ")
+                .map(|(_, e)| e.to_owned())
+        })
+        .map(|e| serde_json::from_str(&e).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 1, "{}", node.logs());
+    let report = &reports[0];
+    assert_eq!(report["version"], "1.0");
+    assert_eq!(
+        report["requestContext"]["condition"],
+        "RetryAttemptsExhausted"
+    );
+    assert_eq!(report["requestContext"]["approximateInvokeCount"], 2);
+    assert_eq!(
+        report["requestContext"]["functionArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:fail"
+    );
+    assert_eq!(report["responseContext"]["functionError"], "Unhandled");
+    let info = &report["DDBStreamBatchInfo"];
+    assert_eq!(info["batchSize"], 1);
+    assert_eq!(info["startSequenceNumber"], sequence);
+    assert_eq!(info["endSequenceNumber"], sequence);
+    assert_eq!(info["streamArn"], stream_arn);
+    assert!(
+        info["shardId"].as_str().unwrap().starts_with("shardId-"),
+        "{info}"
+    );
+}
