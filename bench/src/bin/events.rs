@@ -1,0 +1,340 @@
+//! Events on Nimbus: how fast durable async invocations are accepted, and how soon a
+//! table write starts its stream trigger.
+//!
+//! 1. Write to trigger (run first, on a quiet node): one `PutItem` at a time on a table
+//!    with a stream and a trigger (`batch_size = 1`, no batching window); the triggered
+//!    function logs the wall-clock time its handler started for each record, and the
+//!    latency is that time minus the time just before the `PutItem` was sent (same
+//!    machine, same clock).
+//! 2. Accepted events: CALLERS closed-loop callers send `Invoke` with
+//!    `X-Amz-Invocation-Type: Event` to the services endpoint; each 202 means the event is
+//!    in `events.redb`, committed with an fsync. Accepted events per second and latency.
+//!
+//! Usage: `events NIMBUS_BINARY [SECONDS] [WRITES]` (defaults 10 and 300); `bench/run
+//! events` builds and passes the binary. The app is `bench/fixtures/events`, copied to a
+//! fresh directory each run. bench/README.md defines each figure.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use nimbus_bench::{Summary, closed_loop, human, stop, tail};
+use serde_json::{Value, json};
+
+/// Concurrent callers of part 1.
+const CALLERS: usize = 64;
+/// Unmeasured load before part 1's window.
+const WARMUP: Duration = Duration::from_secs(2);
+/// The event every async call sends.
+const PAYLOAD: &str = r#"{"order":42,"items":["a","b"]}"#;
+/// Longest wait for a write's trigger to be logged.
+const TRIGGER_WAIT: Duration = Duration::from_secs(5);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A running `nimbus up`, its JSON log in a file.
+struct Node {
+    child: Child,
+    log: PathBuf,
+    services: String,
+}
+
+impl Node {
+    fn start(nimbus: &Path, app: &Path, log: &Path) -> Result<Node, String> {
+        let file = std::fs::File::create(log).map_err(|e| e.to_string())?;
+        let mut child = Command::new(nimbus)
+            .arg("up")
+            .arg(app)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--services-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--log-format", "json", "--no-watch"])
+            .env_remove("RUST_LOG")
+            .env_remove("NIMBUS_LOG_LEVEL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", nimbus.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let ready = text.lines().find_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                (v["message"] == "nimbus is ready")
+                    .then(|| v["services"].as_str().map(str::to_owned))?
+            });
+            if let Some(services) = ready {
+                return Ok(Node {
+                    child,
+                    log: log.to_owned(),
+                    services,
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("nimbus up exited ({status}):\n{}", tail(log, 20)));
+            }
+            if Instant::now() > deadline {
+                stop(&mut child, Duration::from_secs(5));
+                return Err(format!("nimbus up not ready in 120 s:\n{}", tail(log, 20)));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `{item id: handler start, epoch ms}` for every record the trigger logged so far.
+    fn triggered(&self) -> std::collections::HashMap<String, f64> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|line| line.contains("triggered"))
+            .filter_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                let message = v["message"].as_str()?;
+                let at = message.find("{\"triggered\"")?;
+                let logged: Value = serde_json::from_str(message[at..].trim_end()).ok()?;
+                Some((
+                    logged["triggered"].as_str()?.to_owned(),
+                    logged["at"].as_f64()?,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Copies the fixture app to a fresh directory.
+fn fresh_app() -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let from = repo().join("bench/fixtures/events");
+    for file in ["nimbus.toml", "index.js"] {
+        std::fs::copy(from.join(file), dir.path().join(file))
+            .map_err(|e| format!("cannot copy {file}: {e}"))?;
+    }
+    Ok(dir)
+}
+
+/// `CALLERS` closed-loop async invokes to `url` for `window`: accepted/s and latency.
+async fn async_load(url: String, window: Duration) -> Result<nimbus_bench::LoadFigures, String> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CALLERS)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let probe = client
+        .post(&url)
+        .header("x-amz-invocation-type", "Event")
+        .body(PAYLOAD)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if probe.status().as_u16() != 202 {
+        return Err(format!("an async invoke answered {}", probe.status()));
+    }
+    let (client, url) = (Arc::new(client), Arc::new(url));
+    Ok(closed_loop(CALLERS, WARMUP, window, move |_| {
+        let (client, url) = (Arc::clone(&client), Arc::clone(&url));
+        async move {
+            client
+                .post(url.as_str())
+                .header("x-amz-invocation-type", "Event")
+                .body(PAYLOAD)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 202)
+        }
+    })
+    .await)
+}
+
+/// A bare axum server in this process answering every invoke with an empty 202: the
+/// ceiling of this client and machine for the same requests.
+async fn bare_server() -> Result<String, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = axum::Router::new().route(
+        "/2015-03-31/functions/{name}/invocations",
+        axum::routing::post(|_body: axum::body::Bytes| async { axum::http::StatusCode::ACCEPTED }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("the bare server stopped: {e}");
+        }
+    });
+    Ok(format!(
+        "http://{addr}/2015-03-31/functions/accept/invocations"
+    ))
+}
+
+/// Part 2: accepted async events per second at [`CALLERS`] callers, Nimbus then the bare
+/// server.
+async fn accepted(node: &Node, window: Duration) -> Result<(), String> {
+    let nimbus = async_load(
+        format!(
+            "http://{}/2015-03-31/functions/accept/invocations",
+            node.services
+        ),
+        window,
+    )
+    .await?;
+    let bare = async_load(bare_server().await?, window).await?;
+    println!(
+        "## Accepted async events
+"
+    );
+    println!("Nimbus answers 202 once the event is committed with an fsync; the bare server answers 202 at once
+");
+    println!("| server | callers | window | accepted/s | p50 | p99 | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    for (label, figures) in [
+        ("nimbus", &nimbus),
+        ("bare axum server, 202 at once", &bare),
+    ] {
+        let latency = figures.latency.map_or_else(
+            || "- | -".to_owned(),
+            |s| format!("{} | {}", human(s.p50), human(s.p99)),
+        );
+        println!(
+            "| {label} | {CALLERS} | {} s | {:.0} | {latency} | {} |",
+            figures.window.as_secs(),
+            figures.rate(),
+            figures.errors
+        );
+    }
+    println!();
+    println!("| figure | measured | target | |");
+    println!("|---|---|---|---|");
+    println!(
+        "| durable async events accepted per second, {CALLERS} callers | {:.0} ({:.2}x the bare server) | >= 20000 | {} |",
+        nimbus.rate(),
+        nimbus.rate() / bare.rate(),
+        if nimbus.rate() >= 20_000.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    Ok(())
+}
+
+/// Part 1: from `PutItem` to the trigger's handler starting, `writes` times.
+async fn write_to_trigger(node: &Node, writes: usize) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/", node.services);
+    let put = |id: String| {
+        let body =
+            json!({ "TableName": "Items", "Item": { "id": { "S": id }, "v": { "N": "1" } } });
+        client
+            .post(&url)
+            .header("x-amz-target", "DynamoDB_20120810.PutItem")
+            .header("content-type", "application/x-amz-json-1.0")
+            .body(body.to_string())
+            .send()
+    };
+    // One unmeasured write wakes everything up.
+    let first = put("warm".to_owned()).await.map_err(|e| e.to_string())?;
+    if !first.status().is_success() {
+        return Err(format!("PutItem answered {}", first.status()));
+    }
+    wait_for(node, "warm").await?;
+    let mut samples = Vec::with_capacity(writes);
+    for i in 0..writes {
+        let id = format!("w{i}");
+        let sent = now_ms();
+        let answer = put(id.clone()).await.map_err(|e| e.to_string())?;
+        if !answer.status().is_success() {
+            return Err(format!("PutItem answered {}", answer.status()));
+        }
+        let started = wait_for(node, &id).await?;
+        samples.push(Duration::from_secs_f64(
+            ((started - sent) / 1000.0).max(0.0),
+        ));
+    }
+    let s = Summary::of(samples);
+    println!("## Table write to stream trigger start\n");
+    println!("one PutItem at a time; the next is sent once the trigger has logged the last\n");
+    println!("| writes | p50 | p90 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {} |\n",
+        s.n,
+        human(s.p50),
+        human(s.p90),
+        human(s.p99),
+        human(s.max)
+    );
+    println!("| figure | measured | target | |");
+    println!("|---|---|---|---|");
+    println!(
+        "| write-to-trigger p50 | {} | < 10ms | {} |",
+        human(s.p50),
+        if s.p50 < Duration::from_millis(10) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    Ok(())
+}
+
+/// Waits until the trigger has logged item `id`; its handler's start, epoch ms.
+async fn wait_for(node: &Node, id: &str) -> Result<f64, String> {
+    let deadline = Instant::now() + TRIGGER_WAIT;
+    loop {
+        if let Some(at) = node.triggered().get(id) {
+            return Ok(*at);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the trigger did not log {id} within {TRIGGER_WAIT:?}:\n{}",
+                tail(&node.log, 20)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let nimbus = PathBuf::from(
+        args.next()
+            .expect("usage: events NIMBUS [SECONDS] [WRITES]"),
+    );
+    let seconds: u64 = args
+        .next()
+        .map_or(10, |s| s.parse().expect("SECONDS is a number"));
+    let writes: usize = args
+        .next()
+        .map_or(300, |s| s.parse().expect("WRITES is a number"));
+    let app = fresh_app().unwrap_or_else(|e| panic!("{e}"));
+    let log = app.path().join("nimbus.log");
+    let node = Node::start(&nimbus, app.path(), &log).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    // The trigger first: the accepted events of the other part are delivered in the
+    // background for a long while after it.
+    if let Err(e) = rt.block_on(write_to_trigger(&node, writes)) {
+        eprintln!("write to trigger: {e}");
+    }
+    if let Err(e) = rt.block_on(accepted(&node, Duration::from_secs(seconds))) {
+        eprintln!("accepted events: {e}");
+    }
+}
