@@ -176,3 +176,69 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// Starts `nimbus up APP` on free loopback ports with JSON logs written to `log` and the
+/// `extra` arguments, and waits up to `within` for its "nimbus is ready" line. Returns
+/// the process and that line, which names the `gateway` and `services` addresses. A
+/// node that exits or does not get ready is reported with the end of its log.
+pub fn start_up(
+    nimbus: &Path,
+    app: &Path,
+    log: &Path,
+    extra: &[&str],
+    within: Duration,
+) -> Result<(Child, serde_json::Value), String> {
+    let file = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let mut child = Command::new(nimbus)
+        .arg("up")
+        .arg(app)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--services-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "json"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .env_remove("NIMBUS_LOG_LEVEL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", nimbus.display()))?;
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let ready = text.lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            (v["message"] == "nimbus is ready").then_some(v)
+        });
+        if let Some(ready) = ready {
+            return Ok((child, ready));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("nimbus up exited ({status}):\n{}", tail(log, 20)));
+        }
+        if Instant::now() > deadline {
+            stop(&mut child, Duration::from_secs(5));
+            return Err(format!(
+                "nimbus up not ready in {} s:\n{}",
+                within.as_secs(),
+                tail(log, 20)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The address named `field` (`gateway` or `services`) in a "nimbus is ready" line.
+pub fn ready_address(
+    ready: &serde_json::Value,
+    field: &str,
+) -> Result<std::net::SocketAddr, String> {
+    ready[field]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("the ready line names no {field} address: {ready}"))
+}

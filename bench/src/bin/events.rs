@@ -16,12 +16,12 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use nimbus_bench::{Summary, closed_loop, human, stop, tail};
+use nimbus_bench::{Summary, closed_loop, human, ready_address, start_up, stop, tail};
 use serde_json::{Value, json};
 
 /// Concurrent callers of part 1.
@@ -46,48 +46,12 @@ struct Node {
 
 impl Node {
     fn start(nimbus: &Path, app: &Path, log: &Path) -> Result<Node, String> {
-        let file = std::fs::File::create(log).map_err(|e| e.to_string())?;
-        let mut child = Command::new(nimbus)
-            .arg("up")
-            .arg(app)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--services-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--log-format", "json", "--no-watch"])
-            .env_remove("RUST_LOG")
-            .env_remove("NIMBUS_LOG_LEVEL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", nimbus.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let ready = text.lines().find_map(|line| {
-                let v: Value = serde_json::from_str(line).ok()?;
-                (v["message"] == "nimbus is ready")
-                    .then(|| v["services"].as_str().map(str::to_owned))?
-            });
-            if let Some(services) = ready {
-                return Ok(Node {
-                    child,
-                    log: log.to_owned(),
-                    services,
-                });
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("nimbus up exited ({status}):\n{}", tail(log, 20)));
-            }
-            if Instant::now() > deadline {
-                stop(&mut child, Duration::from_secs(5));
-                return Err(format!("nimbus up not ready in 120 s:\n{}", tail(log, 20)));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let (child, ready) = start_up(nimbus, app, log, &["--no-watch"], Duration::from_secs(120))?;
+        Ok(Node {
+            child,
+            log: log.to_owned(),
+            services: ready_address(&ready, "services")?.to_string(),
+        })
     }
 
     /// `{item id: handler start, epoch ms}` for every record the trigger logged so far.

@@ -31,7 +31,7 @@ use axum::{
     extract::ConnectInfo,
     http::{HeaderValue, Request, StatusCode, header},
 };
-use nimbus_bench::{LoadFigures, closed_loop, human, stop, tail};
+use nimbus_bench::{LoadFigures, closed_loop, human, ready_address, start_up, stop};
 use nimbus_core::{
     AppSpec, BoxFuture, HttpMethod, Invoke, InvokeError, InvokeOptions, InvokeResult, JwtAuthSpec,
     JwtKeys, Outcome, PayloadVersion, RouteAuth, RouteKey, RouteSpec,
@@ -483,51 +483,17 @@ impl Node {
         log: &Path,
         log_filter: Option<&str>,
     ) -> Result<Node, String> {
-        let file = std::fs::File::create(log).map_err(|e| e.to_string())?;
-        let mut command = Command::new(nimbus);
-        command
-            .arg("up")
-            .arg(app)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--services-listen", "127.0.0.1:0"])
-            .args(["--log-format", "json", "--no-watch"])
-            .env_remove("RUST_LOG")
-            .env_remove("NIMBUS_LOG_LEVEL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file);
+        let mut extra = vec!["--no-watch"];
         if let Some(filter) = log_filter {
-            command.args(["--log-level", filter]);
+            extra.extend(["--log-level", filter]);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", nimbus.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let ready = text.lines().find_map(|line| {
-                let v: Value = serde_json::from_str(line).ok()?;
-                (v["message"] == "nimbus is ready")
-                    .then(|| v["gateway"].as_str()?.parse().ok())
-                    .flatten()
-            });
-            if let Some(gateway) = ready {
-                return Ok(Node {
-                    child,
-                    log: log.to_owned(),
-                    gateway,
-                    scanned: 0,
-                });
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("nimbus up exited ({status}):\n{}", tail(log, 20)));
-            }
-            if Instant::now() > deadline {
-                stop(&mut child, Duration::from_secs(5));
-                return Err(format!("nimbus up not ready in 30 s:\n{}", tail(log, 20)));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let (child, ready) = start_up(nimbus, app, log, &extra, Duration::from_secs(30))?;
+        Ok(Node {
+            child,
+            log: log.to_owned(),
+            gateway: ready_address(&ready, "gateway")?,
+            scanned: 0,
+        })
     }
 
     /// Cold starts logged since the last call (`None` when the log cannot be read or does

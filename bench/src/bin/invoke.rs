@@ -20,7 +20,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nimbus_bench::{LoadFigures, Summary, closed_loop, free_port, human, tail};
+use nimbus_bench::{
+    LoadFigures, Summary, closed_loop, free_port, human, ready_address, start_up, tail,
+};
 use serde_json::Value;
 use tokio::{io::AsyncReadExt, runtime::Runtime};
 
@@ -224,51 +226,13 @@ struct Node {
 impl Node {
     /// Starts `nimbus up APP` on free ports and waits for its "nimbus is ready" line.
     fn start(nimbus: &Path, app: &Path, log: &Path) -> Result<Node, String> {
-        let file = std::fs::File::create(log).map_err(|e| e.to_string())?;
-        let mut child = Command::new(nimbus)
-            .arg("up")
-            .arg(app)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--services-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--log-format", "json"])
-            .env_remove("RUST_LOG")
-            .env_remove("NIMBUS_LOG_LEVEL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", nimbus.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let ready = text.lines().find_map(|line| {
-                let v: Value = serde_json::from_str(line).ok()?;
-                (v["message"] == "nimbus is ready")
-                    .then(|| v["services"].as_str()?.parse().ok())
-                    .flatten()
-            });
-            if let Some(services) = ready {
-                return Ok(Node {
-                    child,
-                    log: log.to_owned(),
-                    services,
-                    scanned: 0,
-                });
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("nimbus up exited ({status}):\n{}", tail(log, 20)));
-            }
-            if Instant::now() > deadline {
-                let pid = child.id().to_string();
-                stop(&mut child, &pid, Duration::from_secs(5));
-                return Err(format!("nimbus up not ready in 30 s:\n{}", tail(log, 20)));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let (child, ready) = start_up(nimbus, app, log, &[], Duration::from_secs(30))?;
+        Ok(Node {
+            child,
+            log: log.to_owned(),
+            services: ready_address(&ready, "services")?,
+            scanned: 0,
+        })
     }
 
     /// The REPORT log line of `function` (the first one), once logged.

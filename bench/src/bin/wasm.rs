@@ -23,7 +23,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nimbus_bench::{LoadFigures, Summary, closed_loop, free_port, human, stop, tail};
+use nimbus_bench::{
+    LoadFigures, Summary, closed_loop, free_port, human, ready_address, start_up, stop, tail,
+};
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
@@ -234,49 +236,12 @@ impl Node {
     /// Starts `nimbus up APP` on free ports without watching the code and waits for its
     /// "nimbus is ready" line.
     fn start(nimbus: &Path, app: &Path, log: &Path) -> Result<Node, String> {
-        let file = std::fs::File::create(log).map_err(|e| e.to_string())?;
-        let mut child = Command::new(nimbus)
-            .arg("up")
-            .arg(app)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--services-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--log-format", "json", "--no-watch"])
-            .env_remove("RUST_LOG")
-            .env_remove("NIMBUS_LOG_LEVEL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", nimbus.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let ready = text.lines().find_map(|line| {
-                let v: Value = serde_json::from_str(line).ok()?;
-                (v["message"] == "nimbus is ready")
-                    .then(|| v["gateway"].as_str()?.parse().ok())
-                    .flatten()
-            });
-            if let Some(gateway) = ready {
-                return Ok(Node {
-                    child,
-                    log: log.to_owned(),
-                    gateway,
-                });
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("nimbus up exited ({status}):\n{}", tail(log, 20)));
-            }
-            if Instant::now() > deadline {
-                stop(&mut child, Duration::from_secs(5));
-                return Err(format!("nimbus up not ready in 30 s:\n{}", tail(log, 20)));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let (child, ready) = start_up(nimbus, app, log, &["--no-watch"], Duration::from_secs(30))?;
+        Ok(Node {
+            child,
+            log: log.to_owned(),
+            gateway: ready_address(&ready, "gateway")?,
+        })
     }
 
     fn url(&self) -> String {
