@@ -467,31 +467,12 @@ fn no_accepted_event_is_lost_when_the_node_is_killed() {
     assert!(runs.keys().all(|id| accepted.contains(id)));
 }
 
-/// The runtime crate's probe component (its `/` echoes the request), built as the wasm
-/// tests build it.
-fn probe_component() -> std::path::PathBuf {
-    let root = crate::harness::repo_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), std::path::PathBuf::from)
-        .join("wasm-guests");
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
-        .arg("--manifest-path")
-        .arg(root.join("crates/runtime-wasm/tests/guests/probe/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the probe component failed");
-    target.join("wasm32-wasip2/release/nimbus_probe.wasm")
-}
-
 /// Wasm functions take async events through the same worker: the component gets the
 /// event as `POST /` and the invocation succeeds with the event's request id.
 #[test]
 fn wasm_functions_run_async_events() {
     let app = tempfile::tempdir().unwrap();
-    std::fs::copy(probe_component(), app.path().join("probe.wasm")).unwrap();
+    std::fs::copy(crate::wasm::probe(), app.path().join("probe.wasm")).unwrap();
     std::fs::write(
         app.path().join("nimbus.toml"),
         "name = \"async-wasm\"\n\n[functions.probe]\nruntime = \"wasm\"\ncode = \"probe.wasm\"\n",

@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::harness::{Builder, copy_app, example, http, repo_root};
 
 /// The runtime crate's probe component (a `wasi:http` proxy with a path per behaviour),
-/// built once per test run.
-fn probe() -> PathBuf {
+/// built once per test run (also used by the async-invocation tests).
+pub(crate) fn probe() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
