@@ -242,3 +242,41 @@ pub fn ready_address(
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| format!("the ready line names no {field} address: {ready}"))
 }
+
+/// How a baseline server's runtime is built.
+#[derive(Debug, Clone, Copy)]
+pub enum Threads {
+    /// One thread (tokio's current-thread runtime).
+    One,
+    /// As many workers as cores, as Nimbus runs its own.
+    PerCore,
+}
+
+/// Serves `app` on a free loopback port from a thread and a tokio runtime of its own, so
+/// that a baseline server never shares the load generator's runtime. Returns its address.
+pub fn serve_in_background(app: axum::Router, threads: Threads) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds a loopback port");
+    listener
+        .set_nonblocking(true)
+        .expect("a listener can be non-blocking");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    std::thread::spawn(move || {
+        let rt = match threads {
+            Threads::One => tokio::runtime::Builder::new_current_thread(),
+            Threads::PerCore => tokio::runtime::Builder::new_multi_thread(),
+        }
+        .enable_all()
+        .build()
+        .expect("a runtime");
+        rt.block_on(async move {
+            let listener =
+                tokio::net::TcpListener::from_std(listener).expect("tokio takes the listener");
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("baseline server stopped: {e}");
+            }
+        });
+    });
+    addr
+}

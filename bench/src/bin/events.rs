@@ -21,7 +21,9 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use nimbus_bench::{Summary, closed_loop, human, ready_address, start_up, stop, tail};
+use nimbus_bench::{
+    Summary, Threads, closed_loop, human, ready_address, serve_in_background, start_up, stop, tail,
+};
 use serde_json::{Value, json};
 
 /// Concurrent callers of part 1.
@@ -128,25 +130,16 @@ async fn async_load(url: String, window: Duration) -> Result<nimbus_bench::LoadF
     .await)
 }
 
-/// A bare axum server in this process answering every invoke with an empty 202: the
-/// ceiling of this client and machine for the same requests.
-async fn bare_server() -> Result<String, String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+/// A bare axum server in this process, on a thread and runtime of its own as the other
+/// programs run theirs, answering every invoke with an empty 202: the ceiling of this
+/// client and machine for the same requests.
+fn bare_server() -> String {
     let app = axum::Router::new().route(
         "/2015-03-31/functions/{name}/invocations",
         axum::routing::post(|_body: axum::body::Bytes| async { axum::http::StatusCode::ACCEPTED }),
     );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("the bare server stopped: {e}");
-        }
-    });
-    Ok(format!(
-        "http://{addr}/2015-03-31/functions/accept/invocations"
-    ))
+    let addr = serve_in_background(app, Threads::PerCore);
+    format!("http://{addr}/2015-03-31/functions/accept/invocations")
 }
 
 /// Part 2: accepted async events per second at [`CALLERS`] callers, Nimbus then the bare
@@ -160,7 +153,7 @@ async fn accepted(node: &Node, window: Duration) -> Result<(), String> {
         window,
     )
     .await?;
-    let bare = async_load(bare_server().await?, window).await?;
+    let bare = async_load(bare_server(), window).await?;
     println!(
         "## Accepted async events
 "

@@ -31,7 +31,9 @@ use axum::{
     extract::ConnectInfo,
     http::{HeaderValue, Request, StatusCode, header},
 };
-use nimbus_bench::{LoadFigures, closed_loop, human, ready_address, start_up, stop};
+use nimbus_bench::{
+    LoadFigures, Threads, closed_loop, human, ready_address, serve_in_background, start_up, stop,
+};
 use nimbus_core::{
     AppSpec, BoxFuture, HttpMethod, Invoke, InvokeError, InvokeOptions, InvokeResult, JwtAuthSpec,
     JwtKeys, Outcome, PayloadVersion, RouteAuth, RouteKey, RouteSpec,
@@ -602,38 +604,18 @@ async fn load(
 /// A bare axum server answering every request with `answer`, on its own multi-threaded
 /// runtime (as many workers as cores, as Nimbus's) on its own thread.
 fn start_bare_server(answer: Answer) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds a loopback port");
-    listener
-        .set_nonblocking(true)
-        .expect("a listener can be non-blocking");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async move {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).expect("tokio takes the listener");
-            let app = Router::new().fallback(move |_body: Bytes| {
-                let answer = answer.clone();
-                async move {
-                    let mut response = axum::response::Response::new(Body::from(answer.body));
-                    *response.status_mut() = answer.status;
-                    if let Some(ct) = answer.content_type {
-                        response.headers_mut().insert(header::CONTENT_TYPE, ct);
-                    }
-                    response
-                }
-            });
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("bare server stopped: {e}");
+    let app = Router::new().fallback(move |_body: Bytes| {
+        let answer = answer.clone();
+        async move {
+            let mut response = axum::response::Response::new(Body::from(answer.body));
+            *response.status_mut() = answer.status;
+            if let Some(ct) = answer.content_type {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
-        });
+            response
+        }
     });
-    addr
+    serve_in_background(app, Threads::PerCore)
 }
 
 /// A row of part 2's table.

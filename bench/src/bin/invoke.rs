@@ -21,7 +21,8 @@ use std::{
 };
 
 use nimbus_bench::{
-    LoadFigures, Summary, closed_loop, free_port, human, ready_address, start_up, tail,
+    LoadFigures, Summary, Threads, closed_loop, free_port, human, ready_address,
+    serve_in_background, start_up, tail,
 };
 use serde_json::Value;
 use tokio::{io::AsyncReadExt, runtime::Runtime};
@@ -469,33 +470,13 @@ fn total_rate(rounds: &[LoadFigures]) -> f64 {
 /// A minimal HTTP echo server on its own thread and single-threaded runtime: the floor
 /// any HTTP invoke path pays with this client on this machine.
 fn start_echo_server() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds a loopback port");
-    listener
-        .set_nonblocking(true)
-        .expect("a listener can be non-blocking");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async move {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).expect("tokio takes the listener");
-            let app = axum::Router::new().route(
-                "/2015-03-31/functions/{name}/invocations",
-                axum::routing::post(|body: axum::body::Bytes| async move {
-                    ([("content-type", "application/json")], body)
-                }),
-            );
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("echo server stopped: {e}");
-            }
-        });
-    });
-    addr
+    let app = axum::Router::new().route(
+        "/2015-03-31/functions/{name}/invocations",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            ([("content-type", "application/json")], body)
+        }),
+    );
+    serve_in_background(app, Threads::One)
 }
 
 /// Cold starts of one function over fresh nodes, with the language runtime's own

@@ -24,7 +24,8 @@ use std::{
 };
 
 use nimbus_bench::{
-    LoadFigures, Summary, closed_loop, free_port, human, ready_address, start_up, stop, tail,
+    LoadFigures, Summary, Threads, closed_loop, free_port, human, ready_address,
+    serve_in_background, start_up, stop, tail,
 };
 use serde_json::Value;
 use tokio::runtime::Runtime;
@@ -350,31 +351,11 @@ impl Drop for Wasmtime {
 /// Nimbus and `wasmtime serve` run theirs) answering every `GET /hello/{name}` with the
 /// component's status, content type and body.
 fn start_bare_server() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds a loopback port");
-    listener
-        .set_nonblocking(true)
-        .expect("a listener can be non-blocking");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async move {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).expect("tokio takes the listener");
-            let app = axum::Router::new().route(
-                "/hello/{name}",
-                axum::routing::get(|| async { ([("content-type", CONTENT_TYPE)], BODY) }),
-            );
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("bare server stopped: {e}");
-            }
-        });
-    });
-    addr
+    let app = axum::Router::new().route(
+        "/hello/{name}",
+        axum::routing::get(|| async { ([("content-type", CONTENT_TYPE)], BODY) }),
+    );
+    serve_in_background(app, Threads::PerCore)
 }
 
 /// Alternates `rounds` windows of `round` at `connections` connections over `urls` (after
