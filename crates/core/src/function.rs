@@ -127,6 +127,8 @@ pub struct FunctionSpec {
     pub instances: InstanceMode,
     /// How asynchronous invocations of the function are retried and where their results go.
     pub async_policy: AsyncPolicy,
+    /// How its invocations log: text or Lambda's JSON format, and levels.
+    pub logging: crate::LoggingConfig,
 }
 
 /// How asynchronous (`InvocationType: Event`) invocations of a function are handled, as

@@ -44,6 +44,14 @@ pub fn function_environment(
     ];
     let mut env: Vec<(String, String)> =
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    // Lambda's advanced logging controls, for runtimes that format their own lines.
+    env.extend(
+        function
+            .logging
+            .environment()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
     env.extend(
         function
             .environment

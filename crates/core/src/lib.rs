@@ -21,8 +21,10 @@ mod function;
 mod invoke;
 pub mod lambda;
 pub mod limits;
+pub mod logging;
 mod route;
 mod table;
+pub mod trace;
 
 pub use app::{
     ApiKeyAuthSpec, ApiKeySpec, ApiKeyValue, AppSpec, AuthSpec, CorsSpec, JwtAuthSpec, JwtKeys,
@@ -36,6 +38,7 @@ pub use invoke::{
     BoxFuture, Instance, Invocation, Invoke, InvokeError, InvokeOptions, InvokeResult, Outcome,
     Report, ResponseStream, Runtime, StartError, Stopper, StreamPart,
 };
+pub use logging::{ApplicationLogLevel, LogFormat, LoggingConfig, SystemLogLevel};
 pub use route::{
     HttpMethod, PathSegment, PayloadVersion, RouteAuth, RouteKey, RoutePath, RoutePathError,
     RouteSpec,

@@ -29,6 +29,14 @@ use nimbus_core::{
     InvokeResult, Outcome, Runtime, RuntimeKind, Stopper,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+
+mod lines;
+mod pool_metrics;
+mod trace;
+
+pub use pool_metrics::PoolStats;
+use pool_metrics::{Held, PoolMetrics};
 
 /// How the dispatcher scales.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +91,7 @@ struct Pool {
     /// Invocations waiting for a permit.
     waiting: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
+    metrics: PoolMetrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +130,7 @@ impl Pool {
         let instance = self
             .runtime
             .start(Arc::clone(function))
+            .instrument(trace::init_span(&function.name))
             .await
             .map_err(|e| InvokeError::Unavailable(e.to_string()))?;
         Ok((instance, true))
@@ -213,6 +223,7 @@ impl Dispatcher {
             .filter_map(|f| {
                 let runtime = Arc::clone(runtimes.get(&f.runtime.kind)?);
                 let permits = Arc::new(Semaphore::new(f.concurrency.max as usize));
+                let metrics = PoolMetrics::new(&f.name, f.runtime.kind);
                 Some((
                     f.name.clone(),
                     Arc::new(Pool {
@@ -224,6 +235,7 @@ impl Dispatcher {
                         permits,
                         waiting: AtomicUsize::new(0),
                         idle: Mutex::new(Vec::new()),
+                        metrics,
                     }),
                 ))
             })
@@ -340,6 +352,23 @@ impl Dispatcher {
         lock(&self.busy).len()
     }
 
+    /// Every function's instances and invocations now (for metrics), sorted by function.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        let mut stats: Vec<PoolStats> = self
+            .pools
+            .iter()
+            .map(|(name, pool)| PoolStats {
+                function: name.clone(),
+                warm: lock(&pool.idle).len(),
+                busy: pool.metrics.busy.load(Ordering::Relaxed),
+                concurrent: pool.metrics.concurrent.load(Ordering::Relaxed),
+                waiting: pool.waiting.load(Ordering::Relaxed),
+            })
+            .collect();
+        stats.sort_by(|a, b| a.function.cmp(&b.function));
+        stats
+    }
+
     /// Stops everything, at shutdown: no new invocation is taken (waiting ones are
     /// refused), idle instances are stopped, and instances still running an invocation
     /// (the grace period ran out) get SIGTERM, then SIGKILL, as idle ones do.
@@ -379,12 +408,15 @@ impl Dispatcher {
             Arc::clone(&pool.permits).try_acquire_owned(),
             Arc::clone(&self.node_permits).try_acquire_owned(),
         ) {
+            pool.metrics.waited(Duration::ZERO);
             return Ok((f, n));
         }
         if pool.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue_length {
             pool.waiting.fetch_sub(1, Ordering::AcqRel);
+            pool.metrics.throttled();
             return Err(InvokeError::Throttled);
         }
+        let queued = Instant::now();
         let waited = tokio::time::timeout(self.config.max_queue_wait, async {
             let f = Arc::clone(&pool.permits)
                 .acquire_owned()
@@ -396,8 +428,13 @@ impl Dispatcher {
                 .map_err(closed)?;
             Ok((f, n))
         })
+        .instrument(trace::queue_span())
         .await;
         pool.waiting.fetch_sub(1, Ordering::AcqRel);
+        pool.metrics.waited(queued.elapsed());
+        if waited.is_err() {
+            pool.metrics.throttled();
+        }
         waited.map_err(|_| InvokeError::Throttled)?
     }
 
@@ -411,12 +448,17 @@ impl Dispatcher {
             return Err(InvokeError::NotFound(name.to_owned()));
         };
         let permits = self.admit(pool).await?;
+        let _concurrent = Held::new(&pool.metrics.concurrent);
         let (function, generation) = pool.loaded();
         let function_name = function.name.as_str();
         let request_id = options
             .request_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let (mut instance, cold) = pool.take(&function, generation).await?;
+        let (mut instance, cold) = pool
+            .take(&function, generation)
+            .await
+            .inspect_err(|_| pool.metrics.failed_to_start())?;
+        let busy_instance = Held::new(&pool.metrics.busy);
         let _busy = BusyGuard {
             dispatcher: self,
             serial: instance.stopper().map(|stopper| {
@@ -425,67 +467,77 @@ impl Dispatcher {
                 serial
             }),
         };
+        let execution = trace::execution_span(function_name, &request_id, cold);
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload,
             deadline: SystemTime::now() + function.timeout,
-            trace_id: options.trace_id,
+            trace_id: trace::header_for_function(&execution, options.trace_id),
             client_context: options.client_context,
             stream: options.stream,
         };
-        tracing::info!(target: "function", function = function_name, request_id = %request_id, "START RequestId: {request_id} Version: $LATEST");
+        let start_line = lines::start(&function, &request_id);
+        if let Some(line) = &start_line {
+            tracing::info!(target: "function", function = function_name, request_id = %request_id, "{line}");
+        }
         let started = Instant::now();
-        let report = instance.invoke(invocation).await;
+        let report = instance
+            .invoke(invocation)
+            .instrument(execution.clone())
+            .await;
+        trace::finish(&execution, &report.outcome, report.init_duration);
         let duration = started.elapsed();
         let ms = duration.as_secs_f64() * 1000.0;
-        let mut report_line = format!(
-            "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
-            ms.ceil() as u64,
-            function.memory_mb,
-            report
-                .max_memory_mb
-                .map_or_else(|| "-".to_owned(), |m| m.to_string()),
-        );
-        if let Some(init) = report.init_duration {
-            report_line.push_str(&format!(
-                "\tInit Duration: {:.2} ms",
-                init.as_secs_f64() * 1000.0
-            ));
+        let end_line = lines::end(&function, &request_id);
+        if let Some(line) = &end_line {
+            tracing::info!(target: "function", function = function_name, request_id = %request_id, "{line}");
         }
-        tracing::info!(target: "function", function = function_name, request_id = %request_id, "END RequestId: {request_id}");
         let outcome_kind = match &report.outcome {
             Outcome::Response(_) => "success",
             Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => "timeout",
             Outcome::Error { .. } => "error",
         };
+        let init = cold.then(|| report.init_duration.unwrap_or_default());
+        pool.metrics.ran(outcome_kind, duration, init);
         let error_type = match &report.outcome {
             Outcome::Error { error_type, .. } => Some(error_type.as_str()),
             Outcome::Response(_) => None,
         };
-        // The REPORT line also carries the invocation's figures as fields, for machines.
-        tracing::info!(
-            target: "function",
-            function = function_name,
-            request_id = %request_id,
+        let report_line = lines::report(
+            &function,
+            &request_id,
+            ms,
+            &report,
+            outcome_kind,
             error_type,
-            duration_ms = duration.as_secs_f64() * 1000.0,
-            init_ms = report.init_duration.map(|d| d.as_secs_f64() * 1000.0),
-            cold,
-            outcome = outcome_kind,
-            "{report_line}"
         );
+        // The REPORT line also carries the invocation's figures as fields, for machines.
+        if let Some(report_line) = &report_line {
+            tracing::info!(
+                target: "function",
+                function = function_name,
+                request_id = %request_id,
+                error_type,
+                duration_ms = duration.as_secs_f64() * 1000.0,
+                init_ms = report.init_duration.map(|d| d.as_secs_f64() * 1000.0),
+                cold,
+                outcome = outcome_kind,
+                "{report_line}"
+            );
+        }
+        drop(busy_instance);
         if report.reusable {
             pool.put_back(instance, generation);
         } else {
             tokio::spawn(instance.stop());
         }
         drop(permits);
-        let mut log_tail = format!("START RequestId: {request_id} Version: $LATEST\n");
-        if !report.log_tail.is_empty() {
-            log_tail.push_str(&report.log_tail);
+        let mut log_tail = String::new();
+        let tail = [start_line, Some(report.log_tail), end_line, report_line];
+        for line in tail.into_iter().flatten().filter(|l| !l.is_empty()) {
+            log_tail.push_str(&line);
             log_tail.push('\n');
         }
-        log_tail.push_str(&format!("END RequestId: {request_id}\n{report_line}\n"));
         Ok(InvokeResult {
             request_id,
             outcome: report.outcome,
@@ -501,8 +553,9 @@ impl Invoke for Dispatcher {
         payload: Vec<u8>,
         options: InvokeOptions,
     ) -> BoxFuture<'_, Result<InvokeResult, InvokeError>> {
+        let span = trace::dispatch_span(function, &options);
         let function = function.to_owned();
-        Box::pin(async move { self.run(&function, payload, options).await })
+        Box::pin(async move { self.run(&function, payload, options).await }.instrument(span))
     }
 }
 
@@ -601,6 +654,7 @@ mod tests {
             allowed_outbound_hosts: Vec::new(),
             instances: nimbus_core::InstanceMode::Reuse,
             async_policy: Default::default(),
+            logging: Default::default(),
         }
     }
 
@@ -668,6 +722,41 @@ mod tests {
         assert_eq!(refused, Ok(Err(InvokeError::Throttled)));
         assert_eq!(busy.await.unwrap(), Ok("a".to_owned()));
         assert_eq!(queued.await.unwrap(), Ok("a".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn stats_count_busy_waiting_and_warm_instances() {
+        let (d, _) = dispatcher(vec![function("a", 1, "a")], DispatchConfig::default());
+        let idle = PoolStats {
+            function: "a".to_owned(),
+            warm: 0,
+            busy: 0,
+            concurrent: 0,
+            waiting: 0,
+        };
+        assert_eq!(d.stats(), vec![idle.clone()]);
+        let running = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { call(&d, "a", 1000).await }
+        });
+        let queued = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { call(&d, "a", 1).await }
+        });
+        let both_in = PoolStats {
+            busy: 1,
+            concurrent: 1,
+            waiting: 1,
+            ..idle.clone()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while d.stats() != vec![both_in.clone()] && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(d.stats(), vec![both_in]);
+        assert_eq!(running.await.unwrap(), Ok("a".to_owned()));
+        assert_eq!(queued.await.unwrap(), Ok("a".to_owned()));
+        assert_eq!(d.stats(), vec![PoolStats { warm: 1, ..idle }]);
     }
 
     #[tokio::test]

@@ -50,7 +50,9 @@ pub use stream_trigger::{
     StreamTriggers, TriggerConfig, TriggerError, batch_response, on_failure_record, stream_event,
     trigger_ids,
 };
-pub use worker::{AsyncWorker, WorkerConfig, async_share, backoff, backoff_ceiling};
+pub use worker::{
+    AsyncWorker, WorkerConfig, WorkerSettings, async_share, backoff, backoff_ceiling,
+};
 
 /// Why the queue could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

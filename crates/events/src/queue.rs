@@ -217,6 +217,32 @@ impl AsyncQueue {
         Ok(range.count())
     }
 
+    /// `function`'s backlog: how many events it has in the queue (leased ones included)
+    /// and when the oldest of them was accepted (ms since the epoch), for metrics.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn backlog(&self, function: &str) -> Result<(usize, Option<u64>), QueueError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let schedule = txn.open_table(SCHEDULE).map_err(storage)?;
+        let events = txn.open_table(EVENTS).map_err(storage)?;
+        let (mut count, mut oldest) = (0, None::<u64>);
+        for entry in schedule
+            .range((function, 0u64, 0u128)..=(function, u64::MAX, u128::MAX))
+            .map_err(storage)?
+        {
+            let (key, _) = entry.map_err(storage)?;
+            count += 1;
+            let Some(value) = events.get(key.value().2).map_err(storage)? else {
+                continue;
+            };
+            if let Some(at) = event::enqueued_ms(value.value()) {
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            }
+        }
+        Ok((count, oldest))
+    }
+
     /// Leases up to `max` of `function`'s events due at `now_ms`, earliest first, until
     /// `until_ms`: they are not due again before then unless settled.
     ///
@@ -811,6 +837,36 @@ mod tests {
         got.sort();
         ids.sort();
         assert_eq!(got, ids);
+    }
+
+    #[tokio::test]
+    async fn the_backlog_counts_queued_and_leased_events_and_knows_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(&dir);
+        assert_eq!(queue.backlog("f").unwrap(), (0, None));
+        let before = now_ms();
+        for _ in 0..3 {
+            queue
+                .enqueue("f", b"{}".to_vec(), EventMeta::default())
+                .await
+                .unwrap();
+        }
+        queue
+            .enqueue("g", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        let (count, oldest) = queue.backlog("f").unwrap();
+        assert_eq!(count, 3);
+        let oldest = oldest.unwrap();
+        assert!(oldest >= before && oldest <= now_ms());
+        // A leased event is still part of the backlog, with its acceptance time.
+        let leased = queue
+            .lease("f", now_ms(), 1, now_ms() + 60_000)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(queue.backlog("f").unwrap(), (3, Some(oldest)));
+        assert_eq!(queue.backlog("g").unwrap().0, 1);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc,
+        Arc, PoisonError, RwLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -94,10 +94,20 @@ pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
 struct Target {
-    spec: FunctionSpec,
+    name: String,
     arn: String,
-    cap: usize,
+    /// The function's settings, replaced when the app is reloaded.
+    spec: RwLock<Arc<FunctionSpec>>,
+    /// The most async invocations in flight at once ([`async_share`] of the concurrency).
+    cap: AtomicUsize,
     in_flight: AtomicUsize,
+}
+
+impl Target {
+    /// The function's settings now.
+    fn spec(&self) -> Arc<FunctionSpec> {
+        Arc::clone(&self.spec.read().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 struct Shared {
@@ -139,15 +149,16 @@ impl AsyncWorker {
             .into_iter()
             .map(|spec| {
                 let target = Target {
+                    name: spec.name.clone(),
                     arn: format!(
                         "arn:aws:lambda:{}:000000000000:function:{}",
                         config.region, spec.name
                     ),
-                    cap: async_share(spec.concurrency.max),
+                    cap: AtomicUsize::new(async_share(spec.concurrency.max)),
                     in_flight: AtomicUsize::new(0),
-                    spec,
+                    spec: RwLock::new(Arc::new(spec)),
                 };
-                (target.spec.name.clone(), Arc::new(target))
+                (target.name.clone(), Arc::new(target))
             })
             .collect();
         AsyncWorker {
@@ -160,6 +171,13 @@ impl AsyncWorker {
             }),
             stop: watch::channel(None).0,
             task: None,
+        }
+    }
+
+    /// A handle that gives the running worker a function's new settings.
+    pub fn settings(&self) -> WorkerSettings {
+        WorkerSettings {
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -183,6 +201,37 @@ impl AsyncWorker {
     }
 }
 
+/// Applies a reloaded function's settings to a running [`AsyncWorker`]: its async policy
+/// (retries, event age, destinations), its timeout (lease length) and its concurrency
+/// (the async share). Attempts already running finish under the old settings.
+#[derive(Clone)]
+pub struct WorkerSettings {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WorkerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSettings").finish_non_exhaustive()
+    }
+}
+
+impl WorkerSettings {
+    /// Replaces the settings of `spec`'s function; false when the worker does not deliver
+    /// that function's events (a function added since it started).
+    pub fn update(&self, spec: FunctionSpec) -> bool {
+        let Some(target) = self.shared.targets.get(&spec.name) else {
+            return false;
+        };
+        target
+            .cap
+            .store(async_share(spec.concurrency.max), Ordering::Release);
+        *target.spec.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(spec);
+        // A larger share may let waiting events go now.
+        self.shared.freed.notify_one();
+        true
+    }
+}
+
 impl Drop for AsyncWorker {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
@@ -202,11 +251,12 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<Option<Duration>>) {
         let mut again = false;
         for target in shared.targets.values() {
             let busy = target.in_flight.load(Ordering::Acquire);
-            if busy >= target.cap {
+            let cap = target.cap.load(Ordering::Acquire);
+            if busy >= cap {
                 // An invocation that ends notifies `freed`.
                 continue;
             }
-            let name = target.spec.name.as_str();
+            let name = target.name.as_str();
             match shared.queue.next_due(name) {
                 Ok(Some(due)) if due <= now => {}
                 Ok(Some(due)) => {
@@ -219,13 +269,9 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<Option<Duration>>) {
                     continue;
                 }
             }
-            let lease = target.spec.timeout + shared.config.lease_margin;
+            let lease = target.spec().timeout + shared.config.lease_margin;
             let until = now + u64::try_from(lease.as_millis()).unwrap_or(u64::MAX / 2);
-            match shared
-                .queue
-                .lease(name, now, target.cap - busy, until)
-                .await
-            {
+            match shared.queue.lease(name, now, cap - busy, until).await {
                 Ok(events) => {
                     again |= !events.is_empty();
                     for event in events {
@@ -294,7 +340,8 @@ fn millis(d: Duration) -> u64 {
 }
 
 async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
-    let policy = &target.spec.async_policy;
+    let spec = target.spec();
+    let policy = &spec.async_policy;
     let max_age = millis(policy.max_event_age);
     let started = now_ms();
     if started.saturating_sub(event.enqueued_ms) > max_age {
@@ -309,7 +356,7 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
     };
     let result = shared
         .invoker
-        .invoke(&target.spec.name, event.payload.clone(), options)
+        .invoke(&target.name, event.payload.clone(), options)
         .await;
     event.attempts = event.attempts.saturating_add(1);
     event.first_attempt_ms.get_or_insert(started);
@@ -356,13 +403,14 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         return;
     }
     tracing::info!(
-        function = %target.spec.name,
+        function = %target.name,
         request_id = %event.id,
         attempt = event.attempts,
         retry_in_ms = millis(delay),
         error_type = event.last_error.as_ref().map(|e| e.error_type.as_str()),
         "async invocation failed; retrying"
     );
+    metrics::counter!("nimbus_async_retries_total", "function" => target.name.clone()).increment(1);
     settle(shared, event, Settlement::Retry { at_ms: at }, None).await;
 }
 
@@ -373,7 +421,7 @@ async fn give_up(shared: &Shared, target: &Target, event: Event, condition: Cond
         _ => Response::None,
     };
     let then = target
-        .spec
+        .spec()
         .async_policy
         .on_failure
         .as_ref()
@@ -382,12 +430,14 @@ async fn give_up(shared: &Shared, target: &Target, event: Event, condition: Cond
             payload: invocation_record(&event, &target.arn, condition, response, now),
         });
     tracing::warn!(
-        function = %target.spec.name,
+        function = %target.name,
         request_id = %event.id,
         attempts = event.attempts,
         condition = condition.as_str(),
         "async event dead-lettered"
     );
+    metrics::counter!("nimbus_async_dead_letters_total", "function" => target.name.clone())
+        .increment(1);
     let settlement = Settlement::DeadLetter {
         condition,
         dead_ms: now,
@@ -530,6 +580,7 @@ mod tests {
             allowed_outbound_hosts: Vec::new(),
             instances: nimbus_core::InstanceMode::Reuse,
             async_policy: policy,
+            logging: Default::default(),
         }
     }
 
@@ -670,6 +721,47 @@ mod tests {
             dead[0].to_json()["error"]["errorType"],
             "TooManyRequestsException"
         );
+        worker.stop(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn new_settings_govern_the_events_that_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
+        let fake = Arc::new(Fake::default());
+        fake.set("fails", Behaviour::Fail);
+        let zero = AsyncPolicy {
+            max_retries: 0,
+            ..AsyncPolicy::default()
+        };
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [spec("fails", 10, zero)],
+            config(),
+        );
+        let settings = worker.settings();
+        worker.start();
+        queue
+            .enqueue("fails", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        wait_dead(&queue, "fails", 1).await;
+        assert_eq!(fake.calls("fails").len(), 1);
+
+        // The app is reloaded with two retries.
+        let two = AsyncPolicy {
+            max_retries: 2,
+            ..AsyncPolicy::default()
+        };
+        assert!(settings.update(spec("fails", 10, two)));
+        assert!(!settings.update(spec("unknown", 10, AsyncPolicy::default())));
+        queue
+            .enqueue("fails", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        wait_dead(&queue, "fails", 2).await;
+        assert_eq!(fake.calls("fails").len(), 1 + 3);
         worker.stop(Duration::from_secs(1)).await;
     }
 

@@ -19,10 +19,12 @@ mod event;
 mod health;
 mod jwt;
 mod reply;
+mod route_metrics;
 mod routes;
 mod security;
 mod service;
 mod stream;
+mod trace;
 
 #[doc(hidden)]
 pub use event::fuzzing;

@@ -17,6 +17,7 @@ use axum::{
 };
 use nimbus_core::{AppSpec, Invoke, InvokeOptions, PayloadVersion, RouteAuth, StreamPart};
 use serde_json::{Value as Json_, json};
+use tracing::Instrument;
 
 use crate::{
     Health, Match, RouteTable, RouteTableError,
@@ -164,6 +165,15 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
     );
     let request_id = uuid::Uuid::new_v4().to_string();
     let started = Instant::now();
+    let incoming = crate::trace::incoming(request.headers());
+    let span = crate::trace::request_span(
+        request.method(),
+        request.uri().path(),
+        &request_id,
+        incoming,
+    );
+    crate::trace::name(&span, &gw.routes, request.method(), request.uri().path());
+    let method = crate::route_metrics::method_label(request.method());
     let preflight = gw
         .cors
         .as_ref()
@@ -172,7 +182,9 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         Some(answer) => (answer, None, None, None),
         None => {
             let cors_headers = gw.cors.as_ref().map(|_| request.headers().clone());
-            let mut served = serve(&gw, request, &request_id).await;
+            let mut served = serve(&gw, request, &request_id, incoming)
+                .instrument(span.clone())
+                .await;
             if let (Some(cors), Some(headers)) = (&gw.cors, &cors_headers) {
                 cors.decorate(headers, &mut served.0);
             }
@@ -192,6 +204,8 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         function = function.as_deref().unwrap_or("-"),
         "request"
     );
+    crate::trace::finish(&span, function.as_deref(), response.status());
+    crate::route_metrics::record(route, method, response.status(), started.elapsed());
     response
 }
 
@@ -201,6 +215,7 @@ async fn serve(
     gw: &Gateway,
     request: Request,
     request_id: &str,
+    incoming: Option<nimbus_core::trace::TraceContext>,
 ) -> (
     Response<Body>,
     Option<String>,
@@ -305,6 +320,9 @@ async fn serve(
     let (stream, mut streamed) = tokio::sync::mpsc::channel(16);
     let options = InvokeOptions {
         request_id: Some(request_id.to_owned()),
+        // Passed on as it came when nothing is traced here; the dispatcher otherwise
+        // hands the function its own span's context.
+        trace_id: incoming.map(|cx| cx.xray()),
         stream: Some(stream),
         ..InvokeOptions::default()
     };

@@ -3,7 +3,8 @@
 use std::{collections::BTreeMap, path::Path};
 
 use nimbus_core::{
-    AsyncPolicy, Concurrency, FunctionSpec, InstanceMode, RuntimeKind, RuntimeSpec, limits,
+    ApplicationLogLevel, AsyncPolicy, Concurrency, FunctionSpec, InstanceMode, LogFormat,
+    LoggingConfig, RuntimeKind, RuntimeSpec, SystemLogLevel, limits,
 };
 
 use crate::{
@@ -120,6 +121,10 @@ fn decode_function(
         .map_or(Some((AsyncPolicy::default(), Vec::new())), |f| {
             async_policy(cx, f)
         });
+    let log_format = obj.take("log_format");
+    let application_log_level = obj.take("application_log_level");
+    let system_log_level = obj.take("system_log_level");
+    let logging = logging(cx, log_format, application_log_level, system_log_level);
     obj.finish(&mut cx.sink);
 
     let runtime = runtime?;
@@ -161,8 +166,64 @@ fn decode_function(
         allowed_outbound_hosts,
         instances: instances?,
         async_policy,
+        logging: logging?,
     };
     Some((function, destinations))
+}
+
+/// `log_format`, `application_log_level` and `system_log_level`, as Lambda's
+/// `LoggingConfig`: levels only with the JSON format.
+fn logging(
+    cx: &mut Cx<'_>,
+    format: Option<Field<'_>>,
+    application: Option<Field<'_>>,
+    system: Option<Field<'_>>,
+) -> Option<LoggingConfig> {
+    let format = match format {
+        None => Some(LogFormat::Text),
+        Some(f) => {
+            let s = f.string(&mut cx.sink, "\"text\" or \"json\"")?;
+            match s.value.as_str() {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => {
+                    s.reject(&mut cx.sink, "\"text\" or \"json\"");
+                    None
+                }
+            }
+        }
+    };
+    let mut level = |field: Option<Field<'_>>, names: &[&str]| -> Option<Option<String>> {
+        let Some(field) = field else {
+            return Some(None);
+        };
+        let expected = format!("a level: one of {}", names.join(", "));
+        let s = field.string(&mut cx.sink, &expected)?;
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(&s.value)) {
+            s.reject(&mut cx.sink, expected);
+            return None;
+        }
+        if format == Some(LogFormat::Text) {
+            s.reject(
+                &mut cx.sink,
+                "no log level with the text format: levels need `log_format = \"json\"`, as on Lambda",
+            );
+            return None;
+        }
+        Some(Some(s.value))
+    };
+    let application_names: Vec<&str> = ApplicationLogLevel::ALL
+        .iter()
+        .map(|l| l.as_str())
+        .collect();
+    let system_names: Vec<&str> = SystemLogLevel::ALL.iter().map(|l| l.as_str()).collect();
+    let application = level(application, &application_names);
+    let system = level(system, &system_names);
+    Some(LoggingConfig {
+        format: format?,
+        application_level: application?.and_then(|l| l.parse().ok()),
+        system_level: system?.and_then(|l| l.parse().ok()),
+    })
 }
 
 const ASYNC_EXPECTED: &str = "a table such as { max_retries = 2, max_event_age = \"6h\", on_success = \"fn\", on_failure = \"fn\" }";

@@ -4,12 +4,21 @@
 //! their own, so that a request never waits on the terminal or the pipe. Nothing is
 //! dropped: when that thread falls behind by [`BUFFERED_LINES`], loggers wait for it.
 //! The guard [`LogArgs::init`] returns writes what is left when it is dropped.
+//!
+//! Function log lines also go to the node's log store (`nimbus logs`) once the node has
+//! attached it to [`nimbus_telemetry::logs::LogCapture::global`].
 
 use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
+use nimbus_telemetry::traces::{TraceSettings, Traces};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{FilterExt, filter_fn},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 /// Lines waiting for the writer thread before loggers wait.
 const BUFFERED_LINES: usize = 64 * 1024;
@@ -38,12 +47,48 @@ pub(crate) struct LogArgs {
     /// `RUST_LOG`, then `info`.
     #[arg(long, global = true, env = "NIMBUS_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Export OpenTelemetry traces over OTLP/HTTP to this base URL (spans go to
+    /// `/v1/traces` below it); defaults to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`. Without any, no trace is recorded.
+    #[arg(long, global = true, env = "NIMBUS_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// Share of new traces to record, 0 to 1 (requests that arrive with a `traceparent`
+    /// follow their caller's decision); defaults to `OTEL_TRACES_SAMPLER`, then all.
+    #[arg(
+        long,
+        global = true,
+        env = "NIMBUS_TRACE_SAMPLE_RATIO",
+        value_name = "RATIO",
+        value_parser = sample_ratio
+    )]
+    trace_sample_ratio: Option<f64>,
+}
+
+fn sample_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{s}` is not a ratio between 0 and 1")),
+    }
+}
+
+/// What must live as long as the program: the log writer and the trace exporter.
+/// Dropping it exports the last spans, then writes the last lines.
+pub(crate) struct LogGuard {
+    _traces: Option<Traces>,
+    _writer: WorkerGuard,
 }
 
 impl LogArgs {
-    /// Installs the subscriber; keep the guard until the program ends.
-    #[must_use = "dropping the guard stops the log writer"]
-    pub(crate) fn init(&self) -> WorkerGuard {
+    /// Installs the subscriber (with the trace exporter, when one is configured); keep
+    /// the guard until the program ends.
+    ///
+    /// # Errors
+    /// When traces are configured but cannot be exported (a bad endpoint).
+    pub(crate) fn init(&self) -> anyhow::Result<LogGuard> {
+        let traces = Traces::start(&TraceSettings {
+            endpoint: self.otlp_endpoint.clone(),
+            sample_ratio: self.trace_sample_ratio,
+        })?;
         let filter = match &self.log_level {
             Some(level) => EnvFilter::try_new(level),
             None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
@@ -62,13 +107,31 @@ impl LogArgs {
                 64 * 1024,
                 std::io::stderr(),
             ));
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(writer);
-        match self.log_format {
-            LogFormat::Json => builder.json().flatten_event(true).init(),
-            LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        }
-        guard
+        let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+        let fmt = match self.log_format {
+            LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+            LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        };
+        // Each layer filters for itself: the log level says what reaches stderr, not what
+        // reaches the function log store, which takes every function line.
+        // Trace spans are for the exporter only; the log shows none of them.
+        let filter = filter.and(filter_fn(|meta| {
+            !nimbus_telemetry::traces::is_trace_span(meta)
+        }));
+        tracing_subscriber::registry()
+            .with(traces.as_ref().map(Traces::layer))
+            .with(fmt.with_filter(filter))
+            .with(
+                nimbus_telemetry::logs::LogCapture::global()
+                    .layer()
+                    .with_filter(filter_fn(|meta| {
+                        meta.target() == nimbus_telemetry::logs::FUNCTION_TARGET
+                    })),
+            )
+            .init();
+        Ok(LogGuard {
+            _traces: traces,
+            _writer: guard,
+        })
     }
 }

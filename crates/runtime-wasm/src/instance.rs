@@ -260,7 +260,7 @@ impl WasmInstance {
                 Some(&shared.services),
                 &function.allowed_outbound_hosts,
             )),
-            logs: LogSink::new(&function.name),
+            logs: LogSink::new(&function.name, &function.logging),
             shared,
             pre,
             live: None,
@@ -344,6 +344,12 @@ impl WasmInstance {
             && let Ok(value) = HeaderValue::from_str(trace)
         {
             request.headers_mut().insert("x-amzn-trace-id", value);
+            // The W3C form too, which wasm code and its HTTP libraries pass on.
+            if let Some(cx) = nimbus_core::trace::TraceContext::from_xray(trace)
+                && let Ok(value) = HeaderValue::from_str(&cx.traceparent())
+            {
+                request.headers_mut().insert("traceparent", value);
+            }
         }
         let deadline = instant_of(invocation.deadline);
         let (mut live, init) = match self.live.take() {

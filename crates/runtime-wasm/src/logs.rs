@@ -1,7 +1,11 @@
 //! A guest's stdout and stderr: split into lines, written into the node's log tagged with
-//! the function and request id, and kept as the invocation's log tail.
+//! the function and request id, and kept as the invocation's log tail. With Lambda's JSON
+//! log format each line becomes `{"timestamp","level","requestId","message"}` (a guest's
+//! output is at level INFO, the platform's details at ERROR), and lines under the
+//! function's application log level are dropped.
 
 use std::{
+    borrow::Cow,
     collections::VecDeque,
     io,
     pin::Pin,
@@ -10,6 +14,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use nimbus_core::{ApplicationLogLevel, LoggingConfig, logging::application_line};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::{
     cli::{IsTerminal, StdoutStream},
@@ -27,6 +32,8 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 #[derive(Default)]
 struct State {
     function: String,
+    /// With the JSON format, the least severe level kept.
+    json: Option<ApplicationLogLevel>,
     request_id: Option<String>,
     /// Unfinished lines of stdout and stderr.
     partial: [Vec<u8>; 2],
@@ -37,6 +44,21 @@ struct State {
 }
 
 impl State {
+    /// The line as the function's log format writes it, or `None` when its level is not
+    /// kept.
+    fn render<'a>(&self, level: ApplicationLogLevel, line: &'a str) -> Option<Cow<'a, str>> {
+        match self.json {
+            None => Some(Cow::Borrowed(line)),
+            Some(least) if level < least => None,
+            Some(_) => Some(Cow::Owned(application_line(
+                std::time::SystemTime::now(),
+                level,
+                self.request_id.as_deref(),
+                line,
+            ))),
+        }
+    }
+
     fn log(&self, line: &str) {
         tracing::info!(
             target: "function",
@@ -49,9 +71,12 @@ impl State {
     fn emit(&mut self, raw: &[u8]) {
         let line = String::from_utf8_lossy(raw);
         let line = line.trim_end_matches(['\n', '\r']);
-        self.log(line);
+        let Some(line) = self.render(ApplicationLogLevel::Info, line) else {
+            return;
+        };
+        self.log(&line);
         self.tail_bytes += line.len() + 1;
-        self.tail.push_back(line.to_owned());
+        self.tail.push_back(line.into_owned());
         while self.tail_bytes > LOG_TAIL_BYTES && self.tail.len() > 1 {
             if let Some(front) = self.tail.pop_front() {
                 self.tail_bytes -= front.len() + 1;
@@ -104,11 +129,12 @@ pub(crate) struct LogSink {
 }
 
 impl LogSink {
-    /// A sink for an instance of `function`.
-    pub(crate) fn new(function: &str) -> LogSink {
+    /// A sink for an instance of `function`, which logs as `logging` says.
+    pub(crate) fn new(function: &str, logging: &LoggingConfig) -> LogSink {
         LogSink {
             state: Arc::new(Mutex::new(State {
                 function: function.to_owned(),
+                json: logging.is_json().then(|| logging.application_level()),
                 ..State::default()
             })),
         }
@@ -134,7 +160,9 @@ impl LogSink {
     pub(crate) fn detail(&self, text: &str) {
         let state = self.lock();
         for line in text.lines() {
-            state.log(line);
+            if let Some(line) = state.render(ApplicationLogLevel::Error, line) {
+                state.log(&line);
+            }
         }
     }
 
@@ -260,7 +288,7 @@ mod tests {
 
     #[test]
     fn lines_are_split_tailed_and_bounded() {
-        let sink = LogSink::new("f");
+        let sink = LogSink::new("f", &LoggingConfig::default());
         sink.begin("r1");
         let mut out = sink.stdout();
         let mut err = sink.stderr();
@@ -279,5 +307,28 @@ mod tests {
         assert!(tail.len() <= LOG_TAIL_BYTES);
         assert!(tail.ends_with("bytes per invocation)"), "{tail}");
         assert!(tail.contains("nimbus: "));
+    }
+
+    #[test]
+    fn json_lines_are_wrapped_and_filtered_by_level() {
+        let logging = |level| LoggingConfig {
+            format: nimbus_core::LogFormat::Json,
+            application_level: Some(level),
+            system_level: None,
+        };
+        let sink = LogSink::new("f", &logging(ApplicationLogLevel::Info));
+        sink.begin("r1");
+        OutputStream::write(&mut sink.stdout(), Bytes::from_static(b"hello\n")).unwrap();
+        let tail = sink.end();
+        let line: serde_json::Value = serde_json::from_str(&tail).unwrap();
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["requestId"], "r1");
+        assert_eq!(line["message"], "hello");
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+
+        let quiet = LogSink::new("f", &logging(ApplicationLogLevel::Warn));
+        quiet.begin("r2");
+        OutputStream::write(&mut quiet.stdout(), Bytes::from_static(b"hidden\n")).unwrap();
+        assert_eq!(quiet.end(), "");
     }
 }

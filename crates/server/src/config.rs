@@ -41,6 +41,11 @@ pub struct Config {
     /// The longest delay before the first retry of a failed async invocation; each later
     /// retry doubles it, up to 5 minutes.
     pub async_retry_base: Duration,
+    /// How much of each function's log the node keeps in `DATA/logs` (`nimbus logs`);
+    /// `None` keeps none (the store is off).
+    pub log_retention: Option<nimbus_telemetry::logs::Retention>,
+    /// Whether the node records metrics and serves them on `GET /metrics`.
+    pub metrics: bool,
 }
 
 impl Config {
@@ -83,6 +88,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             async_retry_base: Self::DEFAULT_ASYNC_RETRY_BASE,
+            log_retention: Some(nimbus_telemetry::logs::Retention::default()),
+            metrics: true,
         }
     }
 }

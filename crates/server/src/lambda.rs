@@ -285,7 +285,10 @@ async fn invoke_async(
         );
     }
     let meta = EventMeta {
-        trace_id: header("x-amzn-trace-id"),
+        // The event carries the context of the request that enqueued it.
+        trace_id: nimbus_core::trace::current()
+            .map(|cx| cx.xray())
+            .or_else(|| header("x-amzn-trace-id")),
         client_context: header("x-amz-client-context"),
     };
     match lambda

@@ -23,9 +23,12 @@ mod data_dir;
 mod lambda;
 mod lambda_stream;
 mod listener;
+mod logs_api;
+mod metrics_api;
 mod node;
 mod schedules;
 mod services;
+mod trace;
 mod triggers;
 
 pub use config::Config;

@@ -80,6 +80,18 @@ pub enum BindError {
     /// The table stream triggers' checkpoints cannot be opened.
     #[error("cannot start the app's table stream triggers")]
     Triggers(#[source] nimbus_events::TriggerError),
+    /// The function log store cannot be opened.
+    #[error("cannot open the function log store at {}", dir.display())]
+    Logs {
+        /// The store's directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics recorder cannot be installed (another one was, in this process).
+    #[error(transparent)]
+    Metrics(#[from] nimbus_telemetry::metrics::MetricsError),
     /// A table the app declares cannot be created.
     #[error("cannot create table {table}")]
     CreateTable {
@@ -117,6 +129,7 @@ pub struct Node {
     async_worker: AsyncWorker,
     schedules: Option<nimbus_events::Schedules>,
     triggers: Option<crate::triggers::Prepared>,
+    logs: Option<nimbus_telemetry::logs::LogStore>,
     data: DataDir,
 }
 
@@ -279,6 +292,12 @@ impl Node {
         };
         let gateway_tls = Tls::from_config(&config)?;
         let limits = Limits::new(&config);
+        // Before the parts are built: they register their metrics as they are made.
+        let metrics = config
+            .metrics
+            .then(nimbus_telemetry::metrics::install)
+            .transpose()?;
+        let logs = crate::logs_api::open_store(&data, config.log_retention)?;
         let tables = open_tables(data.path(), config.postgres.as_deref(), app.as_ref()).await?;
         let gateway = listen("gateway", config.listen).await?;
         let services = listen("services", config.services_listen).await?;
@@ -331,6 +350,9 @@ impl Node {
             nimbus_tables::schema::REGION,
         )
         .map_err(BindError::Triggers)?;
+        let logs_router = crate::logs_api::router(app.as_ref(), logs.clone());
+        let metrics_router =
+            crate::metrics_api::router(metrics, Arc::clone(&dispatcher), Arc::clone(&events));
         let lambda = Arc::new(crate::lambda::Lambda {
             app: app.clone(),
             invoker: Arc::clone(&invoker),
@@ -345,7 +367,9 @@ impl Node {
                 tables: Arc::clone(&tables),
             }),
             lambda,
-        );
+        )
+        .merge(logs_router)
+        .merge(metrics_router);
         Ok(Node {
             dispatcher,
             async_worker,
@@ -361,6 +385,7 @@ impl Node {
             gateway_tls,
             ttl_sweep_interval: config.ttl_sweep_interval,
             tables,
+            logs,
             data,
         })
     }
@@ -396,6 +421,12 @@ impl Node {
     /// The dispatcher, to reload functions whose code changed.
     pub fn dispatcher(&self) -> Arc<Dispatcher> {
         Arc::clone(&self.dispatcher)
+    }
+
+    /// The async worker's settings, to apply a reloaded function's async policy,
+    /// timeout and concurrency to the delivery of its queued events.
+    pub fn async_settings(&self) -> nimbus_events::WorkerSettings {
+        self.async_worker.settings()
     }
 
     /// The data directory the node holds.
@@ -456,6 +487,10 @@ impl Node {
         }
         tracing::info!(grace = ?self.grace, "stopping: no new connections, draining in-flight requests");
         let _ = tx.send(true);
+        // Follows of function logs never end by themselves.
+        if let Some(logs) = &self.logs {
+            logs.close_followers();
+        }
         // No new ticks once stopping; those already queued stay queued.
         crate::schedules::stop(scheduler).await;
         // Async invocations and trigger batches in flight get the same grace; those cut
@@ -472,6 +507,10 @@ impl Node {
         );
         // In-flight invocations are done (or cut off): stop the instances.
         self.dispatcher.stop_all().await;
+        if let Some(logs) = self.logs {
+            // The instances' last lines are on disk before the process ends.
+            let _ = tokio::task::spawn_blocking(move || logs.flush()).await;
+        }
         stopped
     }
 }

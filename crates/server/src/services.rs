@@ -30,13 +30,19 @@ pub(crate) fn router(
     services: Arc<Services>,
     lambda: Arc<crate::lambda::Lambda>,
 ) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(move || async move { Json(health.body()) }))
         .fallback(aws)
         .with_state(services)
         .merge(crate::admin::router(&lambda))
         .merge(crate::lambda::router(lambda))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    // Without a trace exporter, requests pay nothing for traces.
+    if nimbus_core::trace::enabled() {
+        router.layer(axum::middleware::from_fn(crate::trace::services_span))
+    } else {
+        router
+    }
 }
 
 /// AWS JSON-protocol requests name their operation in `X-Amz-Target`; DynamoDB's and

@@ -66,6 +66,7 @@ impl ChangeSource for TablesSource {
                     sequence: c.sequence,
                     created_ms: c.created_ms,
                     record: c.record,
+                    trace: c.trace,
                 })
                 .collect())
         })

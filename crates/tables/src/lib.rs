@@ -11,5 +11,6 @@ pub mod error;
 pub mod expr;
 pub mod http;
 pub mod key;
+mod op_metrics;
 pub mod schema;
 pub mod value;

@@ -39,6 +39,7 @@ mod payload;
 mod runner;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use std::{sync::Arc, time::Duration};
 
@@ -60,6 +61,9 @@ pub struct Change {
     /// The record as Lambda's DynamoDB stream event carries it (`eventID`, `eventName`,
     /// `dynamodb`, `eventSourceARN`...).
     pub record: serde_json::Value,
+    /// The trace context (W3C `traceparent`) of the request that made the change, if
+    /// it was traced.
+    pub trace: Option<String>,
 }
 
 /// A table's current stream.

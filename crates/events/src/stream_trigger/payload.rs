@@ -153,6 +153,7 @@ mod tests {
                 "eventID": format!("id{seq}"),
                 "dynamodb": { "SequenceNumber": format!("{seq:021}") },
             }),
+            trace: None,
         }
     }
 

@@ -6,6 +6,7 @@ use nimbus_core::{
     EventSource, EventSpec, InvokeError, InvokeOptions, Outcome, RetryPolicy, StartingPosition,
 };
 use tokio::{sync::watch, time::Instant};
+use tracing::Instrument;
 
 use super::{
     Change, Shared, StreamName,
@@ -316,10 +317,16 @@ impl Trigger {
             request_id: Some(request_id.clone()),
             ..InvokeOptions::default()
         };
-        let result = self
-            .shared
-            .invoker
-            .invoke(&self.function, stream_event(records), options)
+        // The dispatcher's span is opened by the call itself, so the call runs in the
+        // batch's span too.
+        let span = super::trace::batch_span(&self.function, records);
+        let result = span
+            .in_scope(|| {
+                self.shared
+                    .invoker
+                    .invoke(&self.function, stream_event(records), options)
+            })
+            .instrument(span.clone())
             .await;
         let ran = |request_id: String, function_error| LastAttempt {
             request_id,

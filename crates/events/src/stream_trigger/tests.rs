@@ -46,6 +46,7 @@ impl FakeSource {
                         "SequenceNumber": format!("{seq:021}"),
                     },
                 }),
+                trace: None,
             });
             added.push(seq);
         }

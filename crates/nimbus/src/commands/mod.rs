@@ -3,6 +3,7 @@
 mod build;
 mod dlq;
 mod invoke;
+mod logs;
 mod serve;
 mod up;
 mod validate;
@@ -15,6 +16,7 @@ use clap::Subcommand;
 
 pub use dlq::Dlq;
 pub use invoke::Invoke;
+pub use logs::Logs;
 pub use serve::Serve;
 pub use up::Up;
 pub use validate::Validate;
@@ -31,6 +33,8 @@ pub enum Command {
     Serve(Serve),
     /// Invoke a function of a running node and print its result.
     Invoke(Invoke),
+    /// Print a function's log lines, and with --follow the new ones as they come.
+    Logs(Logs),
     /// List, redrive or delete the dead letters of a function's async invocations.
     #[command(subcommand)]
     Dlq(Dlq),
@@ -46,6 +50,7 @@ impl Command {
             Command::Up(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Serve(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Invoke(cmd) => cmd.run().await,
+            Command::Logs(cmd) => cmd.run().await,
             Command::Dlq(cmd) => cmd.run().await,
             Command::Version(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
         }
@@ -119,6 +124,59 @@ pub(crate) struct ListenArgs {
     /// retry doubles it (with full jitter), up to 5 minutes.
     #[arg(long, env = "NIMBUS_ASYNC_RETRY_BASE", default_value = "1s", value_parser = positive_duration)]
     async_retry_base: std::time::Duration,
+    /// Keep every function's log lines in the data directory, for `nimbus logs` and the
+    /// admin API (`on`), or keep none (`off`).
+    #[arg(long, env = "NIMBUS_LOG_STORE", value_enum, default_value = "on")]
+    log_store: Switch,
+    /// Most log kept per function (`64MiB`, `512KiB`, `1GB` or bytes); the oldest lines go
+    /// first.
+    #[arg(long, env = "NIMBUS_LOG_RETENTION_SIZE", default_value = "64MiB", value_parser = byte_size)]
+    log_retention_size: u64,
+    /// How long function log lines are kept.
+    #[arg(long, env = "NIMBUS_LOG_RETENTION_AGE", default_value = "7days", value_parser = positive_duration)]
+    log_retention_age: std::time::Duration,
+    /// Record Prometheus metrics and serve them on the services endpoint's `/metrics`
+    /// (`on`), or record none (`off`: `/metrics` answers 404).
+    #[arg(long, env = "NIMBUS_METRICS", value_enum, default_value = "on")]
+    metrics: Switch,
+}
+
+/// A feature turned on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// A size in bytes: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
+fn byte_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 64MiB, 512KiB or 1000000"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1024 * 1024,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB"
+            ));
+        }
+    };
+    match number.checked_mul(scale) {
+        Some(0) => Err("must be more than 0 bytes".to_owned()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{s:?} is too large")),
+    }
 }
 
 fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -154,6 +212,13 @@ impl ListenArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             async_retry_base: self.async_retry_base,
+            log_retention: (self.log_store == Switch::On).then_some(
+                nimbus_telemetry::logs::Retention {
+                    max_bytes: self.log_retention_size,
+                    max_age: self.log_retention_age,
+                },
+            ),
+            metrics: self.metrics == Switch::On,
         }
     }
 }
@@ -193,4 +258,20 @@ async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!(signal = "SIGINT", "stop requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(byte_size("64MiB"), Ok(64 * 1024 * 1024));
+        assert_eq!(byte_size("512 KiB"), Ok(512 * 1024));
+        assert_eq!(byte_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(byte_size("1000"), Ok(1000));
+        for bad in ["", "MiB", "0", "12 parsecs", "99999999999999999999GiB"] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -105,6 +105,7 @@ impl Up {
                 &summary,
                 node.dispatcher(),
                 node.gateway_reloader(),
+                node.async_settings(),
                 deps_root,
             )?)
         };

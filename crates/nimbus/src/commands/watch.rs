@@ -19,6 +19,7 @@ use std::{
 use anyhow::Context;
 use nimbus_core::{AppSpec, FunctionSpec, RuntimeKind};
 use nimbus_dispatch::Dispatcher;
+use nimbus_events::WorkerSettings;
 use nimbus_gateway::Reloader;
 use nimbus_manifest::{LoadError, MANIFEST_FILE, Support};
 use notify_debouncer_full::{
@@ -77,6 +78,7 @@ struct Running {
     app: AppSpec,
     dispatcher: Arc<Dispatcher>,
     reloader: Reloader,
+    async_settings: WorkerSettings,
     deps_root: PathBuf,
 }
 
@@ -116,7 +118,10 @@ impl Running {
                     }
                     if let Err(e) = self.dispatcher.reload(function.clone()).await {
                         tracing::warn!(function = %name, error = %e, "restart nimbus up to apply this change");
+                        continue;
                     }
+                    // Queued async events follow the new policy, timeout and concurrency.
+                    self.async_settings.update(function.clone());
                 }
                 None => {
                     tracing::warn!(function = %name, "a new function needs a restart of nimbus up")
@@ -151,6 +156,7 @@ pub(crate) fn start(
     app: &AppSpec,
     dispatcher: Arc<Dispatcher>,
     reloader: Reloader,
+    async_settings: WorkerSettings,
     deps_root: PathBuf,
 ) -> anyhow::Result<Watch> {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -160,6 +166,7 @@ pub(crate) fn start(
         app: app.clone(),
         dispatcher,
         reloader,
+        async_settings,
         deps_root,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();

@@ -36,7 +36,10 @@ async fn an_http_event_reaches_the_component_as_the_client_request() {
             request_id: "req-echo".to_owned(),
             payload: event.to_string().into_bytes(),
             deadline: SystemTime::now() + Duration::from_secs(3),
-            trace_id: Some("Root=1-5759e988-bd862e3fe1be46a994272793".to_owned()),
+            trace_id: Some(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+                    .to_owned(),
+            ),
             client_context: None,
             stream: None,
         })
@@ -58,7 +61,11 @@ async fn an_http_event_reaches_the_component_as_the_client_request() {
     assert_eq!(header(&echo, EVENT_SOURCE_HEADER), None);
     assert_eq!(
         header(&echo, "x-amzn-trace-id"),
-        Some("Root=1-5759e988-bd862e3fe1be46a994272793")
+        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+    );
+    assert_eq!(
+        header(&echo, "traceparent"),
+        Some("00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01")
     );
 }
 

@@ -82,6 +82,7 @@ pub(crate) fn spec(name: &str, mode: InstanceMode) -> FunctionSpec {
         allowed_outbound_hosts: Vec::new(),
         instances: mode,
         async_policy: Default::default(),
+        logging: Default::default(),
     }
 }
 

@@ -116,8 +116,21 @@ impl Tables {
         let Some(operation) = target.strip_prefix(TARGET_PREFIX) else {
             return Err(unknown_operation());
         };
-        let body = parse_body(body)?;
-        let req = request::Req::parse(&body)?;
+        let started = std::time::Instant::now();
+        let body = parse_body(body);
+        let table = body.as_ref().ok().and_then(|b| self.metrics_table(b));
+        let result = match &body {
+            Ok(body) => self.run(operation, body).await,
+            Err(e) => Err(e.clone()),
+        };
+        let table = table.or_else(|| body.as_ref().ok().and_then(|b| self.metrics_table(b)));
+        crate::op_metrics::record(operation, table, &result, started.elapsed());
+        result
+    }
+
+    /// Runs one operation on its parsed body.
+    async fn run(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
+        let req = request::Req::parse(body)?;
         match operation {
             "CreateTable" => catalog_ops::create_table(self, &req).await,
             "DescribeTable" => catalog_ops::describe_table(self, &req).await,
@@ -139,10 +152,19 @@ impl Tables {
             "Scan" => read::scan(self, &req).await,
             "BatchGetItem" => batch::batch_get_item(self, &req).await,
             "BatchWriteItem" => batch::batch_write_item(self, &req).await,
-            "TransactWriteItems" => transact::transact_write_items(self, &req, &body).await,
+            "TransactWriteItems" => transact::transact_write_items(self, &req, body).await,
             "TransactGetItems" => transact::transact_get_items(self, &req).await,
             _ => Err(unknown_operation()),
         }
+    }
+
+    /// The table a request names, for its metrics' `table` label: only a table that
+    /// exists (so that names made up by clients add no series), and only one (a batch
+    /// across tables has none).
+    fn metrics_table(&self, body: &Json) -> Option<metrics::SharedString> {
+        let name = crate::op_metrics::named_table(body)?;
+        let def = self.table(name).ok()?;
+        Some(metrics::SharedString::from(def.name.clone()))
     }
 
     /// A table's definition.

@@ -187,6 +187,8 @@ pub struct StreamChange {
     /// The record as Lambda hands it to a function triggered by the stream: the record
     /// of DynamoDB Streams' `GetRecords` with its `eventSourceARN`.
     pub record: Json,
+    /// The trace context (W3C `traceparent`) of the request that made the change.
+    pub trace: Option<String>,
 }
 
 /// What stream triggers read: the same records as the DynamoDB Streams API, each
@@ -232,6 +234,7 @@ impl Tables {
                     sequence: r.sequence,
                     created_ms: (r.created.max(0.0) * 1000.0) as u64,
                     record,
+                    trace: r.trace.clone(),
                 }
             })
             .collect())

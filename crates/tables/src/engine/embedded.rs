@@ -66,8 +66,9 @@ fn decode_item(bytes: &[u8]) -> Result<Item, EngineError> {
 }
 
 enum Job {
+    /// The writes, with the trace context of the request that made them.
     Write(
-        Vec<ItemWrite>,
+        (Vec<ItemWrite>, Option<String>),
         oneshot::Sender<Result<Vec<Written>, WriteFailure>>,
     ),
     Ddl(Box<Ddl>, oneshot::Sender<Result<(), EngineError>>),
@@ -210,7 +211,7 @@ fn run_group(db: &Database, group: Vec<Job>) {
     let mut failure = None;
     for job in jobs.by_ref() {
         let (d, outcome) = match job {
-            Job::Write(writes, tx) => match apply_writes(&txn, writes) {
+            Job::Write((writes, trace), tx) => match apply_writes(&txn, writes, trace) {
                 Ok(result) => (Done::Write(tx, result), Ok(())),
                 Err(e) => (Done::Write(tx, Ok(Vec::new())), Err(e)),
             },
@@ -272,6 +273,7 @@ fn fail_all(done: impl Iterator<Item = Done>, e: &EngineError) {
 fn apply_writes(
     txn: &WriteTransaction,
     writes: Vec<ItemWrite>,
+    trace: Option<String>,
 ) -> Result<Result<Vec<Written>, Vec<Option<ApiError>>>, EngineError> {
     let mut current = Vec::with_capacity(writes.len());
     for write in writes {
@@ -327,6 +329,7 @@ fn apply_writes(
         update_indexes(txn, &def, old.as_ref(), new.as_ref())?;
         if let Some(mut record) = StreamRecord::for_write(&def, old.as_ref(), new.as_ref(), created)
         {
+            record.trace.clone_from(&trace);
             let name = stream_table(&def);
             let mut stream = txn
                 .open_table(TableDefinition::<u64, &[u8]>::new(&name))
@@ -638,9 +641,10 @@ impl TableEngine for Embedded {
     }
 
     fn write(&self, writes: Vec<ItemWrite>) -> BoxFuture<'_, Result<Vec<Written>, WriteFailure>> {
+        let trace = nimbus_core::trace::current().map(|cx| cx.traceparent());
         Box::pin(async move {
             let rx = self
-                .submit(|tx| Job::Write(writes, tx))
+                .submit(|tx| Job::Write((writes, trace), tx))
                 .map_err(WriteFailure::Storage)?;
             rx.await
                 .map_err(|e| WriteFailure::Storage(EngineError::from_display(e)))?

@@ -224,7 +224,8 @@ impl TableEngine for Postgres {
     }
 
     fn write(&self, writes: Vec<ItemWrite>) -> BoxFuture<'_, Result<Vec<Written>, WriteFailure>> {
-        Box::pin(write::write(&self.pool, writes))
+        let trace = nimbus_core::trace::current().map(|cx| cx.traceparent());
+        Box::pin(write::write(&self.pool, writes, trace))
     }
 
     fn stats(&self, table: Arc<TableDef>) -> BoxFuture<'_, Result<TableStats, EngineError>> {

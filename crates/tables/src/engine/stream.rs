@@ -63,6 +63,9 @@ pub struct StreamRecord {
     pub created: f64,
     /// The record's size (keys and images), as DynamoDB reports `SizeBytes`.
     pub size_bytes: usize,
+    /// The trace context (W3C `traceparent`) of the request that made the change, so
+    /// that a stream trigger's run joins its trace; not part of DynamoDB's record.
+    pub trace: Option<String>,
 }
 
 impl StreamRecord {
@@ -102,6 +105,7 @@ impl StreamRecord {
             old_image,
             created,
             size_bytes,
+            trace: None,
         })
     }
 
@@ -120,6 +124,9 @@ impl StreamRecord {
         }
         if let Some(old) = &self.old_image {
             j["old"] = item_to_json(old);
+        }
+        if let Some(trace) = &self.trace {
+            j["trace"] = Json::from(trace.as_str());
         }
         serde_json::to_vec(&j).expect("serialising JSON values cannot fail")
     }
@@ -150,6 +157,8 @@ impl StreamRecord {
                 .as_u64()
                 .and_then(|s| usize::try_from(s).ok())
                 .ok_or("no size")?,
+            // Records written before traces were kept have none.
+            trace: j.get("trace").and_then(Json::as_str).map(str::to_owned),
         })
     }
 }
@@ -159,4 +168,42 @@ pub(crate) fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(trace: Option<&str>) -> StreamRecord {
+        let keys = item_from_json(&json!({ "pk": { "S": "a" } })).unwrap();
+        StreamRecord {
+            sequence: 7,
+            stream_label: "2024-01-01T00:00:00.000".to_owned(),
+            event: StreamEvent::Insert,
+            size_bytes: item_size(&keys),
+            new_image: Some(keys.clone()),
+            old_image: None,
+            keys,
+            created: 1_700_000_000.5,
+            trace: trace.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_trace_context_is_stored_with_the_record() {
+        let r = record(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ));
+        assert_eq!(StreamRecord::from_bytes(&r.to_bytes()).unwrap(), r);
+        let r = record(None);
+        assert_eq!(StreamRecord::from_bytes(&r.to_bytes()).unwrap(), r);
+    }
+
+    #[test]
+    fn records_stored_before_traces_read_without_one() {
+        let old = br#"{"seq":3,"label":"l","event":"MODIFY","keys":{"pk":{"S":"a"}},"created":1.0,"size":2}"#;
+        let r = StreamRecord::from_bytes(old).unwrap();
+        assert_eq!(r.sequence, 3);
+        assert_eq!(r.trace, None);
+    }
 }

@@ -122,6 +122,7 @@ impl Changes {
 pub(super) async fn write(
     pool: &Pool,
     writes: Vec<ItemWrite>,
+    trace: Option<String>,
 ) -> Result<Vec<Written>, WriteFailure> {
     if writes.is_empty() {
         return Ok(Vec::new());
@@ -222,7 +223,9 @@ pub(super) async fn write(
         changes
             .record(def, key, old.as_ref(), new.as_ref())
             .map_err(WriteFailure::Storage)?;
-        if let Some(record) = StreamRecord::for_write(def, old.as_ref(), new.as_ref(), created) {
+        if let Some(mut record) = StreamRecord::for_write(def, old.as_ref(), new.as_ref(), created)
+        {
+            record.trace.clone_from(&trace);
             records.push((def.id.clone(), record));
         }
         written.push(Written { old, new });

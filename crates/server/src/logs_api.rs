@@ -1,0 +1,275 @@
+//! Function logs in the admin API, and the log store they come from.
+//!
+//! `GET /nimbus/v1/functions/{name}/logs` answers the function's stored log lines, oldest
+//! first: `{"function", "lines": [{"time", "timestamp", "request_id", "message"}]}`.
+//! Parameters, all optional:
+//!
+//! - `since`, `until`: a duration before now (`10m`), an RFC 3339 time or epoch
+//!   milliseconds;
+//! - `request_id`: one invocation's lines;
+//! - `filter`: lines containing this text (case-sensitive);
+//! - `limit`: most lines (the newest that match; default and most 10000);
+//! - `follow=true`: answer server-sent events instead, one `data:` JSON line each: the
+//!   matching history, then new lines as they are logged, until the client goes away.
+//!   An event named `missed` (`{"missed": n}`) says the client fell behind and `n` lines
+//!   were skipped.
+//!
+//! Errors are `{"message"}`: 404 for an unknown function, 400 for a bad parameter, 503
+//! when the node keeps no logs (`--log-store off`).
+
+use std::{collections::BTreeSet, convert::Infallible, sync::Arc, time::SystemTime};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query as QueryParams, State, rejection::QueryRejection},
+    http::StatusCode,
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+    routing::get,
+};
+use futures_util::{Stream, StreamExt, stream};
+use nimbus_core::AppSpec;
+use nimbus_telemetry::logs::{
+    Followed, LogCapture, LogLine, LogStore, Position, Query, Retention, parse_time, to_millis,
+};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::{DataDir, node::BindError};
+
+/// The store's directory inside the data directory.
+const LOGS_DIR: &str = "logs";
+
+/// Opens the function log store in the data directory (unless `retention` is `None`) and
+/// sends the process's function log lines to it.
+pub(crate) fn open_store(
+    data: &DataDir,
+    retention: Option<Retention>,
+) -> Result<Option<LogStore>, BindError> {
+    let Some(retention) = retention else {
+        tracing::info!("function log store off");
+        return Ok(None);
+    };
+    let dir = data.path().join(LOGS_DIR);
+    let store = LogStore::open(&dir, retention).map_err(|source| BindError::Logs {
+        dir: dir.clone(),
+        source,
+    })?;
+    LogCapture::global().attach(&store);
+    tracing::info!(
+        dir = %dir.display(),
+        max_bytes = retention.max_bytes,
+        max_age_secs = retention.max_age.as_secs(),
+        "function log store open"
+    );
+    Ok(Some(store))
+}
+
+struct LogsApi {
+    functions: BTreeSet<String>,
+    store: Option<LogStore>,
+}
+
+pub(crate) fn router(app: Option<&AppSpec>, store: Option<LogStore>) -> Router {
+    let functions = app
+        .iter()
+        .flat_map(|app| app.functions.keys().cloned())
+        .collect();
+    Router::new()
+        .route("/nimbus/v1/functions/{name}/logs", get(logs))
+        .with_state(Arc::new(LogsApi { functions, store }))
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "message": message.into() }))).into_response()
+}
+
+fn bad(message: impl Into<String>) -> Response {
+    problem(StatusCode::BAD_REQUEST, message)
+}
+
+/// A request's parameters, checked.
+struct Asked {
+    query: Query,
+    follow: bool,
+}
+
+/// The request's parameters, or what is wrong with them.
+fn asked(params: Vec<(String, String)>, now: SystemTime) -> Result<Asked, String> {
+    let mut query = Query::default();
+    let mut follow = false;
+    let time = |name: &str, value: &str| {
+        parse_time(value, now)
+            .map(to_millis)
+            .map_err(|e| format!("bad `{name}`: {e}"))
+    };
+    for (name, value) in params {
+        match name.as_str() {
+            "since" => query.since = Some(time("since", &value)?),
+            "until" => query.until = Some(time("until", &value)?),
+            "request_id" => query.request_id = Some(value),
+            "filter" => query.filter = Some(value),
+            "limit" => {
+                query.limit = match value.parse::<usize>() {
+                    Ok(n) if (1..=Query::DEFAULT_LIMIT).contains(&n) => n,
+                    _ => {
+                        return Err(format!(
+                            "bad `limit` {value:?}: expected a number from 1 to {}",
+                            Query::DEFAULT_LIMIT
+                        ));
+                    }
+                }
+            }
+            "follow" => {
+                follow = match value.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(format!("bad `follow` {value:?}: expected true or false"));
+                    }
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}; expected since, until, request_id, filter, limit or follow"
+                ));
+            }
+        }
+    }
+    Ok(Asked { query, follow })
+}
+
+async fn logs(
+    State(api): State<Arc<LogsApi>>,
+    Path(name): Path<String>,
+    params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    if !api.functions.contains(&name) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            format!("no function named {name:?} in this app"),
+        );
+    }
+    let Some(store) = api.store.clone() else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node keeps no function logs (it was started with --log-store off)",
+        );
+    };
+    let params = match params {
+        Ok(QueryParams(params)) => params,
+        Err(e) => return bad(format!("bad parameters: {e}")),
+    };
+    let Asked { query, follow } = match asked(params, store.now()) {
+        Ok(asked) => asked,
+        Err(message) => return bad(message),
+    };
+    // Following starts before the history is read, so that no line falls between.
+    let live = follow.then(|| store.subscribe(&name));
+    let history = {
+        let (store, name, query) = (store.clone(), name.clone(), query.clone());
+        tokio::task::spawn_blocking(move || store.query(&name, &query)).await
+    };
+    let history = match history {
+        Ok(Ok(history)) => history,
+        Ok(Err(e)) => {
+            tracing::error!(function = %name, error = %e, "cannot read a function's log");
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the log of {name}: {e}"),
+            );
+        }
+        Err(e) => {
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+    };
+    match live {
+        None => Json(json!({
+            "function": name,
+            "lines": history.lines.iter().map(LogLine::to_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Some(live) => Sse::new(follow_events(history.lines, history.end, live, query))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    }
+}
+
+fn line_event(line: &LogLine) -> Event {
+    Event::default().data(line.to_json().to_string())
+}
+
+/// The history's lines, then the live lines after its end that the query wants.
+fn follow_events(
+    history: Vec<LogLine>,
+    end: Position,
+    live: broadcast::Receiver<Arc<Followed>>,
+    query: Query,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let past = stream::iter(history).map(|line| Ok(line_event(&line)));
+    let new = stream::unfold((live, query), move |(mut live, query)| async move {
+        loop {
+            match live.recv().await {
+                Ok(followed) => {
+                    if followed.position > end && query.matches(&followed.line) {
+                        return Some((Ok(line_event(&followed.line)), (live, query)));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    let event = Event::default()
+                        .event("missed")
+                        .data(json!({ "missed": missed }).to_string());
+                    return Some((Ok(event), (live, query)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    past.chain(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        let now = nimbus_telemetry::logs::from_millis(1_700_000_000_000);
+        let ok = asked(
+            params(&[
+                ("since", "10m"),
+                ("until", "1700000000000"),
+                ("request_id", "r"),
+                ("filter", "REPORT"),
+                ("limit", "5"),
+                ("follow", "true"),
+            ]),
+            now,
+        )
+        .unwrap_or_else(|_| panic!("valid parameters"));
+        assert_eq!(ok.query.since, Some(1_700_000_000_000 - 600_000));
+        assert_eq!(ok.query.until, Some(1_700_000_000_000));
+        assert_eq!(ok.query.limit, 5);
+        assert!(ok.follow);
+        for (bad, says) in [
+            ([("since", "soon")], "bad `since`"),
+            ([("limit", "0")], "bad `limit`"),
+            ([("follow", "maybe")], "bad `follow`"),
+            ([("tail", "1")], "unknown parameter \"tail\""),
+        ] {
+            let message = asked(params(&bad), now)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} is refused"));
+            assert!(message.starts_with(says), "{message}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! A trace span for each request to the services endpoint: the calls functions (and
+//! other clients) make to DynamoDB, DynamoDB Streams and Lambda. Its parent is the
+//! caller's context: a W3C `traceparent`, or the `X-Amzn-Trace-Id` that the AWS SDKs copy
+//! from a function's `_X_AMZN_TRACE_ID`, which the dispatcher set to the function's own
+//! span. Installed only when traces are exported.
+
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{HeaderMap, StatusCode},
+    middleware::Next,
+    response::Response,
+};
+use nimbus_core::trace::{self, TARGET, TraceContext};
+use tracing::{Instrument, field::Empty};
+
+/// Largest body read to name the table a request is about; larger ones are still served.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// What a services request is, for its span.
+enum Call {
+    /// A DynamoDB or DynamoDB Streams operation.
+    Aws {
+        service: &'static str,
+        operation: String,
+    },
+    /// A Lambda REST API call about a function.
+    Lambda {
+        operation: &'static str,
+        function: String,
+    },
+    /// Anything else.
+    Other,
+}
+
+fn call(request: &Request) -> Call {
+    if let Some(target) = header(request.headers(), "x-amz-target") {
+        let service = if target.starts_with(nimbus_tables::api::TARGET_PREFIX) {
+            "DynamoDB"
+        } else if target.starts_with(nimbus_tables::api::STREAMS_TARGET_PREFIX) {
+            "DynamoDBStreams"
+        } else {
+            return Call::Other;
+        };
+        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        return Call::Aws { service, operation };
+    }
+    let path = request.uri().path();
+    if let Some(rest) = path
+        .strip_prefix("/2015-03-31/functions/")
+        .or_else(|| path.strip_prefix("/2021-11-15/functions/"))
+        && let Some((function, what)) = rest.split_once('/')
+    {
+        let operation = match what {
+            "invocations" => "Invoke",
+            "response-streaming-invocations" => "InvokeWithResponseStream",
+            _ => return Call::Other,
+        };
+        return Call::Lambda {
+            operation,
+            function: function.to_owned(),
+        };
+    }
+    Call::Other
+}
+
+/// Just the table name of a DynamoDB request body.
+#[derive(serde::Deserialize)]
+struct Named<'a> {
+    #[serde(rename = "TableName", borrow)]
+    table: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Serves `request` inside its span.
+pub(crate) async fn services_span(request: Request, next: Next) -> Response {
+    let parent = TraceContext::from_headers(
+        header(request.headers(), "traceparent"),
+        header(request.headers(), "x-amzn-trace-id"),
+    );
+    let method = request.method().clone();
+    let (span, request) = match call(&request) {
+        Call::Aws { service, operation } => {
+            // The table is named in the body: read it here (the handler reads the
+            // same bytes again).
+            let (parts, body) = request.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+                return Response::builder()
+                    .status(StatusCode::PAYLOAD_TOO_LARGE)
+                    .body(Body::empty())
+                    .unwrap_or_default();
+            };
+            let table = serde_json::from_slice::<Named<'_>>(&bytes)
+                .ok()
+                .and_then(|n| n.table)
+                .map(|t| t.into_owned());
+            let span = tracing::info_span!(
+                target: TARGET,
+                "services request",
+                otel.name = format!("{service}.{operation}"),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                rpc.system = "aws-api",
+                rpc.service = service,
+                rpc.method = operation.as_str(),
+                db.system = "dynamodb",
+                db.system.name = "aws.dynamodb",
+                db.operation.name = operation.as_str(),
+                db.collection.name = table.as_deref(),
+                aws.dynamodb.table_names = table.as_deref(),
+                http.request.method = %method,
+                http.response.status_code = Empty,
+            );
+            (span, Request::from_parts(parts, Body::from(bytes)))
+        }
+        Call::Lambda {
+            operation,
+            function,
+        } => {
+            let span = tracing::info_span!(
+                target: TARGET,
+                "services request",
+                otel.name = format!("Lambda.{operation}"),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                rpc.system = "aws-api",
+                rpc.service = "Lambda",
+                rpc.method = operation,
+                faas.invoked_name = function.as_str(),
+                aws.lambda.invocation_type = header(request.headers(), "x-amz-invocation-type")
+                    .unwrap_or("RequestResponse"),
+                http.request.method = %method,
+                http.response.status_code = Empty,
+            );
+            (span, request)
+        }
+        Call::Other => {
+            let span = tracing::info_span!(
+                target: TARGET,
+                "services request",
+                otel.name = %method,
+                otel.kind = "server",
+                otel.status_code = Empty,
+                http.request.method = %method,
+                url.path = request.uri().path(),
+                http.response.status_code = Empty,
+            );
+            (span, request)
+        }
+    };
+    if let Some(parent) = parent {
+        trace::set_parent(&span, parent);
+    }
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_client_error() || status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, target: Option<&str>) -> Request {
+        let mut builder = axum::http::Request::builder().method("POST").uri(path);
+        if let Some(target) = target {
+            builder = builder.header("x-amz-target", target);
+        }
+        builder.body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn calls_are_named_by_service_and_operation() {
+        assert!(matches!(
+            call(&request("/", Some("DynamoDB_20120810.PutItem"))),
+            Call::Aws { service: "DynamoDB", operation } if operation == "PutItem"
+        ));
+        assert!(matches!(
+            call(&request("/", Some("DynamoDBStreams_20120810.GetRecords"))),
+            Call::Aws { service: "DynamoDBStreams", operation } if operation == "GetRecords"
+        ));
+        assert!(matches!(
+            call(&request("/2015-03-31/functions/hello/invocations", None)),
+            Call::Lambda { operation: "Invoke", function } if function == "hello"
+        ));
+        assert!(matches!(call(&request("/healthz", None)), Call::Other));
+        assert!(matches!(
+            call(&request("/", Some("AmazonSQS.SendMessage"))),
+            Call::Other
+        ));
+    }
+
+    #[test]
+    fn the_table_name_is_read_from_the_body() {
+        let n: Named<'_> =
+            serde_json::from_slice(br#"{"Item":{"a":{"S":"x"}},"TableName":"Users"}"#).unwrap();
+        assert_eq!(n.table.as_deref(), Some("Users"));
+        let n: Named<'_> = serde_json::from_slice(br#"{"RequestItems":{}}"#).unwrap();
+        assert_eq!(n.table, None);
+    }
+}

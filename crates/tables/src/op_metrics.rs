@@ -1,0 +1,170 @@
+//! The table store's metrics: DynamoDB operations by table, operation and outcome, and
+//! their latency.
+//!
+//! Labels stay bounded whatever clients send: the operation is one Nimbus serves (else
+//! `unknown`), the table one that exists (else `-`, see `Tables::metrics_table`), the
+//! outcome `success` or the short name of one of DynamoDB's error types.
+
+use std::time::Duration;
+
+use metrics::SharedString;
+use serde_json::Value as Json;
+
+use crate::error::ApiError;
+
+/// The operations [`crate::api::Tables::handle`] serves.
+const OPERATIONS: &[&str] = &[
+    "CreateTable",
+    "DescribeTable",
+    "ListTables",
+    "DeleteTable",
+    "UpdateTable",
+    "UpdateTimeToLive",
+    "DescribeTimeToLive",
+    "TagResource",
+    "UntagResource",
+    "ListTagsOfResource",
+    "DescribeLimits",
+    "DescribeEndpoints",
+    "PutItem",
+    "GetItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "Scan",
+    "BatchGetItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+    "TransactGetItems",
+];
+
+/// The operation label: the operation's name when Nimbus serves it, else `unknown`.
+pub(crate) fn operation_label(operation: &str) -> &'static str {
+    OPERATIONS
+        .iter()
+        .find(|o| **o == operation)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// The outcome label: `success`, or the error type without its namespace
+/// (`ConditionalCheckFailedException`).
+pub(crate) fn outcome_label(result: &Result<Json, ApiError>) -> &'static str {
+    match result {
+        Ok(_) => "success",
+        Err(e) => {
+            let full = e.kind.type_name();
+            full.rsplit_once('#').map_or(full, |(_, short)| short)
+        }
+    }
+}
+
+/// The one table a request names: `TableName`, the single table of a batch's
+/// `RequestItems`, the table every action of a transaction names, or a tagging
+/// request's table ARN. `None` when it names none or several.
+pub(crate) fn named_table(body: &Json) -> Option<&str> {
+    if let Some(name) = body.get("TableName").and_then(Json::as_str) {
+        return Some(name);
+    }
+    if let Some(items) = body.get("RequestItems").and_then(Json::as_object) {
+        let mut names = items.keys();
+        return match (names.next(), names.next()) {
+            (Some(one), None) => Some(one.as_str()),
+            _ => None,
+        };
+    }
+    if let Some(actions) = body.get("TransactItems").and_then(Json::as_array) {
+        let mut one: Option<&str> = None;
+        for action in actions {
+            let name = action
+                .as_object()?
+                .values()
+                .next()?
+                .get("TableName")?
+                .as_str()?;
+            if one.is_some_and(|o| o != name) {
+                return None;
+            }
+            one = Some(name);
+        }
+        return one;
+    }
+    body.get("ResourceArn")
+        .and_then(Json::as_str)
+        .and_then(|arn| arn.rsplit_once(":table/"))
+        .map(|(_, name)| name)
+}
+
+/// Records one operation.
+pub(crate) fn record(
+    operation: &str,
+    table: Option<SharedString>,
+    result: &Result<Json, ApiError>,
+    elapsed: Duration,
+) {
+    let operation = operation_label(operation);
+    let table = table.unwrap_or(SharedString::const_str("-"));
+    metrics::histogram!(
+        "nimbus_table_operation_duration_seconds",
+        "table" => table.clone(),
+        "operation" => operation
+    )
+    .record(elapsed.as_secs_f64());
+    metrics::counter!(
+        "nimbus_table_operations_total",
+        "table" => table,
+        "operation" => operation,
+        "outcome" => outcome_label(result)
+    )
+    .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn operations_and_outcomes_are_bounded() {
+        assert_eq!(operation_label("PutItem"), "PutItem");
+        assert_eq!(operation_label("StealEverything"), "unknown");
+        assert_eq!(outcome_label(&Ok(json!({}))), "success");
+        let failed = Err(ApiError::new(ErrorKind::ConditionalCheckFailed, "no"));
+        assert_eq!(outcome_label(&failed), "ConditionalCheckFailedException");
+        assert_eq!(
+            outcome_label(&Err(ApiError::internal())),
+            "InternalServerError"
+        );
+    }
+
+    #[test]
+    fn the_named_table_is_found_in_every_request_shape() {
+        assert_eq!(named_table(&json!({"TableName": "Users"})), Some("Users"));
+        assert_eq!(
+            named_table(&json!({"RequestItems": {"Users": {}}})),
+            Some("Users")
+        );
+        assert_eq!(
+            named_table(&json!({"RequestItems": {"Users": {}, "Orders": {}}})),
+            None
+        );
+        let transact = |a: &str, b: &str| {
+            json!({"TransactItems": [
+                {"Put": {"TableName": a, "Item": {}}},
+                {"ConditionCheck": {"TableName": b}},
+            ]})
+        };
+        assert_eq!(named_table(&transact("T", "T")), Some("T"));
+        assert_eq!(named_table(&transact("T", "U")), None);
+        assert_eq!(
+            named_table(
+                &json!({"ResourceArn": "arn:aws:dynamodb:us-east-1:000000000000:table/Users"})
+            ),
+            Some("Users")
+        );
+        assert_eq!(named_table(&json!({"Limit": 3})), None);
+        assert_eq!(named_table(&json!({"TableName": 7})), None);
+    }
+}

@@ -1,0 +1,592 @@
+//! The store: a writer thread that owns the files, and handles that send it lines.
+
+use std::{
+    collections::HashMap,
+    io,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
+    },
+    time::Duration,
+};
+
+use tokio::sync::broadcast;
+
+use super::{
+    Clock, LogLine, Position, Query, QueryResult, Retention, SystemClock, is_function_name, query,
+    segment::FunctionLog, to_millis,
+};
+
+/// Lines waiting for the writer before loggers wait for it.
+const QUEUED_LINES: usize = 64 * 1024;
+/// Most lines the writer takes before it flushes and tells followers.
+const BATCH_LINES: usize = 4096;
+/// New lines a follower may fall behind by before it misses some.
+const FOLLOW_BUFFER: usize = 4096;
+/// How long [`LogStore::flush`] waits for the writer.
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
+
+/// A line as a follower gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Followed {
+    /// The line.
+    pub line: LogLine,
+    /// Where it ends in the function's log (compare with [`QueryResult::end`]).
+    pub position: Position,
+}
+
+enum Message {
+    Line { function: String, line: LogLine },
+    Flush(mpsc::Sender<()>),
+}
+
+#[derive(Default)]
+struct Followers {
+    closed: bool,
+    by_function: HashMap<String, broadcast::Sender<Arc<Followed>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Inner {
+    dir: PathBuf,
+    queue: SyncSender<Message>,
+    followers: Arc<Mutex<Followers>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The per-function log store in a directory (`DATA/logs`). Cloning gives another handle
+/// to the same store; its writer thread ends when the last handle is dropped, after
+/// writing every line it was given.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// Opens (creating it if needed) the store in `dir`, applies `retention` to what is
+    /// there, and starts its writer thread.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or read.
+    pub fn open(dir: &Path, retention: Retention) -> io::Result<LogStore> {
+        LogStore::open_with_clock(dir, retention, Arc::new(SystemClock))
+    }
+
+    /// [`LogStore::open`] with the time read from `clock`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or read.
+    pub fn open_with_clock(
+        dir: &Path,
+        retention: Retention,
+        clock: Arc<dyn Clock>,
+    ) -> io::Result<LogStore> {
+        std::fs::create_dir_all(dir)?;
+        let mut logs = HashMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if is_function_name(&name) && entry.file_type()?.is_dir() {
+                logs.insert(name, FunctionLog::load(entry.path())?);
+            }
+        }
+        let (queue, received) = mpsc::sync_channel(QUEUED_LINES);
+        let followers = Arc::new(Mutex::new(Followers::default()));
+        let mut writer = Writer {
+            dir: dir.to_path_buf(),
+            retention,
+            clock: Arc::clone(&clock),
+            logs,
+            followers: Arc::clone(&followers),
+            failing: false,
+        };
+        writer.sweep();
+        std::thread::Builder::new()
+            .name("nimbus-log-store".to_owned())
+            .spawn(move || writer.run(&received))?;
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                queue,
+                followers,
+                clock,
+            }),
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Now, by the store's clock.
+    pub fn now(&self) -> std::time::SystemTime {
+        self.inner.clock.now()
+    }
+
+    /// Queues a line of `function`'s log, stamped now. It is on disk and sent to
+    /// followers within a few milliseconds. Lines of names that cannot be functions are
+    /// dropped. Waits only when the writer is [`QUEUED_LINES`] behind.
+    pub fn append(&self, function: &str, request_id: Option<&str>, message: &str) {
+        self.append_owned(
+            function.to_owned(),
+            request_id.map(str::to_owned),
+            message.to_owned(),
+        );
+    }
+
+    /// [`LogStore::append`] for a caller that owns the strings already.
+    pub fn append_owned(&self, function: String, request_id: Option<String>, message: String) {
+        if !is_function_name(&function) {
+            return;
+        }
+        let line = LogLine {
+            time: to_millis(self.inner.clock.now()),
+            request_id,
+            message,
+        };
+        self.send(Message::Line { function, line });
+    }
+
+    fn send(&self, message: Message) {
+        match self.inner.queue.try_send(message) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            // Back-pressure rather than loss, as the node's own log does.
+            Err(TrySendError::Full(message)) => {
+                let _ = self.inner.queue.send(message);
+            }
+        }
+    }
+
+    /// Waits until every line queued before this call is on disk and retention has been
+    /// applied (or up to 10 s).
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::channel();
+        self.send(Message::Flush(done));
+        let _ = wait.recv_timeout(FLUSH_WAIT);
+    }
+
+    /// Reads `function`'s lines that `query` wants, oldest first. Reads files: call it
+    /// off the async runtime's threads.
+    ///
+    /// # Errors
+    /// When a segment cannot be read.
+    pub fn query(&self, function: &str, query: &Query) -> io::Result<QueryResult> {
+        if !is_function_name(function) {
+            return Ok(QueryResult::default());
+        }
+        query::run(&self.inner.dir.join(function), query)
+    }
+
+    /// Follows `function`'s log: every line written from now on. To follow after a
+    /// history, subscribe first, then query, then skip followed lines at or before the
+    /// query's [`end`](QueryResult::end). The receiver ends when the store stops
+    /// following ([`LogStore::close_followers`]).
+    pub fn subscribe(&self, function: &str) -> broadcast::Receiver<Arc<Followed>> {
+        let mut followers = lock(&self.inner.followers);
+        if followers.closed {
+            return broadcast::channel(1).0.subscribe();
+        }
+        followers
+            .by_function
+            .entry(function.to_owned())
+            .or_insert_with(|| broadcast::channel(FOLLOW_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Ends every follow, now and later: at shutdown, so that open follows do not hold
+    /// the node up.
+    pub fn close_followers(&self) {
+        let mut followers = lock(&self.inner.followers);
+        followers.closed = true;
+        followers.by_function.clear();
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    dir: PathBuf,
+    retention: Retention,
+    clock: Arc<dyn Clock>,
+    logs: HashMap<String, FunctionLog>,
+    followers: Arc<Mutex<Followers>>,
+    /// Set after a failure was logged, until a write succeeds again (one warning per
+    /// outage, not one per line).
+    failing: bool,
+}
+
+impl Writer {
+    /// How often retention is applied when nothing asks for it.
+    fn sweep_interval(&self) -> Duration {
+        (self.retention.max_age / 16).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    fn run(mut self, received: &mpsc::Receiver<Message>) {
+        let interval = self.sweep_interval();
+        let mut last_sweep = self.clock.now();
+        loop {
+            let first = match received.recv_timeout(interval) {
+                Ok(message) => Some(message),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch: Vec<Message> = first.into_iter().collect();
+            while batch.len() < BATCH_LINES {
+                match received.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            let flushes = self.write(batch);
+            let now = self.clock.now();
+            let due = now
+                .duration_since(last_sweep)
+                .is_ok_and(|since| since >= interval);
+            if due || !flushes.is_empty() {
+                self.sweep();
+                last_sweep = now;
+            }
+            for done in flushes {
+                let _ = done.send(());
+            }
+        }
+        self.flush_all();
+    }
+
+    /// Writes a batch, flushes it, then sends it to followers; returns the flushes it
+    /// asked for.
+    fn write(&mut self, batch: Vec<Message>) -> Vec<mpsc::Sender<()>> {
+        let followed: HashMap<String, broadcast::Sender<Arc<Followed>>> = {
+            let mut followers = lock(&self.followers);
+            followers
+                .by_function
+                .retain(|_, sender| sender.receiver_count() > 0);
+            followers.by_function.clone()
+        };
+        let mut flushes = Vec::new();
+        let mut fresh = Vec::new();
+        let mut encoded = Vec::with_capacity(256);
+        for message in batch {
+            match message {
+                Message::Flush(done) => flushes.push(done),
+                Message::Line { function, line } => {
+                    encoded.clear();
+                    if serde_json::to_writer(&mut encoded, &line).is_err() {
+                        continue;
+                    }
+                    encoded.push(b'\n');
+                    if !self.logs.contains_key(&function) {
+                        let log = FunctionLog::new(self.dir.join(&function));
+                        self.logs.insert(function.clone(), log);
+                    }
+                    let Some(log) = self.logs.get_mut(&function) else {
+                        continue;
+                    };
+                    match log.append(&encoded, line.time, &self.retention) {
+                        Ok(position) => {
+                            if let Some(sender) = followed.get(&function) {
+                                fresh.push((sender, Followed { line, position }));
+                            }
+                        }
+                        Err(e) => self.failed(&function, &e),
+                    }
+                }
+            }
+        }
+        self.flush_all();
+        for (sender, followed) in fresh {
+            let _ = sender.send(Arc::new(followed));
+        }
+        flushes
+    }
+
+    fn flush_all(&mut self) {
+        let mut failed = None;
+        for (function, log) in &mut self.logs {
+            if let Err(e) = log.flush() {
+                failed = Some((function.clone(), e));
+            }
+        }
+        match failed {
+            Some((function, e)) => self.failed(&function, &e),
+            None => self.failing = false,
+        }
+    }
+
+    fn failed(&mut self, function: &str, e: &io::Error) {
+        if !self.failing {
+            self.failing = true;
+            tracing::error!(function, error = %e, dir = %self.dir.display(), "cannot write a function's log; its lines are being lost");
+        }
+    }
+
+    /// Removes lines past the age bound.
+    fn sweep(&mut self) {
+        let cutoff = self
+            .clock
+            .now()
+            .checked_sub(self.retention.max_age)
+            .map_or(0, to_millis);
+        for (function, log) in &mut self.logs {
+            if let Err(e) = log.sweep(cutoff) {
+                tracing::warn!(function, error = %e, "cannot remove old log segments");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::logs::from_millis;
+
+    /// A clock the test moves.
+    struct TestClock(Mutex<SystemTime>);
+
+    impl Clock for TestClock {
+        fn now(&self) -> SystemTime {
+            *lock(&self.0)
+        }
+    }
+
+    impl TestClock {
+        fn advance(&self, by: Duration) {
+            *lock(&self.0) += by;
+        }
+    }
+
+    fn dir_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn lines_come_back_by_request_text_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(TestClock(Mutex::new(SystemTime::now())));
+        let store =
+            LogStore::open_with_clock(dir.path(), Retention::default(), clock.clone()).unwrap();
+        let t0 = to_millis(clock.now());
+        store.append("f", Some("r1"), "START RequestId: r1");
+        store.append("f", Some("r1"), "hello \"world\"");
+        clock.advance(Duration::from_secs(60));
+        store.append("f", Some("r2"), "START RequestId: r2");
+        store.append("g", Some("r3"), "other function");
+        store.append("../x", None, "never stored");
+        store.flush();
+
+        let all = store.query("f", &Query::default()).unwrap();
+        let messages: Vec<&str> = all.lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "START RequestId: r1",
+                "hello \"world\"",
+                "START RequestId: r2"
+            ]
+        );
+        assert_eq!(all.lines[0].time, t0);
+        let by_id = Query {
+            request_id: Some("r1".into()),
+            ..Query::default()
+        };
+        assert_eq!(store.query("f", &by_id).unwrap().lines.len(), 2);
+        let by_text = Query {
+            filter: Some("\"world\"".into()),
+            ..Query::default()
+        };
+        assert_eq!(
+            store.query("f", &by_text).unwrap().lines[0].message,
+            "hello \"world\""
+        );
+        let since = Query {
+            since: Some(t0 + 30_000),
+            ..Query::default()
+        };
+        assert_eq!(store.query("f", &since).unwrap().lines.len(), 1);
+        let until = Query {
+            until: Some(t0 + 30_000),
+            ..Query::default()
+        };
+        assert_eq!(store.query("f", &until).unwrap().lines.len(), 2);
+        let newest = Query {
+            limit: 1,
+            ..Query::default()
+        };
+        assert_eq!(
+            store.query("f", &newest).unwrap().lines[0].message,
+            "START RequestId: r2"
+        );
+        assert!(
+            store
+                .query("nope", &Query::default())
+                .unwrap()
+                .lines
+                .is_empty()
+        );
+        let mut dirs: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        dirs.sort();
+        assert_eq!(dirs, ["f", "g"]);
+    }
+
+    #[test]
+    fn the_size_bound_holds_and_drops_the_oldest_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            max_bytes: 16 * 1024,
+            ..Retention::default()
+        };
+        let store = LogStore::open(dir.path(), retention).unwrap();
+        for i in 0..2000 {
+            store.append("f", Some("r"), &format!("line {i:05} {}", "x".repeat(40)));
+        }
+        store.flush();
+        let bytes = dir_bytes(&dir.path().join("f"));
+        assert!(
+            bytes <= retention.max_bytes + retention.segment_bytes() + 200,
+            "{bytes} bytes kept"
+        );
+        let lines = store.query("f", &Query::default()).unwrap().lines;
+        assert!(lines.len() < 2000);
+        assert_eq!(
+            lines.last().unwrap().message,
+            format!("line 01999 {}", "x".repeat(40))
+        );
+        assert!(!lines[0].message.starts_with("line 00000"));
+    }
+
+    #[test]
+    fn the_age_bound_removes_old_segments_now_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(TestClock(Mutex::new(from_millis(1_600_000_000_000))));
+        let retention = Retention {
+            max_bytes: 8 * 1024,
+            max_age: Duration::from_secs(3600),
+        };
+        let store = LogStore::open_with_clock(dir.path(), retention, clock.clone()).unwrap();
+        // Several segments of old lines, then newer ones.
+        for i in 0..100 {
+            store.append("f", None, &format!("old {i} {}", "x".repeat(40)));
+        }
+        store.append("idle", None, "only line");
+        clock.advance(Duration::from_secs(1800));
+        for i in 0..10 {
+            store.append("f", None, &format!("new {i}"));
+        }
+        store.flush();
+        assert!(
+            store.query("f", &Query::default()).unwrap().lines[0]
+                .message
+                .starts_with("old")
+        );
+
+        // Forty minutes on, the old lines are past the hour; the newer ones are not.
+        clock.advance(Duration::from_secs(2400));
+        store.flush();
+        // Whole segments go: old lines that share the newest lines' segment stay.
+        let lines = store.query("f", &Query::default()).unwrap().lines;
+        let old = lines
+            .iter()
+            .filter(|l| l.message.starts_with("old"))
+            .count();
+        assert!(old < 30, "{old} old lines kept");
+        assert_eq!(lines.len() - old, 10);
+        assert!(
+            store
+                .query("idle", &Query::default())
+                .unwrap()
+                .lines
+                .is_empty()
+        );
+        assert_eq!(dir_bytes(&dir.path().join("idle")), 0);
+        drop(store);
+
+        // A restart applies the bound to what it finds.
+        clock.advance(Duration::from_secs(3600));
+        let store = LogStore::open_with_clock(dir.path(), retention, clock.clone()).unwrap();
+        assert!(
+            store
+                .query("f", &Query::default())
+                .unwrap()
+                .lines
+                .is_empty()
+        );
+        store.append("f", None, "after restart");
+        store.flush();
+        assert_eq!(store.query("f", &Query::default()).unwrap().lines.len(), 1);
+    }
+
+    #[test]
+    fn followers_get_new_lines_after_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), Retention::default()).unwrap();
+        store.append("f", Some("r1"), "before");
+        store.flush();
+        let mut follow = store.subscribe("f");
+        store.append("f", Some("r2"), "between");
+        let history = store.query("f", &Query::default()).unwrap();
+        store.append("f", Some("r3"), "after");
+        store.append("g", Some("r4"), "elsewhere");
+        store.flush();
+        let mut seen: Vec<String> = history.lines.iter().map(|l| l.message.clone()).collect();
+        while let Ok(followed) = follow.try_recv() {
+            if followed.position > history.end {
+                seen.push(followed.line.message.clone());
+            }
+        }
+        assert_eq!(seen, ["before", "between", "after"]);
+        store.close_followers();
+        assert!(matches!(
+            follow.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
+        assert!(matches!(
+            store.subscribe("f").try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_a_restart_starts_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), Retention::default()).unwrap();
+        store.append("f", None, "one");
+        store.flush();
+        drop(store);
+        let first = dir
+            .path()
+            .join("f")
+            .join(crate::logs::segment::file_name(1));
+        let mut data = std::fs::read(&first).unwrap();
+        data.extend_from_slice(b"{\"time\":1,\"mess");
+        std::fs::write(&first, data).unwrap();
+        let store = LogStore::open(dir.path(), Retention::default()).unwrap();
+        store.append("f", None, "two");
+        store.flush();
+        let lines = store.query("f", &Query::default()).unwrap();
+        let messages: Vec<&str> = lines.lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages, ["one", "two"]);
+        assert_eq!(lines.end.segment, 2);
+    }
+}

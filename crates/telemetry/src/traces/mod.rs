@@ -1,0 +1,165 @@
+//! OpenTelemetry traces, exported over OTLP (HTTP/protobuf).
+//!
+//! The parts open `tracing` spans with the target [`nimbus_core::trace::TARGET`] (the
+//! gateway request, the dispatch with its queue wait and cold start, the function's
+//! execution, each services-endpoint request, stream batches). [`Traces::start`] builds
+//! an OpenTelemetry pipeline for them when an endpoint is configured, and
+//! [`Traces::layer`] is the `tracing` layer that turns those spans, and only those, into
+//! OpenTelemetry spans. It also installs the [`nimbus_core::trace::Tracer`] through
+//! which the parts set remote parents and read the contexts they hand on.
+//!
+//! Without an endpoint nothing is started, no layer is added and no span is recorded.
+//!
+//! Configuration follows OpenTelemetry's environment variables, with flags above them:
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! [`TraceSettings::endpoint`]), `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (or
+//! [`TraceSettings::sample_ratio`], a parent-based trace id ratio), `OTEL_SERVICE_NAME`
+//! (default `nimbus`), `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_*` for batching, and
+//! `OTEL_SDK_DISABLED` / `OTEL_TRACES_EXPORTER=none` to turn it off.
+
+mod bridge;
+mod export;
+
+use std::time::Duration;
+
+use nimbus_core::trace::TARGET;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::{
+    Resource,
+    trace::{Sampler, SdkTracer, SdkTracerProvider},
+};
+use tracing_subscriber::{Layer, filter::filter_fn, registry::LookupSpan};
+
+/// How long the final flush may take at shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the command line says about traces; the environment fills in the rest.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSettings {
+    /// The OTLP/HTTP base URL (`http://collector:4318`); spans go to `/v1/traces` below
+    /// it. Overrides the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
+    pub endpoint: Option<String>,
+    /// The share of new traces to record, 0 to 1; a request that arrives with a trace
+    /// context follows its caller's decision. Overrides `OTEL_TRACES_SAMPLER`.
+    pub sample_ratio: Option<f64>,
+}
+
+/// Why traces could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The sample ratio is not between 0 and 1.
+    #[error("the trace sample ratio must be between 0 and 1, not {0}")]
+    BadRatio(f64),
+    /// The exporter could not be built (a bad endpoint, say).
+    #[error("cannot set up the OTLP trace exporter: {0}")]
+    Exporter(String),
+    /// The exporter's thread could not start.
+    #[error("cannot start the OTLP exporter's thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A running trace pipeline. Dropping it (or [`Traces::shutdown`]) exports what is
+/// still buffered.
+#[derive(Debug)]
+pub struct Traces {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+}
+
+impl Traces {
+    /// Starts exporting when an endpoint is configured (by `settings` or the
+    /// environment); `Ok(None)` when none is, or when the environment turns traces off.
+    ///
+    /// # Errors
+    /// A sample ratio outside 0..=1, an endpoint that is not a URL, or a thread that
+    /// cannot start.
+    pub fn start(settings: &TraceSettings) -> Result<Option<Traces>, TraceError> {
+        if let Some(ratio) = settings.sample_ratio
+            && !(0.0..=1.0).contains(&ratio)
+        {
+            return Err(TraceError::BadRatio(ratio));
+        }
+        let off = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+        let endpoint = settings
+            .endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        if off
+            || (endpoint.is_none()
+                && env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+                && env("OTEL_EXPORTER_OTLP_ENDPOINT").is_none())
+        {
+            return Ok(None);
+        }
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_http_client(export::ExportClient::start()?);
+        if let Some(base) = endpoint {
+            exporter = exporter.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
+        }
+        let exporter = exporter
+            .build()
+            .map_err(|e| TraceError::Exporter(e.to_string()))?;
+        let mut resource = Resource::builder();
+        if env("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name("nimbus");
+        }
+        let mut provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build());
+        if let Some(ratio) = settings.sample_ratio {
+            provider = provider.with_sampler(Sampler::ParentBased(Box::new(
+                Sampler::TraceIdRatioBased(ratio),
+            )));
+        }
+        let provider = provider.build();
+        let tracer = provider.tracer("nimbus");
+        nimbus_core::trace::install(Box::new(bridge::Bridge));
+        Ok(Some(Traces { provider, tracer }))
+    }
+
+    /// The `tracing` layer that records trace spans (target
+    /// [`nimbus_core::trace::TARGET`]) as OpenTelemetry spans and ignores everything
+    /// else, events included.
+    pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        tracing_opentelemetry::layer()
+            .with_tracer(self.tracer.clone())
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(filter_fn(|meta| meta.is_span() && meta.target() == TARGET))
+    }
+
+    /// Exports what is buffered and stops the exporter.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Traces {
+    fn drop(&mut self) {
+        if let Err(e) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
+            eprintln!("warning: the last traces could not be exported: {e}");
+        }
+    }
+}
+
+/// Whether `meta` is a trace span, which the node's own log leaves out.
+pub fn is_trace_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span() && meta.target() == TARGET
+}
+
+#[cfg(test)]
+mod tests;
