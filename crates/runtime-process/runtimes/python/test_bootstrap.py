@@ -176,7 +176,8 @@ class Run:
         return [m.groupdict() for m in map(LOG_LINE.match, self.lines) if m]
 
 
-def run_shim(handler, invocations=(), *, code="basic", env=None, next_status=200, post_statuses=()):
+def run_shim(handler, invocations=(), *, code="basic", env=None, next_status=200, post_statuses=(),
+             bootstrap=BOOTSTRAP):
     """Runs the shim until it has answered every invocation (or exited), then stops it."""
     invocations = [i if isinstance(i, Invocation) else Invocation(i) for i in invocations]
     code_dir = code if os.path.isabs(code) else os.path.join(FIXTURES, code)
@@ -205,7 +206,7 @@ def run_shim(handler, invocations=(), *, code="basic", env=None, next_status=200
                 full_env[name] = value
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
-                [PYTHON, BOOTSTRAP], cwd=code_dir, env=full_env,
+                [PYTHON, bootstrap], cwd=code_dir, env=full_env,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             )
             try:
@@ -607,9 +608,48 @@ class LoggingTests(ShimTestCase):
             "order": 42,
         })
 
+    def test_logging_imported_only_by_the_handler_is_set_up_the_same(self):
+        # Nothing imports logging before the call: the runtime sets it up on first import.
+        post, run = self.respond("late.logs_late", code="late")
+        self.assertEqual(post.json(), 1)
+        lines = run.log_lines()
+        self.assertEqual([(l["level"], l["rid"], l["msg"]) for l in lines],
+                         [("WARNING", run.invocations[0].request_id, "imported late")])
+        self.assertNotIn("CUSTOM", run.stdout)
+
     def test_context_log_writes_to_stdout(self):
         _, run = self.respond("app.context_log")
         self.assertIn("via context.log", run.lines)
+
+
+class InstalledShimTests(ShimTestCase):
+    """The shim as Nimbus installs it: both files copied to a directory of their own, run
+    with bytecode caching on (Nimbus does not set PYTHONDONTWRITEBYTECODE)."""
+
+    def test_runs_from_its_cached_bytecode_and_leaves_user_modules_alone(self):
+        shims = tempfile.mkdtemp(prefix="nimbus-python-shims-")
+        self.addCleanup(shutil.rmtree, shims, True)
+        for name in ("bootstrap.py", "_nimbus_bootstrap.py"):
+            shutil.copyfile(os.path.join(HERE, name), os.path.join(shims, name))
+        bootstrap = os.path.join(shims, "bootstrap.py")
+        # The function's code too, so that no bytecode is written into the fixtures.
+        code = os.path.join(shims, "code")
+        shutil.copytree(os.path.join(FIXTURES, "late"), code)
+        for attempt in ("compiles", "uses the cache"):
+            with self.subTest(attempt=attempt):
+                run = run_shim("late.own_module", [{}], code=code, bootstrap=bootstrap,
+                               env={"PYTHONDONTWRITEBYTECODE": None})
+                post = self.single(run, "response")
+                self.assertEqual(post.json(), {"value": "the function's own module", "bytecode": True})
+                cached = os.listdir(os.path.join(shims, "__pycache__"))
+                self.assertTrue(any(n.startswith("_nimbus_bootstrap.") for n in cached), cached)
+
+    def test_request_ids_are_percent_encoded_in_the_path(self):
+        rid = "odd/id with spaces+\u00e9"
+        run = run_shim("app.echo", [Invocation({"n": 1}, request_id=rid)])
+        post = self.single(run, "response")
+        self.assertEqual(post.request_id, rid)
+        self.assertEqual(post.json(), {"n": 1})
 
 
 class ProcessExitTests(ShimTestCase):

@@ -1,5 +1,5 @@
 // Tests of the Node.js bootstrap shim: each test writes a fixture function into a fresh
-// directory, serves a fake Lambda Runtime API on 127.0.0.1:0, runs `node bootstrap.mjs`
+// directory, serves a fake Lambda Runtime API on 127.0.0.1:0, runs `node bootstrap.cjs`
 // against it as Nimbus does, and checks what the fake API received and what the shim
 // printed.
 //
@@ -19,7 +19,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const BOOTSTRAP = path.resolve(HERE, '..', 'bootstrap.mjs');
+const BOOTSTRAP = path.resolve(HERE, '..', 'bootstrap.cjs');
 const FIXTURES = path.join(HERE, 'fixtures');
 /** How long a test waits for the shim before failing with what it printed. */
 const PATIENCE_MS = 15_000;
@@ -64,9 +64,17 @@ function materialise(name) {
  * once at least N bytes have arrived: a streaming fixture waits on it to know that its
  * first chunk reached the server before it writes the next.
  */
-async function startRuntimeApi(invocations) {
+async function startRuntimeApi(invocations, { endAfterAnswer = false } = {}) {
   const queue = [...invocations];
-  const state = { nexts: 0, answers: new Map(), received: new Map(), initErrors: [], parked: [], waiters: [] };
+  const state = {
+    nexts: 0,
+    connections: 0,
+    answers: new Map(),
+    received: new Map(),
+    initErrors: [],
+    parked: [],
+    waiters: [],
+  };
   const changed = () => {
     for (const waiter of [...state.waiters]) {
       if (waiter.ready()) {
@@ -81,6 +89,11 @@ async function startRuntimeApi(invocations) {
     return new Promise((resolve) => state.waiters.push({ ready, resolve }));
   };
   const server = http.createServer((req, res) => {
+    if (req.socket.ending) {
+      // A request that crossed the close on the wire: a closed server never sees it.
+      req.socket.destroy();
+      return;
+    }
     const url = req.url;
     const response = /^\/2018-06-01\/runtime\/invocation\/([^/]+)\/response$/.exec(url);
     const chunks = [];
@@ -106,8 +119,7 @@ async function startRuntimeApi(invocations) {
         if (inv === undefined) {
           state.parked.push(res);
         } else {
-          res.writeHead(200, { 'content-type': 'application/json', ...inv.headers });
-          res.end(inv.rawBody ?? JSON.stringify(inv.event));
+          sendEvent(res, inv);
         }
         changed();
         return;
@@ -137,10 +149,21 @@ async function startRuntimeApi(invocations) {
         res.writeHead(404).end();
         return;
       }
+      if (endAfterAnswer) {
+        // Close the connection once the answer is out, without announcing it (no
+        // `Connection: close`), as a server whose idle timeout ran out would.
+        res.on('finish', () => {
+          req.socket.ending = true;
+          req.socket.end();
+        });
+      }
       res.writeHead(202, { 'content-type': 'application/json' }).end('{"status":"OK"}');
       changed();
     });
   });
+  server.on('connection', () => (state.connections += 1));
+  // Kept connections stay open however slow the machine: tests count them.
+  server.keepAliveTimeout = 0;
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     address: `127.0.0.1:${server.address().port}`,
@@ -159,12 +182,41 @@ async function startRuntimeApi(invocations) {
   };
 }
 
+/**
+ * Answers GET .../next with invocation `inv`. Its `delivery` says how the body is framed:
+ * `length` (Content-Length, the default), `chunked` (two chunks, split inside a UTF-8
+ * character, the second sent a little later) or `close` (neither: the body ends when the
+ * server closes the connection).
+ */
+function sendEvent(res, inv) {
+  const body = Buffer.from(inv.rawBody ?? JSON.stringify(inv.event), 'utf8');
+  const headers = { 'content-type': 'application/json', ...inv.headers };
+  if (inv.delivery === 'chunked') {
+    res.writeHead(200, headers);
+    const wide = body.findIndex((byte) => byte >= 0x80);
+    const split = wide > 0 ? wide + 1 : Math.floor(body.length / 2);
+    res.write(body.subarray(0, split));
+    setTimeout(() => res.end(body.subarray(split)), 10);
+  } else if (inv.delivery === 'close') {
+    res.useChunkedEncodingByDefault = false;
+    res.shouldKeepAlive = false;
+    res.writeHead(200, { ...headers, connection: 'close' });
+    res.end(body);
+  } else {
+    res.writeHead(200, headers).end(body);
+  }
+}
+
 /** An invocation for the fake API: `event` as the body, Lambda's headers around it. */
-function invocation(event, { id = randomUUID(), deadlineMs = Date.now() + 30_000, headers = {}, rawBody } = {}) {
+function invocation(
+  event,
+  { id = randomUUID(), deadlineMs = Date.now() + 30_000, headers = {}, rawBody, delivery = 'length' } = {},
+) {
   return {
     id,
     event,
     rawBody,
+    delivery,
     headers: {
       'lambda-runtime-aws-request-id': id,
       'lambda-runtime-deadline-ms': String(deadlineMs),
@@ -191,9 +243,14 @@ function withTimeout(promise, what, output) {
  * invocation was answered and the runtime asked for the next one, then stops the
  * instance; with `expectExit` it waits for the shim to exit by itself instead.
  */
-async function run(fixture, handler, invocations = [invocation({})], { env = {}, expectExit = false } = {}) {
+async function run(
+  fixture,
+  handler,
+  invocations = [invocation({})],
+  { env = {}, expectExit = false, endAfterAnswer = false, closeOutput = false } = {},
+) {
   const dir = materialise(fixture);
-  const api = await startRuntimeApi(invocations);
+  const api = await startRuntimeApi(invocations, { endAfterAnswer });
   const childEnv = {
     PATH: process.env.PATH,
     AWS_LAMBDA_RUNTIME_API: api.address,
@@ -216,8 +273,14 @@ async function run(fixture, handler, invocations = [invocation({})], { env = {},
   }
   const child = spawn(process.execPath, [BOOTSTRAP], { cwd: dir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = { stdout: '', stderr: '' };
-  child.stdout.setEncoding('utf8').on('data', (text) => (output.stdout += text));
-  child.stderr.setEncoding('utf8').on('data', (text) => (output.stderr += text));
+  if (closeOutput) {
+    // Nobody reads the shim's output any more: its writes fail with EPIPE.
+    child.stdout.destroy();
+    child.stderr.destroy();
+  } else {
+    child.stdout.setEncoding('utf8').on('data', (text) => (output.stdout += text));
+    child.stderr.setEncoding('utf8').on('data', (text) => (output.stderr += text));
+  }
   const closed = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   let exit;
   try {
@@ -246,6 +309,7 @@ async function run(fixture, handler, invocations = [invocation({})], { env = {},
     answer: answers[0],
     initErrors: api.state.initErrors,
     nexts: api.state.nexts,
+    connections: api.state.connections,
     exit,
     stdout: output.stdout,
     stderr: output.stderr,
@@ -351,6 +415,35 @@ describe('the Runtime API loop', { concurrency: true }, () => {
     assertResponse(r.answer, { got: 'héllo wörld ✓ 🎉', reply: 'grüße, 世界 ✓ 🎉' });
     assert.equal(r.answer.raw.toString('utf8'), '{"got":"héllo wörld ✓ 🎉","reply":"grüße, 世界 ✓ 🎉"}');
     assert.equal(Number(r.answer.headers['content-length']), r.answer.raw.length);
+  });
+});
+
+describe('the Runtime API client', { concurrency: true }, () => {
+  test('keeps one connection for every request', async () => {
+    const invocations = [1, 2, 3].map((n) => invocation({ n }));
+    const r = await run('basics', 'index.echo', invocations);
+    invocations.forEach((_, i) => assertResponse(r.answers[i], { echo: { n: i + 1 }, invocations: i + 1 }));
+    assert.equal(r.connections, 1);
+  });
+
+  test('reads event bodies sent chunked or ended by the close of the connection', async () => {
+    const text = 'grüße '.repeat(2000);
+    const chunked = invocation({ n: 1, text }, { delivery: 'chunked' });
+    const closing = invocation({ n: 2, text }, { delivery: 'close' });
+    const plain = invocation({ n: 3 });
+    const r = await run('basics', 'index.echo', [chunked, closing, plain]);
+    assertResponse(r.answers[0], { echo: { n: 1, text }, invocations: 1 });
+    assertResponse(r.answers[1], { echo: { n: 2, text }, invocations: 2 });
+    assertResponse(r.answers[2], { echo: { n: 3 }, invocations: 3 });
+    assert.ok(r.connections >= 2, 'a body that ends with the connection needs a new one after it');
+  });
+
+  test('opens a new connection when the Runtime API closes the kept one', async () => {
+    const invocations = [1, 2, 3].map((n) => invocation({ n }));
+    const r = await run('basics', 'index.echo', invocations, { endAfterAnswer: true });
+    invocations.forEach((_, i) => assertResponse(r.answers[i], { echo: { n: i + 1 }, invocations: i + 1 }));
+    assert.equal(r.nexts, 4);
+    assert.ok(r.connections >= 4, `each answer ended its connection, yet ${r.connections} were opened`);
   });
 });
 
@@ -668,6 +761,50 @@ describe('console output', { concurrency: true }, () => {
         ['INFO', 'first line\rsecond line'],
       ]);
     }
+  });
+
+  test('output to a closed pipe is dropped without crashing the runtime', async () => {
+    const first = invocation({});
+    const second = invocation({});
+    const r = await run('console', 'index.handler', [first, second], { closeOutput: true });
+    assertResponse(r.answers[0], first.id);
+    assertResponse(r.answers[1], second.id);
+    assert.deepEqual(r.exit, { code: 0, signal: null });
+  });
+});
+
+describe('JSON log format', { concurrency: true }, () => {
+  test('AWS_LAMBDA_LOG_FORMAT=JSON prints one JSON object per record, filtered by AWS_LAMBDA_LOG_LEVEL', async () => {
+    const inv = invocation({});
+    const r = await run('console', 'index.handler', [inv], {
+      env: { AWS_LAMBDA_LOG_FORMAT: 'JSON', AWS_LAMBDA_LOG_LEVEL: 'INFO' },
+    });
+    assertResponse(r.answers[0], inv.id);
+    const records = r.stdout
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line));
+    const loading = records.find((l) => l.message === 'loading the module');
+    assert.equal(loading.requestId, undefined);
+    assert.ok(!Number.isNaN(Date.parse(loading.timestamp)));
+    const mine = records.filter((l) => l.requestId === inv.id).map((l) => [l.level, l.message]);
+    assert.deepEqual(mine, [
+      ['INFO', 'log answer=42'],
+      ['INFO', 'info { nested: { value: true } }'],
+      ['WARN', 'warn'],
+      ['ERROR', 'error'],
+      ['INFO', 'first line\nsecond line'],
+    ]);
+  });
+
+  test('a logged error carries its type, message and stack', async () => {
+    const inv = invocation({});
+    const r = await run('errors', 'errors.throwsCustom', [inv], { env: { AWS_LAMBDA_LOG_FORMAT: 'JSON' } });
+    const records = r.stdout.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line));
+    const invokeError = records.find((l) => l.message.startsWith('Invoke Error'));
+    assert.ok(invokeError, r.stdout);
+    assert.equal(invokeError.level, 'ERROR');
+    assert.equal(invokeError.requestId, inv.id);
   });
 });
 

@@ -1,21 +1,26 @@
 // Nimbus's bootstrap for Node.js functions.
 //
-// Nimbus runs `node bootstrap.mjs` in the function's code directory. This file loads the
+// Nimbus runs `node bootstrap.cjs` in the function's code directory. This file loads the
 // handler named by `_HANDLER` and serves invocations over the AWS Lambda Runtime API at
 // `AWS_LAMBDA_RUNTIME_API`, behaving like Lambda's managed Node.js runtime: the same
 // handler styles (async, promise, callback, context.succeed/fail/done), the same context
 // object, the same error documents and error types, the same console format. Node.js 18+
 // built-ins only. See README.md beside this file for what it does and does not do.
+//
+// Start-up time is part of every cold start, so this file does as little as it can before
+// the first invocation: it is CommonJS (an ES module entry point would start Node's ES
+// module loader, which only ES module handlers need), it speaks HTTP/1.1 to the Runtime
+// API itself over `node:net` instead of loading `node:http`, and it loads `node:util`,
+// `node:url` and the process's stdout and stderr streams only when they are first used.
 
-import fs from 'node:fs';
-import http from 'node:http';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { Writable } from 'node:stream';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import util from 'node:util';
+'use strict';
 
-const SELF = fileURLToPath(import.meta.url);
+const fs = require('node:fs');
+const { createRequire } = require('node:module');
+const path = require('node:path');
+const { Writable } = require('node:stream');
+
+const SELF = __filename;
 const API_PREFIX = '/2018-06-01/runtime';
 // Lambda's exit codes for a runtime that dies on an unhandled rejection or exception.
 const EXIT_UNHANDLED_REJECTION = 128;
@@ -26,24 +31,89 @@ const EXIT_UNSETTLED_TOP_LEVEL_AWAIT = 13;
 // ---------------------------------------------------------------------------------------
 // Logging: console methods print `<ISO time>\t<request id>\t<LEVEL>\t<message>` on stdout,
 // one record per line (newlines inside a message become '\r', as Lambda does on stdout).
+// With AWS_LAMBDA_LOG_FORMAT=JSON each record is instead one JSON object:
+// `{"timestamp","level","requestId","message"}`, plus `errorType`, `errorMessage` and
+// `stackTrace` when an error is logged. AWS_LAMBDA_LOG_LEVEL drops the methods below it.
 
 /** The request id printed in log lines: the latest invocation's, "undefined" before any. */
 let logRequestId;
 
-function writeLog(level, args) {
-  const message = util.format(...args);
+const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
+
+let utilModule;
+/** `node:util`, loaded on first use: a function that never logs never needs it. */
+function util() {
+  if (utilModule === undefined) utilModule = require('node:util');
+  return utilModule;
+}
+
+function jsonLogs() {
+  return (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+}
+
+function textRecord(level, args) {
+  const message = util().format(...args);
   const line = `${new Date().toISOString()}\t${logRequestId}\t${level}\t${message}`;
-  process.stdout.write(`${line.replace(/\n/g, '\r')}\n`);
+  return line.replace(/\n/g, '\r');
+}
+
+function jsonRecord(level, args) {
+  const record = { timestamp: new Date().toISOString(), level };
+  if (logRequestId !== undefined) record.requestId = logRequestId;
+  record.message = util().format(...args);
+  const error = args.find((a) => a instanceof Error);
+  if (error !== undefined) {
+    record.errorType = error.name;
+    record.errorMessage = error.message;
+    record.stackTrace = String(error.stack || '').split('\n');
+  }
+  try {
+    return JSON.stringify(record);
+  } catch {
+    return JSON.stringify({ ...record, message: String(record.message) });
+  }
 }
 
 function patchConsole() {
   const levels = { log: 'INFO', info: 'INFO', warn: 'WARN', error: 'ERROR', debug: 'DEBUG', trace: 'TRACE' };
+  const format = jsonLogs() ? jsonRecord : textRecord;
+  const least = LOG_LEVELS.indexOf((process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase());
   for (const [method, level] of Object.entries(levels)) {
-    console[method] = (...args) => writeLog(level, args);
+    console[method] =
+      least > LOG_LEVELS.indexOf(level)
+        ? () => {}
+        : (...args) => process.stdout.write(`${format(level, args)}\n`);
   }
-  // A closed pipe (Nimbus went away) must not turn every log call into a crash.
-  process.stdout.on('error', () => {});
-  process.stderr.on('error', () => {});
+  quietStdio();
+}
+
+/**
+ * A closed pipe (Nimbus went away) must not turn every write to stdout or stderr into a
+ * crash: each stream gets an error listener before anything can write to it. Node makes
+ * `process.stdout` and `process.stderr` on first access (for a pipe, a socket and the
+ * `node:net` machinery behind it); they are wrapped so that this still happens on first
+ * access rather than at start-up, whoever makes it.
+ */
+function quietStdio() {
+  for (const name of ['stdout', 'stderr']) {
+    const descriptor = Object.getOwnPropertyDescriptor(process, name);
+    if (descriptor && typeof descriptor.get === 'function' && descriptor.configurable) {
+      let stream;
+      Object.defineProperty(process, name, {
+        configurable: true,
+        enumerable: descriptor.enumerable,
+        get() {
+          if (stream === undefined) {
+            stream = descriptor.get.call(process);
+            stream.on('error', () => {});
+          }
+          return stream;
+        },
+      });
+    } else {
+      process[name].on('error', () => {});
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -58,7 +128,7 @@ function runtimeError(name, message, stack) {
 
 function isErrorLike(value) {
   return (
-    util.types.isNativeError(value) ||
+    util().types.isNativeError(value) ||
     value instanceof Error ||
     (value !== null &&
       typeof value === 'object' &&
@@ -126,35 +196,313 @@ function apiAddress() {
 }
 
 const api = apiAddress();
-// Idle keep-alive sockets are unref'd by the agent, so they never hold the event loop
-// open while a callback handler waits for it to empty.
-const agent = new http.Agent({ keepAlive: true });
 
-function apiRequest(method, urlPath, body, headers = {}, retried = false) {
-  return new Promise((resolve, reject) => {
-    const allHeaders = { ...headers };
-    if (body !== undefined) {
-      allHeaders['content-type'] = 'application/json';
-      allHeaders['content-length'] = body.length;
-    }
-    const req = http.request({ ...api, method, path: urlPath, agent, headers: allHeaders }, (res) => {
-      const chunks = [];
-      res.on('data', (chunk) => chunks.push(chunk));
-      res.on('error', reject);
-      res.on('end', () =>
-        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
-      );
-    });
-    req.on('error', (err) => {
-      // The server may close a pooled connection just as it is reused: try once more.
-      if (!retried && req.reusedSocket && err.code === 'ECONNRESET') {
-        apiRequest(method, urlPath, body, headers, true).then(resolve, reject);
-      } else {
-        reject(err);
+// The client is HTTP/1.1 written out by hand over `node:net`: `node:http` costs a good part
+// of a cold start to load, and the Runtime API needs little of it. Requests go over one
+// keep-alive connection, used by one request at a time; a streaming response takes a
+// connection of its own.
+
+/** Longest response head (status line and headers) taken from the Runtime API. */
+const MAX_HEAD_BYTES = 1024 * 1024;
+/** Longest line inside a chunked body (chunk size and extensions, or a trailer). */
+const MAX_LINE_BYTES = 64 * 1024;
+const CRLF = Buffer.from('\r\n', 'latin1');
+
+let netModule;
+/** The idle keep-alive connection, if there is one. */
+let idleConnection = null;
+
+/** An error for a connection that ended before its response did. */
+function closedError(beforeResponse) {
+  const error = new Error('the Runtime API closed the connection before its response ended');
+  error.code = 'ECONNRESET';
+  error.beforeResponse = beforeResponse;
+  return error;
+}
+
+/**
+ * Reads one HTTP/1.1 response from the bytes it is given: `push(chunk)` returns the
+ * response once it is complete, and `end()` when the connection has closed. A response is
+ * `{status, headers, body, keepAlive}`, header names lowercased and repeated headers joined
+ * with ", ", the body as UTF-8 text.
+ */
+class ResponseReader {
+  #state = 'head';
+  /** Bytes not consumed yet: part of the head, a chunk-size line or a trailer line. */
+  #pending = null;
+  #remaining = 0;
+  #body = [];
+  #status = 0;
+  #headers = {};
+  #keepAlive = false;
+  /** Whether any byte of the response has arrived. */
+  started = false;
+
+  push(chunk) {
+    this.started = true;
+    let data = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#pending = null;
+    while (data.length > 0 || this.#state === 'done') {
+      switch (this.#state) {
+        case 'head': {
+          const end = data.indexOf('\r\n\r\n', 0, 'latin1');
+          if (end < 0) {
+            if (data.length > MAX_HEAD_BYTES) throw new Error('the Runtime API sent a response head over 1 MiB');
+            this.#pending = data;
+            return undefined;
+          }
+          this.#readHead(data.subarray(0, end).toString('latin1'));
+          data = data.subarray(end + 4);
+          break;
+        }
+        case 'fixed':
+        case 'chunk-data': {
+          const take = Math.min(this.#remaining, data.length);
+          this.#body.push(data.subarray(0, take));
+          this.#remaining -= take;
+          data = data.subarray(take);
+          if (this.#remaining === 0) this.#state = this.#state === 'fixed' ? 'done' : 'chunk-end';
+          break;
+        }
+        case 'chunk-size':
+        case 'chunk-end':
+        case 'trailers': {
+          const end = data.indexOf(CRLF);
+          if (end < 0) {
+            if (data.length > MAX_LINE_BYTES) throw new Error('the Runtime API sent a chunked body line over 64 KiB');
+            this.#pending = data;
+            return undefined;
+          }
+          this.#readLine(data.subarray(0, end).toString('latin1'));
+          data = data.subarray(end + 2);
+          break;
+        }
+        case 'close':
+          this.#body.push(data);
+          return undefined;
+        case 'done':
+          // Bytes after the response: the connection cannot be trusted with another one.
+          if (data.length > 0) this.#keepAlive = false;
+          return this.#response();
+        default:
+          throw new Error(`unknown response state ${this.#state}`);
       }
+    }
+    return undefined;
+  }
+
+  /** The connection has closed: the response if it was complete (or ran to the close). */
+  end() {
+    if (this.#state === 'close' || this.#state === 'done') {
+      this.#keepAlive = false;
+      return this.#response();
+    }
+    throw closedError(!this.started);
+  }
+
+  #response() {
+    return {
+      status: this.#status,
+      headers: this.#headers,
+      body: Buffer.concat(this.#body).toString('utf8'),
+      keepAlive: this.#keepAlive,
+    };
+  }
+
+  #readHead(text) {
+    const lines = text.split('\r\n');
+    const status = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]);
+    if (status === null) throw new Error(`the Runtime API sent no HTTP/1.1 status line: ${lines[0].slice(0, 100)}`);
+    const code = Number(status[2]);
+    const headers = {};
+    for (const line of lines.slice(1)) {
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new Error(`the Runtime API sent a malformed header line: ${line.slice(0, 100)}`);
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+    }
+    if (code >= 100 && code < 200) {
+      // An interim response (100 Continue): the real one follows.
+      return;
+    }
+    this.#status = code;
+    this.#headers = headers;
+    const connection = (headers.connection || '').toLowerCase();
+    this.#keepAlive = status[1] === '1' ? !connection.includes('close') : connection.includes('keep-alive');
+    const length = headers['content-length'];
+    if (code === 204 || code === 304) {
+      this.#state = 'done';
+    } else if ((headers['transfer-encoding'] || '').toLowerCase().includes('chunked')) {
+      this.#state = 'chunk-size';
+    } else if (length !== undefined) {
+      if (!/^\d+$/.test(length)) throw new Error(`the Runtime API sent a bad Content-Length: ${length}`);
+      this.#remaining = Number(length);
+      this.#state = this.#remaining === 0 ? 'done' : 'fixed';
+    } else {
+      this.#state = 'close';
+      this.#keepAlive = false;
+    }
+  }
+
+  #readLine(line) {
+    if (this.#state === 'chunk-end') {
+      if (line !== '') throw new Error('the Runtime API sent a chunk longer than its size');
+      this.#state = 'chunk-size';
+    } else if (this.#state === 'chunk-size') {
+      const size = line.split(';')[0].trim();
+      if (!/^[0-9a-fA-F]+$/.test(size)) throw new Error(`the Runtime API sent a bad chunk size: ${line.slice(0, 100)}`);
+      this.#remaining = parseInt(size, 16);
+      this.#state = this.#remaining === 0 ? 'trailers' : 'chunk-data';
+    } else if (line === '') {
+      // The empty line after the trailers (which the runtime has no use for).
+      this.#state = 'done';
+    }
+  }
+}
+
+/**
+ * One TCP connection to the Runtime API, carrying one request at a time: `write` sends it
+ * and `response` waits for the answer. It has its listeners from the start, so that a
+ * connection failing or closing while idle is only marked closed, never an uncaught
+ * exception.
+ */
+class Connection {
+  #socket;
+  /** The exchange in progress: `{reader, resolve, reject}`. */
+  #waiter = null;
+  closed = false;
+
+  constructor() {
+    if (netModule === undefined) netModule = require('node:net');
+    this.#socket = netModule.connect({ host: api.host, port: api.port, noDelay: true });
+    this.#socket.on('data', (chunk) => this.#data(chunk));
+    this.#socket.on('end', () => this.#end());
+    this.#socket.on('error', (err) => this.#fail(err));
+    this.#socket.on('close', () => {
+      this.closed = true;
+      if (idleConnection === this) idleConnection = null;
+      this.#fail(closedError(this.#waiter === null || !this.#waiter.reader.started));
     });
-    req.end(body);
-  });
+  }
+
+  /** Writes `parts` (strings are Latin-1) as one batch. */
+  write(parts, callback) {
+    this.#socket.cork();
+    parts.forEach((part, i) => {
+      const bytes = typeof part === 'string' ? Buffer.from(part, 'latin1') : part;
+      this.#socket.write(bytes, i === parts.length - 1 ? callback : undefined);
+    });
+    this.#socket.uncork();
+  }
+
+  /** Waits for the response to what was written; the connection keeps the process alive. */
+  response() {
+    this.#socket.ref();
+    return new Promise((resolve, reject) => {
+      this.#waiter = { reader: new ResponseReader(), resolve, reject };
+      if (this.closed) this.#fail(closedError(true));
+    });
+  }
+
+  /** Keeps the connection for the next request without holding the process open. */
+  park() {
+    this.#socket.unref();
+    idleConnection = this;
+  }
+
+  destroy() {
+    this.closed = true;
+    this.#socket.destroy();
+  }
+
+  #data(chunk) {
+    const waiter = this.#waiter;
+    if (waiter === null) {
+      // Nothing was asked: the connection is out of step with the server.
+      this.destroy();
+      return;
+    }
+    let response;
+    try {
+      response = waiter.reader.push(chunk);
+    } catch (err) {
+      this.#waiter = null;
+      this.destroy();
+      waiter.reject(err);
+      return;
+    }
+    if (response !== undefined) {
+      this.#waiter = null;
+      waiter.resolve(response);
+    }
+  }
+
+  #end() {
+    this.closed = true;
+    if (idleConnection === this) idleConnection = null;
+    const waiter = this.#waiter;
+    if (waiter === null) return;
+    this.#waiter = null;
+    let response;
+    try {
+      response = waiter.reader.end();
+    } catch (err) {
+      waiter.reject(err);
+      return;
+    }
+    waiter.resolve(response);
+  }
+
+  #fail(err) {
+    this.closed = true;
+    const waiter = this.#waiter;
+    if (waiter === null) return;
+    this.#waiter = null;
+    if (err.beforeResponse === undefined) err.beforeResponse = !waiter.reader.started;
+    waiter.reject(err);
+  }
+}
+
+/** The request head: request line, `Host`, then `headers` (an object), then the blank line. */
+function requestHead(method, urlPath, headers) {
+  let head = `${method} ${urlPath} HTTP/1.1\r\nHost: ${process.env.AWS_LAMBDA_RUNTIME_API}\r\n`;
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  return `${head}\r\n`;
+}
+
+/**
+ * One request to the Runtime API; resolves with `{status, headers, body}`. `body` is a
+ * Buffer, sent as JSON.
+ */
+async function apiRequest(method, urlPath, body, headers = {}, retried = false) {
+  const reused = idleConnection;
+  idleConnection = null;
+  const connection = reused ?? new Connection();
+  const allHeaders = { ...headers, Connection: 'keep-alive' };
+  if (body !== undefined) {
+    allHeaders['Content-Type'] = 'application/json';
+    allHeaders['Content-Length'] = body.length;
+  }
+  const head = requestHead(method, urlPath, allHeaders);
+  let response;
+  // Whether the whole request went out: a server can answer before it has read it all.
+  let sent = false;
+  try {
+    const answer = connection.response();
+    connection.write(body === undefined ? [head] : [head, body], (err) => (sent = !err));
+    response = await answer;
+  } catch (err) {
+    connection.destroy();
+    // The server may close a kept connection just as it is reused: try once more, anew.
+    if (reused !== null && !retried && err.beforeResponse) {
+      return apiRequest(method, urlPath, body, headers, true);
+    }
+    throw err;
+  }
+  if (response.keepAlive && sent && !connection.closed) connection.park();
+  else connection.destroy();
+  return response;
 }
 
 /** Logs a Runtime API answer that refuses what the runtime posted. */
@@ -219,7 +567,8 @@ const ERROR_BODY_TRAILER = 'Lambda-Runtime-Function-Error-Body';
 class ResponseStream extends Writable {
   #urlPath;
   #contentType = DEFAULT_STREAM_CONTENT_TYPE;
-  #request = null;
+  /** The POST's connection, once the POST has started. */
+  #connection = null;
   /** The Runtime API's answer to the POST: `{status, body}`. */
   #answer = null;
 
@@ -229,16 +578,26 @@ class ResponseStream extends Writable {
   }
 
   setContentType(contentType) {
-    if (this.#request !== null) {
+    if (this.#connection !== null) {
       throw new Error('the content type of a response stream must be set before the first write');
     }
-    this.#contentType = String(contentType);
+    const text = String(contentType);
+    if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(text)) {
+      throw new TypeError(`Invalid character in the content type of a response stream: ${JSON.stringify(text)}`);
+    }
+    this.#contentType = text;
   }
 
   _write(chunk, encoding, callback) {
+    const connection = this.#start();
+    // An empty chunk would end the body: there is nothing to send.
+    if (chunk.length === 0) {
+      callback();
+      return;
+    }
     // The callback waits for the chunk to reach the socket, which passes the Runtime API's
     // back-pressure on to the handler (and to pipeline()).
-    this.#start().write(chunk, callback);
+    connection.write([`${chunk.length.toString(16)}\r\n`, chunk, '\r\n'], callback);
   }
 
   _final(callback) {
@@ -246,38 +605,31 @@ class ResponseStream extends Writable {
   }
 
   #start() {
-    if (this.#request !== null) return this.#request;
-    // A connection of its own rather than one from the keep-alive pool: a pooled connection
-    // the server closes just as it is reused could only be retried by replaying the body.
-    const req = http.request({
-      ...api,
-      method: 'POST',
-      path: this.#urlPath,
-      agent: false,
-      headers: {
+    if (this.#connection !== null) return this.#connection;
+    // A connection of its own rather than the kept one: a kept connection the server closes
+    // just as it is reused could only be retried by replaying the body.
+    const connection = new Connection();
+    this.#answer = connection.response().then(
+      (res) => ({ status: res.status, body: res.body }),
+      (err) => {
+        // The handler learns that its writes go nowhere; an answer already received stands.
+        this.destroy(err);
+        throw err;
+      },
+    );
+    // Awaited by `complete`; a failure before then must not count as an unhandled rejection.
+    this.#answer.catch(() => {});
+    connection.write([
+      requestHead('POST', this.#urlPath, {
         'Lambda-Runtime-Function-Response-Mode': 'streaming',
         'Transfer-Encoding': 'chunked',
         'Content-Type': this.#contentType,
         Trailer: `${ERROR_TYPE_TRAILER}, ${ERROR_BODY_TRAILER}`,
-      },
-    });
-    this.#answer = new Promise((resolve, reject) => {
-      req.on('response', (res) => {
-        const chunks = [];
-        res.on('data', (chunk) => chunks.push(chunk));
-        res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
-      });
-      req.on('error', (err) => {
-        reject(err);
-        // The handler learns that its writes go nowhere; an answer already received stands.
-        this.destroy(err);
-      });
-    });
-    // Awaited by `complete`; a failure before then must not count as an unhandled rejection.
-    this.#answer.catch(() => {});
-    this.#request = req;
-    return req;
+        Connection: 'close',
+      }),
+    ]);
+    this.#connection = connection;
+    return connection;
   }
 
   /**
@@ -285,16 +637,15 @@ class ResponseStream extends Writable {
    * nothing was written. Resolves with the Runtime API's answer.
    */
   complete(error) {
-    const req = this.#start();
+    const connection = this.#start();
+    let last = '0\r\n';
     if (error !== undefined) {
       const { doc, text } = errorPayload(error);
-      req.addTrailers({
-        [ERROR_TYPE_TRAILER]: headerSafe(doc.errorType),
-        [ERROR_BODY_TRAILER]: Buffer.from(text, 'utf8').toString('base64'),
-      });
+      last += `${ERROR_TYPE_TRAILER}: ${headerSafe(doc.errorType)}\r\n`;
+      last += `${ERROR_BODY_TRAILER}: ${Buffer.from(text, 'utf8').toString('base64')}\r\n`;
     }
-    req.end();
-    return this.#answer;
+    connection.write([`${last}\r\n`]);
+    return this.#answer.finally(() => connection.destroy());
   }
 }
 
@@ -416,7 +767,7 @@ function findModuleFile(taskRoot, dir, moduleName) {
 }
 
 async function loadModule(file) {
-  if (isEsm(file)) return import(pathToFileURL(file).href);
+  if (isEsm(file)) return import(require('node:url').pathToFileURL(file).href);
   return createRequire(file)(file);
 }
 
