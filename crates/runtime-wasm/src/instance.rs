@@ -358,7 +358,7 @@ impl WasmInstance {
                 Ok((live, init)) => (live, Some(init)),
                 Err(e) => {
                     self.logs
-                        .detail(&format!("nimbus: cannot instantiate: {e:?}"));
+                        .detail(&format!("nimbus: cannot instantiate: {}", causes(&e)));
                     let outcome = error(
                         "Runtime.InitError",
                         &format!("cannot instantiate the component: {e:#}"),
@@ -427,7 +427,7 @@ impl WasmInstance {
                     (None, Some(Received::TooLarge(size))) => too_large(size),
                     (None, _) if host.memory.denied() => {
                         self.logs
-                            .detail(&format!("nimbus: out of memory: {trap:?}"));
+                            .detail(&format!("nimbus: out of memory: {}", causes(&trap)));
                         error(
                             "Runtime.OutOfMemory",
                             &format!(
@@ -438,7 +438,7 @@ impl WasmInstance {
                         )
                     }
                     (None, _) => {
-                        self.logs.detail(&format!("nimbus: {trap:?}"));
+                        self.logs.detail(&format!("nimbus: {}", causes(&trap)));
                         error("Runtime.Trap", &trap_message(&trap))
                     }
                 };
@@ -492,6 +492,16 @@ impl WasmInstance {
     }
 }
 
+/// An error and its causes, one after another (a trap's causes include the guest's wasm
+/// backtrace), without the host's own backtrace, which says nothing about the function
+/// and would fill its log when `RUST_BACKTRACE` is set.
+fn causes(e: &wasmtime::Error) -> String {
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A platform error as Lambda words it: `RequestId: <id> Error: <message>`.
 fn failure(id: &str, error_type: &str, message: &str) -> Outcome {
     Outcome::platform_error(error_type, &format!("RequestId: {id} Error: {message}"))
@@ -536,5 +546,23 @@ impl Instance for WasmInstance {
             stop.stop();
             Box::pin(async {})
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::causes;
+
+    #[test]
+    fn causes_list_every_cause_and_no_host_backtrace() {
+        let e = wasmtime::Error::msg("wasm trap: unreachable")
+            .context("error while executing at wasm backtrace:\n    0: probe::trap")
+            .context("the guest trapped");
+        assert_eq!(
+            causes(&e),
+            "the guest trapped\nerror while executing at wasm backtrace:\n    0: probe::trap\nwasm trap: unreachable"
+        );
+        // Whatever RUST_BACKTRACE says, the host's frames stay out of the function's log.
+        assert!(!causes(&e).contains("Stack backtrace"));
     }
 }
