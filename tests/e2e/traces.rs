@@ -310,13 +310,14 @@ fn a_request_is_one_trace_across_functions_streams_and_async_invocations() {
         Some("200")
     );
 
-    let dispatch = one(&spans, "dispatch register");
-    assert_eq!(dispatch.parent(), gateway.id());
+    // The invocation's spans are the gateway span's children: no dispatch span of its
+    // own inside a traced request.
+    assert!(spans.iter().all(|s| s.span.name != "dispatch register"));
     // The first request starts the function: a cold start, with its init span.
     let init = one(&spans, "init register");
-    assert_eq!(init.parent(), dispatch.id());
+    assert_eq!(init.parent(), gateway.id());
     let register = one(&spans, "register");
-    assert_eq!(register.parent(), dispatch.id());
+    assert_eq!(register.parent(), gateway.id());
     assert_eq!(register.attr("faas.coldstart").as_deref(), Some("true"));
 
     // The SDK's call joins the trace through X-Amzn-Trace-Id, under the function's span.
@@ -332,10 +333,8 @@ fn a_request_is_one_trace_across_functions_streams_and_async_invocations() {
     // The stream record carried the write's context to the trigger.
     let batch = one(&spans, "process project");
     assert_eq!(batch.parent(), put.id());
-    let dispatch_b = one(&spans, "dispatch project");
-    assert_eq!(dispatch_b.parent(), batch.id());
     let project = one(&spans, "project");
-    assert_eq!(project.parent(), dispatch_b.id());
+    assert_eq!(project.parent(), batch.id());
     let update = one(&spans, "DynamoDB.UpdateItem");
     assert_eq!(update.parent(), project.id());
     assert_eq!(

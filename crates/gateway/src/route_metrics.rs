@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use metrics::SharedString;
+use metrics::{Counter, Histogram, SharedString};
 
 /// The method label: the standard methods by name, anything else `OTHER`.
 pub(crate) fn method_label(method: &Method) -> &'static str {
@@ -50,6 +50,19 @@ fn status_label(status: StatusCode) -> SharedString {
     SharedString::const_str(common)
 }
 
+/// Most (route, method, status) handles one thread keeps; past it the thread starts over
+/// (functions choose their statuses, so the set is bounded only by HTTP's codes).
+const CACHED_HANDLES: usize = 4096;
+
+type HandleKey = (Option<String>, &'static str, u16);
+
+thread_local! {
+    /// The handles of the series this thread has recorded: looking a series up in the
+    /// recorder's registry builds and hashes its labels on every request.
+    static HANDLES: std::cell::RefCell<std::collections::HashMap<HandleKey, (Counter, Histogram)>> =
+        std::cell::RefCell::default();
+}
+
 /// Records one answered request.
 pub(crate) fn record(
     route: Option<String>,
@@ -57,20 +70,35 @@ pub(crate) fn record(
     status: StatusCode,
     elapsed: Duration,
 ) {
-    let route = route.map_or(SharedString::const_str("-"), SharedString::from);
-    metrics::histogram!(
+    HANDLES.with_borrow_mut(|handles| {
+        if handles.len() >= CACHED_HANDLES {
+            handles.clear();
+        }
+        let (requests, latency) = handles
+            .entry((route, method, status.as_u16()))
+            .or_insert_with_key(|(route, method, _)| register(route.as_deref(), method, status));
+        requests.increment(1);
+        latency.record(elapsed.as_secs_f64());
+    });
+}
+
+/// The series of one route, method and status.
+fn register(route: Option<&str>, method: &'static str, status: StatusCode) -> (Counter, Histogram) {
+    let route = route.map_or(SharedString::const_str("-"), |r| {
+        SharedString::from(r.to_owned())
+    });
+    let latency = metrics::histogram!(
         "nimbus_gateway_request_duration_seconds",
         "route" => route.clone(),
         "method" => method
-    )
-    .record(elapsed.as_secs_f64());
-    metrics::counter!(
+    );
+    let requests = metrics::counter!(
         "nimbus_gateway_requests_total",
         "route" => route,
         "method" => method,
         "status" => status_label(status)
-    )
-    .increment(1);
+    );
+    (requests, latency)
 }
 
 #[cfg(test)]

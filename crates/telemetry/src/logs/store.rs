@@ -26,6 +26,12 @@ const BATCH_LINES: usize = 4096;
 const FOLLOW_BUFFER: usize = 4096;
 /// How long [`LogStore::flush`] waits for the writer.
 const FLUSH_WAIT: Duration = Duration::from_secs(10);
+/// How long the writer lets lines gather after writing a batch. A writer waiting in
+/// `recv` is woken by every line sent (a futex wake, a context switch): under load that
+/// cost more than the writing. Resting between batches, it is woken at most once per
+/// rest, and a line reaches the store and its followers within this much of the last
+/// batch.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// A line as a follower gets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +257,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // A full batch means more are waiting: no rest then.
+            let rest = batch.len() < BATCH_LINES
+                && batch.iter().any(|m| matches!(m, Message::Line { .. }));
             let flushes = self.write(batch);
             let now = self.clock.now();
             let due = now
@@ -262,6 +271,9 @@ impl Writer {
             }
             for done in flushes {
                 let _ = done.send(());
+            }
+            if rest {
+                std::thread::sleep(GATHER);
             }
         }
         self.flush_all();

@@ -27,12 +27,15 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::{
     Resource,
-    trace::{Sampler, SdkTracer, SdkTracerProvider},
+    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider},
 };
 use tracing_subscriber::{Layer, filter::filter_fn, registry::LookupSpan};
 
 /// How long the final flush may take at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Finished spans waiting for export before new ones are dropped (the SDK's default is
+/// 2,048); `OTEL_BSP_MAX_QUEUE_SIZE` overrides it.
+const SPAN_QUEUE: usize = 65_536;
 
 /// What the command line says about traces; the environment fills in the rest.
 #[derive(Debug, Clone, Default)]
@@ -112,8 +115,18 @@ impl Traces {
         if env("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("nimbus");
         }
+        // The SDK's default queue (2,048 spans) fills in a tenth of a second at a few
+        // thousand requests per second, and a full queue drops spans: hold more, unless
+        // OTEL_BSP_MAX_QUEUE_SIZE says otherwise.
+        let mut batch = BatchConfigBuilder::default();
+        if env("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+            batch = batch.with_max_queue_size(SPAN_QUEUE);
+        }
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batch.build())
+            .build();
         let mut provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_span_processor(processor)
             .with_resource(resource.build());
         if let Some(ratio) = settings.sample_ratio {
             provider = provider.with_sampler(Sampler::ParentBased(Box::new(
