@@ -280,3 +280,37 @@ pub fn serve_in_background(app: axum::Router, threads: Threads) -> std::net::Soc
     });
     addr
 }
+
+/// The repository's root directory.
+pub fn repo() -> std::path::PathBuf {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    bench.parent().unwrap_or(bench).to_path_buf()
+}
+
+/// Builds examples/hello-wasm for wasm32-wasip2 under the benchmarks' own target
+/// directory (`$CARGO_TARGET_DIR/bench-wasm`) and returns the component's path.
+pub fn build_hello_wasm() -> Result<std::path::PathBuf, String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo().join("target"), std::path::PathBuf::from)
+        .join("bench-wasm");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(repo().join("examples/hello-wasm/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo build of examples/hello-wasm failed: {status}"
+        ));
+    }
+    let component = target.join("wasm32-wasip2/release/hello_wasm.wasm");
+    if component.is_file() {
+        Ok(component)
+    } else {
+        Err(format!("no component at {}", component.display()))
+    }
+}

@@ -24,7 +24,7 @@ use std::{
 };
 
 use nimbus_bench::{
-    LoadFigures, Summary, Threads, closed_loop, free_port, human, ready_address,
+    LoadFigures, Summary, Threads, build_hello_wasm, closed_loop, free_port, human, ready_address,
     serve_in_background, start_up, stop, tail,
 };
 use serde_json::Value;
@@ -50,11 +50,6 @@ const FIRST_REQUEST_RUNS: usize = 10;
 const DEFAULT_WASMTIME: &str = "/opt/wasmtime/bin/wasmtime";
 /// `wasmtime serve --max-instance-reuse-count` for its reuse row: Nimbus's reuse limit.
 const WASMTIME_REUSE: &str = "1000";
-
-fn repo() -> PathBuf {
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
-    bench.parent().unwrap_or(bench).to_path_buf()
-}
 
 /// Whether `BENCH_SERVERS` (unset: all) includes `name`.
 fn selected(name: &str) -> bool {
@@ -88,34 +83,6 @@ fn prepare_app(dir: &Path, component: &Path, mode: &str) -> Result<(), String> {
     std::fs::copy(component, dir.join("hello.wasm"))
         .map(drop)
         .map_err(|e| format!("cannot copy {}: {e}", component.display()))
-}
-
-/// Builds examples/hello-wasm for wasm32-wasip2 under the bench's own target directory
-/// and returns the component's path.
-fn build_component() -> Result<PathBuf, String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| repo().join("target"), PathBuf::from)
-        .join("bench-wasm");
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
-        .arg("--manifest-path")
-        .arg(repo().join("examples/hello-wasm/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "cargo build of examples/hello-wasm failed: {status}"
-        ));
-    }
-    let component = target.join("wasm32-wasip2/release/hello_wasm.wasm");
-    if component.is_file() {
-        Ok(component)
-    } else {
-        Err(format!("no component at {}", component.display()))
-    }
 }
 
 /// A client that keeps its connection alive between requests.
@@ -489,7 +456,7 @@ fn main() {
         .build()
         .expect("a runtime");
 
-    let component = build_component().expect("the hello-wasm component builds");
+    let component = build_hello_wasm().expect("the hello-wasm component builds");
     let apps = tempfile::tempdir().expect("a temporary directory");
     // Outside the app directories.
     let logs = tempfile::tempdir().expect("a temporary directory");
