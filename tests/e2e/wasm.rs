@@ -199,8 +199,9 @@ fn two_hundred_fifty_six_concurrent_requests_with_max_32_all_succeed() {
             })
         })
         .collect();
-    for call in calls {
-        let r = call.join().unwrap();
-        assert_eq!(r.status, 200, "{}", r.body);
+    let answers: Vec<_> = calls.into_iter().map(|c| c.join()).collect();
+    for answer in answers {
+        let r = answer.unwrap_or_else(|_| panic!("a call failed\n{}", node.logs()));
+        assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
     }
 }
