@@ -79,22 +79,30 @@ impl ApplicationLogLevel {
     }
 }
 
-impl FromStr for ApplicationLogLevel {
-    type Err = UnknownLevel;
+/// `FromStr` (any case) and `Display` by the names `as_str` gives, for a level enum with
+/// an `ALL` list.
+macro_rules! level_names {
+    ($level:ident) => {
+        impl FromStr for $level {
+            type Err = UnknownLevel;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(s))
-            .ok_or(UnknownLevel)
-    }
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|l| l.as_str().eq_ignore_ascii_case(s))
+                    .ok_or(UnknownLevel)
+            }
+        }
+
+        impl fmt::Display for $level {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl fmt::Display for ApplicationLogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+level_names!(ApplicationLogLevel);
 
 impl SystemLogLevel {
     /// Every level, least severe first.
@@ -114,22 +122,7 @@ impl SystemLogLevel {
     }
 }
 
-impl FromStr for SystemLogLevel {
-    type Err = UnknownLevel;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(s))
-            .ok_or(UnknownLevel)
-    }
-}
-
-impl fmt::Display for SystemLogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+level_names!(SystemLogLevel);
 
 /// How a function logs (Lambda's `LoggingConfig`). Levels apply to the JSON format only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
