@@ -6,6 +6,8 @@
 //! and exit with status 1.
 
 pub mod commands;
+mod json_lines;
+mod log_writer;
 mod logging;
 mod progress;
 

@@ -1,9 +1,10 @@
 //! Log output: human-readable on a terminal, JSON on request.
 //!
 //! Lines are formatted on the thread that logs them and written to stderr by a thread of
-//! their own, so that a request never waits on the terminal or the pipe. Nothing is
-//! dropped: when that thread falls behind by [`BUFFERED_LINES`], loggers wait for it.
-//! The guard [`LogArgs::init`] returns writes what is left when it is dropped.
+//! their own ([`crate::log_writer`]), so that a request never waits on the terminal or
+//! the pipe; nothing is dropped. The guard [`LogArgs::init`] returns writes what is left
+//! when it is dropped. In JSON, the lines every request writes are encoded by
+//! [`crate::json_lines`].
 //!
 //! Function log lines also go to the node's log store (`nimbus logs`) once the node has
 //! attached it to [`nimbus_telemetry::logs::LogCapture::global`].
@@ -12,16 +13,12 @@ use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
 use nimbus_telemetry::traces::{TraceSettings, Traces};
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{
     EnvFilter, Layer,
     filter::{FilterExt, filter_fn},
     layer::SubscriberExt,
     util::SubscriberInitExt,
 };
-
-/// Lines waiting for the writer thread before loggers wait.
-const BUFFERED_LINES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -75,7 +72,7 @@ fn sample_ratio(s: &str) -> Result<f64, String> {
 /// Dropping it exports the last spans, then writes the last lines.
 pub(crate) struct LogGuard {
     _traces: Option<Traces>,
-    _writer: WorkerGuard,
+    _writer: crate::log_writer::WriterGuard,
 }
 
 impl LogArgs {
@@ -89,25 +86,23 @@ impl LogArgs {
             endpoint: self.otlp_endpoint.clone(),
             sample_ratio: self.trace_sample_ratio,
         })?;
-        let filter = match &self.log_level {
-            Some(level) => EnvFilter::try_new(level),
-            None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
-        }
-        .unwrap_or_else(|e| {
-            eprintln!("warning: bad log filter ({e}); using `info`");
-            EnvFilter::new("info")
-        });
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(false)
-            .buffered_lines_limit(BUFFERED_LINES)
-            .thread_name("nimbus-log")
-            // The writer thread drains every waiting line into the buffer, then flushes:
-            // a burst of lines costs one write.
-            .finish(std::io::BufWriter::with_capacity(
-                64 * 1024,
-                std::io::stderr(),
-            ));
-        let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+        // Two layers filter by the level, so the filter is made from its text twice.
+        let spec = self
+            .log_level
+            .clone()
+            .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok())
+            .unwrap_or_else(|| "info".to_owned());
+        let spec = match EnvFilter::try_new(&spec) {
+            Ok(_) => spec,
+            Err(e) => {
+                eprintln!("warning: bad log filter ({e}); using `info`");
+                "info".to_owned()
+            }
+        };
+        let level = || EnvFilter::new(&spec);
+        let (writer, guard) = crate::log_writer::start(std::io::stderr());
+        let json = matches!(self.log_format, LogFormat::Json);
+        let fmt = tracing_subscriber::fmt::layer().with_writer(writer.clone());
         let fmt = match self.log_format {
             LogFormat::Json => fmt.json().flatten_event(true).boxed(),
             LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
@@ -115,12 +110,21 @@ impl LogArgs {
         // Each layer filters for itself: the log level says what reaches stderr, not what
         // reaches the function log store, which takes every function line.
         // Trace spans are for the exporter only; the log shows none of them.
-        let filter = filter.and(filter_fn(|meta| {
-            !nimbus_telemetry::traces::is_trace_span(meta)
+        // In JSON, the lines every request writes (function lines, access lines) take the
+        // direct encoder; the formatter writes the rest.
+        let fmt_filter = level().and(filter_fn(move |meta| {
+            let direct = json && meta.is_event() && crate::json_lines::writes(meta.target());
+            !direct && !nimbus_telemetry::traces::is_trace_span(meta)
         }));
+        let per_request = json.then(|| {
+            crate::json_lines::JsonLines::new(writer).with_filter(level().and(filter_fn(|meta| {
+                meta.is_event() && crate::json_lines::writes(meta.target())
+            })))
+        });
         tracing_subscriber::registry()
             .with(traces.as_ref().map(Traces::layer))
-            .with(fmt.with_filter(filter))
+            .with(fmt.with_filter(fmt_filter))
+            .with(per_request)
             .with(
                 nimbus_telemetry::logs::LogCapture::global()
                     .layer()

@@ -1,0 +1,258 @@
+//! The node log's JSON lines for the events a node writes on every request: the
+//! function lines (`START`, the function's output, `END`, `REPORT`) and the gateway's
+//! access line. There are several per request, so they are written straight into one
+//! buffer here rather than through `tracing_subscriber`'s JSON formatter, which builds a
+//! map of the fields first. The lines are the same: the timestamp, the level, then the
+//! event's fields in the order it recorded them (the message first), then the target, as
+//! `fmt::layer().json().flatten_event(true)` writes them.
+
+use std::{cell::RefCell, fmt, io::Write as _, time::SystemTime};
+
+use tracing::{
+    Event, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_subscriber::{Layer, fmt::MakeWriter, layer::Context};
+
+/// The targets whose events this layer writes.
+pub(crate) const TARGETS: [&str; 2] = [nimbus_telemetry::logs::FUNCTION_TARGET, "access"];
+
+/// Whether this layer writes the events of `target`.
+pub(crate) fn writes(target: &str) -> bool {
+    TARGETS.contains(&target)
+}
+
+/// Writes each event as one JSON line to `W`.
+pub(crate) struct JsonLines<W> {
+    writer: W,
+}
+
+impl<W> JsonLines<W> {
+    pub(crate) fn new(writer: W) -> JsonLines<W> {
+        JsonLines { writer }
+    }
+}
+
+thread_local! {
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+impl<S, W> Layer<S> for JsonLines<W>
+where
+    S: Subscriber,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            encode(line, SystemTime::now(), event);
+            // The writer takes whole lines, so lines from several threads never mix.
+            let _ = self.writer.make_writer().write_all(line);
+        });
+    }
+}
+
+fn encode(line: &mut Vec<u8>, now: SystemTime, event: &Event<'_>) {
+    let metadata = event.metadata();
+    let _ = write!(
+        line,
+        "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
+        humantime::format_rfc3339_micros(now),
+        metadata.level()
+    );
+    event.record(&mut Fields { line });
+    line.extend_from_slice(b",\"target\":");
+    string(line, metadata.target());
+    line.extend_from_slice(b"}\n");
+}
+
+/// Appends `s` as a JSON string.
+fn string(line: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *line, s);
+}
+
+/// Appends each field as `,"name":value`.
+struct Fields<'a> {
+    line: &'a mut Vec<u8>,
+}
+
+impl Fields<'_> {
+    fn key(&mut self, field: &Field) {
+        self.line.push(b',');
+        let name = field.name();
+        string(self.line, name.strip_prefix("r#").unwrap_or(name));
+        self.line.push(b':');
+    }
+
+    fn number(&mut self, field: &Field, value: impl serde::Serialize) {
+        self.key(field);
+        let _ = serde_json::to_writer(&mut *self.line, &value);
+    }
+}
+
+impl Visit for Fields<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.number(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.number(field, value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.number(field, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.number(field, value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        string(self.line, value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        // The text goes through the JSON string escaper as it is formatted.
+        let mut escaper = serde_json::Serializer::new(&mut *self.line);
+        let _ = serde::Serializer::collect_str(&mut escaper, &format_args!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// A writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Shared {
+        type Writer = Shared;
+        fn make_writer(&'a self) -> Shared {
+            self.clone()
+        }
+    }
+
+    fn lines(emit: impl FnOnce()) -> Vec<String> {
+        let ours = Shared::default();
+        let theirs = Shared::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(JsonLines::new(ours.clone()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(theirs.clone()),
+            );
+        tracing::subscriber::with_default(subscriber, emit);
+        let ours = String::from_utf8(ours.0.lock().unwrap().clone()).unwrap();
+        let theirs = String::from_utf8(theirs.0.lock().unwrap().clone()).unwrap();
+        // Everything but the timestamps must be what tracing_subscriber writes.
+        let strip = |text: &str| -> Vec<serde_json::Value> {
+            text.lines()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let stamp = v.as_object_mut().unwrap().remove("timestamp").unwrap();
+                    humantime::parse_rfc3339(stamp.as_str().unwrap()).unwrap();
+                    v
+                })
+                .collect()
+        };
+        assert_eq!(strip(&ours), strip(&theirs));
+        // And the keys in the same order.
+        let keys = |text: &str| -> Vec<Vec<String>> {
+            text.lines()
+                .map(|l| {
+                    let mut keys = Vec::new();
+                    let mut rest = l;
+                    while let Some(at) = rest.find("\":") {
+                        let start = rest[..at].rfind(['{', ',']).unwrap() + 2;
+                        keys.push(rest[start..at].to_owned());
+                        rest = &rest[at + 2..];
+                    }
+                    keys
+                })
+                .collect()
+        };
+        assert_eq!(keys(&ours), keys(&theirs));
+        ours.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn lines_match_the_json_formatter() {
+        let id = "7d1c-\"quoted\"\n";
+        let got = lines(|| {
+            let line = "REPORT RequestId: x\tDuration: 1.00 ms";
+            tracing::info!(
+                target: "function",
+                function = "hello",
+                request_id = %id,
+                error_type = None::<&str>,
+                duration_ms = 0.265606,
+                init_ms = Some(0.109062),
+                cold = true,
+                n = -3i64,
+                count = 7u64,
+                why = ?vec!["a"],
+                "{line}"
+            );
+            tracing::warn!(target: "access", r#type = "x", status = 200u16, "request");
+        });
+        assert_eq!(got.len(), 2);
+        let first: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+        assert_eq!(first["request_id"], id);
+        assert_eq!(first["level"], "INFO");
+        assert_eq!(first["target"], "function");
+        assert!(first.get("error_type").is_none());
+        let second: serde_json::Value = serde_json::from_str(&got[1]).unwrap();
+        assert_eq!(second["type"], "x");
+        assert_eq!(second["level"], "WARN");
+    }
+
+    #[test]
+    fn the_timestamp_has_microseconds() {
+        let stamp = humantime::parse_rfc3339("2026-11-27T21:22:12.800896Z").unwrap();
+        let seen = Arc::default();
+        tracing::subscriber::with_default(
+            tracing_subscriber::registry().with(CaptureOne(Arc::clone(&seen), stamp)),
+            || tracing::info!(target: "access", "request"),
+        );
+        assert_eq!(*seen.lock().unwrap(), [1]);
+    }
+
+    /// Encodes the one event it sees at a fixed time.
+    struct CaptureOne(Arc<Mutex<Vec<u8>>>, SystemTime);
+
+    impl<S: Subscriber> Layer<S> for CaptureOne {
+        fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+            let mut line = Vec::new();
+            encode(&mut line, self.1, event);
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                "{\"timestamp\":\"2026-11-27T21:22:12.800896Z\",\"level\":\"INFO\",\"message\":\"request\",\"target\":\"access\"}\n"
+            );
+            self.0.lock().unwrap().push(1);
+        }
+    }
+}
