@@ -241,6 +241,49 @@ mod tests {
             .collect()
     }
 
+    fn line(n: u64) -> LogLine {
+        LogLine {
+            time: 1_700_000_000_000 + n,
+            request_id: Some(format!("r{n}")),
+            message: format!("line {n}"),
+        }
+    }
+
+    fn at(offset: u64) -> Position {
+        Position { segment: 1, offset }
+    }
+
+    /// A follower that falls behind by more than the follow buffer is told how many
+    /// lines it missed, then goes on with the newest; lines already in the history are
+    /// not sent twice.
+    #[tokio::test]
+    async fn a_follower_that_falls_behind_is_told_what_it_missed() {
+        let (sender, live) = broadcast::channel(2);
+        // Line 1 is in the history and also arrives live: it is skipped by position.
+        for n in 1..=6 {
+            sender
+                .send(Arc::new(Followed {
+                    line: line(n),
+                    position: at(n * 100),
+                }))
+                .unwrap();
+        }
+        drop(sender);
+        let events = follow_events(vec![line(1)], at(100), live, Query::default());
+        let response = Sse::new(events).into_response();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 4, "{text}");
+        assert!(events[0].contains("\"line 1\""), "{text}");
+        // Lines 1 to 4 were overwritten in the buffer of 2 before the client read any.
+        assert_eq!(events[1], "event: missed\ndata: {\"missed\":4}");
+        assert!(events[2].contains("\"line 5\""), "{text}");
+        assert!(events[3].contains("\"line 6\""), "{text}");
+    }
+
     #[test]
     fn parameters_are_checked() {
         let now = nimbus_telemetry::logs::from_millis(1_700_000_000_000);
