@@ -68,6 +68,9 @@ def drive():
             ConditionExpression="attribute_not_exists(id)",
         ),
     )
+    # DynamoDB Streams operations are table operations too.
+    streams = client("dynamodbstreams").list_streams(TableName="Items")
+    assert streams["Streams"] == [], streams
     # A table that does not exist: counted under table "-", not under its name.
     expect_error(
         "ResourceNotFoundException",

@@ -337,6 +337,7 @@ fn metrics_count_what_was_done_and_parse_as_prometheus_text() {
         Some(1.0)
     );
     assert_eq!(op("-", "GetItem", "ResourceNotFoundException"), Some(1.0));
+    assert_eq!(op("Items", "ListStreams", "success"), Some(1.0));
     assert!(
         !m.iter()
             .any(|s| s.labels.get("table").and_then(Value::as_str) == Some("NoSuchTable-made-up")),

@@ -12,7 +12,8 @@ use serde_json::Value as Json;
 
 use crate::error::ApiError;
 
-/// The operations [`crate::api::Tables::handle`] serves.
+/// The operations [`crate::api::Tables::handle`] and
+/// [`crate::api::Tables::handle_streams`] serve.
 const OPERATIONS: &[&str] = &[
     "CreateTable",
     "DescribeTable",
@@ -36,6 +37,11 @@ const OPERATIONS: &[&str] = &[
     "BatchWriteItem",
     "TransactWriteItems",
     "TransactGetItems",
+    // DynamoDB Streams (`Tables::handle_streams`).
+    "ListStreams",
+    "DescribeStream",
+    "GetShardIterator",
+    "GetRecords",
 ];
 
 /// The operation label: the operation's name when Nimbus serves it, else `unknown`.
@@ -89,10 +95,13 @@ pub(crate) fn named_table(body: &Json) -> Option<&str> {
         }
         return one;
     }
-    body.get("ResourceArn")
-        .and_then(Json::as_str)
-        .and_then(|arn| arn.rsplit_once(":table/"))
-        .map(|(_, name)| name)
+    // A table ARN, a stream ARN (`...:table/NAME/stream/LABEL`), or a shard iterator,
+    // which begins with its stream's ARN.
+    ["ResourceArn", "StreamArn", "ShardIterator"]
+        .iter()
+        .find_map(|key| body.get(*key).and_then(Json::as_str))
+        .and_then(|arn| arn.split_once(":table/"))
+        .map(|(_, rest)| rest.split_once('/').map_or(rest, |(name, _)| name))
 }
 
 /// Records one operation.
@@ -130,6 +139,7 @@ mod tests {
     fn operations_and_outcomes_are_bounded() {
         assert_eq!(operation_label("PutItem"), "PutItem");
         assert_eq!(operation_label("StealEverything"), "unknown");
+        assert_eq!(operation_label("GetRecords"), "GetRecords");
         assert_eq!(outcome_label(&Ok(json!({}))), "success");
         let failed = Err(ApiError::new(ErrorKind::ConditionalCheckFailed, "no"));
         assert_eq!(outcome_label(&failed), "ConditionalCheckFailedException");
@@ -163,6 +173,12 @@ mod tests {
                 &json!({"ResourceArn": "arn:aws:dynamodb:us-east-1:000000000000:table/Users"})
             ),
             Some("Users")
+        );
+        let stream = "arn:aws:dynamodb:us-east-1:000000000000:table/Orders/stream/1700000000000";
+        assert_eq!(named_table(&json!({ "StreamArn": stream })), Some("Orders"));
+        assert_eq!(
+            named_table(&json!({ "ShardIterator": format!("{stream}|1|AAAA") })),
+            Some("Orders")
         );
         assert_eq!(named_table(&json!({"Limit": 3})), None);
         assert_eq!(named_table(&json!({"TableName": 7})), None);

@@ -67,8 +67,19 @@ impl Tables {
         let Some(operation) = target.strip_prefix(STREAMS_TARGET_PREFIX) else {
             return Err(unknown_operation());
         };
-        let body = super::parse_body(body)?;
-        let req = Req::parse(&body)?;
+        let started = std::time::Instant::now();
+        let body = super::parse_body(body);
+        let result = match &body {
+            Ok(body) => self.run_streams(operation, body).await,
+            Err(e) => Err(e.clone()),
+        };
+        let table = body.as_ref().ok().and_then(|b| self.metrics_table(b));
+        crate::op_metrics::record(operation, table, &result, started.elapsed());
+        result
+    }
+
+    async fn run_streams(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
+        let req = Req::parse(body)?;
         match operation {
             "ListStreams" => list_streams(self, &req),
             "DescribeStream" => describe_stream(self, &req).await,
