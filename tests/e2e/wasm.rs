@@ -205,3 +205,85 @@ fn two_hundred_fifty_six_concurrent_requests_with_max_32_all_succeed() {
         assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
     }
 }
+
+/// Sends `GET path` and reads the response as bytes: status, header lines (names
+/// lowercased, in order) and the body exactly as sent.
+fn get_bytes(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header end");
+    let head = String::from_utf8(raw[..end].to_vec()).expect("a text head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        let (mut chunked, mut out) = (&body[..], Vec::new());
+        while let Some(i) = chunked.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&chunked[..i]).unwrap().trim();
+            let n = usize::from_str_radix(size, 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunked[i + 2..i + 2 + n]);
+            chunked = &chunked[i + 2 + n + 2..];
+        }
+        body = out;
+    }
+    (status, headers, body)
+}
+
+#[test]
+fn a_wasm_response_reaches_the_client_as_the_component_gave_it() {
+    let app = probe_app("");
+    let node = Builder::up_in_place(app.path()).arg("--no-watch").start();
+    let (status, headers, body) = get_bytes(node.gateway(), "/binary");
+    assert_eq!(status, 200, "{}", node.logs());
+    assert_eq!(body, [0, 159, 146, 150, 255]);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "application/octet-stream"),
+        "{headers:?}"
+    );
+    let (status, headers, body) = get_bytes(node.gateway(), "/cookies");
+    assert_eq!(status, 201, "{}", node.logs());
+    assert_eq!(body, b"with cookies");
+    let cookies: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2"]);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "text/plain; charset=utf-8"),
+        "{headers:?}"
+    );
+    assert!(headers.iter().any(|(k, v)| k == "x-probe" && v == "yes"));
+    assert!(headers.iter().any(|(k, _)| k == "apigw-requestid"));
+}

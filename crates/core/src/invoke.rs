@@ -16,12 +16,22 @@ use crate::FunctionSpec;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One invocation of a function.
-#[derive(Debug, Clone)]
+///
+/// An invocation is either a JSON event (`payload`, with `request` `None`: what every
+/// runtime takes) or an HTTP request (`request`, with an empty `payload`), which only the
+/// gateway makes and only for wasm functions: their components serve HTTP, so the
+/// request goes to them as it came instead of through an API Gateway event. An instance
+/// answers an HTTP request with [`Outcome::Http`] (or an [`Outcome::Error`]), and a JSON
+/// event never with [`Outcome::Http`].
+#[derive(Debug)]
 pub struct Invocation {
     /// The request id (`awsRequestId`).
     pub request_id: String,
-    /// The event, as JSON bytes.
+    /// The event, as JSON bytes; empty when the invocation is a `request`.
     pub payload: Vec<u8>,
+    /// The HTTP request to serve, for an invocation that is one rather than a JSON event
+    /// (see [`InvokeOptions::request`]).
+    pub request: Option<http::Request<bytes::Bytes>>,
     /// When the invocation must have finished.
     pub deadline: SystemTime,
     /// The X-Ray style trace header to pass on, if any.
@@ -59,6 +69,11 @@ pub type ResponseStream = tokio::sync::mpsc::Sender<StreamPart>;
 pub enum Outcome {
     /// The function returned this payload (JSON bytes).
     Response(Vec<u8>),
+    /// The function answered the invocation's HTTP request ([`Invocation::request`]) with
+    /// this response: a success, like [`Outcome::Response`]. Only an invocation that
+    /// carried a request is answered so; a caller that needs a JSON payload gets it from
+    /// [`HttpResponse::structured_result`] (or [`Outcome::into_payload`]).
+    Http(HttpResponse),
     /// The invocation failed: the function raised an error, or the platform ended it
     /// (timeout, crash, out of memory). `error_type` is Lambda's, such as
     /// `Sandbox.Timedout` or `Runtime.ExitError`; `payload` is the error document.
@@ -70,7 +85,83 @@ pub enum Outcome {
     },
 }
 
+/// An HTTP response as a function gave it, for [`Outcome::Http`]: the status, every
+/// header line in the order given (repeated names such as `set-cookie` stay separate
+/// lines) and the whole body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: http::StatusCode,
+    /// The header lines.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: bytes::Bytes,
+}
+
+impl HttpResponse {
+    /// The API Gateway payload 2.0 structured result for this response, as JSON bytes:
+    /// `{"statusCode", "headers", "cookies", "body", "isBase64Encoded"}`. `set-cookie`
+    /// lines become `cookies`; the values of a repeated header are joined with `, `; the
+    /// body is base64 when it is not UTF-8 or its content type is not textual
+    /// ([`crate::lambda::is_textual_content_type`]; no content type counts as textual).
+    pub fn structured_result(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        use serde_json::{Map, Value as Json};
+
+        let mut headers = Map::new();
+        let mut cookies = Vec::new();
+        for (name, value) in &self.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            if name == http::header::SET_COOKIE {
+                cookies.push(Json::String(value));
+                continue;
+            }
+            match headers.get_mut(name.as_str()) {
+                Some(Json::String(existing)) => {
+                    existing.push_str(", ");
+                    existing.push_str(&value);
+                }
+                _ => {
+                    headers.insert(name.as_str().to_owned(), Json::String(value));
+                }
+            }
+        }
+        let textual = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(crate::lambda::is_textual_content_type);
+        let (body, base64) = match std::str::from_utf8(&self.body) {
+            Ok(text) if textual => (text.to_owned(), false),
+            _ => (
+                base64::engine::general_purpose::STANDARD.encode(&self.body),
+                true,
+            ),
+        };
+        let mut result = serde_json::json!({
+            "statusCode": self.status.as_u16(),
+            "headers": headers,
+            "body": body,
+            "isBase64Encoded": base64,
+        });
+        if !cookies.is_empty() {
+            result["cookies"] = Json::Array(cookies);
+        }
+        result.to_string().into_bytes()
+    }
+}
+
 impl Outcome {
+    /// The JSON bytes a Lambda caller receives for this outcome: the function's payload,
+    /// the error document, or for an HTTP response its payload 2.0 structured result
+    /// ([`HttpResponse::structured_result`]).
+    pub fn into_payload(self) -> Vec<u8> {
+        match self {
+            Outcome::Response(payload) | Outcome::Error { payload, .. } => payload,
+            Outcome::Http(response) => response.structured_result(),
+        }
+    }
+
     /// An error outcome built from a type and a message, shaped as Lambda shapes platform
     /// errors (`{"errorType": ..., "errorMessage": ...}`).
     pub fn platform_error(error_type: &str, message: &str) -> Outcome {
@@ -192,7 +283,7 @@ pub trait Invoke: Send + Sync + 'static {
 }
 
 /// Per-invocation options a caller may set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct InvokeOptions {
     /// The request id to use; a fresh one when `None`.
     pub request_id: Option<String>,
@@ -203,6 +294,11 @@ pub struct InvokeOptions {
     /// Where to stream a response the function streams; without it a streamed response
     /// is collected and returned whole, as `Invoke` does on Lambda.
     pub stream: Option<ResponseStream>,
+    /// The HTTP request to hand the function as it came, instead of a JSON event: the
+    /// gateway sets it, with an empty payload, for wasm functions only (their components
+    /// serve HTTP; other runtimes take JSON events). The dispatcher passes it on as
+    /// [`Invocation::request`]; the outcome is then an [`Outcome::Http`] or an error.
+    pub request: Option<http::Request<bytes::Bytes>>,
 }
 
 /// An invocation's result as the caller sees it.
@@ -219,6 +315,74 @@ pub struct InvokeResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value as Json, json};
+
+    fn response(headers: &[(&'static str, &'static str)], body: &'static [u8]) -> HttpResponse {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_static(k),
+                http::HeaderValue::from_static(v),
+            );
+        }
+        HttpResponse {
+            status: http::StatusCode::CREATED,
+            headers: map,
+            body: bytes::Bytes::from_static(body),
+        }
+    }
+
+    fn structured(response: &HttpResponse) -> Json {
+        serde_json::from_slice(&response.structured_result()).unwrap()
+    }
+
+    #[test]
+    fn http_responses_become_structured_results() {
+        let r = response(
+            &[
+                ("content-type", "text/plain"),
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2"),
+                ("x-m", "1"),
+                ("x-m", "2"),
+            ],
+            b"hello",
+        );
+        assert_eq!(
+            structured(&r),
+            json!({
+                "statusCode": 201,
+                "headers": {"content-type": "text/plain", "x-m": "1, 2"},
+                "cookies": ["a=1", "b=2"],
+                "body": "hello",
+                "isBase64Encoded": false
+            })
+        );
+        let result = structured(&response(&[("content-type", "image/png")], b"png"));
+        assert_eq!(result["body"], "cG5n");
+        assert_eq!(result["isBase64Encoded"], true);
+        let result = structured(&response(&[], &[0xff, 0]));
+        assert_eq!(result["isBase64Encoded"], true);
+        let result = structured(&response(&[], b"{}"));
+        assert_eq!(result["body"], "{}");
+        assert_eq!(result["isBase64Encoded"], false);
+        assert!(result.get("cookies").is_none());
+    }
+
+    #[test]
+    fn every_outcome_has_a_json_payload() {
+        let r = response(&[("content-type", "text/plain")], b"hi");
+        assert_eq!(
+            Outcome::Http(r.clone()).into_payload(),
+            r.structured_result()
+        );
+        assert_eq!(Outcome::Response(b"1".to_vec()).into_payload(), b"1");
+        let error = Outcome::platform_error("Error", "e");
+        let Outcome::Error { payload, .. } = error.clone() else {
+            unreachable!()
+        };
+        assert_eq!(error.into_payload(), payload);
+    }
 
     #[test]
     fn platform_errors_are_json() {

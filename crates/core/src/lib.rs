@@ -35,8 +35,8 @@ pub use function::{
     AsyncPolicy, Concurrency, FunctionSpec, InstanceMode, RuntimeKind, RuntimeSpec, UnknownRuntime,
 };
 pub use invoke::{
-    BoxFuture, Instance, Invocation, Invoke, InvokeError, InvokeOptions, InvokeResult, Outcome,
-    Report, ResponseStream, Runtime, StartError, Stopper, StreamPart,
+    BoxFuture, HttpResponse, Instance, Invocation, Invoke, InvokeError, InvokeOptions,
+    InvokeResult, Outcome, Report, ResponseStream, Runtime, StartError, Stopper, StreamPart,
 };
 pub use logging::{ApplicationLogLevel, LogFormat, LoggingConfig, SystemLogLevel};
 pub use route::{

@@ -471,6 +471,7 @@ impl Dispatcher {
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload,
+            request: options.request,
             deadline: SystemTime::now() + function.timeout,
             trace_id: trace::header_for_function(&execution, options.trace_id),
             client_context: options.client_context,
@@ -493,7 +494,7 @@ impl Dispatcher {
             tracing::info!(target: "function", function = function_name, request_id = %request_id, "{line}");
         }
         let outcome_kind = match &report.outcome {
-            Outcome::Response(_) => "success",
+            Outcome::Response(_) | Outcome::Http(_) => "success",
             Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => "timeout",
             Outcome::Error { .. } => "error",
         };
@@ -501,7 +502,7 @@ impl Dispatcher {
         pool.metrics.ran(outcome_kind, duration, init);
         let error_type = match &report.outcome {
             Outcome::Error { error_type, .. } => Some(error_type.as_str()),
-            Outcome::Response(_) => None,
+            Outcome::Response(_) | Outcome::Http(_) => None,
         };
         let report_line = lines::report(
             &function,
@@ -679,6 +680,7 @@ mod tests {
             .await?;
         match result.outcome {
             Outcome::Response(body) => Ok(String::from_utf8(body).unwrap()),
+            Outcome::Http(response) => Ok(String::from_utf8(response.body.to_vec()).unwrap()),
             Outcome::Error { error_type, .. } => Ok(error_type),
         }
     }

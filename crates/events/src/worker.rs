@@ -353,6 +353,7 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         trace_id: event.meta.trace_id.clone(),
         client_context: event.meta.client_context.clone(),
         stream: None,
+        request: None,
     };
     let result = shared
         .invoker
@@ -363,7 +364,10 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
     event.last_attempt_ms = Some(started);
     let error = match result {
         Ok(result) => match result.outcome {
-            Outcome::Response(body) => {
+            // Only the gateway's HTTP requests are answered with `Http`; a success all the
+            // same.
+            outcome @ (Outcome::Response(_) | Outcome::Http(_)) => {
+                let body = outcome.into_payload();
                 let then = policy.on_success.as_ref().map(|destination| FollowUp {
                     function: destination.clone(),
                     payload: invocation_record(

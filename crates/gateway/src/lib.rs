@@ -4,7 +4,9 @@
 //! route (`METHOD /path/{param}`, `ANY`, greedy `{proxy+}`, `$default`), turns the
 //! request into an API Gateway event (payload 2.0, or 1.0 where the route asks), hands it
 //! to an [`nimbus_core::Invoke`], and turns the function's result into the HTTP response
-//! by API Gateway's rules. It knows nothing of runtimes.
+//! by API Gateway's rules. A wasm function serves HTTP itself: it gets the request as it
+//! came ([`nimbus_core::InvokeOptions::request`]) and its response is passed on as it is
+//! ([`nimbus_core::Outcome::Http`]). That is all the gateway knows of runtimes.
 //!
 //! ```
 //! use nimbus_core::AppSpec;

@@ -6,7 +6,7 @@ use axum::{
     http::{HeaderName, HeaderValue, Response, StatusCode},
 };
 use base64::Engine as _;
-use nimbus_core::{InvokeError, Outcome, PayloadVersion};
+use nimbus_core::{HttpResponse, InvokeError, Outcome, PayloadVersion};
 use serde_json::Value as Json;
 
 /// API Gateway's own JSON error answer.
@@ -55,6 +55,7 @@ pub(crate) fn from_outcome(outcome: Outcome, version: PayloadVersion) -> Respons
             }
         },
         Outcome::Error { .. } => internal_error(version),
+        Outcome::Http(response) => from_http(response, version),
         Outcome::Response(bytes) => {
             let Ok(json) = serde_json::from_slice::<Json>(&bytes) else {
                 return internal_error(version);
@@ -75,6 +76,25 @@ pub(crate) fn from_outcome(outcome: Outcome, version: PayloadVersion) -> Respons
             }
         }
     }
+}
+
+/// The response a function gave to the request it was handed as it came: as it is
+/// (status, every header line, body), with the default content type a payload 2.0 route
+/// gives a structured result that names none, so that a client sees the same response
+/// either way.
+fn from_http(response: HttpResponse, version: PayloadVersion) -> Response<Body> {
+    let HttpResponse {
+        status,
+        mut headers,
+        body,
+    } = response;
+    if version == PayloadVersion::V2 && !headers.contains_key("content-type") {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+    }
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
 }
 
 /// `{statusCode, headers, multiValueHeaders, cookies, body, isBase64Encoded}`; `None`
@@ -178,6 +198,25 @@ mod tests {
             ok(r#"{"statusCode":"abc"}"#, PayloadVersion::V2).status(),
             StatusCode::BAD_GATEWAY
         );
+    }
+
+    #[test]
+    fn http_responses_are_answered_as_they_are() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("image/png"));
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        let response = HttpResponse {
+            status: StatusCode::IM_A_TEAPOT,
+            headers: headers.clone(),
+            body: axum::body::Bytes::from_static(&[0xff, 0]),
+        };
+        for version in [PayloadVersion::V2, PayloadVersion::V1] {
+            let r = from_outcome(Outcome::Http(response.clone()), version);
+            assert_eq!(r.status(), StatusCode::IM_A_TEAPOT);
+            // The content type given is kept, and each cookie is its own line.
+            assert_eq!(r.headers(), &headers);
+        }
     }
 
     #[test]

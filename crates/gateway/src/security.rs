@@ -280,28 +280,32 @@ impl LambdaAuthorizers {
             .await;
         let decision = match result {
             Ok(r) => match r.outcome {
-                Outcome::Response(bytes) => match serde_json::from_slice::<Json>(&bytes) {
-                    Ok(Json::Object(answer)) => match answer.get("isAuthorized") {
-                        Some(Json::Bool(true)) => Decision::Allow(
-                            answer.get("context").cloned().unwrap_or_else(|| json!({})),
-                        ),
-                        Some(Json::Bool(false)) => Decision::Deny,
+                // An authorizer gets a JSON event, so `Http` does not come back; were it to,
+                // its structured result is what the authorizer answered.
+                outcome @ (Outcome::Response(_) | Outcome::Http(_)) => {
+                    match serde_json::from_slice::<Json>(&outcome.into_payload()) {
+                        Ok(Json::Object(answer)) => match answer.get("isAuthorized") {
+                            Some(Json::Bool(true)) => Decision::Allow(
+                                answer.get("context").cloned().unwrap_or_else(|| json!({})),
+                            ),
+                            Some(Json::Bool(false)) => Decision::Deny,
+                            _ => {
+                                tracing::warn!(
+                                    authorizer = name,
+                                    "the authorizer's answer has no boolean isAuthorized"
+                                );
+                                return Err(Refusal::AUTHORIZER_FAILED);
+                            }
+                        },
                         _ => {
                             tracing::warn!(
                                 authorizer = name,
-                                "the authorizer's answer has no boolean isAuthorized"
+                                "the authorizer's answer is not a JSON object"
                             );
                             return Err(Refusal::AUTHORIZER_FAILED);
                         }
-                    },
-                    _ => {
-                        tracing::warn!(
-                            authorizer = name,
-                            "the authorizer's answer is not a JSON object"
-                        );
-                        return Err(Refusal::AUTHORIZER_FAILED);
                     }
-                },
+                }
                 Outcome::Error { error_type, .. } => {
                     tracing::warn!(authorizer = name, error_type, "the authorizer failed");
                     return Err(Refusal::AUTHORIZER_FAILED);

@@ -2,7 +2,7 @@
 //! the function's invocation and its response, each answer carrying the request id.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     sync::{Arc, RwLock},
     time::Instant,
@@ -15,7 +15,9 @@ use axum::{
     http::{HeaderValue, Method, Response, StatusCode},
     response::IntoResponse,
 };
-use nimbus_core::{AppSpec, Invoke, InvokeOptions, PayloadVersion, RouteAuth, StreamPart};
+use nimbus_core::{
+    AppSpec, Invoke, InvokeOptions, PayloadVersion, RouteAuth, RuntimeKind, StreamPart,
+};
 use serde_json::{Value as Json_, json};
 use tracing::Instrument;
 
@@ -54,6 +56,9 @@ struct Gateway {
     /// Token buckets of rate-limited routes, by route key.
     route_limits: HashMap<String, governor::DefaultDirectRateLimiter>,
     cors: Option<Cors>,
+    /// The functions that are wasm components: they serve HTTP, and get the request as
+    /// it came rather than an API Gateway event.
+    wasm: HashSet<String>,
 }
 
 impl Gateway {
@@ -84,6 +89,12 @@ impl Gateway {
                 .filter_map(|r| Some((r.key.to_string(), security::limiter(r.rate_limit?))))
                 .collect(),
             cors: app.cors.clone().map(Cors::new),
+            wasm: app
+                .functions
+                .values()
+                .filter(|f| f.runtime.kind == RuntimeKind::Wasm)
+                .map(|f| f.name.clone())
+                .collect(),
         })
     }
 }
@@ -277,33 +288,47 @@ async fn serve(
         request_id,
         version: parts.version,
     };
-    let mut event = crate::event::build(&found, &facts);
-    let authorized = match (&found.route.auth, authorized) {
-        (RouteAuth::Lambda { authorizer }, _) => {
-            let v2_event = if found.route.payload == PayloadVersion::V2 {
-                event.clone()
-            } else {
-                let mut as_v2 = found.route.clone();
-                as_v2.payload = PayloadVersion::V2;
-                let m = Match {
-                    route: &as_v2,
-                    params: found.params.clone(),
-                };
-                crate::event::build(&m, &facts)
-            };
-            match gw
+    let (payload, http_request) = if gw.wasm.contains(&function) {
+        // A component serves HTTP: it gets the request as it came, whatever the route's
+        // payload version (the event made no difference to the request it saw). A Lambda
+        // authorizer still gets its event; what it or a JWT establishes has no place in
+        // a plain HTTP request.
+        if let RouteAuth::Lambda { authorizer } = &found.route.auth {
+            let v2_event = authorizer_event(&found, &facts, None);
+            if let Err(refusal) = gw
                 .authorizers
                 .authorize(authorizer, gw.invoker.as_ref(), v2_event)
                 .await
             {
-                Ok(context) => Authorized::Lambda(context),
-                Err(refusal) => return done(refusal.response()),
+                return done(refusal.response());
             }
         }
-        (_, authorized) => authorized,
+        let mut raw = axum::http::Request::new(body);
+        *raw.method_mut() = parts.method;
+        *raw.uri_mut() = parts.uri;
+        *raw.version_mut() = parts.version;
+        *raw.headers_mut() = parts.headers;
+        (Vec::new(), Some(raw))
+    } else {
+        let mut event = crate::event::build(&found, &facts);
+        let authorized = match (&found.route.auth, authorized) {
+            (RouteAuth::Lambda { authorizer }, _) => {
+                let v2_event = authorizer_event(&found, &facts, Some(&event));
+                match gw
+                    .authorizers
+                    .authorize(authorizer, gw.invoker.as_ref(), v2_event)
+                    .await
+                {
+                    Ok(context) => Authorized::Lambda(context),
+                    Err(refusal) => return done(refusal.response()),
+                }
+            }
+            (_, authorized) => authorized,
+        };
+        put_authorizer(&mut event, found.route.payload, authorized);
+        let payload = serde_json::to_vec(&event).expect("serialising JSON values cannot fail");
+        (payload, None)
     };
-    put_authorizer(&mut event, found.route.payload, authorized);
-    let payload = serde_json::to_vec(&event).expect("serialising JSON values cannot fail");
     let version = found.route.payload;
     let invoked = Instant::now();
     let finish = |response: Response<Body>| {
@@ -324,6 +349,7 @@ async fn serve(
         // hands the function its own span's context.
         trace_id: incoming.map(|cx| cx.xray()),
         stream: Some(stream),
+        request: http_request,
         ..InvokeOptions::default()
     };
     let mut invocation = {
@@ -359,6 +385,27 @@ async fn serve(
         }
     };
     finish(response)
+}
+
+/// The payload 2.0 event a Lambda authorizer gets for the request: the route's own
+/// `event` when it is one, else built afresh.
+fn authorizer_event(
+    found: &Match<'_>,
+    facts: &crate::event::RequestFacts<'_>,
+    event: Option<&Json_>,
+) -> Json_ {
+    match event {
+        Some(event) if found.route.payload == PayloadVersion::V2 => event.clone(),
+        _ => {
+            let mut as_v2 = found.route.clone();
+            as_v2.payload = PayloadVersion::V2;
+            let m = Match {
+                route: &as_v2,
+                params: found.params.clone(),
+            };
+            crate::event::build(&m, facts)
+        }
+    }
 }
 
 /// The checks that need only the headers: JWT and API keys.
@@ -474,5 +521,247 @@ mod tests {
         let (status, body) = call(router, "GET", "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");
+    }
+
+    /// What the recording invoker was handed.
+    struct Handed {
+        function: String,
+        payload: Vec<u8>,
+        request: Option<axum::http::Request<axum::body::Bytes>>,
+    }
+
+    /// An invoker that records what it is handed: wasm functions answer with an HTTP
+    /// response, the authorizer allows, other functions answer with a structured result.
+    #[derive(Default)]
+    struct Recorder {
+        handed: std::sync::Mutex<Vec<Handed>>,
+    }
+
+    const BINARY: [u8; 5] = [0, 159, 146, 150, 255];
+
+    impl Invoke for Recorder {
+        fn invoke(
+            &self,
+            function: &str,
+            payload: Vec<u8>,
+            options: InvokeOptions,
+        ) -> nimbus_core::BoxFuture<'_, Result<nimbus_core::InvokeResult, nimbus_core::InvokeError>>
+        {
+            use axum::http::{HeaderMap, HeaderName, HeaderValue as V};
+            let outcome = match function {
+                "wasm" => {
+                    let mut headers = HeaderMap::new();
+                    for (k, v) in [
+                        ("set-cookie", "a=1; Path=/"),
+                        ("x-m", "1"),
+                        ("set-cookie", "b=2"),
+                        ("x-m", "2"),
+                    ] {
+                        headers.append(HeaderName::from_static(k), V::from_static(v));
+                    }
+                    nimbus_core::Outcome::Http(nimbus_core::HttpResponse {
+                        status: StatusCode::CREATED,
+                        headers,
+                        body: axum::body::Bytes::from_static(&BINARY),
+                    })
+                }
+                "auth" => nimbus_core::Outcome::Response(br#"{"isAuthorized":true}"#.to_vec()),
+                _ => {
+                    nimbus_core::Outcome::Response(br#"{"statusCode":200,"body":"json"}"#.to_vec())
+                }
+            };
+            self.handed.lock().unwrap().push(Handed {
+                function: function.to_owned(),
+                payload,
+                request: options.request,
+            });
+            Box::pin(async move {
+                Ok(nimbus_core::InvokeResult {
+                    request_id: options.request_id.unwrap_or_default(),
+                    outcome,
+                    log_tail: String::new(),
+                })
+            })
+        }
+    }
+
+    fn function(name: &str, runtime: &str) -> nimbus_core::FunctionSpec {
+        nimbus_core::FunctionSpec {
+            name: name.to_owned(),
+            runtime: runtime.parse().unwrap(),
+            code: "code".into(),
+            handler: None,
+            memory_mb: 128,
+            timeout: std::time::Duration::from_secs(3),
+            concurrency: nimbus_core::Concurrency {
+                max: 1,
+                min_warm: 0,
+            },
+            environment: Default::default(),
+            allowed_outbound_hosts: Vec::new(),
+            instances: nimbus_core::InstanceMode::Reuse,
+            async_policy: Default::default(),
+            logging: Default::default(),
+        }
+    }
+
+    fn route(
+        key: &str,
+        function: &str,
+        payload: PayloadVersion,
+        auth: RouteAuth,
+    ) -> nimbus_core::RouteSpec {
+        let (method, path) = key.split_once(' ').unwrap();
+        nimbus_core::RouteSpec {
+            key: nimbus_core::RouteKey::Route {
+                method: method.parse().unwrap(),
+                path: path.parse().unwrap(),
+            },
+            function: function.to_owned(),
+            auth,
+            payload,
+            rate_limit: None,
+        }
+    }
+
+    async fn recorded_app() -> (Router, Arc<Recorder>) {
+        let mut app = AppSpec::named("t");
+        for f in [
+            function("wasm", "wasm"),
+            function("node", "provided.al2023"),
+            function("auth", "provided.al2023"),
+        ] {
+            app.functions.insert(f.name.clone(), f);
+        }
+        app.auth.lambda.insert(
+            "gate".to_owned(),
+            nimbus_core::LambdaAuthorizerSpec {
+                name: "gate".to_owned(),
+                function: "auth".to_owned(),
+                identity_source: vec!["$request.header.x-token".to_owned()],
+                ttl: std::time::Duration::ZERO,
+            },
+        );
+        app.routes = vec![
+            route("POST /w/{id}", "wasm", PayloadVersion::V2, RouteAuth::None),
+            route("POST /v1/{id}", "wasm", PayloadVersion::V1, RouteAuth::None),
+            route(
+                "POST /gated/{id}",
+                "wasm",
+                PayloadVersion::V2,
+                RouteAuth::Lambda {
+                    authorizer: "gate".to_owned(),
+                },
+            ),
+            route("POST /n/{id}", "node", PayloadVersion::V2, RouteAuth::None),
+        ];
+        let recorder = Arc::new(Recorder::default());
+        let (router, _) = router(
+            Some(app),
+            health(),
+            Arc::clone(&recorder) as Arc<dyn Invoke>,
+        )
+        .await
+        .unwrap();
+        (router, recorder)
+    }
+
+    async fn post(router: &Router, path: &str) -> Response<Body> {
+        use tower::ServiceExt;
+        let request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("host", "api.test")
+            .header("x-token", "t")
+            .header("x-a", "1")
+            .header("x-a", "2")
+            .body(Body::from(&BINARY[..]))
+            .unwrap();
+        router.clone().oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_wasm_route_hands_on_the_request_and_answers_its_response_as_is() {
+        let (router, recorder) = recorded_app().await;
+        for path in ["/w/1?q=a%20b", "/v1/1?q=a%20b", "/gated/1?q=a%20b"] {
+            let response = post(&router, path).await;
+            assert_eq!(response.status(), StatusCode::CREATED, "{path}");
+            let lines: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                // The gateway's own header and the framing axum adds.
+                .filter(|(k, _)| *k != "apigw-requestid" && *k != "content-length")
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            let mut expected = vec![
+                ("set-cookie".to_owned(), "a=1; Path=/".to_owned()),
+                ("set-cookie".to_owned(), "b=2".to_owned()),
+                ("x-m".to_owned(), "1".to_owned()),
+                ("x-m".to_owned(), "2".to_owned()),
+            ];
+            // A payload 2.0 route gives a response without a content type JSON's, as
+            // it does a structured result without one.
+            if !path.starts_with("/v1") {
+                expected.push(("content-type".to_owned(), "application/json".to_owned()));
+            }
+            assert_eq!(lines, expected, "{path}");
+            assert!(response.headers().contains_key("apigw-requestid"));
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            assert_eq!(body[..], BINARY, "{path}");
+        }
+        let handed = std::mem::take(&mut *recorder.handed.lock().unwrap());
+        let functions: Vec<&str> = handed.iter().map(|h| h.function.as_str()).collect();
+        // The authorizer still gets its event, then the function the request.
+        assert_eq!(functions, ["wasm", "wasm", "auth", "wasm"]);
+        for h in handed.iter().filter(|h| h.function == "wasm") {
+            assert!(h.payload.is_empty(), "no JSON event for a wasm function");
+            let request = h.request.as_ref().expect("the request is handed on");
+            assert_eq!(request.method(), Method::POST);
+            assert_eq!(
+                request
+                    .uri()
+                    .path_and_query()
+                    .unwrap()
+                    .as_str()
+                    .split_once('?')
+                    .unwrap()
+                    .1,
+                "q=a%20b"
+            );
+            let x_a: Vec<&str> = request
+                .headers()
+                .get_all("x-a")
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(x_a, ["1", "2"]);
+            assert_eq!(request.headers()["host"], "api.test");
+            assert_eq!(request.body()[..], BINARY);
+        }
+        let auth = &handed[2];
+        assert!(auth.request.is_none());
+        let event: serde_json::Value = serde_json::from_slice(&auth.payload).unwrap();
+        assert_eq!(event["type"], "REQUEST");
+        assert_eq!(event["rawPath"], "/gated/1");
+    }
+
+    #[tokio::test]
+    async fn other_routes_still_get_an_event() {
+        let (router, recorder) = recorded_app().await;
+        let response = post(&router, "/n/1").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"json");
+        let handed = std::mem::take(&mut *recorder.handed.lock().unwrap());
+        assert_eq!(handed.len(), 1);
+        assert!(handed[0].request.is_none());
+        let event: serde_json::Value = serde_json::from_slice(&handed[0].payload).unwrap();
+        assert_eq!(event["version"], "2.0");
+        assert_eq!(event["rawPath"], "/n/1");
+        assert_eq!(event["headers"]["x-a"], "1,2");
     }
 }

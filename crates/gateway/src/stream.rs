@@ -119,7 +119,7 @@ pub(crate) async fn respond(
             }
             let failed = match invocation.take()?.await {
                 Ok(Ok(InvokeResult {
-                    outcome: Outcome::Response(_),
+                    outcome: Outcome::Response(_) | Outcome::Http(_),
                     ..
                 })) => None,
                 Ok(Ok(InvokeResult {

@@ -1,12 +1,13 @@
-//! Between Lambda payloads and HTTP: an invocation's payload becomes the request the
-//! component handles, and its response becomes an API Gateway payload 2.0 structured
-//! result, which the gateway's reply rules turn back into an HTTP response.
+//! Between invocations and HTTP: an invocation becomes the request the component
+//! handles (the gateway's HTTP request as it came, or one made from the payload's event),
+//! and a JSON event's response becomes an API Gateway payload 2.0 structured result,
+//! which the gateway's reply rules turn back into an HTTP response.
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::Full;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
 /// The header that marks a request made from a non-HTTP event (an async invocation, a
 /// table stream, a queue or schedule record): such events reach the component as
@@ -20,7 +21,98 @@ pub const REQUEST_ID_HEADER: &str = "x-nimbus-request-id";
 /// The authority of requests that carry no `host`.
 const DEFAULT_AUTHORITY: &str = "localhost";
 
-/// The HTTP request an invocation stands for.
+/// The request the gateway hands on as it came ([`nimbus_core::Invocation::request`]),
+/// as the component sees it: exactly the request [`request_for`] makes of the payload 2.0
+/// event the gateway would have built for it. Repeated header lines are joined with `,`
+/// and header names come in order, as the event's `headers` map has them; `cookie` lines
+/// are split into cookies and joined again with `; ` (last); `host`, or else the target's
+/// authority, becomes the authority; the target is re-encoded; `content-length` is left
+/// out; a header value that is not UTF-8 is read with replacement characters.
+///
+/// # Errors
+/// When the request target cannot be made again (as for the event).
+pub(crate) fn request_from(request: Request<Bytes>) -> Result<Request<Full<Bytes>>, String> {
+    let (parts, body) = request.into_parts();
+    let mut cookies: Vec<String> = Vec::new();
+    let mut names: Vec<&HeaderName> = parts.headers.keys().collect();
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(names.len() + 1);
+    for name in names {
+        let mut values = parts.headers.get_all(name).iter();
+        if name == header::COOKIE {
+            for value in values {
+                cookies.extend(
+                    text(value)
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            continue;
+        }
+        let value = match (values.next(), values.next()) {
+            // The common case, one UTF-8 line: the value as it came.
+            (Some(first), None) if std::str::from_utf8(first.as_bytes()).is_ok() => first.clone(),
+            (first, second) => {
+                let joined = first
+                    .into_iter()
+                    .chain(second)
+                    .chain(values)
+                    .map(|v| text(v).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                match HeaderValue::from_str(&joined) {
+                    Ok(value) => value,
+                    Err(_) => continue,
+                }
+            }
+        };
+        headers.push((name.clone(), value));
+    }
+    push_cookies(&mut headers, &cookies);
+    let host_line = headers
+        .iter()
+        .find(|(k, _)| k == header::HOST)
+        .map(|(_, v)| v.clone());
+    let host = match &host_line {
+        // A value that is not text is not an authority either.
+        Some(value) => Some(value.to_str().unwrap_or("")),
+        None => parts.uri.authority().map(http::uri::Authority::as_str),
+    };
+    let head = Head {
+        method: parts.method.clone(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        host,
+        headers,
+    };
+    Ok(build(head)?.map(|()| Full::new(body)))
+}
+
+/// A header value as text, with replacement characters where it is not UTF-8 (as the
+/// gateway puts values in events).
+fn text(value: &HeaderValue) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(value.as_bytes())
+}
+
+/// Adds the `cookie` header a list of cookies makes (none for no cookies), as an event's
+/// `cookies` are passed on.
+fn push_cookies<S: AsRef<str>>(headers: &mut Vec<(HeaderName, HeaderValue)>, cookies: &[S]) {
+    if cookies.is_empty() {
+        return;
+    }
+    let joined = cookies
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let Ok(value) = HeaderValue::from_str(&joined) {
+        headers.push((header::COOKIE, value));
+    }
+}
+
+/// The HTTP request a JSON invocation stands for.
 ///
 /// An API Gateway payload 2.0 event (`"version": "2.0"` with `requestContext.http`) or
 /// 1.0 event (`httpMethod`) becomes the request the client made; anything else is an
@@ -79,15 +171,18 @@ fn from_v2(o: &Map<String, Json>) -> Result<Request<Full<Bytes>>, String> {
                 .filter_map(|(k, v)| Some((k.clone(), scalar(v)?))),
         );
     }
-    if let Some(Json::Array(cookies)) = o.get("cookies") {
-        let cookies: Vec<&str> = cookies.iter().filter_map(Json::as_str).collect();
+    let mut cookies: Vec<&str> = Vec::new();
+    if let Some(Json::Array(list)) = o.get("cookies") {
+        cookies.extend(list.iter().filter_map(Json::as_str));
         if !cookies.is_empty() {
             headers.retain(|(k, _)| !k.eq_ignore_ascii_case("cookie"));
-            headers.push(("cookie".to_owned(), cookies.join("; ")));
         }
     }
     let fallback_host = str_of(context.get("domainName"));
-    build(method, path, query, headers, fallback_host, o)
+    let method = parse_method(method)?;
+    let mut head = Head::of_event(method, path, query, &headers, fallback_host);
+    push_cookies(&mut head.headers, &cookies);
+    with_event_body(build(head)?, o)
 }
 
 fn from_v1(o: &Map<String, Json>) -> Result<Request<Full<Bytes>>, String> {
@@ -144,7 +239,9 @@ fn from_v1(o: &Map<String, Json>) -> Result<Request<Full<Bytes>>, String> {
     let fallback_host = o
         .get("requestContext")
         .and_then(|c| str_of(c.get("domainName")));
-    build(method, path, &query, headers, fallback_host, o)
+    let method = parse_method(method)?;
+    let head = Head::of_event(method, path, &query, &headers, fallback_host);
+    with_event_body(build(head)?, o)
 }
 
 fn scalar(v: &Json) -> Option<String> {
@@ -156,32 +253,97 @@ fn scalar(v: &Json) -> Option<String> {
     }
 }
 
-fn build(
-    method: &str,
-    path: &str,
-    query: &str,
-    headers: Vec<(String, String)>,
-    fallback_host: Option<&str>,
-    event: &Map<String, Json>,
-) -> Result<Request<Full<Bytes>>, String> {
-    let method = Method::from_bytes(method.as_bytes())
-        .map_err(|_| format!("invalid HTTP method {method:?} in the event"))?;
-    let host = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.as_str())
-        .or(fallback_host)
+fn parse_method(method: &str) -> Result<Method, String> {
+    Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("invalid HTTP method {method:?} in the event"))
+}
+
+/// What a request is made of, however the invocation carried it.
+struct Head<'a> {
+    method: Method,
+    /// The raw path, not yet encoded.
+    path: &'a str,
+    /// The raw query string, not yet encoded (empty for none).
+    query: &'a str,
+    /// The header lines, in order (`host` and `content-length` among them are left out).
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// What names the authority: the `host` header, else what stands for it; the default
+    /// authority when it is `None` or not an authority.
+    host: Option<&'a str>,
+}
+
+impl<'a> Head<'a> {
+    /// The head an event's fields give. A header the client could not have sent is left
+    /// out rather than failing the request: the gateway already accepted it.
+    fn of_event(
+        method: Method,
+        path: &'a str,
+        query: &'a str,
+        headers: &'a [(String, String)],
+        fallback_host: Option<&'a str>,
+    ) -> Head<'a> {
+        let host = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.as_str())
+            .or(fallback_host);
+        let headers = headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    HeaderValue::from_str(value).ok()?,
+                ))
+            })
+            .collect();
+        Head {
+            method,
+            path,
+            query,
+            headers,
+            host,
+        }
+    }
+}
+
+/// The request `head` describes, without its body yet. Both kinds of invocation come
+/// through here, so that the component sees the same request for the same HTTP request.
+fn build(head: Head<'_>) -> Result<Request<()>, String> {
+    let host = head
+        .host
         .filter(|h| h.parse::<http::uri::Authority>().is_ok())
-        .unwrap_or(DEFAULT_AUTHORITY)
-        .to_owned();
+        .unwrap_or(DEFAULT_AUTHORITY);
+    let path = head.path;
     let mut target = encode_target(if path.starts_with('/') { path } else { "/" });
-    if !query.is_empty() {
+    if !head.query.is_empty() {
         target.push('?');
-        target.push_str(&encode_target(query));
+        target.push_str(&encode_target(head.query));
     }
     let uri: http::Uri = format!("http://{host}{target}")
         .parse()
         .map_err(|e| format!("invalid request target {target:?}: {e}"))?;
+    let mut request = Request::new(());
+    *request.method_mut() = head.method;
+    *request.uri_mut() = uri;
+    let map = request.headers_mut();
+    map.reserve(head.headers.len() + 4);
+    for (name, value) in head.headers {
+        if name != header::HOST && name != header::CONTENT_LENGTH {
+            map.append(name, value);
+        }
+    }
+    if let Ok(host) = HeaderValue::from_str(host) {
+        map.insert(header::HOST, host);
+    }
+    Ok(request)
+}
+
+/// `request` with the body an event carries (`body`, base64-decoded when
+/// `isBase64Encoded`).
+fn with_event_body(
+    request: Request<()>,
+    event: &Map<String, Json>,
+) -> Result<Request<Full<Bytes>>, String> {
     let body = match event.get("body") {
         Some(Json::String(s))
             if event
@@ -197,27 +359,7 @@ fn build(
         None | Some(Json::Null) => Vec::new(),
         Some(other) => other.to_string().into_bytes(),
     };
-    let mut request = Request::new(Full::new(Bytes::from(body)));
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    let map = request.headers_mut();
-    for (name, value) in headers {
-        // A header the client could not have sent is left out rather than failing the
-        // request: the gateway already accepted it.
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) else {
-            continue;
-        };
-        if name != header::HOST && name != header::CONTENT_LENGTH {
-            map.append(name, value);
-        }
-    }
-    if let Ok(host) = HeaderValue::from_str(&host) {
-        map.insert(header::HOST, host);
-    }
-    Ok(request)
+    Ok(request.map(|()| Full::new(Bytes::from(body))))
 }
 
 /// Percent-encodes what may not appear in a request target as is (spaces, controls,
@@ -247,57 +389,10 @@ fn encode_component(raw: &str) -> String {
     out
 }
 
-/// Whether a body of this content type goes out as text rather than base64.
-fn is_textual(content_type: Option<&str>) -> bool {
-    content_type.is_none_or(nimbus_core::lambda::is_textual_content_type)
-}
-
-/// The payload 2.0 structured result for a component's response:
-/// `{"statusCode", "headers", "cookies", "body", "isBase64Encoded"}`. `set-cookie`
-/// headers become `cookies`; repeated headers are joined with `, `; the body is base64
-/// when it is not UTF-8 or its content type is not textual.
-pub(crate) fn result_for(parts: &http::response::Parts, body: &[u8]) -> Vec<u8> {
-    let mut headers = Map::new();
-    let mut cookies = Vec::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        if name == header::SET_COOKIE {
-            cookies.push(Json::String(value));
-            continue;
-        }
-        match headers.get_mut(name.as_str()) {
-            Some(Json::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            }
-            _ => {
-                headers.insert(name.as_str().to_owned(), Json::String(value));
-            }
-        }
-    }
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let (body, base64) = match std::str::from_utf8(body) {
-        Ok(text) if is_textual(content_type) => (text.to_owned(), false),
-        _ => (base64::engine::general_purpose::STANDARD.encode(body), true),
-    };
-    let mut result = json!({
-        "statusCode": parts.status.as_u16(),
-        "headers": headers,
-        "body": body,
-        "isBase64Encoded": base64,
-    });
-    if !cookies.is_empty() {
-        result["cookies"] = Json::Array(cookies);
-    }
-    result.to_string().into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parts(request: &Request<Full<Bytes>>) -> (String, String, Vec<(String, String)>) {
         (
@@ -394,43 +489,166 @@ mod tests {
         assert!(request_for(event.to_string().as_bytes()).is_err());
     }
 
-    fn response(headers: &[(&str, &str)]) -> http::response::Parts {
-        let mut builder = http::Response::builder().status(201);
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
+    /// A request as the gateway receives it, and the payload 2.0 event the gateway
+    /// builds for it.
+    fn raw_and_event(
+        method: &str,
+        target: &str,
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+    ) -> Option<(Request<Bytes>, Vec<u8>)> {
+        let event = nimbus_gateway::fuzzing::event(
+            false,
+            method.as_bytes(),
+            target.as_bytes(),
+            headers,
+            body,
+        )?;
+        let mut request = Request::new(Bytes::copy_from_slice(body));
+        *request.method_mut() = Method::from_bytes(method.as_bytes()).ok()?;
+        *request.uri_mut() = target.parse().ok()?;
+        for (name, value) in headers {
+            request.headers_mut().append(
+                HeaderName::from_bytes(name).ok()?,
+                HeaderValue::from_bytes(value).ok()?,
+            );
         }
-        builder.body(()).unwrap().into_parts().0
+        Some((request, event.to_string().into_bytes()))
+    }
+
+    /// Everything the component sees of a request, header values as bytes.
+    type Seen = (Method, String, Vec<(String, Vec<u8>)>, Vec<u8>);
+
+    fn seen(request: Request<Full<Bytes>>) -> Seen {
+        use http_body_util::BodyExt as _;
+        use std::future::Future as _;
+        let headers = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let (method, uri) = (request.method().clone(), request.uri().to_string());
+        // A `Full` body is ready at once.
+        let mut collect = std::pin::pin!(request.into_body().collect());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(Ok(body)) = collect.as_mut().poll(&mut cx) else {
+            panic!("a full body is ready")
+        };
+        (method, uri, headers, body.to_bytes().to_vec())
+    }
+
+    /// What the component sees of `raw`, and of the event the gateway makes of it.
+    fn both_ways(
+        method: &str,
+        target: &str,
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+    ) -> Option<(Seen, Seen)> {
+        let (raw, event) = raw_and_event(method, target, headers, body)?;
+        let direct = seen(request_from(raw).expect("a request the gateway took is passed on"));
+        let via_event = seen(request_for(&event).expect("the gateway's event makes a request"));
+        Some((direct, via_event))
     }
 
     #[test]
-    fn responses_become_structured_results() {
-        let parts = response(&[
-            ("content-type", "text/plain"),
-            ("set-cookie", "a=1"),
-            ("set-cookie", "b=2"),
-            ("x-m", "1"),
-            ("x-m", "2"),
-        ]);
-        let result: Json = serde_json::from_slice(&result_for(&parts, b"hello")).unwrap();
+    fn a_request_passed_on_is_the_one_its_event_makes() {
+        let (direct, via_event) = both_ways(
+            "PUT",
+            "/users/a%20b/%E2%82%AC?x=1&y=%20&z=a+b",
+            &[
+                (b"Host", b"api.test:3000"),
+                (b"content-type", b"application/octet-stream"),
+                (b"content-length", b"5"),
+                (b"x-a", b"1"),
+                (b"cookie", b"s=1; t=2"),
+                (b"x-a", b"2"),
+                (b"cookie", b" u=3 ;;"),
+                (b"accept", b"*/*"),
+                (b"x-latin", b"caf\xe9"),
+            ],
+            &[0, 159, 146, 150, 255],
+        )
+        .unwrap();
+        assert_eq!(direct, via_event);
+        let (method, uri, headers, body) = direct;
+        assert_eq!(method, Method::PUT);
         assert_eq!(
-            result,
-            json!({
-                "statusCode": 201,
-                "headers": {"content-type": "text/plain", "x-m": "1, 2"},
-                "cookies": ["a=1", "b=2"],
-                "body": "hello",
-                "isBase64Encoded": false
-            })
+            uri,
+            "http://api.test:3000/users/a%20b/%E2%82%AC?x=1&y=%20&z=a+b"
         );
-        let parts = response(&[("content-type", "image/png")]);
-        let result: Json = serde_json::from_slice(&result_for(&parts, b"png")).unwrap();
-        assert_eq!(result["body"], "cG5n");
-        assert_eq!(result["isBase64Encoded"], true);
-        let parts = response(&[]);
-        let result: Json = serde_json::from_slice(&result_for(&parts, &[0xff, 0])).unwrap();
-        assert_eq!(result["isBase64Encoded"], true);
-        let result: Json = serde_json::from_slice(&result_for(&parts, b"{}")).unwrap();
-        assert_eq!(result["body"], "{}");
-        assert_eq!(result["isBase64Encoded"], false);
+        let header = |name: &str| -> Vec<&[u8]> {
+            headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_slice())
+                .collect()
+        };
+        assert_eq!(header("x-a"), [b"1,2"]);
+        assert_eq!(header("cookie"), [b"s=1; t=2; u=3"]);
+        assert_eq!(header("host"), [b"api.test:3000"]);
+        assert_eq!(header("x-latin"), ["caf\u{fffd}".as_bytes()]);
+        assert!(header("content-length").is_empty());
+        assert_eq!(body, [0, 159, 146, 150, 255]);
+        // Names in order, as the event's map has them; the cookies, then the host, last.
+        let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["accept", "content-type", "x-a", "x-latin", "cookie", "host"]
+        );
+    }
+
+    #[test]
+    fn without_a_usable_host_the_authority_is_the_targets_or_the_default() {
+        for (target, headers, authority) in [
+            ("http://h2.test:8443/p", &[][..], "h2.test:8443"),
+            ("/p", &[][..], "localhost"),
+            ("/p", &[(&b"host"[..], &b"not a host"[..])][..], "localhost"),
+            // Two host lines make one value, as in the event (a comma may be in a name).
+            (
+                "/p",
+                &[
+                    (&b"host"[..], &b"a.test"[..]),
+                    (&b"host"[..], &b"b.test"[..]),
+                ][..],
+                "a.test,b.test",
+            ),
+            ("/p", &[(&b"cookie"[..], &b" ; "[..])][..], "localhost"),
+        ] {
+            let (direct, via_event) = both_ways("GET", target, headers, b"").unwrap();
+            assert_eq!(direct, via_event, "{target} {headers:?}");
+            assert_eq!(direct.1, format!("http://{authority}/p"));
+            assert!(!direct.2.iter().any(|(k, _)| k == "cookie"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_request_passed_on_is_the_one_its_event_makes(
+            method in proptest::sample::select(vec!["GET", "POST", "DELETE", "PATCH", "OPTIONS", "PURGE"]),
+            path in "(/[a-zA-Z0-9%+~._!$&'()*,;=:@-]{0,6}){1,3}",
+            query in proptest::option::of("[a-zA-Z0-9%+=&?/._~ -]{0,12}"),
+            headers in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["host", "Cookie", "x-a", "X-B", "content-type", "content-length", "accept"]),
+                    proptest::collection::vec(
+                        proptest::sample::select(vec![b'a', b'Z', b'0', b' ', b';', b',', b'=', b':', b'.', b'\t', b'/', 0xc3, 0xa9, 0xff]),
+                        0..10,
+                    ),
+                ),
+                0..8,
+            ),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..16),
+        ) {
+            let target = match &query {
+                Some(q) => format!("{path}?{}", q.replace(' ', "+")),
+                None => path.clone(),
+            };
+            let headers: Vec<(&[u8], &[u8])> =
+                headers.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())).collect();
+            let both = both_ways(method, &target, &headers, &body);
+            proptest::prop_assume!(both.is_some());
+            let (direct, via_event) = both.unwrap();
+            proptest::prop_assert_eq!(direct, via_event);
+        }
     }
 }

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::{BodyExt as _, Full};
 use nimbus_core::{
-    BoxFuture, FunctionSpec, Instance, InstanceMode, Invocation, Outcome, Report, StartError,
-    Stopper,
+    BoxFuture, FunctionSpec, HttpResponse, Instance, InstanceMode, Invocation, Outcome, Report,
+    StartError, Stopper,
 };
 use tokio::sync::{oneshot, watch};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
@@ -28,7 +28,7 @@ use wasmtime_wasi_http::{
 use crate::{
     Shared,
     host::{Host, HostSettings, Interruption},
-    http::{REQUEST_ID_HEADER, request_for, result_for},
+    http::{REQUEST_ID_HEADER, request_for, request_from},
     logs::LogSink,
     outbound::OutboundPolicy,
 };
@@ -119,7 +119,7 @@ enum Served {
 
 /// What came back through the response outparam.
 enum Received {
-    Response(http::response::Parts, Vec<u8>),
+    Response(http::response::Parts, Bytes),
     TooLarge(usize),
     /// The outparam was dropped without a response.
     Nothing,
@@ -151,7 +151,7 @@ async fn receive(
             Err(code) => return Received::BodyFailed(code),
         }
     }
-    Received::Response(parts, bytes)
+    Received::Response(parts, Bytes::from(bytes))
 }
 
 /// Calls the handler with `request` and collects its response, until `deadline`.
@@ -299,10 +299,11 @@ impl WasmInstance {
         })
     }
 
-    async fn run(&mut self, invocation: Invocation) -> Report {
+    async fn run(&mut self, mut invocation: Invocation) -> Report {
         let request_id = invocation.request_id.clone();
         self.logs.begin(&request_id);
-        let (outcome, reusable, init_duration, peak) = self.exchange(&invocation).await;
+        let request = invocation.request.take();
+        let (outcome, reusable, init_duration, peak) = self.exchange(&invocation, request).await;
         self.peak_bytes = self.peak_bytes.max(peak);
         let log_tail = self.logs.end();
         let peak = match self.function.instances {
@@ -318,11 +319,13 @@ impl WasmInstance {
         }
     }
 
-    /// Runs one invocation: its outcome, whether the instance may serve another, the
-    /// instantiation time to report, and the peak linear memory of the store used.
+    /// Runs one invocation (`request`, the HTTP request it carried, or else its JSON
+    /// payload): its outcome, whether the instance may serve another, the instantiation
+    /// time to report, and the peak linear memory of the store used.
     async fn exchange(
         &mut self,
         invocation: &Invocation,
+        request: Option<http::Request<Bytes>>,
     ) -> (Outcome, bool, Option<Duration>, usize) {
         let id = invocation.request_id.as_str();
         let error = |error_type: &str, message: &str| failure(id, error_type, message);
@@ -333,7 +336,14 @@ impl WasmInstance {
             );
             return (outcome, false, None, 0);
         }
-        let mut request = match request_for(&invocation.payload) {
+        // An HTTP request is answered with the response as it is; an event with its
+        // structured result.
+        let answer_http = request.is_some();
+        let request = match request {
+            Some(request) => request_from(request),
+            None => request_for(&invocation.payload),
+        };
+        let mut request = match request {
             Ok(request) => request,
             Err(message) => return (error("Runtime.InvalidEvent", &message), true, None, 0),
         };
@@ -376,7 +386,7 @@ impl WasmInstance {
         live.store.set_epoch_deadline(1);
         let served = serve(&mut live, request, deadline, self.stop.notify.subscribe()).await;
         let peak = live.store.data().memory.peak();
-        let (outcome, healthy) = self.judge(id, served, live.store.data());
+        let (outcome, healthy) = self.judge(id, served, live.store.data(), answer_http);
         let reusable = match self.function.instances {
             InstanceMode::PerRequest => healthy,
             InstanceMode::Reuse if healthy => {
@@ -389,8 +399,10 @@ impl WasmInstance {
         (outcome, reusable, init, peak)
     }
 
-    /// How an exchange ended, as an outcome, and whether the store may serve again.
-    fn judge(&self, id: &str, served: Served, host: &Host) -> (Outcome, bool) {
+    /// How an exchange ended, as an outcome (the response as an [`Outcome::Http`] when
+    /// `answer_http`, else as its structured result), and whether the store may serve
+    /// again.
+    fn judge(&self, id: &str, served: Served, host: &Host, answer_http: bool) -> (Outcome, bool) {
         let error = |error_type: &str, message: &str| failure(id, error_type, message);
         let timed_out = || {
             error(
@@ -449,7 +461,16 @@ impl WasmInstance {
                 response,
             } => match response {
                 Some(Received::Response(parts, body)) => {
-                    let payload = result_for(&parts, &body);
+                    let response = HttpResponse {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body,
+                    };
+                    if answer_http {
+                        // `receive` already held the body to the limit.
+                        return (Outcome::Http(response), true);
+                    }
+                    let payload = response.structured_result();
                     if payload.len() > MAX_RESPONSE_BYTES {
                         (too_large(payload.len()), true)
                     } else {

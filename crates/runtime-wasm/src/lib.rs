@@ -24,15 +24,21 @@
 //!
 //! # Invocations
 //!
-//! An API Gateway payload 2.0 (or 1.0) event becomes the request the client made (method,
-//! raw path and query, headers, `cookies` as a `cookie` header, the body base64-decoded
-//! when `isBase64Encoded`, scheme `http`, authority from `host`). Any other event (an async
-//! invocation, a stream or queue record) is sent as `POST /` with the event as a JSON body
-//! and [`EVENT_SOURCE_HEADER`]. Every request carries [`REQUEST_ID_HEADER`], and
-//! `x-amzn-trace-id` when the invocation has a trace header. The response becomes a
-//! payload 2.0 structured result (`statusCode`, `headers`, `cookies`, `body`,
-//! `isBase64Encoded`), so the gateway's reply rules apply. Streaming to
-//! `Invocation::stream` is not done: the response is collected whole.
+//! The gateway hands a wasm function the client's HTTP request as it came
+//! (`Invocation::request`); the component gets exactly the request the gateway's payload
+//! 2.0 event for it would make (below), and the answer is the component's response as it
+//! is (`Outcome::Http`: status, every header line, body bytes), with no JSON in between.
+//!
+//! A JSON invocation is mapped as before: an API Gateway payload 2.0 (or 1.0) event
+//! becomes the request the client made (method, raw path and query, headers, `cookies` as
+//! a `cookie` header, the body base64-decoded when `isBase64Encoded`, scheme `http`,
+//! authority from `host`). Any other event (an async invocation, a stream or queue record)
+//! is sent as `POST /` with the event as a JSON body and [`EVENT_SOURCE_HEADER`]. The
+//! response then becomes a payload 2.0 structured result (`statusCode`, `headers`,
+//! `cookies`, `body`, `isBase64Encoded`), so the gateway's reply rules apply. Every
+//! request carries [`REQUEST_ID_HEADER`], and `x-amzn-trace-id` and `traceparent` when the
+//! invocation has a trace header. Streaming to `Invocation::stream` is not done: the
+//! response is collected whole.
 //!
 //! # Errors
 //!
@@ -43,7 +49,7 @@
 //! | `Runtime.OutOfMemory` | the guest trapped after its linear memory could not grow past `memory_mb` | no |
 //! | `Runtime.NoResponse` | the handler returned without setting a response (or without finishing it) | yes (no, if it leaked the response) |
 //! | `Runtime.ResponseError` | the guest answered with a `wasi:http` error code, or its body failed | yes |
-//! | `Function.ResponseSizeTooLarge` | the response payload is over 6 MB | yes, unless the guest then trapped |
+//! | `Function.ResponseSizeTooLarge` | the response payload (for an HTTP request, the response body) is over 6 MB | yes, unless the guest then trapped |
 //! | `Runtime.InvalidEvent` | an HTTP event that does not make a request (bad method, bad base64) | yes |
 //! | `Runtime.InitError` | a per-request instantiation failed (e.g. the pool is full) | no |
 //! | `Runtime.ExitError` | the instance was stopped during the invocation | no |

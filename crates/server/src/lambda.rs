@@ -214,6 +214,7 @@ impl Lambda {
                 trace_id: header("x-amzn-trace-id"),
                 client_context: header("x-amz-client-context"),
                 stream: None,
+                request: None,
             },
             tail: header("x-amz-log-type").as_deref() == Some("Tail"),
         })
@@ -342,6 +343,8 @@ async fn invoke(
     };
     let (body, function_error) = match result.outcome {
         Outcome::Response(bytes) => (bytes, None),
+        // Only the gateway's HTTP requests are answered so; a success all the same.
+        Outcome::Http(response) => (response.structured_result(), None),
         Outcome::Error { payload, .. } => (payload, Some("Unhandled")),
     };
     let mut response = Response::new(Body::from(body));

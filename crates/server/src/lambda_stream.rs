@@ -171,10 +171,14 @@ pub(crate) async fn invoke_with_response_stream(
 /// A whole (not streamed) result as one chunk and the completion.
 fn whole(result: InvokeResult, tail: bool) -> Body {
     let mut bytes = Vec::new();
-    if let Outcome::Response(payload) = &result.outcome
-        && !payload.is_empty()
-    {
-        bytes.extend_from_slice(&chunk(payload.clone()));
+    let payload = match &result.outcome {
+        Outcome::Response(payload) => payload.clone(),
+        // Only the gateway's HTTP requests are answered so; a success all the same.
+        Outcome::Http(response) => response.structured_result(),
+        Outcome::Error { .. } => Vec::new(),
+    };
+    if !payload.is_empty() {
+        bytes.extend_from_slice(&chunk(payload));
     }
     bytes.extend_from_slice(&complete(&Ok(result), tail));
     Body::from(bytes)

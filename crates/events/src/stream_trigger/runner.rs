@@ -335,26 +335,32 @@ impl Trigger {
         };
         match result {
             Ok(result) => match result.outcome {
-                Outcome::Response(body) => match batch_response(&body, records) {
-                    BatchResponse::Succeeded => (Attempt::Success, ran(result.request_id, None)),
-                    BatchResponse::FailedFrom(i) => {
-                        tracing::info!(
-                            trigger = %self.id,
-                            request_id = %result.request_id,
-                            failed = records.len() - i,
-                            "the function reported failed stream records; retrying from the first"
-                        );
-                        (Attempt::Partial(i), ran(result.request_id, None))
+                // Only the gateway's HTTP requests are answered with `Http`; a success
+                // all the same.
+                outcome @ (Outcome::Response(_) | Outcome::Http(_)) => {
+                    match batch_response(&outcome.into_payload(), records) {
+                        BatchResponse::Succeeded => {
+                            (Attempt::Success, ran(result.request_id, None))
+                        }
+                        BatchResponse::FailedFrom(i) => {
+                            tracing::info!(
+                                trigger = %self.id,
+                                request_id = %result.request_id,
+                                failed = records.len() - i,
+                                "the function reported failed stream records; retrying from the first"
+                            );
+                            (Attempt::Partial(i), ran(result.request_id, None))
+                        }
+                        BatchResponse::Failed => {
+                            tracing::warn!(
+                                trigger = %self.id,
+                                request_id = %result.request_id,
+                                "batchItemFailures names no record of the batch: the whole batch failed"
+                            );
+                            (Attempt::Failed, ran(result.request_id, None))
+                        }
                     }
-                    BatchResponse::Failed => {
-                        tracing::warn!(
-                            trigger = %self.id,
-                            request_id = %result.request_id,
-                            "batchItemFailures names no record of the batch: the whole batch failed"
-                        );
-                        (Attempt::Failed, ran(result.request_id, None))
-                    }
-                },
+                }
                 Outcome::Error { error_type, .. } => {
                     tracing::warn!(
                         trigger = %self.id,

@@ -7,7 +7,9 @@ use nimbus_core::{InstanceMode, Invocation, Runtime as _};
 use nimbus_runtime_wasm::{EVENT_SOURCE_HEADER, REQUEST_ID_HEADER, component_path};
 use serde_json::{Value as Json, json};
 
-use crate::support::{self, body, error, get, invoke, result, spec, start};
+use crate::support::{
+    self, body, error, get, http_response, invoke, invoke_request, result, spec, start,
+};
 
 fn header<'a>(echo: &'a Json, name: &str) -> Option<&'a str> {
     echo["headers"]
@@ -35,6 +37,7 @@ async fn an_http_event_reaches_the_component_as_the_client_request() {
         .invoke(Invocation {
             request_id: "req-echo".to_owned(),
             payload: event.to_string().into_bytes(),
+            request: None,
             deadline: SystemTime::now() + Duration::from_secs(3),
             trace_id: Some(
                 "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -67,6 +70,131 @@ async fn an_http_event_reaches_the_component_as_the_client_request() {
         header(&echo, "traceparent"),
         Some("00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01")
     );
+}
+
+const TRACE: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+
+/// A request as a client sends it to the gateway, and the payload 2.0 event the gateway
+/// makes of it.
+fn client_request(
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (http::Request<bytes::Bytes>, Vec<u8>) {
+    let pairs: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    let event =
+        nimbus_gateway::fuzzing::event(false, method.as_bytes(), target.as_bytes(), &pairs, body)
+            .expect("a valid request");
+    let mut request = http::Request::builder().method(method).uri(target);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(bytes::Bytes::copy_from_slice(body))
+        .expect("a valid request");
+    (request, event.to_string().into_bytes())
+}
+
+#[tokio::test]
+async fn a_request_handed_on_reaches_the_component_as_its_event_would() {
+    let mut instance = start(spec("direct", InstanceMode::Reuse)).await;
+    let (request, event) = client_request(
+        "PUT",
+        "/items/42?color=red&size=xl&q=a%20b",
+        &[
+            ("host", "api.example.test"),
+            ("content-type", "text/plain"),
+            ("content-length", "8"),
+            ("x-custom", "one"),
+            ("x-multi", "a"),
+            ("cookie", "session=abc"),
+            ("x-multi", "b"),
+            ("cookie", "theme=dark"),
+            ("x-nimbus-request-id", "forged"),
+        ],
+        b"the body",
+    );
+    let direct = invoke_request(&mut instance, "req-same", request, Some(TRACE)).await;
+    assert!(direct.reusable);
+    let response = http_response(&direct);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["content-type"], "application/json");
+    let echo: Json = serde_json::from_slice(&response.body).expect("a JSON echo");
+    let via_event = instance
+        .invoke(Invocation {
+            request_id: "req-same".to_owned(),
+            payload: event,
+            request: None,
+            deadline: SystemTime::now() + Duration::from_secs(3),
+            trace_id: Some(TRACE.to_owned()),
+            client_context: None,
+            stream: None,
+        })
+        .await;
+    assert_eq!(echo, body(&via_event));
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["path"], "/items/42?color=red&size=xl&q=a%20b");
+    assert_eq!(echo["authority"], "api.example.test");
+    assert_eq!(echo["body"], "the body");
+    assert_eq!(header(&echo, "x-multi"), Some("a,b"));
+    assert_eq!(header(&echo, "cookie"), Some("session=abc; theme=dark"));
+    assert_eq!(header(&echo, "content-length"), None);
+    assert_eq!(header(&echo, REQUEST_ID_HEADER), Some("req-same"));
+    assert_eq!(header(&echo, "x-amzn-trace-id"), Some(TRACE));
+    assert_eq!(
+        header(&echo, "traceparent"),
+        Some("00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01")
+    );
+}
+
+#[tokio::test]
+async fn a_request_is_answered_with_the_response_as_it_is() {
+    let mut instance = start(spec("direct-shapes", InstanceMode::Reuse)).await;
+    let (request, _) = client_request("GET", "/cookies", &[("host", "fn.test")], b"");
+    let report = invoke_request(&mut instance, "h1", request, None).await;
+    let response = http_response(&report);
+    assert_eq!(response.status, 201);
+    let lines: Vec<(&str, &[u8])> = response
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("content-type", &b"text/plain; charset=utf-8"[..]),
+            ("set-cookie", b"a=1; Path=/"),
+            ("set-cookie", b"b=2"),
+            ("x-probe", b"yes"),
+        ]
+    );
+    assert_eq!(response.body, "with cookies");
+    // The structured result a JSON caller would get is the one an event gets.
+    assert_eq!(
+        serde_json::from_slice::<Json>(&response.structured_result()).unwrap(),
+        result(&invoke(&mut instance, "h1-event", get("/cookies")).await)
+    );
+    let (request, _) = client_request("GET", "/binary", &[("host", "fn.test")], b"");
+    let report = invoke_request(&mut instance, "h2", request, None).await;
+    let response = http_response(&report);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["content-type"], "application/octet-stream");
+    assert_eq!(response.body[..], [0, 159, 146, 150, 255]);
+    // Failures are errors as for events, and the instance serves on after them.
+    let (request, _) = client_request("GET", "/big?7000000", &[], b"");
+    let report = invoke_request(&mut instance, "h3", request, None).await;
+    assert_eq!(error(&report).0, "Function.ResponseSizeTooLarge");
+    let (request, _) = client_request("GET", "/drop", &[], b"");
+    let report = invoke_request(&mut instance, "h4", request, None).await;
+    assert_eq!(error(&report).0, "Runtime.NoResponse");
+    let (request, _) = client_request("GET", "/trap", &[], b"");
+    let report = invoke_request(&mut instance, "h5", request, None).await;
+    assert_eq!(error(&report).0, "Runtime.Trap");
+    assert!(!report.reusable);
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use std::{
 };
 
 use nimbus_core::{
-    Concurrency, FunctionSpec, Instance, InstanceMode, Invocation, Outcome, Report, Runtime as _,
+    Concurrency, FunctionSpec, HttpResponse, Instance, InstanceMode, Invocation, Outcome, Report,
+    Runtime as _,
 };
 use nimbus_runtime_wasm::{WasmConfig, WasmRuntime};
 use serde_json::{Value as Json, json};
@@ -123,6 +124,7 @@ pub(crate) async fn invoke_within(
         .invoke(Invocation {
             request_id: id.to_owned(),
             payload,
+            request: None,
             deadline: SystemTime::now() + timeout,
             trace_id: None,
             client_context: None,
@@ -131,10 +133,40 @@ pub(crate) async fn invoke_within(
         .await
 }
 
+/// Invokes with an HTTP request handed on as it came (as the gateway does), with a trace
+/// header.
+pub(crate) async fn invoke_request(
+    instance: &mut Box<dyn Instance>,
+    id: &str,
+    request: http::Request<bytes::Bytes>,
+    trace_id: Option<&str>,
+) -> Report {
+    instance
+        .invoke(Invocation {
+            request_id: id.to_owned(),
+            payload: Vec::new(),
+            request: Some(request),
+            deadline: SystemTime::now() + Duration::from_secs(3),
+            trace_id: trace_id.map(str::to_owned),
+            client_context: None,
+            stream: None,
+        })
+        .await
+}
+
+/// The HTTP response of a successful invocation that carried a request.
+pub(crate) fn http_response(report: &Report) -> &HttpResponse {
+    match &report.outcome {
+        Outcome::Http(response) => response,
+        other => panic!("expected an HTTP response, got {other:?}"),
+    }
+}
+
 /// The structured result of a successful invocation.
 pub(crate) fn result(report: &Report) -> Json {
     match &report.outcome {
         Outcome::Response(bytes) => serde_json::from_slice(bytes).expect("a JSON result"),
+        Outcome::Http(response) => panic!("expected a JSON result, got {response:?}"),
         Outcome::Error { payload, .. } => {
             panic!(
                 "expected a response, got {}",
@@ -164,5 +196,6 @@ pub(crate) fn error(report: &Report) -> (String, Json) {
         Outcome::Response(bytes) => {
             panic!("expected an error, got {}", String::from_utf8_lossy(bytes))
         }
+        Outcome::Http(response) => panic!("expected an error, got {response:?}"),
     }
 }
