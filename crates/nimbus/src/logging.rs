@@ -14,9 +14,9 @@ use std::io::IsTerminal;
 use clap::{Args, ValueEnum};
 use nimbus_telemetry::traces::{TraceSettings, Traces};
 use tracing_subscriber::{
-    EnvFilter, Layer,
+    EnvFilter, Layer, Registry,
     filter::{FilterExt, filter_fn},
-    layer::SubscriberExt,
+    layer::{Identity, SubscriberExt},
     util::SubscriberInitExt,
 };
 
@@ -75,6 +75,17 @@ pub(crate) struct LogGuard {
     _writer: crate::log_writer::WriterGuard,
 }
 
+/// The layer that exports trace spans, or, without an exporter, one that wants nothing.
+///
+/// Not an `Option` layer: an absent layer counts as one that wants every span, so each
+/// request's trace spans would be made in the registry (and cost) for nothing.
+fn trace_layer(traces: Option<&Traces>) -> Box<dyn Layer<Registry> + Send + Sync> {
+    match traces {
+        Some(traces) => traces.layer().boxed(),
+        None => Identity::new().with_filter(filter_fn(|_| false)).boxed(),
+    }
+}
+
 impl LogArgs {
     /// Installs the subscriber (with the trace exporter, when one is configured); keep
     /// the guard until the program ends.
@@ -122,7 +133,7 @@ impl LogArgs {
             })))
         });
         tracing_subscriber::registry()
-            .with(traces.as_ref().map(Traces::layer))
+            .with(trace_layer(traces.as_ref()))
             .with(fmt.with_filter(fmt_filter))
             .with(per_request)
             .with(
@@ -137,5 +148,43 @@ impl LogArgs {
             _traces: traces,
             _writer: guard,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+
+    /// Counts the events it gets.
+    struct Events(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Events {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Without an exporter, trace spans are not made at all (the gateway and the
+    /// dispatcher skip their work for a disabled span), while the log still gets events.
+    #[test]
+    fn without_an_exporter_trace_spans_are_disabled() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let log = Events(Arc::clone(&seen)).with_filter(filter_fn(|meta| {
+            !nimbus_telemetry::traces::is_trace_span(meta)
+        }));
+        let subscriber = tracing_subscriber::registry()
+            .with(trace_layer(None))
+            .with(log);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(target: nimbus_core::trace::TARGET, "request");
+            assert!(span.is_disabled());
+            tracing::info!(target: "access", "request");
+        });
+        assert_eq!(seen.load(Ordering::Relaxed), 1);
     }
 }
