@@ -497,6 +497,14 @@ fn the_size_bound_keeps_a_functions_log_small_and_drops_the_oldest_lines() {
     assert!(kept <= 32 * 1024 + 4 * 1024 + 1024, "{kept} bytes kept");
     assert!(!stored.iter().any(|l| l["request_id"] == first.as_str()));
     assert!(stored.len() < 11 * 203, "{} lines kept", stored.len());
+    // Every line was printed during an invocation and carries its id, also the lines
+    // still in the pipe when the invocation ended.
+    for line in &stored {
+        let id = line["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(message(line).contains(id), "{line}");
+    }
 }
 
 #[test]

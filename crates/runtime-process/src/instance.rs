@@ -387,11 +387,15 @@ impl ProcessInstance {
         });
         // Give the output pumps a moment to catch the invocation's last lines.
         tokio::task::yield_now().await;
-        let log_tail = {
-            let mut out = lock(&self.output);
-            out.request_id = None;
-            out.lines.iter().cloned().collect::<Vec<_>>().join("\n")
-        };
+        // The request id stays until the next invocation's: lines the function wrote
+        // during this one can still be in the pipe (Node.js writes stdout to a pipe
+        // asynchronously), and they are this invocation's, not nobody's.
+        let log_tail = lock(&self.output)
+            .lines
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
         // A sample at most every period, also for instances serving quick invocations
         // back to back (each /proc read costs tens of microseconds).
         if self.sampled.is_none_or(|at| at.elapsed() >= MEMORY_CHECK)
