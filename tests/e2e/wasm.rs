@@ -287,3 +287,18 @@ fn a_wasm_response_reaches_the_client_as_the_component_gave_it() {
     assert!(headers.iter().any(|(k, v)| k == "x-probe" && v == "yes"));
     assert!(headers.iter().any(|(k, _)| k == "apigw-requestid"));
 }
+
+/// A wasm function's component is loaded (here: compiled into the cache) before the node
+/// says it is ready, so that its first request pays only for an instance.
+#[test]
+fn components_are_loaded_before_the_node_is_ready() {
+    let app = probe_app("");
+    let node = Builder::up_in_place(app.path()).arg("--no-watch").start();
+    let cache = node.dir().join(".nimbus/wasm-cache");
+    let cached = std::fs::read_dir(&cache)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", cache.display(), node.logs()))
+        .count();
+    assert!(cached > 0, "nothing compiled before the first request");
+    let r = http(node.gateway(), "GET", "/echo", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+}

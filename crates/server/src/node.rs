@@ -192,6 +192,27 @@ async fn start_dispatcher(
         .map_err(|e| BindError::Runtimes {
             source: std::io::Error::other(e.to_string()),
         })?;
+        // Components are loaded (compiled, or read from the cache) before the node says
+        // it is ready, as `wasmtime serve` and Spin do, so that a function's first
+        // request pays only for its instance. One that cannot be loaded does not stop
+        // the node: its requests answer the error, as they would have anyway.
+        for function in app
+            .functions
+            .values()
+            .filter(|f| f.runtime.kind == RuntimeKind::Wasm)
+        {
+            let started = std::time::Instant::now();
+            match wasm.prepare(function).await {
+                Ok(()) => tracing::debug!(
+                    function = %function.name,
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "component loaded"
+                ),
+                Err(e) => {
+                    tracing::warn!(function = %function.name, error = %e, "component not loaded")
+                }
+            }
+        }
         runtimes.insert(RuntimeKind::Wasm, Arc::new(wasm));
     }
     let dispatcher = Arc::new(Dispatcher::new(
