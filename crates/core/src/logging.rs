@@ -1,8 +1,16 @@
 //! How a function's invocations log, as Lambda's `LoggingConfig` says: plain text lines
 //! (`START`, `END`, `REPORT`) or Lambda's JSON format with application and system log
 //! levels, and the JSON records of that format.
+//!
+//! It is also where function log lines leave the part that makes them (the dispatcher's
+//! `START`/`END`/`REPORT`, a runtime's copy of the function's output): [`write_lines`]
+//! hands them to the [`FunctionLog`] the node installed, which puts them in the node's
+//! log and its log store directly, several lines at once. Without one (a library user, a
+//! test) they are `tracing` events with the target [`FUNCTION_TARGET`] and the fields
+//! `function` and `request_id` (`-` for none), as [`FunctionLines::emit_events`] makes
+//! them.
 
-use std::{fmt, str::FromStr, time::SystemTime};
+use std::{fmt, str::FromStr, sync::OnceLock, time::SystemTime};
 
 use serde::Serialize;
 use serde_json::json;
@@ -251,6 +259,98 @@ pub fn application_line(
         "message": message,
     })
     .to_string()
+}
+
+/// The `tracing` target of function log lines as events.
+pub const FUNCTION_TARGET: &str = "function";
+
+/// The figures of an invocation's `REPORT` line, which the node's log also carries as
+/// fields of that line's record, for machines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportFields<'a> {
+    /// The error type of a failed invocation.
+    pub error_type: Option<&'a str>,
+    /// How long the invocation ran, in milliseconds.
+    pub duration_ms: f64,
+    /// The cold start's init duration, in milliseconds.
+    pub init_ms: Option<f64>,
+    /// Whether the invocation started its instance.
+    pub cold: bool,
+    /// `success`, `error` or `timeout`.
+    pub outcome: &'a str,
+}
+
+/// Lines of one function's log, in order, from one invocation (or from none: a process
+/// function's output while it starts).
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionLines<'a> {
+    /// The function.
+    pub function: &'a str,
+    /// The invocation the lines belong to.
+    pub request_id: Option<&'a str>,
+    /// The lines, without line ends.
+    pub lines: &'a [&'a str],
+    /// A last line, the invocation's report, with its figures.
+    pub report: Option<(&'a str, ReportFields<'a>)>,
+}
+
+impl FunctionLines<'_> {
+    /// Every line, the report last.
+    pub fn all(&self) -> impl Iterator<Item = &str> + '_ {
+        self.lines
+            .iter()
+            .copied()
+            .chain(self.report.as_ref().map(|(line, _)| *line))
+    }
+
+    /// The lines as `tracing` events (target [`FUNCTION_TARGET`], INFO, fields
+    /// `function` and `request_id`, `-` for none; the report with its figures too).
+    pub fn emit_events(&self) {
+        let function = self.function;
+        let request_id = self.request_id.unwrap_or("-");
+        for line in self.lines {
+            tracing::info!(target: "function", function, request_id, "{line}");
+        }
+        if let Some((line, fields)) = &self.report {
+            tracing::info!(
+                target: "function",
+                function,
+                request_id,
+                error_type = fields.error_type,
+                duration_ms = fields.duration_ms,
+                init_ms = fields.init_ms,
+                cold = fields.cold,
+                outcome = fields.outcome,
+                "{line}"
+            );
+        }
+    }
+}
+
+/// Where function log lines go on a node: its log and its log store.
+pub trait FunctionLog: Send + Sync + 'static {
+    /// Takes lines of one function's log; must not block for long (it is called on the
+    /// request's path).
+    fn write(&self, lines: &FunctionLines<'_>);
+}
+
+static FUNCTION_LOG: OnceLock<Box<dyn FunctionLog>> = OnceLock::new();
+
+/// Installs the process's function log; `false` when one already was.
+pub fn install_function_log(log: Box<dyn FunctionLog>) -> bool {
+    FUNCTION_LOG.set(log).is_ok()
+}
+
+/// Writes function log lines: to the installed [`FunctionLog`], or as `tracing` events
+/// when none is installed.
+pub fn write_lines(lines: &FunctionLines<'_>) {
+    if lines.lines.is_empty() && lines.report.is_none() {
+        return;
+    }
+    match FUNCTION_LOG.get() {
+        Some(log) => log.write(lines),
+        None => lines.emit_events(),
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use std::{
 use nimbus_core::{
     BoxFuture, FunctionSpec, Instance, Invocation, Invoke, InvokeError, InvokeOptions,
     InvokeResult, Outcome, Runtime, RuntimeKind, Stopper,
+    logging::{self, FunctionLines, ReportFields},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
@@ -479,7 +480,12 @@ impl Dispatcher {
         };
         let start_line = lines::start(&function, &request_id);
         if let Some(line) = &start_line {
-            tracing::info!(target: "function", function = function_name, request_id = %request_id, "{line}");
+            logging::write_lines(&FunctionLines {
+                function: function_name,
+                request_id: Some(&request_id),
+                lines: &[line],
+                report: None,
+            });
         }
         let started = Instant::now();
         let report = instance
@@ -490,9 +496,6 @@ impl Dispatcher {
         let duration = started.elapsed();
         let ms = duration.as_secs_f64() * 1000.0;
         let end_line = lines::end(&function, &request_id);
-        if let Some(line) = &end_line {
-            tracing::info!(target: "function", function = function_name, request_id = %request_id, "{line}");
-        }
         let outcome_kind = match &report.outcome {
             Outcome::Response(_) | Outcome::Http(_) => "success",
             Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => "timeout",
@@ -512,20 +515,24 @@ impl Dispatcher {
             outcome_kind,
             error_type,
         );
-        // The REPORT line also carries the invocation's figures as fields, for machines.
-        if let Some(report_line) = &report_line {
-            tracing::info!(
-                target: "function",
-                function = function_name,
-                request_id = %request_id,
-                error_type,
-                duration_ms = duration.as_secs_f64() * 1000.0,
-                init_ms = report.init_duration.map(|d| d.as_secs_f64() * 1000.0),
-                cold,
-                outcome = outcome_kind,
-                "{report_line}"
-            );
-        }
+        // END and REPORT go together; the REPORT line also carries the invocation's
+        // figures as fields, for machines.
+        let end: Option<&str> = end_line.as_deref();
+        logging::write_lines(&FunctionLines {
+            function: function_name,
+            request_id: Some(&request_id),
+            lines: end.as_slice(),
+            report: report_line.as_deref().map(|line| {
+                let fields = ReportFields {
+                    error_type,
+                    duration_ms: ms,
+                    init_ms: report.init_duration.map(|d| d.as_secs_f64() * 1000.0),
+                    cold,
+                    outcome: outcome_kind,
+                };
+                (line, fields)
+            }),
+        });
         drop(busy_instance);
         if report.reusable {
             pool.put_back(instance, generation);

@@ -8,6 +8,7 @@
 
 use std::{cell::RefCell, fmt, io::Write as _, time::SystemTime};
 
+use nimbus_core::logging::FunctionLines;
 use tracing::{
     Event, Subscriber,
     field::{Field, Visit},
@@ -64,6 +65,53 @@ fn encode(line: &mut Vec<u8>, now: SystemTime, event: &Event<'_>) {
     line.extend_from_slice(b",\"target\":");
     string(line, metadata.target());
     line.extend_from_slice(b"}\n");
+}
+
+/// Appends `lines` as the records [`JsonLines`] writes for the events
+/// [`FunctionLines::emit_events`] makes, one per line, all with the time `now`: the node's
+/// function log writes them without making the events.
+pub(crate) fn encode_function_lines(
+    line: &mut Vec<u8>,
+    now: SystemTime,
+    lines: &FunctionLines<'_>,
+) {
+    // What every record starts with, and what follows its message.
+    let mut head = Vec::with_capacity(64);
+    let _ = write!(
+        head,
+        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"message\":",
+        humantime::format_rfc3339_micros(now)
+    );
+    let mut ids = Vec::with_capacity(96);
+    ids.extend_from_slice(b",\"function\":");
+    string(&mut ids, lines.function);
+    ids.extend_from_slice(b",\"request_id\":");
+    string(&mut ids, lines.request_id.unwrap_or("-"));
+    let target = b",\"target\":\"function\"}\n";
+    for message in lines.lines {
+        line.extend_from_slice(&head);
+        string(line, message);
+        line.extend_from_slice(&ids);
+        line.extend_from_slice(target);
+    }
+    if let Some((message, fields)) = &lines.report {
+        line.extend_from_slice(&head);
+        string(line, message);
+        line.extend_from_slice(&ids);
+        if let Some(error_type) = fields.error_type {
+            line.extend_from_slice(b",\"error_type\":");
+            string(line, error_type);
+        }
+        line.extend_from_slice(b",\"duration_ms\":");
+        let _ = serde_json::to_writer(&mut *line, &fields.duration_ms);
+        if let Some(init_ms) = fields.init_ms {
+            line.extend_from_slice(b",\"init_ms\":");
+            let _ = serde_json::to_writer(&mut *line, &init_ms);
+        }
+        let _ = write!(line, ",\"cold\":{},\"outcome\":", fields.cold);
+        string(line, fields.outcome);
+        line.extend_from_slice(target);
+    }
 }
 
 /// Appends `s` as a JSON string.
@@ -228,6 +276,68 @@ mod tests {
         let second: serde_json::Value = serde_json::from_str(&got[1]).unwrap();
         assert_eq!(second["type"], "x");
         assert_eq!(second["level"], "WARN");
+    }
+
+    /// The function log's direct records are the formatter's records of the same lines
+    /// as events, key for key (timestamps aside).
+    #[test]
+    fn function_lines_match_their_events() {
+        let fields = |error_type, init_ms| nimbus_core::logging::ReportFields {
+            error_type,
+            duration_ms: 0.265606,
+            init_ms,
+            cold: init_ms.is_some(),
+            outcome: if error_type.is_some() {
+                "error"
+            } else {
+                "success"
+            },
+        };
+        let batches = [
+            FunctionLines {
+                function: "hello",
+                request_id: Some("7d1c-\"quoted\"\n"),
+                lines: &["START RequestId: x Version: $LATEST", "tab\there \u{1F600}"],
+                report: None,
+            },
+            FunctionLines {
+                function: "hello",
+                request_id: None,
+                lines: &["started"],
+                report: None,
+            },
+            FunctionLines {
+                function: "hello",
+                request_id: Some("r"),
+                lines: &["END RequestId: r"],
+                report: Some(("REPORT RequestId: r", fields(None, Some(0.109062)))),
+            },
+            FunctionLines {
+                function: "f",
+                request_id: Some("r"),
+                lines: &[],
+                report: Some(("REPORT", fields(Some("Runtime.ExitError"), None))),
+            },
+        ];
+        let from_events = lines(|| {
+            for batch in &batches {
+                batch.emit_events();
+            }
+        });
+        let mut direct = Vec::new();
+        for batch in &batches {
+            encode_function_lines(&mut direct, SystemTime::now(), batch);
+        }
+        let direct: Vec<String> = String::from_utf8(direct)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(direct.len(), 6);
+        let without_time = |line: &str| line[line.find(",\"level\"").unwrap()..].to_owned();
+        let direct: Vec<String> = direct.iter().map(|l| without_time(l)).collect();
+        let from_events: Vec<String> = from_events.iter().map(|l| without_time(l)).collect();
+        assert_eq!(direct, from_events);
     }
 
     #[test]

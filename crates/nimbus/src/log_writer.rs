@@ -92,6 +92,11 @@ impl LineWriter {
         }
     }
 
+    /// Queues `lines`: one or more whole lines, written together.
+    pub(crate) fn write_lines(&self, lines: &[u8]) {
+        self.send(Message::Line(lines.to_vec()));
+    }
+
     /// Waits until the lines queued before this call are written (or the writer is gone).
     #[cfg(test)]
     fn flush(&self) {

@@ -6,12 +6,18 @@
 //! when it is dropped. In JSON, the lines every request writes are encoded by
 //! [`crate::json_lines`].
 //!
-//! Function log lines also go to the node's log store (`nimbus logs`) once the node has
-//! attached it to [`nimbus_telemetry::logs::LogCapture::global`].
+//! Function log lines (`START`, the function's output, `END`, `REPORT`) do not travel as
+//! `tracing` events: the parts hand them to the [`FunctionLog`] installed here, which
+//! writes them to the node's log (encoded directly in JSON; as events for the text
+//! formatter) and to the node's log store (`nimbus logs`) once the node has attached it to
+//! [`nimbus_telemetry::logs::LogCapture::global`]. Several lines of an invocation go at
+//! once.
 
-use std::io::IsTerminal;
+use std::{cell::RefCell, io::IsTerminal, time::SystemTime};
 
 use clap::{Args, ValueEnum};
+use nimbus_core::logging::{FUNCTION_TARGET, FunctionLines, FunctionLog};
+use nimbus_telemetry::logs::LogCapture;
 use nimbus_telemetry::traces::{TraceSettings, Traces};
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
@@ -86,6 +92,41 @@ fn trace_layer(traces: Option<&Traces>) -> Box<dyn Layer<Registry> + Send + Sync
     }
 }
 
+/// How the node's log takes function lines.
+enum NodeLog {
+    /// Encoded here and handed to the writer (the JSON format).
+    Json(crate::log_writer::LineWriter),
+    /// As `tracing` events, for the text formatter.
+    Events,
+    /// Not at all: the log level leaves them out.
+    Off,
+}
+
+/// The node's function log: the node's log and its log store.
+struct NodeFunctionLog {
+    log: NodeLog,
+    store: &'static LogCapture,
+}
+
+thread_local! {
+    static RECORDS: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+impl FunctionLog for NodeFunctionLog {
+    fn write(&self, lines: &FunctionLines<'_>) {
+        self.store.write(lines);
+        match &self.log {
+            NodeLog::Json(writer) => RECORDS.with_borrow_mut(|records| {
+                records.clear();
+                crate::json_lines::encode_function_lines(records, SystemTime::now(), lines);
+                writer.write_lines(records);
+            }),
+            NodeLog::Events => lines.emit_events(),
+            NodeLog::Off => {}
+        }
+    }
+}
+
 impl LogArgs {
     /// Installs the subscriber (with the trace exporter, when one is configured); keep
     /// the guard until the program ends.
@@ -128,22 +169,27 @@ impl LogArgs {
             !direct && !nimbus_telemetry::traces::is_trace_span(meta)
         }));
         let per_request = json.then(|| {
-            crate::json_lines::JsonLines::new(writer).with_filter(level().and(filter_fn(|meta| {
-                meta.is_event() && crate::json_lines::writes(meta.target())
-            })))
+            crate::json_lines::JsonLines::new(writer.clone()).with_filter(level().and(filter_fn(
+                |meta| meta.is_event() && crate::json_lines::writes(meta.target()),
+            )))
         });
         tracing_subscriber::registry()
             .with(trace_layer(traces.as_ref()))
             .with(fmt.with_filter(fmt_filter))
             .with(per_request)
-            .with(
-                nimbus_telemetry::logs::LogCapture::global()
-                    .layer()
-                    .with_filter(filter_fn(|meta| {
-                        meta.target() == nimbus_telemetry::logs::FUNCTION_TARGET
-                    })),
-            )
             .init();
+        // Function lines reach the node's log when its level lets their events through.
+        let log = if !tracing::event_enabled!(target: FUNCTION_TARGET, tracing::Level::INFO) {
+            NodeLog::Off
+        } else if json {
+            NodeLog::Json(writer)
+        } else {
+            NodeLog::Events
+        };
+        nimbus_core::logging::install_function_log(Box::new(NodeFunctionLog {
+            log,
+            store: LogCapture::global(),
+        }));
         Ok(LogGuard {
             _traces: traces,
             _writer: guard,

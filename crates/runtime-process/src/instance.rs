@@ -10,6 +10,7 @@ use std::{
 use nimbus_core::{
     BoxFuture, FunctionSpec, Instance, Invocation, Outcome, Report, RuntimeKind, StartError,
     Stopper,
+    logging::{self, FunctionLines},
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, BufReader},
@@ -144,12 +145,12 @@ fn pump(
                 .trim_end_matches(['\n', '\r'])
                 .to_owned();
             let mut out = lock(&output);
-            tracing::info!(
-                target: "function",
-                function = %function,
-                request_id = out.request_id.as_deref().unwrap_or("-"),
-                "{line}"
-            );
+            logging::write_lines(&FunctionLines {
+                function: &function,
+                request_id: out.request_id.as_deref(),
+                lines: &[&line],
+                report: None,
+            });
             out.bytes += line.len() + 1;
             out.lines.push_back(line);
             while out.bytes > LOG_TAIL_BYTES && out.lines.len() > 1 {

@@ -14,7 +14,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use nimbus_core::{ApplicationLogLevel, LoggingConfig, logging::application_line};
+use nimbus_core::{
+    ApplicationLogLevel, LoggingConfig,
+    logging::{self, FunctionLines, application_line},
+};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::{
     cli::{IsTerminal, StdoutStream},
@@ -60,12 +63,12 @@ impl State {
     }
 
     fn log(&self, line: &str) {
-        tracing::info!(
-            target: "function",
-            function = %self.function,
-            request_id = self.request_id.as_deref().unwrap_or("-"),
-            "{line}"
-        );
+        logging::write_lines(&FunctionLines {
+            function: &self.function,
+            request_id: self.request_id.as_deref(),
+            lines: &[line],
+            report: None,
+        });
     }
 
     fn emit(&mut self, raw: &[u8]) {

@@ -7,10 +7,10 @@
 //!   and bounded per function by total size and age ([`Retention`]).
 //! - [`LogStore::query`] reads a function's lines back, oldest first;
 //!   [`LogStore::subscribe`] follows the lines written from now on.
-//! - [`LogCapture`] is a [`tracing_subscriber::Layer`] that puts every event with target
-//!   `function` (fields `function` and `request_id`) into the store attached to it. It is
-//!   installed with the subscriber, before the data directory is known; the node attaches
-//!   its store once it has opened it.
+//! - [`LogCapture`] puts function log lines ([`nimbus_core::logging::FunctionLines`], as
+//!   the node's [`nimbus_core::logging::FunctionLog`] hands them on) into the store
+//!   attached to it. It exists before the data directory is known; the node attaches its
+//!   store once it has opened it.
 //!
 //! The store knows nothing of HTTP: the admin API and `nimbus logs` are built on it
 //! elsewhere.
@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use capture::{CaptureLayer, FUNCTION_TARGET, LogCapture};
+pub use capture::{FUNCTION_TARGET, LogCapture};
 pub use query::{Position, Query, QueryResult};
 pub use store::{Followed, LogStore};
 

@@ -18,9 +18,9 @@ use super::{
     segment::FunctionLog, to_millis,
 };
 
-/// Lines waiting for the writer before loggers wait for it.
+/// Messages (one or more lines each) waiting for the writer before loggers wait for it.
 const QUEUED_LINES: usize = 64 * 1024;
-/// Most lines the writer takes before it flushes and tells followers.
+/// Most messages the writer takes before it flushes and tells followers.
 const BATCH_LINES: usize = 4096;
 /// New lines a follower may fall behind by before it misses some.
 const FOLLOW_BUFFER: usize = 4096;
@@ -43,8 +43,23 @@ pub struct Followed {
 }
 
 enum Message {
-    Line { function: String, line: LogLine },
+    /// Lines of one function's log, stamped with one time.
+    Lines {
+        function: String,
+        time: u64,
+        request_id: Option<String>,
+        lines: Vec<String>,
+    },
     Flush(mpsc::Sender<()>),
+}
+
+/// A line as it is encoded: [`LogLine`]'s form, borrowed.
+#[derive(serde::Serialize)]
+struct Encoded<'a> {
+    time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    message: &'a str,
 }
 
 #[derive(Default)]
@@ -146,7 +161,7 @@ impl LogStore {
 
     /// Queues a line of `function`'s log, stamped now. It is on disk and sent to
     /// followers within a few milliseconds. Lines of names that cannot be functions are
-    /// dropped. Waits only when the writer is [`QUEUED_LINES`] behind.
+    /// dropped. Waits only when the writer is [`QUEUED_LINES`] messages behind.
     pub fn append(&self, function: &str, request_id: Option<&str>, message: &str) {
         self.append_owned(
             function.to_owned(),
@@ -160,12 +175,35 @@ impl LogStore {
         if !is_function_name(&function) {
             return;
         }
-        let line = LogLine {
+        self.send(Message::Lines {
+            function,
             time: to_millis(self.inner.clock.now()),
             request_id,
-            message,
-        };
-        self.send(Message::Line { function, line });
+            lines: vec![message],
+        });
+    }
+
+    /// Queues several lines of `function`'s log, in order, stamped now: what
+    /// [`LogStore::append`] does for each, handed to the writer at once.
+    pub fn append_lines<'a>(
+        &self,
+        function: &str,
+        request_id: Option<&str>,
+        lines: impl IntoIterator<Item = &'a str>,
+    ) {
+        if !is_function_name(function) {
+            return;
+        }
+        let lines: Vec<String> = lines.into_iter().map(str::to_owned).collect();
+        if lines.is_empty() {
+            return;
+        }
+        self.send(Message::Lines {
+            function: function.to_owned(),
+            time: to_millis(self.inner.clock.now()),
+            request_id: request_id.map(str::to_owned),
+            lines,
+        });
     }
 
     fn send(&self, message: Message) {
@@ -259,7 +297,7 @@ impl Writer {
             }
             // A full batch means more are waiting: no rest then.
             let rest = batch.len() < BATCH_LINES
-                && batch.iter().any(|m| matches!(m, Message::Line { .. }));
+                && batch.iter().any(|m| matches!(m, Message::Lines { .. }));
             let flushes = self.write(batch);
             let now = self.clock.now();
             let due = now
@@ -291,32 +329,59 @@ impl Writer {
         };
         let mut flushes = Vec::new();
         let mut fresh = Vec::new();
+        let mut failed = None;
         let mut encoded = Vec::with_capacity(256);
         for message in batch {
-            match message {
-                Message::Flush(done) => flushes.push(done),
-                Message::Line { function, line } => {
-                    encoded.clear();
-                    if serde_json::to_writer(&mut encoded, &line).is_err() {
-                        continue;
-                    }
-                    encoded.push(b'\n');
-                    if !self.logs.contains_key(&function) {
-                        let log = FunctionLog::new(self.dir.join(&function));
-                        self.logs.insert(function.clone(), log);
-                    }
-                    let Some(log) = self.logs.get_mut(&function) else {
-                        continue;
-                    };
-                    match log.append(&encoded, line.time, &self.retention) {
-                        Ok(position) => {
-                            if let Some(sender) = followed.get(&function) {
-                                fresh.push((sender, Followed { line, position }));
-                            }
+            let (function, time, request_id, lines) = match message {
+                Message::Flush(done) => {
+                    flushes.push(done);
+                    continue;
+                }
+                Message::Lines {
+                    function,
+                    time,
+                    request_id,
+                    lines,
+                } => (function, time, request_id, lines),
+            };
+            if !self.logs.contains_key(&function) {
+                let log = FunctionLog::new(self.dir.join(&function));
+                self.logs.insert(function.clone(), log);
+            }
+            let Some(log) = self.logs.get_mut(&function) else {
+                continue;
+            };
+            let sender = followed.get(&function);
+            for message in lines {
+                encoded.clear();
+                let line = Encoded {
+                    time,
+                    request_id: request_id.as_deref(),
+                    message: &message,
+                };
+                if serde_json::to_writer(&mut encoded, &line).is_err() {
+                    continue;
+                }
+                encoded.push(b'\n');
+                match log.append(&encoded, time, &self.retention) {
+                    Ok(position) => {
+                        if let Some(sender) = sender {
+                            let line = LogLine {
+                                time,
+                                request_id: request_id.clone(),
+                                message,
+                            };
+                            fresh.push((sender, Followed { line, position }));
                         }
-                        Err(e) => self.failed(&function, &e),
+                    }
+                    Err(e) => {
+                        failed = Some((function.clone(), e));
+                        break;
                     }
                 }
+            }
+            if let Some((function, e)) = failed.take() {
+                self.failed(&function, &e);
             }
         }
         self.flush_all();
