@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 
 use serde_json::Value;
 
-use crate::harness::{Builder, http};
+use crate::harness::{Builder, Nimbus, http};
 
 /// A `provided` bootstrap in shell: takes invocations from the Runtime API and answers
 /// each with `respond`, a shell snippet that prints the response body given `$EVENT`.
@@ -24,6 +24,25 @@ while true; do
 done
 "#
     )
+}
+
+/// Waits (up to 10 s) until the node's log says it stopped an idle instance.
+fn wait_for_an_idle_stop(node: &Nimbus) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !node.logs().contains("stopping an idle instance") && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        node.logs().contains("stopping an idle instance"),
+        "{}",
+        node.logs()
+    );
+}
+
+/// The manifest line that hands a function the markers directory.
+fn markers_env(markers: &Path) -> String {
+    format!("environment = {{ MARKERS = \"{}\" }}", markers.display())
 }
 
 fn write_app(dir: &Path, functions: &[(&str, &str, &str)], routes: &[(&str, &str)]) {
@@ -372,16 +391,7 @@ fn idle_instances_stop_and_min_warm_ones_are_there_first() {
     assert_eq!(started(), 2, "the request used a warm instance");
     let r = http(node.gateway(), "GET", "/cold", &[], "").unwrap();
     assert_eq!(r.status, 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !node.logs().contains("stopping an idle instance") && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        node.logs().contains("stopping an idle instance"),
-        "{}",
-        node.logs()
-    );
+    wait_for_an_idle_stop(&node);
 }
 
 #[test]
@@ -518,10 +528,7 @@ fn an_idle_instance_killed_from_outside_is_replaced() {
         "#!/bin/sh\ntouch \"$MARKERS/$$\"\n",
         1,
     );
-    let env = format!(
-        "environment = {{ MARKERS = \"{}\" }}",
-        markers.path().display()
-    );
+    let env = markers_env(markers.path());
     write_app(
         app.path(),
         &[("victim", &bootstrap, &env)],
@@ -562,10 +569,7 @@ fn instances_get_sigterm_when_the_node_stops() {
         "#!/bin/sh\ntrap 'touch \"$MARKERS/term\"; exit 0' TERM\n",
         1,
     );
-    let env = format!(
-        "environment = {{ MARKERS = \"{}\" }}",
-        markers.path().display()
-    );
+    let env = markers_env(markers.path());
     write_app(
         app.path(),
         &[("polite", &bootstrap, &env)],
@@ -587,6 +591,54 @@ fn instances_get_sigterm_when_the_node_stops() {
     );
 }
 
+/// An instance being stopped gets SIGTERM while its long poll for the next invocation
+/// waits, as on Lambda, where `next` never answers a runtime that is going away: an
+/// answer without an invocation makes some runtimes (the `lambda_runtime` crate's)
+/// panic. The signal reaches the bootstrap's whole process group, so the `curl` it is
+/// waiting on ends too, and SIGKILL follows after the grace.
+#[test]
+fn a_stopping_instance_gets_sigterm_not_an_answer_to_its_long_poll() {
+    let app = tempfile::tempdir().unwrap();
+    let markers = tempfile::tempdir().unwrap();
+    // SIGTERM ignored (curl inherits that), each poll's HTTP status kept in a file.
+    let bootstrap = r#"#!/bin/sh
+trap '' TERM
+api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+n=0
+while true; do
+  n=$((n+1))
+  headers=$(mktemp)
+  status=$(curl -sS -o /dev/null -D "$headers" -w '%{http_code}' "$api/invocation/next")
+  printf '%s' "$status" > "$MARKERS/poll-$n"
+  ID=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d: -f2 | tr -d ' \r\n')
+  rm -f "$headers"
+  [ -n "$ID" ] || exit 0
+  curl -sS -o /dev/null -X POST "$api/invocation/$ID/response" --data-binary '"ok"'
+done
+"#;
+    let env = markers_env(markers.path());
+    write_app(
+        app.path(),
+        &[("stubborn", bootstrap, &env)],
+        &[("GET /s", "stubborn")],
+    );
+    let node = Builder::up(app.path())
+        .arg("--idle-timeout")
+        .arg("300ms")
+        .start();
+    assert_eq!(
+        http(node.gateway(), "GET", "/s", &[], "").unwrap().status,
+        200
+    );
+    wait_for_an_idle_stop(&node);
+    // Past the stop's grace: the instance is gone, killed while it waited.
+    std::thread::sleep(Duration::from_secs(1));
+    let polls: Vec<String> = (1..=3)
+        .filter_map(|n| std::fs::read_to_string(markers.path().join(format!("poll-{n}"))).ok())
+        .collect();
+    assert_eq!(polls, ["200"], "{}", node.logs());
+}
+
 /// When the grace period runs out with an invocation still running, its instance gets
 /// SIGTERM before SIGKILL, as idle ones do.
 #[test]
@@ -601,10 +653,7 @@ touch "$MARKERS/busy"
 sleep 30 &
 wait $!
 "#;
-    let env = format!(
-        "environment = {{ MARKERS = \"{}\" }}",
-        markers.path().display()
-    );
+    let env = markers_env(markers.path());
     write_app(
         app.path(),
         &[("stubborn", bootstrap, &env)],

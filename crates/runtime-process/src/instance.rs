@@ -182,8 +182,21 @@ fn kill_now(kill: &Mutex<Option<oneshot::Sender<()>>>) {
     }
 }
 
+/// Sends `signal` (`-TERM`, `-KILL`) to the process group that the bootstrap with `pid`
+/// leads: the bootstrap and what it started (a shell bootstrap's `curl`, say).
+async fn signal_group(pid: u32, signal: &str) {
+    // `kill` rather than a signal call: the crate stays free of unsafe code.
+    let _ = tokio::process::Command::new("kill")
+        .args([signal, "--", &format!("-{pid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+}
+
 /// SIGTERM, as Lambda sends at shutdown, then after the grace SIGKILL for a process still
-/// running; returns once it has ended.
+/// running; both to the bootstrap's whole process group. Returns once it has ended.
 async fn terminate(
     pid: Option<u32>,
     mut exited: watch::Receiver<Option<String>>,
@@ -192,16 +205,16 @@ async fn terminate(
     if let Some(pid) = pid
         && exited.borrow().is_none()
     {
-        // `kill` rather than a signal call: the crate stays free of unsafe code.
-        let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
+        signal_group(pid, "-TERM").await;
     }
-    let _ = tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some)).await;
+    let ended = tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some))
+        .await
+        .is_ok();
+    if let Some(pid) = pid
+        && !ended
+    {
+        signal_group(pid, "-KILL").await;
+    }
     kill_now(kill);
     let _ = exited.wait_for(Option::is_some).await;
 }
@@ -244,6 +257,8 @@ impl ProcessInstance {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A group of its own, so that stopping it reaches what it started too.
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = match cmd.spawn() {
             Ok(child) => child,
@@ -443,11 +458,15 @@ impl Instance for ProcessInstance {
 
     fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            // Closing the invocation channel ends the runtime's long poll (410); the shims
-            // exit on it. Then SIGTERM, and SIGKILL after the grace.
+            // SIGTERM, and SIGKILL after the grace, while the runtime's long poll waits:
+            // as on Lambda, `next` does not answer a runtime that is being stopped.
+            // (Ending the poll first, with a 410, made runtimes built on the
+            // `lambda_runtime` crate panic: a backtrace note in the log at every idle
+            // stop.) Then the invocation channel closes, which answers a poll still open
+            // with a 410.
+            terminate(self.pid, self.exited.clone(), &self.kill).await;
             let (closed, _) = mpsc::channel(1);
             drop(std::mem::replace(&mut self.pending, closed));
-            terminate(self.pid, self.exited.clone(), &self.kill).await;
             self.server.abort();
         })
     }
