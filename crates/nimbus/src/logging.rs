@@ -21,7 +21,7 @@ use nimbus_telemetry::logs::LogCapture;
 use nimbus_telemetry::traces::{TraceSettings, Traces};
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
-    filter::{FilterExt, filter_fn},
+    filter::{FilterExt, LevelFilter, filter_fn},
     layer::{Identity, SubscriberExt},
     util::SubscriberInitExt,
 };
@@ -88,7 +88,9 @@ pub(crate) struct LogGuard {
 fn trace_layer(traces: Option<&Traces>) -> Box<dyn Layer<Registry> + Send + Sync> {
     match traces {
         Some(traces) => traces.layer().boxed(),
-        None => Identity::new().with_filter(filter_fn(|_| false)).boxed(),
+        None => Identity::new()
+            .with_filter(filter_fn(|_| false).with_max_level_hint(LevelFilter::OFF))
+            .boxed(),
     }
 }
 
@@ -127,6 +129,53 @@ impl FunctionLog for NodeFunctionLog {
     }
 }
 
+/// The node's subscriber: the trace exporter's layer, the formatter, and in JSON the
+/// direct encoder of per-request lines, each filtered for itself.
+///
+/// Each filter also says the most verbose level it lets through, so that the subscriber
+/// as a whole does: `tracing` and the `log` crate (which wasmtime and others log through)
+/// then skip a disabled `debug!` or `trace!` at a glance instead of asking every layer.
+fn subscriber(
+    spec: &str,
+    json: bool,
+    writer: &crate::log_writer::LineWriter,
+    traces: Option<&Traces>,
+) -> impl tracing::Subscriber + Send + Sync + 'static {
+    // Two layers filter by the level, so the filter is made from its text twice.
+    let level = || EnvFilter::new(spec);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer.clone());
+    let fmt = if json {
+        fmt.json().flatten_event(true).boxed()
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal()).boxed()
+    };
+    // Each layer filters for itself: the log level says what reaches stderr, not what
+    // reaches the function log store, which takes every function line.
+    // Trace spans are for the exporter only; the log shows none of them.
+    // In JSON, the lines every request writes (function lines, access lines) take the
+    // direct encoder; the formatter writes the rest. These filters only narrow the level
+    // filter, hence their hint of TRACE (the level filter's own hint wins).
+    let fmt_filter = level().and(
+        filter_fn(move |meta| {
+            let direct = json && meta.is_event() && crate::json_lines::writes(meta.target());
+            !direct && !nimbus_telemetry::traces::is_trace_span(meta)
+        })
+        .with_max_level_hint(LevelFilter::TRACE),
+    );
+    let per_request = json.then(|| {
+        crate::json_lines::JsonLines::new(writer.clone()).with_filter(
+            level().and(
+                filter_fn(|meta| meta.is_event() && crate::json_lines::writes(meta.target()))
+                    .with_max_level_hint(LevelFilter::TRACE),
+            ),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(trace_layer(traces))
+        .with(fmt.with_filter(fmt_filter))
+        .with(per_request)
+}
+
 impl LogArgs {
     /// Installs the subscriber (with the trace exporter, when one is configured); keep
     /// the guard until the program ends.
@@ -151,33 +200,9 @@ impl LogArgs {
                 "info".to_owned()
             }
         };
-        let level = || EnvFilter::new(&spec);
         let (writer, guard) = crate::log_writer::start(std::io::stderr());
         let json = matches!(self.log_format, LogFormat::Json);
-        let fmt = tracing_subscriber::fmt::layer().with_writer(writer.clone());
-        let fmt = match self.log_format {
-            LogFormat::Json => fmt.json().flatten_event(true).boxed(),
-            LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
-        };
-        // Each layer filters for itself: the log level says what reaches stderr, not what
-        // reaches the function log store, which takes every function line.
-        // Trace spans are for the exporter only; the log shows none of them.
-        // In JSON, the lines every request writes (function lines, access lines) take the
-        // direct encoder; the formatter writes the rest.
-        let fmt_filter = level().and(filter_fn(move |meta| {
-            let direct = json && meta.is_event() && crate::json_lines::writes(meta.target());
-            !direct && !nimbus_telemetry::traces::is_trace_span(meta)
-        }));
-        let per_request = json.then(|| {
-            crate::json_lines::JsonLines::new(writer.clone()).with_filter(level().and(filter_fn(
-                |meta| meta.is_event() && crate::json_lines::writes(meta.target()),
-            )))
-        });
-        tracing_subscriber::registry()
-            .with(trace_layer(traces.as_ref()))
-            .with(fmt.with_filter(fmt_filter))
-            .with(per_request)
-            .init();
+        subscriber(&spec, json, &writer, traces.as_ref()).init();
         // Function lines reach the node's log when its level lets their events through.
         let log = if !tracing::event_enabled!(target: FUNCTION_TARGET, tracing::Level::INFO) {
             NodeLog::Off
@@ -212,6 +237,26 @@ mod tests {
     impl<S: tracing::Subscriber> Layer<S> for Events {
         fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
             self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The node's subscriber says how verbose it is, so that disabled `debug!` and
+    /// `trace!` calls (and the `log` crate's) are skipped without asking each layer.
+    #[test]
+    fn the_subscriber_hints_its_most_verbose_level() {
+        let (writer, _guard) = crate::log_writer::start(std::io::sink());
+        for (spec, json, hint) in [
+            ("info", true, LevelFilter::INFO),
+            ("info", false, LevelFilter::INFO),
+            ("warn,nimbus_gateway=debug", true, LevelFilter::DEBUG),
+            ("error", false, LevelFilter::ERROR),
+        ] {
+            let subscriber = subscriber(spec, json, &writer, None);
+            assert_eq!(
+                tracing::Subscriber::max_level_hint(&subscriber),
+                Some(hint),
+                "{spec} json={json}"
+            );
         }
     }
 

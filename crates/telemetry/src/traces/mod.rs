@@ -152,7 +152,12 @@ impl Traces {
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
-            .with_filter(filter_fn(|meta| meta.is_span() && meta.target() == TARGET))
+            // Every trace span is made at INFO: the hint lets `tracing` and `log` skip
+            // more verbose calls without asking this layer.
+            .with_filter(
+                filter_fn(|meta| meta.is_span() && meta.target() == TARGET)
+                    .with_max_level_hint(tracing_subscriber::filter::LevelFilter::INFO),
+            )
     }
 
     /// Exports what is buffered and stops the exporter.
