@@ -75,42 +75,39 @@ pub(crate) fn encode_function_lines(
     now: SystemTime,
     lines: &FunctionLines<'_>,
 ) {
-    // What every record starts with, and what follows its message.
-    let mut head = Vec::with_capacity(64);
-    let _ = write!(
-        head,
-        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"message\":",
-        humantime::format_rfc3339_micros(now)
-    );
-    let mut ids = Vec::with_capacity(96);
-    ids.extend_from_slice(b",\"function\":");
-    string(&mut ids, lines.function);
-    ids.extend_from_slice(b",\"request_id\":");
-    string(&mut ids, lines.request_id.unwrap_or("-"));
-    let target = b",\"target\":\"function\"}\n";
-    for message in lines.lines {
-        line.extend_from_slice(&head);
+    // The time, formatted once for all the records.
+    let mut stamp = [0u8; 40];
+    let mut cursor = std::io::Cursor::new(&mut stamp[..]);
+    let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(now));
+    let stamp_len = usize::try_from(cursor.position()).unwrap_or(0);
+    let stamp = &stamp[..stamp_len];
+    let report_at = lines.lines.len();
+    for (i, message) in lines.all().enumerate() {
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        line.extend_from_slice(stamp);
+        line.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":");
         string(line, message);
-        line.extend_from_slice(&ids);
-        line.extend_from_slice(target);
-    }
-    if let Some((message, fields)) = &lines.report {
-        line.extend_from_slice(&head);
-        string(line, message);
-        line.extend_from_slice(&ids);
-        if let Some(error_type) = fields.error_type {
-            line.extend_from_slice(b",\"error_type\":");
-            string(line, error_type);
+        line.extend_from_slice(b",\"function\":");
+        string(line, lines.function);
+        line.extend_from_slice(b",\"request_id\":");
+        string(line, lines.request_id.unwrap_or("-"));
+        if i == report_at
+            && let Some((_, fields)) = &lines.report
+        {
+            if let Some(error_type) = fields.error_type {
+                line.extend_from_slice(b",\"error_type\":");
+                string(line, error_type);
+            }
+            line.extend_from_slice(b",\"duration_ms\":");
+            let _ = serde_json::to_writer(&mut *line, &fields.duration_ms);
+            if let Some(init_ms) = fields.init_ms {
+                line.extend_from_slice(b",\"init_ms\":");
+                let _ = serde_json::to_writer(&mut *line, &init_ms);
+            }
+            let _ = write!(line, ",\"cold\":{},\"outcome\":", fields.cold);
+            string(line, fields.outcome);
         }
-        line.extend_from_slice(b",\"duration_ms\":");
-        let _ = serde_json::to_writer(&mut *line, &fields.duration_ms);
-        if let Some(init_ms) = fields.init_ms {
-            line.extend_from_slice(b",\"init_ms\":");
-            let _ = serde_json::to_writer(&mut *line, &init_ms);
-        }
-        let _ = write!(line, ",\"cold\":{},\"outcome\":", fields.cold);
-        string(line, fields.outcome);
-        line.extend_from_slice(target);
+        line.extend_from_slice(b",\"target\":\"function\"}\n");
     }
 }
 
@@ -325,8 +322,9 @@ mod tests {
             }
         });
         let mut direct = Vec::new();
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
         for batch in &batches {
-            encode_function_lines(&mut direct, SystemTime::now(), batch);
+            encode_function_lines(&mut direct, now, batch);
         }
         let direct: Vec<String> = String::from_utf8(direct)
             .unwrap()
@@ -334,6 +332,12 @@ mod tests {
             .map(str::to_owned)
             .collect();
         assert_eq!(direct.len(), 6);
+        for line in &direct {
+            assert!(
+                line.starts_with("{\"timestamp\":\"2023-11-14T22:13:20.123456Z\","),
+                "{line}"
+            );
+        }
         let without_time = |line: &str| line[line.find(",\"level\"").unwrap()..].to_owned();
         let direct: Vec<String> = direct.iter().map(|l| without_time(l)).collect();
         let from_events: Vec<String> = from_events.iter().map(|l| without_time(l)).collect();

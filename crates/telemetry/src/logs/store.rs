@@ -163,24 +163,7 @@ impl LogStore {
     /// followers within a few milliseconds. Lines of names that cannot be functions are
     /// dropped. Waits only when the writer is [`QUEUED_LINES`] messages behind.
     pub fn append(&self, function: &str, request_id: Option<&str>, message: &str) {
-        self.append_owned(
-            function.to_owned(),
-            request_id.map(str::to_owned),
-            message.to_owned(),
-        );
-    }
-
-    /// [`LogStore::append`] for a caller that owns the strings already.
-    pub fn append_owned(&self, function: String, request_id: Option<String>, message: String) {
-        if !is_function_name(&function) {
-            return;
-        }
-        self.send(Message::Lines {
-            function,
-            time: to_millis(self.inner.clock.now()),
-            request_id,
-            lines: vec![message],
-        });
+        self.append_lines(function, request_id, [message]);
     }
 
     /// Queues several lines of `function`'s log, in order, stamped now: what
