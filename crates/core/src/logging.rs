@@ -309,11 +309,11 @@ impl FunctionLines<'_> {
         let function = self.function;
         let request_id = self.request_id.unwrap_or("-");
         for line in self.lines {
-            tracing::info!(target: "function", function, request_id, "{line}");
+            tracing::info!(target: FUNCTION_TARGET, function, request_id, "{line}");
         }
         if let Some((line, fields)) = &self.report {
             tracing::info!(
-                target: "function",
+                target: FUNCTION_TARGET,
                 function,
                 request_id,
                 error_type = fields.error_type,

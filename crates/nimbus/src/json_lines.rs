@@ -16,7 +16,7 @@ use tracing::{
 use tracing_subscriber::{Layer, fmt::MakeWriter, layer::Context};
 
 /// The targets whose events this layer writes.
-pub(crate) const TARGETS: [&str; 2] = [nimbus_telemetry::logs::FUNCTION_TARGET, "access"];
+pub(crate) const TARGETS: [&str; 2] = [nimbus_core::logging::FUNCTION_TARGET, "access"];
 
 /// Whether this layer writes the events of `target`.
 pub(crate) fn writes(target: &str) -> bool {

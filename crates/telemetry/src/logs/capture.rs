@@ -6,8 +6,6 @@ use nimbus_core::logging::FunctionLines;
 
 use super::LogStore;
 
-pub use nimbus_core::logging::FUNCTION_TARGET;
-
 /// Where function log lines go: a store attached once the data directory is open, or
 /// nowhere. Clones share the attachment.
 #[derive(Debug, Clone, Default)]

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use capture::{FUNCTION_TARGET, LogCapture};
+pub use capture::LogCapture;
 pub use query::{Position, Query, QueryResult};
 pub use store::{Followed, LogStore};
 

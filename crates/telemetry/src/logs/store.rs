@@ -19,9 +19,9 @@ use super::{
 };
 
 /// Messages (one or more lines each) waiting for the writer before loggers wait for it.
-const QUEUED_LINES: usize = 64 * 1024;
+const QUEUED_MESSAGES: usize = 64 * 1024;
 /// Most messages the writer takes before it flushes and tells followers.
-const BATCH_LINES: usize = 4096;
+const BATCH_MESSAGES: usize = 4096;
 /// New lines a follower may fall behind by before it misses some.
 const FOLLOW_BUFFER: usize = 4096;
 /// How long [`LogStore::flush`] waits for the writer.
@@ -125,7 +125,7 @@ impl LogStore {
                 logs.insert(name, FunctionLog::load(entry.path())?);
             }
         }
-        let (queue, received) = mpsc::sync_channel(QUEUED_LINES);
+        let (queue, received) = mpsc::sync_channel(QUEUED_MESSAGES);
         let followers = Arc::new(Mutex::new(Followers::default()));
         let mut writer = Writer {
             dir: dir.to_path_buf(),
@@ -161,7 +161,7 @@ impl LogStore {
 
     /// Queues a line of `function`'s log, stamped now. It is on disk and sent to
     /// followers within a few milliseconds. Lines of names that cannot be functions are
-    /// dropped. Waits only when the writer is [`QUEUED_LINES`] messages behind.
+    /// dropped. Waits only when the writer is [`QUEUED_MESSAGES`] messages behind.
     pub fn append(&self, function: &str, request_id: Option<&str>, message: &str) {
         self.append_lines(function, request_id, [message]);
     }
@@ -272,14 +272,14 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut batch: Vec<Message> = first.into_iter().collect();
-            while batch.len() < BATCH_LINES {
+            while batch.len() < BATCH_MESSAGES {
                 match received.try_recv() {
                     Ok(message) => batch.push(message),
                     Err(_) => break,
                 }
             }
             // A full batch means more are waiting: no rest then.
-            let rest = batch.len() < BATCH_LINES
+            let rest = batch.len() < BATCH_MESSAGES
                 && batch.iter().any(|m| matches!(m, Message::Lines { .. }));
             let flushes = self.write(batch);
             let now = self.clock.now();
@@ -312,7 +312,6 @@ impl Writer {
         };
         let mut flushes = Vec::new();
         let mut fresh = Vec::new();
-        let mut failed = None;
         let mut encoded = Vec::with_capacity(256);
         for message in batch {
             let (function, time, request_id, lines) = match message {
@@ -335,6 +334,7 @@ impl Writer {
                 continue;
             };
             let sender = followed.get(&function);
+            let mut failed = None;
             for message in lines {
                 encoded.clear();
                 let line = Encoded {
@@ -358,12 +358,12 @@ impl Writer {
                         }
                     }
                     Err(e) => {
-                        failed = Some((function.clone(), e));
+                        failed = Some(e);
                         break;
                     }
                 }
             }
-            if let Some((function, e)) = failed.take() {
+            if let Some(e) = failed {
                 self.failed(&function, &e);
             }
         }
