@@ -153,6 +153,78 @@ where
     }
 }
 
+/// A process's parent, command name (`comm`, at most 15 bytes) and CPU time so far (user
+/// and system, not its children's), from `/proc/PID/stat` (Linux).
+fn proc_stat(pid: u32) -> Option<(u32, String, Duration)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: fields are counted after it.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel's USER_HZ, 100 on Linux.
+    Some((ppid, comm, Duration::from_millis(ticks * 10)))
+}
+
+/// The CPU time `pid` has used so far, user and system (not its children's), from
+/// `/proc/PID/stat`; `None` where that cannot be read.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    proc_stat(pid).map(|(_, _, cpu)| cpu)
+}
+
+/// The CPU time used so far by `root` and by each of its living descendants, by pid, with
+/// each one's command name. Read twice, the difference is what a process tree (a server
+/// and the function processes it started) spent in between.
+pub fn tree_cpu(root: u32) -> std::collections::HashMap<u32, (String, Duration)> {
+    let mut all = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(stat) = proc_stat(pid) {
+            all.insert(pid, stat);
+        }
+    }
+    let mut tree = std::collections::HashMap::new();
+    let mut next = vec![root];
+    while let Some(pid) = next.pop() {
+        if let Some((_, comm, cpu)) = all.get(&pid) {
+            tree.insert(pid, (comm.clone(), *cpu));
+            next.extend(
+                all.iter()
+                    .filter(|(_, (ppid, ..))| *ppid == pid)
+                    .map(|(child, _)| *child),
+            );
+        }
+    }
+    tree
+}
+
+/// What a process tree spent between two [`tree_cpu`] readings, split in two: processes
+/// whose command name is one of `functions`, and the others. A process that ended in
+/// between is not counted; one that started counts from zero.
+pub fn tree_cpu_spent(
+    before: &std::collections::HashMap<u32, (String, Duration)>,
+    after: &std::collections::HashMap<u32, (String, Duration)>,
+    functions: &[&str],
+) -> (Duration, Duration) {
+    let (mut others, mut function) = (Duration::ZERO, Duration::ZERO);
+    for (pid, (comm, cpu)) in after {
+        let spent = cpu.saturating_sub(before.get(pid).map_or(Duration::ZERO, |(_, c)| *c));
+        if functions.contains(&comm.as_str()) {
+            function += spent;
+        } else {
+            others += spent;
+        }
+    }
+    (others, function)
+}
+
 /// Sends SIGTERM to `child` and waits up to `grace` for it to exit, then kills it.
 pub fn stop(child: &mut Child, grace: Duration) {
     let _ = Command::new("kill")

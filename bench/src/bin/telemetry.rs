@@ -26,8 +26,8 @@ use std::{
 
 use axum::{Router, body::Bytes, routing::post};
 use nimbus_bench::{
-    LoadFigures, Threads, build_hello_wasm, closed_loop, human, ready_address, serve_in_background,
-    start_up, stop,
+    LoadFigures, Threads, build_hello_wasm, closed_loop, cpu_time, human, ready_address,
+    serve_in_background, start_up, stop,
 };
 
 /// Concurrent keep-alive connections.
@@ -238,17 +238,6 @@ async fn metrics_status(services: SocketAddr) -> String {
         Ok(response) => response.status().as_u16().to_string(),
         Err(e) => format!("error: {e}"),
     }
-}
-
-/// The CPU time `pid` has used so far, user and system (not its children's), from
-/// `/proc/PID/stat`; `None` where that cannot be read.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, in parentheses, may hold spaces: fields are counted after it.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // The kernel's USER_HZ, 100 on Linux.
-    Some(Duration::from_millis(ticks * 10))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
