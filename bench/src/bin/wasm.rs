@@ -24,8 +24,8 @@ use std::{
 };
 
 use nimbus_bench::{
-    LoadFigures, Summary, Threads, build_hello_wasm, closed_loop, free_port, human, ready_address,
-    serve_in_background, start_up, stop, tail,
+    LoadFigures, Summary, Threads, build_hello_wasm, closed_loop, cpu_time, free_port, human,
+    ready_address, serve_in_background, start_up, stop, tail,
 };
 use serde_json::Value;
 use tokio::runtime::Runtime;
@@ -170,6 +170,8 @@ fn step(rt: &Runtime, url: &str, connections: usize, window: Duration) -> (LoadF
 struct Target {
     label: &'static str,
     url: String,
+    /// The server's process, when it is not this program.
+    pid: Option<u32>,
 }
 
 /// Runs and prints the steps against `target`; the figures per connection count.
@@ -325,27 +327,61 @@ fn start_bare_server() -> SocketAddr {
     serve_in_background(app, Threads::PerCore)
 }
 
-/// Alternates `rounds` windows of `round` at `connections` connections over `urls` (after
-/// one unmeasured round each), so all see the same machine at nearly the same time;
-/// each URL's figures per round.
+/// What one server's rounds of an alternating comparison gave: the figures per round,
+/// and the CPU (user + system) its process and this program (the load generator; also the
+/// server, for the in-process one) used over them.
+struct Alternated {
+    rounds: Vec<LoadFigures>,
+    server_cpu: Duration,
+    load_cpu: Duration,
+}
+
+/// Alternates `rounds` windows of `round` at `connections` connections over `targets`
+/// (after one unmeasured round each), so all see the same machine at nearly the same
+/// time.
 fn interleaved(
     rt: &Runtime,
-    urls: &[&str],
+    targets: &[&Target],
     connections: usize,
     rounds: usize,
     round: Duration,
-) -> Vec<Vec<LoadFigures>> {
-    let pools: Vec<_> = urls.iter().map(|_| clients(connections)).collect();
-    for (url, pool) in urls.iter().zip(&pools) {
-        rt.block_on(load(pool, url, round));
+) -> Vec<Alternated> {
+    let pools: Vec<_> = targets.iter().map(|_| clients(connections)).collect();
+    for (target, pool) in targets.iter().zip(&pools) {
+        rt.block_on(load(pool, &target.url, round));
     }
-    let mut figures = vec![Vec::new(); urls.len()];
+    let mut all: Vec<Alternated> = targets
+        .iter()
+        .map(|_| Alternated {
+            rounds: Vec::new(),
+            server_cpu: Duration::ZERO,
+            load_cpu: Duration::ZERO,
+        })
+        .collect();
+    let me = std::process::id();
+    let spent = |pid: Option<u32>, before: Option<Duration>| match (before, pid.and_then(cpu_time))
+    {
+        (Some(before), Some(after)) => after.saturating_sub(before),
+        _ => Duration::ZERO,
+    };
     for _ in 0..rounds {
-        for ((url, pool), f) in urls.iter().zip(&pools).zip(&mut figures) {
-            f.push(rt.block_on(load(pool, url, round)));
+        for ((target, pool), a) in targets.iter().zip(&pools).zip(&mut all) {
+            let (server_before, load_before) = (target.pid.and_then(cpu_time), cpu_time(me));
+            a.rounds.push(rt.block_on(load(pool, &target.url, round)));
+            a.server_cpu += spent(target.pid, server_before);
+            a.load_cpu += spent(Some(me), load_before);
         }
     }
-    figures
+    all
+}
+
+/// Microseconds of `spent` per request answered in `rounds`.
+fn cpu_per_request(spent: Duration, rounds: &[LoadFigures]) -> String {
+    let answered: usize = rounds.iter().map(|f| f.completed).sum();
+    format!(
+        "{:.1}us",
+        spent.as_secs_f64() * 1e6 / answered.max(1) as f64
+    )
 }
 
 /// Successful requests per second over all rounds.
@@ -489,6 +525,7 @@ fn main() {
     let bare = Target {
         label: "bare axum (in-process)",
         url: format!("http://{}{REQUEST_PATH}", start_bare_server()),
+        pid: None,
     };
     check_answer(&rt, bare.label, &bare.url).expect("the bare server answers");
     rows(&rt, &bare, window);
@@ -506,7 +543,8 @@ fn main() {
             Node::start(&nimbus, dir, &logs.path().join(format!("{mode}.log"))).and_then(|node| {
                 let url = node.url();
                 check_answer(&rt, label, &url)?;
-                Ok((node, Target { label, url }))
+                let pid = Some(node.child.id());
+                Ok((node, Target { label, url, pid }))
             });
         started
             .map_err(|e| eprintln!("{label}: not measured: {e}"))
@@ -534,7 +572,8 @@ fn main() {
             .and_then(|server| {
                 let url = server.url();
                 check_answer(&rt, label, &url)?;
-                Ok((server, Target { label, url }))
+                let pid = Some(server.child.id());
+                Ok((server, Target { label, url, pid }))
             })
             .map_err(|e| eprintln!("{label}: not measured: {e}"))
             .ok()
@@ -583,12 +622,11 @@ fn main() {
     .into_iter()
     .flatten()
     .collect();
-    let urls: Vec<&str> = targets.iter().map(|t| t.url.as_str()).collect();
-    let alternating = interleaved(&rt, &urls, 64, rounds, round);
+    let alternating = interleaved(&rt, &targets, 64, rounds, round);
     let rates: Vec<(&'static str, f64)> = targets
         .iter()
         .zip(&alternating)
-        .map(|(t, f)| (t.label, total_rate(f)))
+        .map(|(t, a)| (t.label, total_rate(&a.rounds)))
         .collect();
     let rate_of = |label: &str| rates.iter().find(|(l, _)| *l == label).map(|(_, r)| *r);
     println!();
@@ -596,9 +634,12 @@ fn main() {
         "64 connections, {rounds} alternating 0.5 s rounds per server (after one unmeasured round each):"
     );
     println!();
-    println!("| server | req/s | p50 (median of rounds) | p99 (median of rounds) | errors |");
-    println!("|---|---|---|---|---|");
-    for (t, f) in targets.iter().zip(&alternating) {
+    println!(
+        "| server | req/s | p50 (median of rounds) | p99 (median of rounds) | errors | server CPU per request | load generator CPU per request |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (t, a) in targets.iter().zip(&alternating) {
+        let f = &a.rounds;
         let median = |pick: fn(&Summary) -> Duration| {
             let v: Vec<Duration> = f
                 .iter()
@@ -606,13 +647,19 @@ fn main() {
                 .collect();
             (!v.is_empty()).then(|| human(Summary::of(v).p50))
         };
+        let server_cpu = if t.pid.is_some() {
+            cpu_per_request(a.server_cpu, f)
+        } else {
+            "in the load generator's".to_owned()
+        };
         println!(
-            "| {} | {:.0} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {server_cpu} | {} |",
             t.label,
             total_rate(f),
             median(|s| s.p50).unwrap_or_else(|| "-".to_owned()),
             median(|s| s.p99).unwrap_or_else(|| "-".to_owned()),
-            f.iter().map(|r| r.errors).sum::<usize>()
+            f.iter().map(|r| r.errors).sum::<usize>(),
+            cpu_per_request(a.load_cpu, f),
         );
     }
 
