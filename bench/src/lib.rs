@@ -173,10 +173,18 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     proc_stat(pid).map(|(_, _, cpu)| cpu)
 }
 
-/// The CPU time used so far by `root` and by each of its living descendants, by pid, with
-/// each one's command name. Read twice, the difference is what a process tree (a server
-/// and the function processes it started) spent in between.
-pub fn tree_cpu(root: u32) -> std::collections::HashMap<u32, (String, Duration)> {
+/// CPU time used so far by each process of a tree, by pid, with its command name.
+pub type TreeCpu = std::collections::HashMap<u32, (String, Duration)>;
+
+/// `total` shared out over `count` (at least one) equal parts: CPU per request.
+pub fn per_each(total: Duration, count: usize) -> Duration {
+    total.div_f64(count.max(1) as f64)
+}
+
+/// The CPU time used so far by `root` and by each of its living descendants. Read twice,
+/// the difference is what a process tree (a server and the function processes it
+/// started) spent in between.
+pub fn tree_cpu(root: u32) -> TreeCpu {
     let mut all = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry
@@ -190,7 +198,7 @@ pub fn tree_cpu(root: u32) -> std::collections::HashMap<u32, (String, Duration)>
             all.insert(pid, stat);
         }
     }
-    let mut tree = std::collections::HashMap::new();
+    let mut tree = TreeCpu::new();
     let mut next = vec![root];
     while let Some(pid) = next.pop() {
         if let Some((_, comm, cpu)) = all.get(&pid) {
@@ -209,8 +217,8 @@ pub fn tree_cpu(root: u32) -> std::collections::HashMap<u32, (String, Duration)>
 /// whose command name is one of `functions`, and the others. A process that ended in
 /// between is not counted; one that started counts from zero.
 pub fn tree_cpu_spent(
-    before: &std::collections::HashMap<u32, (String, Duration)>,
-    after: &std::collections::HashMap<u32, (String, Duration)>,
+    before: &TreeCpu,
+    after: &TreeCpu,
     functions: &[&str],
 ) -> (Duration, Duration) {
     let (mut others, mut function) = (Duration::ZERO, Duration::ZERO);

@@ -21,8 +21,8 @@ use std::{
 };
 
 use nimbus_bench::{
-    LoadFigures, Summary, Threads, closed_loop, cpu_time, free_port, human, ready_address,
-    serve_in_background, start_up, tail, tree_cpu, tree_cpu_spent,
+    LoadFigures, Summary, Threads, closed_loop, cpu_time, free_port, human, per_each,
+    ready_address, serve_in_background, start_up, tail, tree_cpu, tree_cpu_spent,
 };
 use serde_json::Value;
 use tokio::{io::AsyncReadExt, runtime::Runtime};
@@ -509,11 +509,6 @@ fn interleaved(
     (side_a, side_b)
 }
 
-/// Microseconds of `spent` per call, `calls` calls.
-fn per_call(spent: Duration, calls: usize) -> String {
-    format!("{:.0}us", spent.as_secs_f64() * 1e6 / calls.max(1) as f64)
-}
-
 /// Where the CPU of the 16-caller comparison went, per call, and the most Nimbus's rate
 /// could be over cargo-lambda's on this machine if Nimbus itself cost nothing: the
 /// function processes and the load generator would still spend what they spend.
@@ -533,25 +528,25 @@ fn print_cpu_split(sides: [(&str, &[LoadFigures], CpuSpent); 2]) {
         let wall: f64 = rounds.iter().map(|f| f.window.as_secs_f64()).sum();
         println!(
             "| {name} | {calls} | {} | {} | {} | {} | {:.2} |",
-            per_call(spent.server, calls),
-            per_call(spent.function, calls),
-            per_call(spent.load, calls),
-            per_call(spent.total(), calls),
+            human(per_each(spent.server, calls)),
+            human(per_each(spent.function, calls)),
+            human(per_each(spent.load, calls)),
+            human(per_each(spent.total(), calls)),
             spent.total().as_secs_f64() / wall.max(f64::EPSILON),
         );
     }
     let [(_, n_rounds, n), (_, p_rounds, p)] = sides;
     let n_calls: usize = n_rounds.iter().map(|f| f.completed).sum();
     let p_calls: usize = p_rounds.iter().map(|f| f.completed).sum();
-    let floor = (n.function + n.load).as_secs_f64() / n_calls.max(1) as f64;
-    let peer = p.total().as_secs_f64() / p_calls.max(1) as f64;
-    if floor > 0.0 {
+    let floor = per_each(n.function + n.load, n_calls);
+    let peer = per_each(p.total(), p_calls);
+    if !floor.is_zero() {
         println!();
         println!(
-            "With both CPU-bound, a Nimbus that cost no CPU at all would still spend {:.0}us per call on the function process and the load generator, against cargo-lambda's {:.0}us in all: at most {:.1}x cargo-lambda's rate on this machine.",
-            floor * 1e6,
-            peer * 1e6,
-            peer / floor
+            "With both CPU-bound, a Nimbus that cost no CPU at all would still spend {} per call on the function process and the load generator, against cargo-lambda's {} in all: at most {:.1}x cargo-lambda's rate on this machine.",
+            human(floor),
+            human(peer),
+            peer.as_secs_f64() / floor.as_secs_f64()
         );
     }
 }

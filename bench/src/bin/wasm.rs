@@ -25,7 +25,7 @@ use std::{
 
 use nimbus_bench::{
     LoadFigures, Summary, Threads, build_hello_wasm, closed_loop, cpu_time, free_port, human,
-    ready_address, serve_in_background, start_up, stop, tail,
+    per_each, ready_address, serve_in_background, start_up, stop, tail,
 };
 use serde_json::Value;
 use tokio::runtime::Runtime;
@@ -375,13 +375,9 @@ fn interleaved(
     all
 }
 
-/// Microseconds of `spent` per request answered in `rounds`.
+/// `spent` per request answered in `rounds`.
 fn cpu_per_request(spent: Duration, rounds: &[LoadFigures]) -> String {
-    let answered: usize = rounds.iter().map(|f| f.completed).sum();
-    format!(
-        "{:.1}us",
-        spent.as_secs_f64() * 1e6 / answered.max(1) as f64
-    )
+    human(per_each(spent, rounds.iter().map(|f| f.completed).sum()))
 }
 
 /// Successful requests per second over all rounds.
