@@ -341,17 +341,23 @@ async fn serve(
     };
     // The invocation runs inline; only a function that starts streaming moves it to a task
     // of its own, so that its response can be passed on while it runs. (A task per request
-    // would cost a cross-thread wake-up on an idle runtime.)
-    let (stream, mut streamed) = tokio::sync::mpsc::channel(16);
-    let options = InvokeOptions {
+    // would cost a cross-thread wake-up on an idle runtime.) A component answers HTTP
+    // itself and never streams through the channel, so it gets none.
+    let answers_http = http_request.is_some();
+    let mut options = InvokeOptions {
         request_id: Some(request_id.to_owned()),
         // Passed on as it came when nothing is traced here; the dispatcher otherwise
         // hands the function its own span's context.
         trace_id: incoming.map(|cx| cx.xray()),
-        stream: Some(stream),
         request: http_request,
         ..InvokeOptions::default()
     };
+    if answers_http {
+        let invoked = gw.invoker.invoke(&function, payload, options).await;
+        return finish(answer(invoked, &function, version));
+    }
+    let (stream, mut streamed) = tokio::sync::mpsc::channel(16);
+    options.stream = Some(stream);
     let mut invocation = {
         let (invoker, function) = (Arc::clone(&gw.invoker), function.clone());
         Box::pin(async move { invoker.invoke(&function, payload, options).await })
@@ -377,14 +383,22 @@ async fn serve(
             _ => result,
         },
     };
-    let response = match whole {
+    finish(answer(whole, &function, version))
+}
+
+/// The response to a whole (not streamed) invocation, or to its refusal.
+fn answer(
+    invoked: Result<nimbus_core::InvokeResult, nimbus_core::InvokeError>,
+    function: &str,
+    version: PayloadVersion,
+) -> Response<Body> {
+    match invoked {
         Ok(result) => reply::from_outcome(result.outcome, version),
         Err(e) => {
             tracing::warn!(function = %function, error = %e, "invocation refused");
             reply::from_invoke_error(&e, version)
         }
-    };
-    finish(response)
+    }
 }
 
 /// The payload 2.0 event a Lambda authorizer gets for the request: the route's own
