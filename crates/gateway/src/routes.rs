@@ -113,12 +113,6 @@ impl RouteTable {
             params: Vec::new(),
         })
     }
-
-    /// Whether a route other than `$default` matches.
-    pub fn matches_explicitly(&self, method: &str, path: &str) -> bool {
-        self.find(method, path)
-            .is_some_and(|m| m.route.key != RouteKey::Default)
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use axum::{
     response::IntoResponse,
 };
 use nimbus_core::{
-    AppSpec, Invoke, InvokeOptions, PayloadVersion, RouteAuth, RuntimeKind, StreamPart,
+    AppSpec, Invoke, InvokeOptions, PayloadVersion, RouteAuth, RouteKey, RuntimeKind, StreamPart,
 };
 use serde_json::{Value as Json_, json};
 use tracing::Instrument;
@@ -183,7 +183,11 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         &request_id,
         incoming,
     );
-    crate::trace::name(&span, &gw.routes, request.method(), request.uri().path());
+    // The route is matched once, here: the span is named after it, and it is served.
+    let found = gw
+        .routes
+        .find(request.method().as_str(), request.uri().path());
+    crate::trace::name(&span, found.as_ref());
     let method = crate::route_metrics::method_label(request.method());
     let preflight = gw
         .cors
@@ -193,7 +197,7 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         Some(answer) => (answer, None, None, None),
         None => {
             let cors_headers = gw.cors.as_ref().map(|_| request.headers().clone());
-            let mut served = serve(&gw, request, &request_id, incoming)
+            let mut served = serve(&gw, request, found, &request_id, incoming)
                 .instrument(span.clone())
                 .await;
             if let (Some(cors), Some(headers)) = (&gw.cors, &cors_headers) {
@@ -225,6 +229,7 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
 async fn serve(
     gw: &Gateway,
     request: Request,
+    found: Option<Match<'_>>,
     request_id: &str,
     incoming: Option<nimbus_core::trace::TraceContext>,
 ) -> (
@@ -237,15 +242,16 @@ async fn serve(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let method = request.method().as_str();
-    let path = request.uri().path();
+    // `/healthz` answers unless a route other than `$default` claims it.
     if *request.method() == Method::GET
-        && path == "/healthz"
-        && !gw.routes.matches_explicitly(method, path)
+        && request.uri().path() == "/healthz"
+        && found
+            .as_ref()
+            .is_none_or(|m| m.route.key == RouteKey::Default)
     {
         return (Json(gw.health.body()).into_response(), None, None, None);
     }
-    let Some(found) = gw.routes.find(method, path) else {
+    let Some(found) = found else {
         return (
             reply::message(StatusCode::NOT_FOUND, "Not Found"),
             None,
@@ -669,6 +675,11 @@ mod tests {
             ),
             route("POST /n/{id}", "node", PayloadVersion::V2, RouteAuth::None),
         ];
+        recorded(app).await
+    }
+
+    /// The gateway of `app`, with a recording invoker.
+    async fn recorded(app: AppSpec) -> (Router, Arc<Recorder>) {
         let recorder = Arc::new(Recorder::default());
         let (router, _) = router(
             Some(app),
@@ -678,6 +689,49 @@ mod tests {
         .await
         .unwrap();
         (router, recorder)
+    }
+
+    /// `$default` leaves `GET /healthz` to the gateway; a route of its own takes it.
+    #[tokio::test]
+    async fn healthz_is_the_gateways_unless_a_route_claims_it() {
+        for (claimed, routes) in [
+            (false, vec![("$default", "node")]),
+            (true, vec![("$default", "node"), ("GET /healthz", "node")]),
+        ] {
+            let mut app = AppSpec::named("t");
+            let node = function("node", "provided.al2023");
+            app.functions.insert(node.name.clone(), node);
+            app.routes = routes
+                .into_iter()
+                .map(|(key, function)| match key {
+                    "$default" => nimbus_core::RouteSpec {
+                        key: RouteKey::Default,
+                        ..route("GET /x", function, PayloadVersion::V2, RouteAuth::None)
+                    },
+                    key => route(key, function, PayloadVersion::V2, RouteAuth::None),
+                })
+                .collect();
+            let (router, recorder) = recorded(app).await;
+            let get = |path: &'static str| {
+                use tower::ServiceExt;
+                let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+                router.clone().oneshot(request)
+            };
+            let answer = get("/healthz").await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            // The function answers `json`; the gateway its health document.
+            assert_eq!(body == "json", claimed, "{body:?}");
+            assert_eq!(recorder.handed.lock().unwrap().len(), usize::from(claimed));
+            // Anything else still reaches `$default`.
+            get("/elsewhere").await.unwrap();
+            assert_eq!(
+                recorder.handed.lock().unwrap().len(),
+                usize::from(claimed) + 1
+            );
+        }
     }
 
     async fn post(router: &Router, path: &str) -> Response<Body> {

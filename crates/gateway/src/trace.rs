@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use nimbus_core::trace::{self, TARGET, TraceContext};
 use tracing::field::Empty;
 
-use crate::RouteTable;
+use crate::Match;
 
 /// The trace context the request carries, if any.
 pub(crate) fn incoming(headers: &HeaderMap) -> Option<TraceContext> {
@@ -42,11 +42,11 @@ pub(crate) fn request_span(
 
 /// Names the span after the route the request matches (`POST /users`), as HTTP server
 /// spans are named; called before the span starts, while its name can still change.
-pub(crate) fn name(span: &tracing::Span, routes: &RouteTable, method: &Method, path: &str) {
+pub(crate) fn name(span: &tracing::Span, found: Option<&Match<'_>>) {
     if span.is_disabled() {
         return;
     }
-    if let Some(found) = routes.find(method.as_str(), path) {
+    if let Some(found) = found {
         let key = found.route.key.to_string();
         span.record(
             "http.route",
