@@ -1,12 +1,19 @@
 //! Trace context: which trace a piece of work belongs to, in the two header forms Nimbus
 //! meets (W3C `traceparent`, and the X-Ray `X-Amzn-Trace-Id` that Lambda hands functions
-//! and the AWS SDKs send back), and a hook through which the parts reach the tracer.
+//! and the AWS SDKs send back), and the trace spans the parts record.
 //!
-//! The parts (gateway, dispatcher, services endpoint, events, tables) open `tracing`
-//! spans with the target [`TARGET`]. When traces are exported, the telemetry crate
-//! installs a [`Tracer`] that turns those spans into OpenTelemetry spans; without one,
-//! every function here that needs it does nothing, and nothing listens to [`TARGET`]
-//! spans, so they cost next to nothing.
+//! The parts (gateway, dispatcher, services endpoint, events) open a [`Span`] for each
+//! piece of work a trace shows, with [`span`]. When traces are exported, the telemetry
+//! crate installs a [`Tracer`] that records them as OpenTelemetry spans; without one,
+//! [`span`] makes nothing and every [`Span`] is empty, so that traces cost a branch.
+//! These spans are Nimbus's own rather than `tracing`'s: a `tracing` span kept for export
+//! costs a registry slot, a visitor for each field and an enter and exit on every poll,
+//! several times what the span itself records.
+//!
+//! The span a piece of work runs in is its task's *current* span, set by
+//! [`Span::in_scope`] for the future it wraps: a span started inside is its child, and
+//! [`current`] is its context, which the parts hand on (to a function, into a stream
+//! record, onto an async event).
 //!
 //! ```
 //! use nimbus_core::trace::TraceContext;
@@ -21,10 +28,7 @@
 //! assert_eq!(TraceContext::from_xray(&cx.xray()), Some(cx));
 //! ```
 
-use std::sync::OnceLock;
-
-/// The `tracing` target of the spans that become trace spans.
-pub const TARGET: &str = "nimbus::trace";
+use std::{borrow::Cow, future::Future, sync::OnceLock};
 
 /// A span's place in a trace, as one process hands it to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,19 +141,102 @@ impl TraceContext {
     }
 }
 
-/// What turns [`TARGET`] spans into trace spans; installed once, by the telemetry crate,
-/// when traces are exported.
+/// What a span is to the trace, as OpenTelemetry's span kinds say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// Work inside the node (a queue wait, a cold start).
+    Internal,
+    /// The answer to a request from outside (the gateway's, the services endpoint's, a
+    /// function's run).
+    Server,
+    /// The processing of messages from a queue or stream.
+    Consumer,
+}
+
+/// A span attribute's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Text.
+    Str(Cow<'static, str>),
+    /// A whole number.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// A yes or no.
+    Bool(bool),
+}
+
+impl From<&'static str> for Value {
+    fn from(s: &'static str) -> Value {
+        Value::Str(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(Cow::Owned(s))
+    }
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Value {
+        Value::Int(n)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(n: f64) -> Value {
+        Value::Float(n)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+
+/// A span about to start, as the [`Tracer`] receives it.
+#[derive(Debug, Clone)]
+pub struct SpanStart {
+    /// The span's name (`POST /users`, the function's name).
+    pub name: Cow<'static, str>,
+    /// What the span is to the trace.
+    pub kind: SpanKind,
+    /// Its parent, and whether that parent is another process's; `None` starts a trace.
+    pub parent: Option<(TraceContext, bool)>,
+    /// Its attributes, named by OpenTelemetry's semantic conventions.
+    pub attributes: Vec<(&'static str, Value)>,
+    /// Other spans it follows from (the writes behind a stream batch).
+    pub links: Vec<TraceContext>,
+}
+
+/// One started span, in the tracer's hands until it is dropped, which ends it.
+pub trait Recording: Send + Sync {
+    /// The span's context (unsampled when the trace is not recorded); `None` when the
+    /// tracer could not give it one (it is shutting down).
+    fn context(&self) -> Option<TraceContext>;
+    /// Whether the span is recorded, so that attributes are worth computing.
+    fn is_recording(&self) -> bool;
+    /// Sets an attribute.
+    fn set_attribute(&mut self, key: &'static str, value: Value);
+    /// Marks the span as failed.
+    fn set_error(&mut self);
+}
+
+/// What records [`Span`]s; installed once, by the telemetry crate, when traces are
+/// exported.
 pub trait Tracer: Send + Sync + 'static {
-    /// Makes `parent` (from another process or an earlier hop) the parent of `span`,
-    /// which must not have been entered yet.
-    fn set_parent(&self, span: &tracing::Span, parent: TraceContext);
-    /// Links `span`, not yet entered, to `linked`.
-    fn add_link(&self, span: &tracing::Span, linked: TraceContext);
-    /// `span`'s own context, to hand on; `None` when it is not traced.
-    fn context(&self, span: &tracing::Span) -> Option<TraceContext>;
+    /// Starts a span.
+    fn start(&self, span: SpanStart) -> Box<dyn Recording>;
 }
 
 static TRACER: OnceLock<Box<dyn Tracer>> = OnceLock::new();
+
+tokio::task_local! {
+    /// The context of the span the task's current future runs in.
+    static CURRENT: Option<TraceContext>;
+}
 
 /// Installs the tracer; `false` when one already was.
 pub fn install(tracer: Box<dyn Tracer>) -> bool {
@@ -161,29 +248,120 @@ pub fn enabled() -> bool {
     TRACER.get().is_some()
 }
 
-/// Makes `parent` the parent of `span` (not yet entered); nothing without a tracer.
-pub fn set_parent(span: &tracing::Span, parent: TraceContext) {
-    if let Some(tracer) = TRACER.get() {
-        tracer.set_parent(span, parent);
-    }
-}
-
-/// Links `span` (not yet entered) to `linked`; nothing without a tracer.
-pub fn add_link(span: &tracing::Span, linked: TraceContext) {
-    if let Some(tracer) = TRACER.get() {
-        tracer.add_link(span, linked);
-    }
-}
-
-/// `span`'s context; `None` without a tracer.
-pub fn context(span: &tracing::Span) -> Option<TraceContext> {
-    TRACER.get()?.context(span)
-}
-
-/// The current span's context; `None` without a tracer or outside a trace span.
+/// The context of the span the current future runs in (see [`Span::in_scope`]); `None`
+/// without a tracer or outside any span.
 pub fn current() -> Option<TraceContext> {
-    let tracer = TRACER.get()?;
-    tracer.context(&tracing::Span::current())
+    CURRENT.try_with(|cx| *cx).ok().flatten()
+}
+
+/// A span to start, named `name`: empty without a tracer, so that the attributes given
+/// to it are not kept (compute costly ones only when [`enabled`]).
+pub fn span(name: impl Into<Cow<'static, str>>, kind: SpanKind) -> SpanBuilder {
+    SpanBuilder(TRACER.get().map(|tracer| {
+        (
+            tracer.as_ref(),
+            SpanStart {
+                name: name.into(),
+                kind,
+                parent: None,
+                attributes: Vec::new(),
+                links: Vec::new(),
+            },
+        )
+    }))
+}
+
+/// A span being described; [`SpanBuilder::start`] starts it.
+#[must_use = "a span builder does nothing until started"]
+pub struct SpanBuilder(Option<(&'static dyn Tracer, SpanStart)>);
+
+impl SpanBuilder {
+    /// Adds an attribute.
+    pub fn attr(mut self, key: &'static str, value: impl Into<Value>) -> SpanBuilder {
+        if let Some((_, start)) = &mut self.0 {
+            start.attributes.push((key, value.into()));
+        }
+        self
+    }
+
+    /// Makes `parent`, received from another process or an earlier hop, the span's
+    /// parent; without one (`None`), the current span is.
+    pub fn remote_parent(mut self, parent: Option<TraceContext>) -> SpanBuilder {
+        if let (Some((_, start)), Some(parent)) = (&mut self.0, parent) {
+            start.parent = Some((parent, true));
+        }
+        self
+    }
+
+    /// Links the span to `linked`.
+    pub fn link(mut self, linked: TraceContext) -> SpanBuilder {
+        if let Some((_, start)) = &mut self.0 {
+            start.links.push(linked);
+        }
+        self
+    }
+
+    /// Starts the span: a child of its remote parent if it was given one, else of the
+    /// current span, else the root of a new trace.
+    pub fn start(self) -> Span {
+        Span(self.0.map(|(tracer, mut start)| {
+            if start.parent.is_none() {
+                start.parent = current().map(|cx| (cx, false));
+            }
+            tracer.start(start)
+        }))
+    }
+}
+
+/// A trace span; dropping it ends it. Empty (and free) without a tracer.
+#[must_use = "a span ends when dropped"]
+#[derive(Default)]
+pub struct Span(Option<Box<dyn Recording>>);
+
+impl std::fmt::Debug for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Span").field(&self.context()).finish()
+    }
+}
+
+impl Span {
+    /// A span that records nothing.
+    pub const fn none() -> Span {
+        Span(None)
+    }
+
+    /// The span's context, to hand on; `None` for an empty span.
+    pub fn context(&self) -> Option<TraceContext> {
+        self.0.as_ref().and_then(|r| r.context())
+    }
+
+    /// Whether the span is recorded.
+    pub fn is_recording(&self) -> bool {
+        self.0.as_ref().is_some_and(|r| r.is_recording())
+    }
+
+    /// Sets an attribute.
+    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
+        if let Some(r) = &mut self.0
+            && r.is_recording()
+        {
+            r.set_attribute(key, value.into());
+        }
+    }
+
+    /// Marks the span as failed.
+    pub fn set_error(&mut self) {
+        if let Some(r) = &mut self.0 {
+            r.set_error();
+        }
+    }
+
+    /// Runs `future` with this span as its current span, so that spans started in it
+    /// are this one's children and [`current`] is this span's context. An empty span
+    /// leaves the current span as it is.
+    pub fn in_scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+        CURRENT.scope(self.context().or_else(current), future)
+    }
 }
 
 #[cfg(test)]
@@ -270,10 +448,22 @@ mod tests {
         assert_eq!(TraceContext::from_headers(None, None), None);
     }
 
+    /// Without a tracer, spans are empty and leave the current span alone. (With one,
+    /// the telemetry crate's tests cover them, since a tracer is installed for good.)
     #[test]
     fn without_a_tracer_nothing_is_traced() {
-        let span = tracing::info_span!(target: TARGET, "x");
-        assert_eq!(context(&span), None);
+        let mut span = span("x", SpanKind::Server).attr("k", "v").start();
+        span.set("other", 1_i64);
+        assert!(!span.is_recording());
+        assert_eq!(span.context(), None);
         assert_eq!(current(), None);
+        let outer = TraceContext::from_traceparent(TP).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seen = runtime.block_on(CURRENT.scope(Some(outer), async move {
+            span.in_scope(async { current() }).await
+        }));
+        assert_eq!(seen, Some(outer), "an empty span keeps the current one");
     }
 }

@@ -30,7 +30,6 @@ use nimbus_core::{
     logging::{self, FunctionLines, ReportFields},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::Instrument;
 
 mod lines;
 mod pool_metrics;
@@ -128,10 +127,8 @@ impl Pool {
             tracing::warn!(function = %function.name, "an idle instance had ended; starting another");
             tokio::spawn(idle.instance.stop());
         }
-        let instance = self
-            .runtime
-            .start(Arc::clone(function))
-            .instrument(trace::init_span(&function.name))
+        let instance = trace::init_span(&function.name)
+            .in_scope(self.runtime.start(Arc::clone(function)))
             .await
             .map_err(|e| InvokeError::Unavailable(e.to_string()))?;
         Ok((instance, true))
@@ -418,6 +415,7 @@ impl Dispatcher {
             return Err(InvokeError::Throttled);
         }
         let queued = Instant::now();
+        let span = trace::queue_span();
         let waited = tokio::time::timeout(self.config.max_queue_wait, async {
             let f = Arc::clone(&pool.permits)
                 .acquire_owned()
@@ -429,8 +427,8 @@ impl Dispatcher {
                 .map_err(closed)?;
             Ok((f, n))
         })
-        .instrument(trace::queue_span())
         .await;
+        drop(span);
         pool.waiting.fetch_sub(1, Ordering::AcqRel);
         pool.metrics.waited(queued.elapsed());
         if waited.is_err() {
@@ -468,7 +466,7 @@ impl Dispatcher {
                 serial
             }),
         };
-        let execution = trace::execution_span(function_name, &request_id, cold);
+        let mut execution = trace::execution_span(function_name, &request_id, cold);
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload,
@@ -488,11 +486,9 @@ impl Dispatcher {
             });
         }
         let started = Instant::now();
-        let report = instance
-            .invoke(invocation)
-            .instrument(execution.clone())
-            .await;
-        trace::finish(&execution, &report.outcome, report.init_duration);
+        let report = execution.in_scope(instance.invoke(invocation)).await;
+        trace::finish(&mut execution, &report.outcome, report.init_duration);
+        drop(execution);
         let duration = started.elapsed();
         let ms = duration.as_secs_f64() * 1000.0;
         let end_line = lines::end(&function, &request_id);
@@ -561,9 +557,12 @@ impl Invoke for Dispatcher {
         payload: Vec<u8>,
         options: InvokeOptions,
     ) -> BoxFuture<'_, Result<InvokeResult, InvokeError>> {
-        let span = trace::dispatch_span(function, &options);
         let function = function.to_owned();
-        Box::pin(async move { self.run(&function, payload, options).await }.instrument(span))
+        // The span is made when the call first runs, in its caller's current span.
+        Box::pin(async move {
+            let span = trace::dispatch_span(&function, &options);
+            span.in_scope(self.run(&function, payload, options)).await
+        })
     }
 }
 

@@ -19,7 +19,6 @@ use nimbus_core::{
     AppSpec, Invoke, InvokeOptions, PayloadVersion, RouteAuth, RouteKey, RuntimeKind, StreamPart,
 };
 use serde_json::{Value as Json_, json};
-use tracing::Instrument;
 
 use crate::{
     Health, Match, RouteTable, RouteTableError,
@@ -177,17 +176,17 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
     let request_id = uuid::Uuid::new_v4().to_string();
     let started = Instant::now();
     let incoming = crate::trace::incoming(request.headers());
-    let span = crate::trace::request_span(
-        request.method(),
-        request.uri().path(),
-        &request_id,
-        incoming,
-    );
     // The route is matched once, here: the span is named after it, and it is served.
     let found = gw
         .routes
         .find(request.method().as_str(), request.uri().path());
-    crate::trace::name(&span, found.as_ref());
+    let mut span = crate::trace::request_span(
+        request.method(),
+        request.uri().path(),
+        found.as_ref(),
+        &request_id,
+        incoming,
+    );
     let method = crate::route_metrics::method_label(request.method());
     let preflight = gw
         .cors
@@ -197,8 +196,8 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         Some(answer) => (answer, None, None, None),
         None => {
             let cors_headers = gw.cors.as_ref().map(|_| request.headers().clone());
-            let mut served = serve(&gw, request, found, &request_id, incoming)
-                .instrument(span.clone())
+            let mut served = span
+                .in_scope(serve(&gw, request, found, &request_id, incoming))
                 .await;
             if let (Some(cors), Some(headers)) = (&gw.cors, &cors_headers) {
                 cors.decorate(headers, &mut served.0);
@@ -219,7 +218,7 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         function = function.as_deref().unwrap_or("-"),
         "request"
     );
-    crate::trace::finish(&span, function.as_deref(), response.status());
+    crate::trace::finish(&mut span, function.as_deref(), response.status());
     crate::route_metrics::record(route, method, response.status(), started.elapsed());
     response
 }

@@ -1,10 +1,9 @@
 //! The gateway request's trace span: the root of a request's trace, or a child of the
 //! caller's when the request carries a W3C `traceparent` (or an X-Ray
-//! `X-Amzn-Trace-Id`). Without a trace exporter the span is disabled and costs nothing.
+//! `X-Amzn-Trace-Id`). Without a trace exporter the span is empty and costs nothing.
 
 use axum::http::{HeaderMap, Method, StatusCode};
-use nimbus_core::trace::{self, TARGET, TraceContext};
-use tracing::field::Empty;
+use nimbus_core::trace::{self, Span, SpanKind, TraceContext};
 
 use crate::Match;
 
@@ -14,58 +13,44 @@ pub(crate) fn incoming(headers: &HeaderMap) -> Option<TraceContext> {
     TraceContext::from_headers(header("traceparent"), header("x-amzn-trace-id"))
 }
 
-/// The request's span, a child of `parent` when the caller sent one.
+/// The request's span, a child of `parent` when the caller sent one, named after the
+/// route the request matched (`POST /users`), as HTTP server spans are.
 pub(crate) fn request_span(
     method: &Method,
     path: &str,
+    found: Option<&Match<'_>>,
     request_id: &str,
     parent: Option<TraceContext>,
-) -> tracing::Span {
-    let span = tracing::info_span!(
-        target: TARGET,
-        "gateway request",
-        otel.name = %method,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = %method,
-        url.path = path,
-        http.route = Empty,
-        http.response.status_code = Empty,
-        faas.invoked_name = Empty,
-        nimbus.request_id = request_id,
-    );
-    if let Some(parent) = parent {
-        trace::set_parent(&span, parent);
+) -> Span {
+    if !trace::enabled() {
+        return Span::none();
     }
-    span
-}
-
-/// Names the span after the route the request matches (`POST /users`), as HTTP server
-/// spans are named; called before the span starts, while its name can still change.
-pub(crate) fn name(span: &tracing::Span, found: Option<&Match<'_>>) {
-    if span.is_disabled() {
-        return;
+    let key = found.map(|found| found.route.key.to_string());
+    let route = key
+        .as_deref()
+        .map(|key| key.split_once(' ').map_or(key, |(_, p)| p).to_owned());
+    let name = key.unwrap_or_else(|| method.as_str().to_owned());
+    let mut span = trace::span(name, SpanKind::Server)
+        .remote_parent(parent)
+        .attr("http.request.method", method.as_str().to_owned())
+        .attr("url.path", path.to_owned())
+        .attr("nimbus.request_id", request_id.to_owned());
+    if let Some(route) = route {
+        span = span.attr("http.route", route);
     }
-    if let Some(found) = found {
-        let key = found.route.key.to_string();
-        span.record(
-            "http.route",
-            key.split_once(' ').map_or(key.as_str(), |(_, p)| p),
-        );
-        span.record("otel.name", key);
-    }
+    span.start()
 }
 
 /// Records what the request came to: its function and status.
-pub(crate) fn finish(span: &tracing::Span, function: Option<&str>, status: StatusCode) {
-    if span.is_disabled() {
+pub(crate) fn finish(span: &mut Span, function: Option<&str>, status: StatusCode) {
+    if !span.is_recording() {
         return;
     }
     if let Some(function) = function {
-        span.record("faas.invoked_name", function);
+        span.set("faas.invoked_name", function.to_owned());
     }
-    span.record("http.response.status_code", status.as_u16());
+    span.set("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+        span.set_error();
     }
 }

@@ -20,9 +20,9 @@ use nimbus_core::logging::{FUNCTION_TARGET, FunctionLines, FunctionLog};
 use nimbus_telemetry::logs::LogCapture;
 use nimbus_telemetry::traces::{TraceSettings, Traces};
 use tracing_subscriber::{
-    EnvFilter, Layer, Registry,
+    EnvFilter, Layer,
     filter::{FilterExt, LevelFilter, filter_fn},
-    layer::{Identity, SubscriberExt},
+    layer::SubscriberExt,
     util::SubscriberInitExt,
 };
 
@@ -81,19 +81,6 @@ pub(crate) struct LogGuard {
     _writer: crate::log_writer::WriterGuard,
 }
 
-/// The layer that exports trace spans, or, without an exporter, one that wants nothing.
-///
-/// Not an `Option` layer: an absent layer counts as one that wants every span, so each
-/// request's trace spans would be made in the registry (and cost) for nothing.
-fn trace_layer(traces: Option<&Traces>) -> Box<dyn Layer<Registry> + Send + Sync> {
-    match traces {
-        Some(traces) => traces.layer().boxed(),
-        None => Identity::new()
-            .with_filter(filter_fn(|_| false).with_max_level_hint(LevelFilter::OFF))
-            .boxed(),
-    }
-}
-
 /// How the node's log takes function lines.
 enum NodeLog {
     /// Encoded here and handed to the writer (the JSON format).
@@ -129,8 +116,8 @@ impl FunctionLog for NodeFunctionLog {
     }
 }
 
-/// The node's subscriber: the trace exporter's layer, the formatter, and in JSON the
-/// direct encoder of per-request lines, each filtered for itself.
+/// The node's subscriber: the formatter, and in JSON the direct encoder of per-request
+/// lines, each filtered for itself.
 ///
 /// Each filter also says the most verbose level it lets through, so that the subscriber
 /// as a whole does: `tracing` and the `log` crate (which wasmtime and others log through)
@@ -139,7 +126,6 @@ fn subscriber(
     spec: &str,
     json: bool,
     writer: &crate::log_writer::LineWriter,
-    traces: Option<&Traces>,
 ) -> impl tracing::Subscriber + Send + Sync + 'static {
     // Two layers filter by the level, so the filter is made from its text twice.
     let level = || EnvFilter::new(spec);
@@ -151,14 +137,12 @@ fn subscriber(
     };
     // Each layer filters for itself: the log level says what reaches stderr, not what
     // reaches the function log store, which takes every function line.
-    // Trace spans are for the exporter only; the log shows none of them.
     // In JSON, the lines every request writes (function lines, access lines) take the
     // direct encoder; the formatter writes the rest. These filters only narrow the level
     // filter, hence their hint of TRACE (the level filter's own hint wins).
     let fmt_filter = level().and(
         filter_fn(move |meta| {
-            let direct = json && meta.is_event() && crate::json_lines::writes(meta.target());
-            !direct && !nimbus_telemetry::traces::is_trace_span(meta)
+            !(json && meta.is_event() && crate::json_lines::writes(meta.target()))
         })
         .with_max_level_hint(LevelFilter::TRACE),
     );
@@ -171,7 +155,6 @@ fn subscriber(
         )
     });
     tracing_subscriber::registry()
-        .with(trace_layer(traces))
         .with(fmt.with_filter(fmt_filter))
         .with(per_request)
 }
@@ -202,7 +185,7 @@ impl LogArgs {
         };
         let (writer, guard) = crate::log_writer::start(std::io::stderr());
         let json = matches!(self.log_format, LogFormat::Json);
-        subscriber(&spec, json, &writer, traces.as_ref()).init();
+        subscriber(&spec, json, &writer).init();
         // Function lines reach the node's log when its level lets their events through.
         let log = if !tracing::event_enabled!(target: FUNCTION_TARGET, tracing::Level::INFO) {
             NodeLog::Off
@@ -224,21 +207,7 @@ impl LogArgs {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    };
-
     use super::*;
-
-    /// Counts the events it gets.
-    struct Events(Arc<AtomicUsize>);
-
-    impl<S: tracing::Subscriber> Layer<S> for Events {
-        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 
     /// The node's subscriber says how verbose it is, so that disabled `debug!` and
     /// `trace!` calls (and the `log` crate's) are skipped without asking each layer.
@@ -251,31 +220,12 @@ mod tests {
             ("warn,nimbus_gateway=debug", true, LevelFilter::DEBUG),
             ("error", false, LevelFilter::ERROR),
         ] {
-            let subscriber = subscriber(spec, json, &writer, None);
+            let subscriber = subscriber(spec, json, &writer);
             assert_eq!(
                 tracing::Subscriber::max_level_hint(&subscriber),
                 Some(hint),
                 "{spec} json={json}"
             );
         }
-    }
-
-    /// Without an exporter, trace spans are not made at all (the gateway and the
-    /// dispatcher skip their work for a disabled span), while the log still gets events.
-    #[test]
-    fn without_an_exporter_trace_spans_are_disabled() {
-        let seen = Arc::new(AtomicUsize::new(0));
-        let log = Events(Arc::clone(&seen)).with_filter(filter_fn(|meta| {
-            !nimbus_telemetry::traces::is_trace_span(meta)
-        }));
-        let subscriber = tracing_subscriber::registry()
-            .with(trace_layer(None))
-            .with(log);
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!(target: nimbus_core::trace::TARGET, "request");
-            assert!(span.is_disabled());
-            tracing::info!(target: "access", "request");
-        });
-        assert_eq!(seen.load(Ordering::Relaxed), 1);
     }
 }

@@ -11,8 +11,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use nimbus_core::trace::{self, TARGET, TraceContext};
-use tracing::{Instrument, field::Empty};
+use nimbus_core::trace::{self, SpanKind, TraceContext};
 
 /// Largest body read to name the table a request is about; larger ones are still served.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -81,7 +80,7 @@ pub(crate) async fn services_span(request: Request, next: Next) -> Response {
         header(request.headers(), "traceparent"),
         header(request.headers(), "x-amzn-trace-id"),
     );
-    let method = request.method().clone();
+    let method = request.method().as_str().to_owned();
     let (span, request) = match call(&request) {
         Call::Aws { service, operation } => {
             // The table is named in the body: read it here (the handler reads the
@@ -97,68 +96,50 @@ pub(crate) async fn services_span(request: Request, next: Next) -> Response {
                 .ok()
                 .and_then(|n| n.table)
                 .map(|t| t.into_owned());
-            let span = tracing::info_span!(
-                target: TARGET,
-                "services request",
-                otel.name = format!("{service}.{operation}"),
-                otel.kind = "server",
-                otel.status_code = Empty,
-                rpc.system = "aws-api",
-                rpc.service = service,
-                rpc.method = operation.as_str(),
-                db.system = "dynamodb",
-                db.system.name = "aws.dynamodb",
-                db.operation.name = operation.as_str(),
-                db.collection.name = table.as_deref(),
-                aws.dynamodb.table_names = table.as_deref(),
-                http.request.method = %method,
-                http.response.status_code = Empty,
-            );
+            let mut span = trace::span(format!("{service}.{operation}"), SpanKind::Server)
+                .attr("rpc.system", "aws-api")
+                .attr("rpc.service", service)
+                .attr("rpc.method", operation.clone())
+                .attr("db.system", "dynamodb")
+                .attr("db.system.name", "aws.dynamodb")
+                .attr("db.operation.name", operation);
+            if let Some(table) = table {
+                span = span
+                    .attr("db.collection.name", table.clone())
+                    .attr("aws.dynamodb.table_names", table);
+            }
             (span, Request::from_parts(parts, Body::from(bytes)))
         }
         Call::Lambda {
             operation,
             function,
         } => {
-            let span = tracing::info_span!(
-                target: TARGET,
-                "services request",
-                otel.name = format!("Lambda.{operation}"),
-                otel.kind = "server",
-                otel.status_code = Empty,
-                rpc.system = "aws-api",
-                rpc.service = "Lambda",
-                rpc.method = operation,
-                faas.invoked_name = function.as_str(),
-                aws.lambda.invocation_type = header(request.headers(), "x-amz-invocation-type")
-                    .unwrap_or("RequestResponse"),
-                http.request.method = %method,
-                http.response.status_code = Empty,
-            );
+            let invocation_type = header(request.headers(), "x-amz-invocation-type")
+                .unwrap_or("RequestResponse")
+                .to_owned();
+            let span = trace::span(format!("Lambda.{operation}"), SpanKind::Server)
+                .attr("rpc.system", "aws-api")
+                .attr("rpc.service", "Lambda")
+                .attr("rpc.method", operation)
+                .attr("faas.invoked_name", function)
+                .attr("aws.lambda.invocation_type", invocation_type);
             (span, request)
         }
         Call::Other => {
-            let span = tracing::info_span!(
-                target: TARGET,
-                "services request",
-                otel.name = %method,
-                otel.kind = "server",
-                otel.status_code = Empty,
-                http.request.method = %method,
-                url.path = request.uri().path(),
-                http.response.status_code = Empty,
-            );
+            let span = trace::span(method.clone(), SpanKind::Server)
+                .attr("url.path", request.uri().path().to_owned());
             (span, request)
         }
     };
-    if let Some(parent) = parent {
-        trace::set_parent(&span, parent);
-    }
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut span = span
+        .attr("http.request.method", method)
+        .remote_parent(parent)
+        .start();
+    let response = span.in_scope(next.run(request)).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.set("http.response.status_code", i64::from(status.as_u16()));
     if status.is_client_error() || status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+        span.set_error();
     }
     response
 }

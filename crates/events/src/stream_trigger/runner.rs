@@ -6,7 +6,6 @@ use nimbus_core::{
     EventSource, EventSpec, InvokeError, InvokeOptions, Outcome, RetryPolicy, StartingPosition,
 };
 use tokio::{sync::watch, time::Instant};
-use tracing::Instrument;
 
 use super::{
     Change, Shared, StreamName,
@@ -317,17 +316,15 @@ impl Trigger {
             request_id: Some(request_id.clone()),
             ..InvokeOptions::default()
         };
-        // The dispatcher's span is opened by the call itself, so the call runs in the
-        // batch's span too.
         let span = super::trace::batch_span(&self.function, records);
         let result = span
-            .in_scope(|| {
+            .in_scope(
                 self.shared
                     .invoker
-                    .invoke(&self.function, stream_event(records), options)
-            })
-            .instrument(span.clone())
+                    .invoke(&self.function, stream_event(records), options),
+            )
             .await;
+        drop(span);
         let ran = |request_id: String, function_error| LastAttempt {
             request_id,
             status: 200,

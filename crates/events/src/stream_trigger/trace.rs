@@ -4,34 +4,30 @@
 
 use std::collections::HashSet;
 
-use nimbus_core::trace::{self, TARGET, TraceContext};
+use nimbus_core::trace::{self, Span, SpanKind, TraceContext};
 
 use super::Change;
 
 /// The span a batch of `records` is delivered to `function` in.
-pub(super) fn batch_span(function: &str, records: &[Change]) -> tracing::Span {
-    let span = tracing::info_span!(
-        target: TARGET,
-        "stream batch",
-        otel.name = format!("process {function}"),
-        otel.kind = "consumer",
-        faas.trigger = "datasource",
-        faas.invoked_name = function,
-        messaging.batch.message_count = records.len(),
-    );
-    if span.is_disabled() {
-        return span;
+pub(super) fn batch_span(function: &str, records: &[Change]) -> Span {
+    if !trace::enabled() {
+        return Span::none();
     }
     let mut seen = HashSet::new();
     let mut contexts = records
         .iter()
         .filter_map(|c| c.trace.as_deref().and_then(TraceContext::from_traceparent))
         .filter(|cx| seen.insert(*cx));
-    if let Some(first) = contexts.next() {
-        trace::set_parent(&span, first);
-    }
+    let mut span = trace::span(format!("process {function}"), SpanKind::Consumer)
+        .remote_parent(contexts.next())
+        .attr("faas.trigger", "datasource")
+        .attr("faas.invoked_name", function.to_owned())
+        .attr(
+            "messaging.batch.message_count",
+            i64::try_from(records.len()).unwrap_or(i64::MAX),
+        );
     for other in contexts {
-        trace::add_link(&span, other);
+        span = span.link(other);
     }
-    span
+    span.start()
 }

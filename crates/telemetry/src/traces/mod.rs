@@ -1,14 +1,12 @@
 //! OpenTelemetry traces, exported over OTLP (HTTP/protobuf).
 //!
-//! The parts open `tracing` spans with the target [`nimbus_core::trace::TARGET`] (the
-//! gateway request, the dispatch with its queue wait and cold start, the function's
-//! execution, each services-endpoint request, stream batches). [`Traces::start`] builds
-//! an OpenTelemetry pipeline for them when an endpoint is configured, and
-//! [`Traces::layer`] is the `tracing` layer that turns those spans, and only those, into
-//! OpenTelemetry spans. It also installs the [`nimbus_core::trace::Tracer`] through
-//! which the parts set remote parents and read the contexts they hand on.
+//! The parts open [`nimbus_core::trace::Span`]s (the gateway request, the dispatch with
+//! its queue wait and cold start, the function's execution, each services-endpoint
+//! request, stream batches). [`Traces::start`] builds an OpenTelemetry pipeline for them
+//! when an endpoint is configured, and installs the [`nimbus_core::trace::Tracer`] that
+//! records them through the SDK.
 //!
-//! Without an endpoint nothing is started, no layer is added and no span is recorded.
+//! Without an endpoint nothing is started and no span is made.
 //!
 //! Configuration follows OpenTelemetry's environment variables, with flags above them:
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` (or
@@ -22,14 +20,12 @@ mod export;
 
 use std::time::Duration;
 
-use nimbus_core::trace::TARGET;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::{
     Resource,
-    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider},
+    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider},
 };
-use tracing_subscriber::{Layer, filter::filter_fn, registry::LookupSpan};
 
 /// How long the final flush may take at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,7 +67,6 @@ fn env(name: &str) -> Option<String> {
 #[derive(Debug)]
 pub struct Traces {
     provider: SdkTracerProvider,
-    tracer: SdkTracer,
 }
 
 impl Traces {
@@ -134,30 +129,8 @@ impl Traces {
             )));
         }
         let provider = provider.build();
-        let tracer = provider.tracer("nimbus");
-        nimbus_core::trace::install(Box::new(bridge::Bridge));
-        Ok(Some(Traces { provider, tracer }))
-    }
-
-    /// The `tracing` layer that records trace spans (target
-    /// [`nimbus_core::trace::TARGET`]) as OpenTelemetry spans and ignores everything
-    /// else, events included.
-    pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
-    {
-        tracing_opentelemetry::layer()
-            .with_tracer(self.tracer.clone())
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_tracked_inactivity(false)
-            // Every trace span is made at INFO: the hint lets `tracing` and `log` skip
-            // more verbose calls without asking this layer.
-            .with_filter(
-                filter_fn(|meta| meta.is_span() && meta.target() == TARGET)
-                    .with_max_level_hint(tracing_subscriber::filter::LevelFilter::INFO),
-            )
+        nimbus_core::trace::install(Box::new(bridge::Bridge(provider.tracer("nimbus"))));
+        Ok(Some(Traces { provider }))
     }
 
     /// Exports what is buffered and stops the exporter.
@@ -172,11 +145,6 @@ impl Drop for Traces {
             eprintln!("warning: the last traces could not be exported: {e}");
         }
     }
-}
-
-/// Whether `meta` is a trace span, which the node's own log leaves out.
-pub fn is_trace_span(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span() && meta.target() == TARGET
 }
 
 #[cfg(test)]
