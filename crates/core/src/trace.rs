@@ -41,6 +41,11 @@ pub struct TraceContext {
     pub sampled: bool,
 }
 
+/// The length of a `traceparent` header of version 00.
+const TRACEPARENT_LEN: usize = 55;
+/// The length of the X-Ray header [`TraceContext::xray`] writes.
+const XRAY_LEN: usize = 74;
+
 fn hex_u128(s: &str) -> Option<u128> {
     (s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| u128::from_str_radix(s, 16).ok())
@@ -85,12 +90,16 @@ impl TraceContext {
 
     /// The W3C `traceparent` header.
     pub fn traceparent(&self) -> String {
-        format!(
+        use std::fmt::Write as _;
+        let mut header = String::with_capacity(TRACEPARENT_LEN);
+        let _ = write!(
+            header,
             "00-{:032x}-{:016x}-{:02x}",
             self.trace_id,
             self.span_id,
             u8::from(self.sampled)
-        )
+        );
+        header
     }
 
     /// Reads an X-Ray trace header (`Root=1-<8 hex>-<24 hex>;Parent=<16 hex>;Sampled=1`,
@@ -109,7 +118,13 @@ impl TraceContext {
                     if one != "1" || parts.next().is_some() || time.len() != 8 {
                         return None;
                     }
-                    root = Some(hex_u128(&format!("{time}{rest}"))?);
+                    if rest.len() != 24
+                        || !(time.bytes().chain(rest.bytes())).all(|b| b.is_ascii_hexdigit())
+                    {
+                        return None;
+                    }
+                    let high = u128::from(u32::from_str_radix(time, 16).ok()?);
+                    root = Some(high << 96 | u128::from_str_radix(rest, 16).ok()?);
                 }
                 "Parent" => parent = Some(hex_u64(value.trim())?),
                 "Sampled" => sampled = value.trim() != "0",
@@ -122,14 +137,17 @@ impl TraceContext {
     /// The X-Ray trace header: the trace id's first 8 hex digits are the `Root`'s time
     /// part, the other 24 its unique part.
     pub fn xray(&self) -> String {
-        let hex = format!("{:032x}", self.trace_id);
-        format!(
-            "Root=1-{}-{};Parent={:016x};Sampled={}",
-            &hex[..8],
-            &hex[8..],
+        use std::fmt::Write as _;
+        let mut header = String::with_capacity(XRAY_LEN);
+        let _ = write!(
+            header,
+            "Root=1-{:08x}-{:024x};Parent={:016x};Sampled={}",
+            self.trace_id >> 96,
+            self.trace_id & ((1 << 96) - 1),
             self.span_id,
             u8::from(self.sampled)
-        )
+        );
+        header
     }
 
     /// The context an incoming request carries: its `traceparent` when valid, otherwise

@@ -4,7 +4,7 @@
 //! manifest's route key (`-` when none matched), never the raw path; a method outside
 //! HTTP's standard ones is `OTHER`; the status is one of HTTP's codes.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::http::{Method, StatusCode};
 use metrics::{Counter, Histogram, SharedString};
@@ -54,7 +54,7 @@ fn status_label(status: StatusCode) -> SharedString {
 /// (functions choose their statuses, so the set is bounded only by HTTP's codes).
 const CACHED_HANDLES: usize = 4096;
 
-type HandleKey = (Option<String>, &'static str, u16);
+type HandleKey = (Option<Arc<str>>, &'static str, u16);
 
 thread_local! {
     /// The handles of the series this thread has recorded: looking a series up in the
@@ -65,7 +65,7 @@ thread_local! {
 
 /// Records one answered request.
 pub(crate) fn record(
-    route: Option<String>,
+    route: Option<Arc<str>>,
     method: &'static str,
     status: StatusCode,
     elapsed: Duration,

@@ -1,6 +1,6 @@
 //! Matching requests to routes.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use nimbus_core::{HttpMethod, PathSegment, RouteKey, RoutePath, RouteSpec};
 
@@ -16,6 +16,9 @@ pub struct RouteTableError {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<RouteSpec>,
+    /// Each route's key as text (`GET /users/{id}`, `$default`), made once: the access
+    /// log, the metrics and the trace span name every request after it.
+    keys: Vec<Arc<str>>,
     by_method: HashMap<HttpMethod, matchit::Router<usize>>,
     any: matchit::Router<usize>,
     default: Option<usize>,
@@ -26,6 +29,8 @@ pub struct RouteTable {
 pub struct Match<'a> {
     /// The route.
     pub route: &'a RouteSpec,
+    /// Its key as text.
+    pub key: &'a Arc<str>,
     /// Path parameters by name, as API Gateway's `pathParameters`.
     pub params: Vec<(String, String)>,
 }
@@ -66,6 +71,10 @@ impl RouteTable {
     pub fn new(routes: &[RouteSpec]) -> Result<Self, RouteTableError> {
         let mut table = RouteTable {
             routes: routes.to_vec(),
+            keys: routes
+                .iter()
+                .map(|r| Arc::from(r.key.to_string()))
+                .collect(),
             ..RouteTable::default()
         };
         for (i, route) in routes.iter().enumerate() {
@@ -100,6 +109,7 @@ impl RouteTable {
             if let Ok(found) = router.at(path) {
                 return Some(Match {
                     route: &self.routes[*found.value],
+                    key: &self.keys[*found.value],
                     params: found
                         .params
                         .iter()
@@ -110,6 +120,7 @@ impl RouteTable {
         }
         self.default.map(|i| Match {
             route: &self.routes[i],
+            key: &self.keys[i],
             params: Vec::new(),
         })
     }

@@ -215,26 +215,26 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         status = response.status().as_u16(),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         integration_ms = integration.map(|d| d.as_secs_f64() * 1000.0),
-        function = function.as_deref().unwrap_or("-"),
+        function = function.unwrap_or("-"),
         "request"
     );
-    crate::trace::finish(&mut span, function.as_deref(), response.status());
+    crate::trace::finish(&mut span, function, response.status());
     crate::route_metrics::record(route, method, response.status(), started.elapsed());
     response
 }
 
 /// Serves one request; also returns, for the access log, the route key and function
 /// matched and how long the function took.
-async fn serve(
-    gw: &Gateway,
+async fn serve<'g>(
+    gw: &'g Gateway,
     request: Request,
-    found: Option<Match<'_>>,
+    found: Option<Match<'g>>,
     request_id: &str,
     incoming: Option<nimbus_core::trace::TraceContext>,
 ) -> (
     Response<Body>,
-    Option<String>,
-    Option<String>,
+    Option<Arc<str>>,
+    Option<&'g str>,
     Option<std::time::Duration>,
 ) {
     let peer = request
@@ -258,17 +258,11 @@ async fn serve(
             None,
         );
     };
-    let route_key = found.route.key.to_string();
-    let function = found.route.function.clone();
-    let done = |response: Response<Body>| {
-        (
-            response,
-            Some(route_key.clone()),
-            Some(function.clone()),
-            None,
-        )
-    };
-    if let Some(limiter) = gw.route_limits.get(&route_key)
+    let route_key = found.key;
+    let function = found.route.function.as_str();
+    let done =
+        |response: Response<Body>| (response, Some(Arc::clone(route_key)), Some(function), None);
+    if let Some(limiter) = gw.route_limits.get(&**route_key)
         && let Err(refusal) = security::take(limiter)
     {
         return done(refusal.response());
@@ -293,7 +287,7 @@ async fn serve(
         request_id,
         version: parts.version,
     };
-    let (payload, http_request) = if gw.wasm.contains(&function) {
+    let (payload, http_request) = if gw.wasm.contains(function) {
         // A component serves HTTP: it gets the request as it came, whatever the route's
         // payload version (the event made no difference to the request it saw). A Lambda
         // authorizer still gets its event; what it or a JWT establishes has no place in
@@ -339,8 +333,8 @@ async fn serve(
     let finish = |response: Response<Body>| {
         (
             response,
-            Some(route_key.clone()),
-            Some(function.clone()),
+            Some(Arc::clone(route_key)),
+            Some(function),
             Some(invoked.elapsed()),
         )
     };
@@ -358,13 +352,13 @@ async fn serve(
         ..InvokeOptions::default()
     };
     if answers_http {
-        let invoked = gw.invoker.invoke(&function, payload, options).await;
-        return finish(answer(invoked, &function, version));
+        let invoked = gw.invoker.invoke(function, payload, options).await;
+        return finish(answer(invoked, function, version));
     }
     let (stream, mut streamed) = tokio::sync::mpsc::channel(16);
     options.stream = Some(stream);
     let mut invocation = {
-        let (invoker, function) = (Arc::clone(&gw.invoker), function.clone());
+        let (invoker, function) = (Arc::clone(&gw.invoker), function.to_owned());
         Box::pin(async move { invoker.invoke(&function, payload, options).await })
     };
     let first = tokio::select! {
@@ -388,7 +382,7 @@ async fn serve(
             _ => result,
         },
     };
-    finish(answer(whole, &function, version))
+    finish(answer(whole, function, version))
 }
 
 /// The response to a whole (not streamed) invocation, or to its refusal.
@@ -420,6 +414,7 @@ fn authorizer_event(
             as_v2.payload = PayloadVersion::V2;
             let m = Match {
                 route: &as_v2,
+                key: found.key,
                 params: found.params.clone(),
             };
             crate::event::build(&m, facts)

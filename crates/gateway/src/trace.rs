@@ -25,11 +25,9 @@ pub(crate) fn request_span(
     if !trace::enabled() {
         return Span::none();
     }
-    let key = found.map(|found| found.route.key.to_string());
-    let route = key
-        .as_deref()
-        .map(|key| key.split_once(' ').map_or(key, |(_, p)| p).to_owned());
-    let name = key.unwrap_or_else(|| method.as_str().to_owned());
+    let key = found.map(|found| &**found.key);
+    let route = key.map(|key| key.split_once(' ').map_or(key, |(_, p)| p).to_owned());
+    let name = key.unwrap_or(method.as_str()).to_owned();
     let mut span = trace::span(name, SpanKind::Server)
         .remote_parent(parent)
         .attr("http.request.method", method.as_str().to_owned())
