@@ -7,8 +7,10 @@
 //! hello-wasm component). The nodes run at once; the same closed-loop load generator
 //! drives one node at a time, the three taking turns for several rounds so that the
 //! machine's drift between rounds reaches all three alike. The trace receiver is an
-//! axum server in this process that accepts `POST /v1/traces` and counts what arrives,
-//! so the exporter does its whole work (batching, protobuf encoding, HTTP).
+//! axum server in this process that accepts `POST /v1/traces`, so the exporter does its
+//! whole work (batching, protobuf encoding, HTTP). It keeps each request's body and
+//! decodes it between steps, to count the spans: a collector's decoding runs on another
+//! machine in a deployment, and here it would take the two cores the node is measured on.
 //!
 //! Usage: `telemetry ECHO_BOOTSTRAP [SECONDS_PER_STEP] [ROUNDS]` (defaults 5 and 5). The
 //! `nimbus` binary is looked up next to this one. bench/README.md defines each figure.
@@ -18,7 +20,7 @@ use std::{
     path::{Path, PathBuf},
     process::Child,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -111,6 +113,17 @@ struct Received {
     requests: AtomicU64,
     bytes: AtomicU64,
     spans: AtomicU64,
+    /// Bodies not yet decoded.
+    held: Mutex<Vec<Bytes>>,
+}
+
+impl Received {
+    /// Decodes the held bodies and counts their spans.
+    fn count(&self) {
+        let held = std::mem::take(&mut *self.held.lock().expect("not poisoned"));
+        let spans: u64 = held.iter().map(|body| spans_in(body)).sum();
+        self.spans.fetch_add(spans, Ordering::Relaxed);
+    }
 }
 
 /// The spans in an OTLP/HTTP protobuf export request (0 when it does not decode).
@@ -138,7 +151,7 @@ fn receiver(received: &Arc<Received>) -> SocketAddr {
                 received
                     .bytes
                     .fetch_add(body.len() as u64, Ordering::Relaxed);
-                received.spans.fetch_add(spans_in(&body), Ordering::Relaxed);
+                received.held.lock().expect("not poisoned").push(body);
                 // An empty ExportTraceServiceResponse.
                 (
                     [("content-type", "application/x-protobuf")],
@@ -327,6 +340,7 @@ fn run(bootstrap: &Path, window: Duration, rounds: usize) -> Result<(), String> 
                     per_request.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}us"))
                 );
                 rates[r][s].push(figures.rate());
+                received.count();
             }
         }
     }
@@ -357,6 +371,7 @@ fn run(bootstrap: &Path, window: Duration, rounds: usize) -> Result<(), String> 
     }
     // The exporter sends what it holds at least every 5 s (OTEL_BSP_SCHEDULE_DELAY).
     std::thread::sleep(Duration::from_secs(7));
+    received.count();
     let traced = SETUPS
         .iter()
         .zip(&nodes)
