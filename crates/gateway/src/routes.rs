@@ -16,8 +16,8 @@ pub struct RouteTableError {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<RouteSpec>,
-    /// Each route's key as text (`GET /users/{id}`, `$default`), made once: the access
-    /// log, the metrics and the trace span name every request after it.
+    /// Each route's key as text (`GET /users/{id}`, `$default`), made once here for the
+    /// access line, the metrics label and the trace span name of every request.
     keys: Vec<Arc<str>>,
     by_method: HashMap<HttpMethod, matchit::Router<usize>>,
     any: matchit::Router<usize>,
@@ -173,6 +173,12 @@ mod tests {
         );
         let m = table.find("GET", "/pets/dog/7").unwrap();
         assert_eq!(m.params, vec![("id".to_owned(), "7".to_owned())]);
+        // The key's text names the route matched, `$default` included.
+        let key = |m: &str, p: &str| table.find(m, p).unwrap().key.to_string();
+        assert_eq!(key("GET", "/pets/dog/7"), "GET /pets/dog/{id}");
+        assert_eq!(key("GET", "/pets/cat/1"), "GET /pets/{proxy+}");
+        assert_eq!(key("DELETE", "/x"), "ANY /{proxy+}");
+        assert_eq!(key("GET", "/"), "$default");
     }
 
     #[test]
