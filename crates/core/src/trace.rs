@@ -46,16 +46,19 @@ const TRACEPARENT_LEN: usize = 55;
 /// The length of the X-Ray header [`TraceContext::xray`] writes.
 const XRAY_LEN: usize = 74;
 
-fn hex_u128(s: &str) -> Option<u128> {
-    (s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+/// Exactly `digits` hex digits (no sign, no prefix), at most 32.
+fn hex(s: &str, digits: usize) -> Option<u128> {
+    (s.len() == digits && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| u128::from_str_radix(s, 16).ok())
         .flatten()
 }
 
+fn hex_u128(s: &str) -> Option<u128> {
+    hex(s, 32)
+}
+
 fn hex_u64(s: &str) -> Option<u64> {
-    (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| u64::from_str_radix(s, 16).ok())
-        .flatten()
+    hex(s, 16).and_then(|n| u64::try_from(n).ok())
 }
 
 impl TraceContext {
@@ -115,16 +118,10 @@ impl TraceContext {
                 "Root" => {
                     let mut parts = value.trim().split('-');
                     let (one, time, rest) = (parts.next()?, parts.next()?, parts.next()?);
-                    if one != "1" || parts.next().is_some() || time.len() != 8 {
+                    if one != "1" || parts.next().is_some() {
                         return None;
                     }
-                    if rest.len() != 24
-                        || !(time.bytes().chain(rest.bytes())).all(|b| b.is_ascii_hexdigit())
-                    {
-                        return None;
-                    }
-                    let high = u128::from(u32::from_str_radix(time, 16).ok()?);
-                    root = Some(high << 96 | u128::from_str_radix(rest, 16).ok()?);
+                    root = Some(hex(time, 8)? << 96 | hex(rest, 24)?);
                 }
                 "Parent" => parent = Some(hex_u64(value.trim())?),
                 "Sampled" => sampled = value.trim() != "0",
