@@ -2,107 +2,102 @@
 //! to stderr by a thread of its own, so that a request never waits on the terminal or
 //! the pipe.
 //!
-//! Under load the writer takes turns: it writes every waiting line at once, then rests
-//! for [`REST`] while new lines queue up. A logging thread then hands its line over
-//! without waking anyone (waking the writer for each line, as a writer blocked on its
-//! queue needs, costs a system call and a context switch per line: several per request
-//! on a busy node). Nothing is dropped: when [`QUEUED_LINES`] wait, loggers wait for
-//! the writer. Dropping the [`WriterGuard`] writes what is left.
+//! Loggers append their lines to a [`Spool`], and the writer takes them in bulk: under
+//! load it writes every waiting line at once, then rests for [`REST`] while new lines
+//! gather, so that a logging thread hands its line over without waking anyone and
+//! without a heap object per line. Nothing is dropped: when [`SPOOLED_BYTES`] wait,
+//! loggers wait for the writer. Dropping the [`WriterGuard`] writes what is left.
 
 use std::{
     io::{self, Write},
-    sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
+    sync::Arc,
     time::Duration,
 };
 
+use nimbus_telemetry::spool::Spool;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Lines waiting for the writer before loggers wait.
-const QUEUED_LINES: usize = 64 * 1024;
-/// How long the writer rests after writing a batch.
+/// Bytes waiting for the writer before loggers wait.
+const SPOOLED_BYTES: usize = 16 * 1024 * 1024;
+/// How long the writer rests after writing what it took.
 const REST: Duration = Duration::from_millis(5);
 /// How long the writer waits for a line when the log is quiet before checking again.
 const IDLE: Duration = Duration::from_secs(1);
+/// How long dropping the guard waits for the last lines to be written.
+const LAST_WRITE: Duration = Duration::from_secs(5);
 
-enum Message {
-    Line(Vec<u8>),
-    /// Write everything queued so far, then answer.
-    Flush(SyncSender<()>),
+/// The writer's spool; when the last handle goes, the writer writes what is left and
+/// stops.
+struct Handle {
+    spool: Arc<Spool>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.spool.close();
+    }
 }
 
 /// Where loggers hand their lines; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct LineWriter {
-    queue: SyncSender<Message>,
+    handle: Arc<Handle>,
 }
 
-/// Keeps the writer thread; dropping it writes the queued lines and stops the thread.
+/// Keeps the writer thread; dropping it writes the queued lines.
 pub(crate) struct WriterGuard {
-    queue: SyncSender<Message>,
+    handle: Arc<Handle>,
 }
 
 /// Starts a writer thread writing to `out`.
 pub(crate) fn start<W: Write + Send + 'static>(out: W) -> (LineWriter, WriterGuard) {
-    let (queue, received) = mpsc::sync_channel(QUEUED_LINES);
-    // Without the thread, lines are dropped (the senders see the queue disconnected).
+    let spool = Arc::new(Spool::new(SPOOLED_BYTES));
+    // Without the thread, lines gather until loggers wait: the node could not log at
+    // all, which its start-up would show at once.
     let _ = std::thread::Builder::new()
         .name("nimbus-log".to_owned())
-        .spawn(move || run(out, &received));
+        .spawn({
+            let spool = Arc::clone(&spool);
+            move || run(out, &spool)
+        });
+    let handle = Arc::new(Handle { spool });
     let writer = LineWriter {
-        queue: queue.clone(),
+        handle: Arc::clone(&handle),
     };
-    (writer, WriterGuard { queue })
+    (writer, WriterGuard { handle })
 }
 
-fn run<W: Write>(out: W, received: &Receiver<Message>) {
-    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
+fn run<W: Write>(mut out: W, spool: &Spool) {
+    let mut taken = Vec::new();
     loop {
-        let first = match received.recv_timeout(IDLE) {
-            Ok(message) => message,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut answers = Vec::new();
-        let mut next = Some(first);
-        while let Some(message) = next {
-            match message {
-                Message::Line(line) => {
-                    let _ = out.write_all(&line);
-                }
-                Message::Flush(done) => answers.push(done),
-            }
-            next = received.try_recv().ok();
+        let took = spool.take(&mut taken, IDLE);
+        if !taken.is_empty() {
+            let _ = out.write_all(&taken);
+            let _ = out.flush();
         }
-        let _ = out.flush();
-        for done in answers {
+        for done in took.flushes {
             let _ = done.send(());
         }
-        std::thread::sleep(REST);
+        if took.closed {
+            break;
+        }
+        if !taken.is_empty() {
+            spool.rest(REST);
+        }
     }
-    let _ = out.flush();
 }
 
 impl LineWriter {
-    fn send(&self, message: Message) {
-        match self.queue.try_send(message) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(message)) => {
-                let _ = self.queue.send(message);
-            }
-        }
-    }
-
     /// Queues `lines`: one or more whole lines, written together.
     pub(crate) fn write_lines(&self, lines: &[u8]) {
-        self.send(Message::Line(lines.to_vec()));
+        self.handle
+            .spool
+            .append(|spooled| spooled.extend_from_slice(lines));
     }
 
-    /// Waits until the lines queued before this call are written (or the writer is gone).
-    #[cfg(test)]
-    fn flush(&self) {
-        let (done, wait) = mpsc::sync_channel(1);
-        self.send(Message::Flush(done));
-        let _ = wait.recv();
+    /// Waits until the lines queued before this call are written (or `wait` has passed).
+    fn flush_within(&self, wait: Duration) {
+        let _ = self.handle.spool.flush().recv_timeout(wait);
     }
 }
 
@@ -110,7 +105,7 @@ impl Write for LineWriter {
     /// Takes `buf` as one line (or several whole lines): the formatters write each event
     /// with one call.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.send(Message::Line(buf.to_vec()));
+        self.write_lines(buf);
         Ok(buf.len())
     }
 
@@ -129,12 +124,12 @@ impl<'a> MakeWriter<'a> for LineWriter {
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
-        // The subscriber keeps senders until the process ends, so the thread is not
+        // The subscriber keeps writers until the process ends, so the thread is not
         // joined: it is asked to write everything queued so far, and waited for.
-        let (done, wait) = mpsc::sync_channel(1);
-        if self.queue.send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(Duration::from_secs(5));
+        LineWriter {
+            handle: Arc::clone(&self.handle),
         }
+        .flush_within(LAST_WRITE);
     }
 }
 
@@ -175,7 +170,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        writer.flush();
+        writer.flush_within(Duration::from_secs(10));
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let mut next = [0usize; 4];
         for line in text.lines() {

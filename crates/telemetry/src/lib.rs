@@ -5,7 +5,10 @@
 //!   bounded size and age, queried by time, request id and text, and followed live.
 //! - [`metrics`]: the Prometheus metrics the node exposes on `/metrics`.
 //! - [`traces`]: OpenTelemetry traces exported over OTLP/HTTP.
+//! - [`spool`]: how lines reach the threads that write them, the node's log's and the
+//!   log store's.
 
 pub mod logs;
 pub mod metrics;
+pub mod spool;
 pub mod traces;

@@ -1,13 +1,10 @@
-//! The store: a writer thread that owns the files, and handles that send it lines.
+//! The store: a writer thread that owns the files, and handles that spool lines to it.
 
 use std::{
     collections::HashMap,
     io,
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
-        mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
-    },
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -17,20 +14,17 @@ use super::{
     Clock, LogLine, Position, Query, QueryResult, Retention, SystemClock, is_function_name, query,
     segment::FunctionLog, to_millis,
 };
+use crate::spool::Spool;
 
-/// Messages (one or more lines each) waiting for the writer before loggers wait for it.
-const QUEUED_MESSAGES: usize = 64 * 1024;
-/// Most messages the writer takes before it flushes and tells followers.
-const BATCH_MESSAGES: usize = 4096;
+/// Bytes of spooled lines waiting for the writer before loggers wait for it.
+const SPOOLED_BYTES: usize = 16 * 1024 * 1024;
 /// New lines a follower may fall behind by before it misses some.
 const FOLLOW_BUFFER: usize = 4096;
 /// How long [`LogStore::flush`] waits for the writer.
 const FLUSH_WAIT: Duration = Duration::from_secs(10);
-/// How long the writer lets lines gather after writing a batch. A writer waiting in
-/// `recv` is woken by every line sent (a futex wake, a context switch): under load that
-/// cost more than the writing. Resting between batches, it is woken at most once per
-/// rest, and a line reaches the store and its followers within this much of the last
-/// batch.
+/// How long the writer lets lines gather after writing what it took: resting, it is
+/// woken by no line, and a line reaches the store and its followers within this much of
+/// the last take.
 const GATHER: Duration = Duration::from_millis(20);
 
 /// A line as a follower gets it.
@@ -42,15 +36,80 @@ pub struct Followed {
     pub position: Position,
 }
 
-enum Message {
-    /// Lines of one function's log, stamped with one time.
-    Lines {
-        function: String,
+/// Lines of one function's log, stamped with one time, as they wait in the spool: the
+/// function's name, the time, the request id and each line, every string after its
+/// length (`u64`, little-endian; `u64::MAX` for no request id).
+struct Spooled<'a> {
+    function: &'a str,
+    time: u64,
+    request_id: Option<&'a str>,
+    lines: Vec<&'a str>,
+}
+
+const NO_REQUEST_ID: u64 = u64::MAX;
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+impl<'a> Spooled<'a> {
+    /// Appends a record to `buf`.
+    fn encode<'l>(
+        buf: &mut Vec<u8>,
+        function: &str,
         time: u64,
-        request_id: Option<String>,
-        lines: Vec<String>,
-    },
-    Flush(mpsc::Sender<()>),
+        request_id: Option<&str>,
+        lines: impl IntoIterator<Item = &'l str>,
+    ) {
+        put_str(buf, function);
+        buf.extend_from_slice(&time.to_le_bytes());
+        match request_id {
+            Some(id) => put_str(buf, id),
+            None => buf.extend_from_slice(&NO_REQUEST_ID.to_le_bytes()),
+        }
+        let count_at = buf.len();
+        buf.extend_from_slice(&0u64.to_le_bytes());
+        let mut count = 0u64;
+        for line in lines {
+            put_str(buf, line);
+            count += 1;
+        }
+        buf[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+    }
+
+    /// The next record of `bytes`, advancing past it; `None` at the end.
+    fn decode(bytes: &mut &'a [u8]) -> Option<Spooled<'a>> {
+        fn u64_of(bytes: &mut &[u8]) -> Option<u64> {
+            let (head, rest) = bytes.split_first_chunk::<8>()?;
+            *bytes = rest;
+            Some(u64::from_le_bytes(*head))
+        }
+        fn str_of<'a>(bytes: &mut &'a [u8], len: u64) -> Option<&'a str> {
+            let (s, rest) = bytes.split_at_checked(usize::try_from(len).ok()?)?;
+            *bytes = rest;
+            std::str::from_utf8(s).ok()
+        }
+        let len = u64_of(bytes)?;
+        let function = str_of(bytes, len)?;
+        let time = u64_of(bytes)?;
+        let request_id = match u64_of(bytes)? {
+            NO_REQUEST_ID => None,
+            len => Some(str_of(bytes, len)?),
+        };
+        let count = u64_of(bytes)?;
+        let mut lines = Vec::with_capacity(usize::try_from(count).ok()?.min(1024));
+        for _ in 0..count {
+            let len = u64_of(bytes)?;
+            lines.push(str_of(bytes, len)?);
+        }
+        Some(Spooled {
+            function,
+            time,
+            request_id,
+            lines,
+        })
+    }
 }
 
 /// A line as it is encoded: [`LogLine`]'s form, borrowed.
@@ -74,9 +133,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct Inner {
     dir: PathBuf,
-    queue: SyncSender<Message>,
+    spool: Arc<Spool>,
     followers: Arc<Mutex<Followers>>,
     clock: Arc<dyn Clock>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.spool.close();
+    }
 }
 
 /// The per-function log store in a directory (`DATA/logs`). Cloning gives another handle
@@ -125,7 +190,7 @@ impl LogStore {
                 logs.insert(name, FunctionLog::load(entry.path())?);
             }
         }
-        let (queue, received) = mpsc::sync_channel(QUEUED_MESSAGES);
+        let spool = Arc::new(Spool::new(SPOOLED_BYTES));
         let followers = Arc::new(Mutex::new(Followers::default()));
         let mut writer = Writer {
             dir: dir.to_path_buf(),
@@ -138,11 +203,14 @@ impl LogStore {
         writer.sweep();
         std::thread::Builder::new()
             .name("nimbus-log-store".to_owned())
-            .spawn(move || writer.run(&received))?;
+            .spawn({
+                let spool = Arc::clone(&spool);
+                move || writer.run(&spool)
+            })?;
         Ok(LogStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
-                queue,
+                spool,
                 followers,
                 clock,
             }),
@@ -161,7 +229,7 @@ impl LogStore {
 
     /// Queues a line of `function`'s log, stamped now. It is on disk and sent to
     /// followers within a few milliseconds. Lines of names that cannot be functions are
-    /// dropped. Waits only when the writer is [`QUEUED_MESSAGES`] messages behind.
+    /// dropped. Waits only when the writer is [`SPOOLED_BYTES`] behind.
     pub fn append(&self, function: &str, request_id: Option<&str>, message: &str) {
         self.append_lines(function, request_id, [message]);
     }
@@ -177,34 +245,20 @@ impl LogStore {
         if !is_function_name(function) {
             return;
         }
-        let lines: Vec<String> = lines.into_iter().map(str::to_owned).collect();
-        if lines.is_empty() {
+        let mut lines = lines.into_iter().peekable();
+        if lines.peek().is_none() {
             return;
         }
-        self.send(Message::Lines {
-            function: function.to_owned(),
-            time: to_millis(self.inner.clock.now()),
-            request_id: request_id.map(str::to_owned),
-            lines,
-        });
-    }
-
-    fn send(&self, message: Message) {
-        match self.inner.queue.try_send(message) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            // Back-pressure rather than loss, as the node's own log does.
-            Err(TrySendError::Full(message)) => {
-                let _ = self.inner.queue.send(message);
-            }
-        }
+        let time = to_millis(self.inner.clock.now());
+        self.inner
+            .spool
+            .append(|buf| Spooled::encode(buf, function, time, request_id, lines));
     }
 
     /// Waits until every line queued before this call is on disk and retention has been
     /// applied (or up to 10 s).
     pub fn flush(&self) {
-        let (done, wait) = mpsc::channel();
-        self.send(Message::Flush(done));
-        let _ = wait.recv_timeout(FLUSH_WAIT);
+        let _ = self.inner.spool.flush().recv_timeout(FLUSH_WAIT);
     }
 
     /// Reads `function`'s lines that `query` wants, oldest first. Reads files: call it
@@ -262,47 +316,37 @@ impl Writer {
         (self.retention.max_age / 16).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
-    fn run(mut self, received: &mpsc::Receiver<Message>) {
+    fn run(mut self, spool: &Spool) {
         let interval = self.sweep_interval();
         let mut last_sweep = self.clock.now();
+        let mut taken = Vec::new();
         loop {
-            let first = match received.recv_timeout(interval) {
-                Ok(message) => Some(message),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut batch: Vec<Message> = first.into_iter().collect();
-            while batch.len() < BATCH_MESSAGES {
-                match received.try_recv() {
-                    Ok(message) => batch.push(message),
-                    Err(_) => break,
-                }
+            let took = spool.take(&mut taken, interval);
+            if !taken.is_empty() {
+                self.write(&taken);
             }
-            // A full batch means more are waiting: no rest then.
-            let rest = batch.len() < BATCH_MESSAGES
-                && batch.iter().any(|m| matches!(m, Message::Lines { .. }));
-            let flushes = self.write(batch);
             let now = self.clock.now();
             let due = now
                 .duration_since(last_sweep)
                 .is_ok_and(|since| since >= interval);
-            if due || !flushes.is_empty() {
+            if due || !took.flushes.is_empty() {
                 self.sweep();
                 last_sweep = now;
             }
-            for done in flushes {
+            for done in took.flushes {
                 let _ = done.send(());
             }
-            if rest {
-                std::thread::sleep(GATHER);
+            if took.closed {
+                break;
+            }
+            if !taken.is_empty() {
+                spool.rest(GATHER);
             }
         }
-        self.flush_all();
     }
 
-    /// Writes a batch, flushes it, then sends it to followers; returns the flushes it
-    /// asked for.
-    fn write(&mut self, batch: Vec<Message>) -> Vec<mpsc::Sender<()>> {
+    /// Writes the spooled records in `batch`, flushes them, then sends them to followers.
+    fn write(&mut self, mut batch: &[u8]) {
         let followed: HashMap<String, broadcast::Sender<Arc<Followed>>> = {
             let mut followers = lock(&self.followers);
             followers
@@ -310,37 +354,30 @@ impl Writer {
                 .retain(|_, sender| sender.receiver_count() > 0);
             followers.by_function.clone()
         };
-        let mut flushes = Vec::new();
         let mut fresh = Vec::new();
         let mut encoded = Vec::with_capacity(256);
-        for message in batch {
-            let (function, time, request_id, lines) = match message {
-                Message::Flush(done) => {
-                    flushes.push(done);
-                    continue;
-                }
-                Message::Lines {
-                    function,
-                    time,
-                    request_id,
-                    lines,
-                } => (function, time, request_id, lines),
-            };
-            if !self.logs.contains_key(&function) {
-                let log = FunctionLog::new(self.dir.join(&function));
-                self.logs.insert(function.clone(), log);
+        while let Some(record) = Spooled::decode(&mut batch) {
+            let Spooled {
+                function,
+                time,
+                request_id,
+                lines,
+            } = record;
+            if !self.logs.contains_key(function) {
+                let log = FunctionLog::new(self.dir.join(function));
+                self.logs.insert(function.to_owned(), log);
             }
-            let Some(log) = self.logs.get_mut(&function) else {
+            let Some(log) = self.logs.get_mut(function) else {
                 continue;
             };
-            let sender = followed.get(&function);
+            let sender = followed.get(function);
             let mut failed = None;
             for message in lines {
                 encoded.clear();
                 let line = Encoded {
                     time,
-                    request_id: request_id.as_deref(),
-                    message: &message,
+                    request_id,
+                    message,
                 };
                 if serde_json::to_writer(&mut encoded, &line).is_err() {
                     continue;
@@ -351,8 +388,8 @@ impl Writer {
                         if let Some(sender) = sender {
                             let line = LogLine {
                                 time,
-                                request_id: request_id.clone(),
-                                message,
+                                request_id: request_id.map(str::to_owned),
+                                message: message.to_owned(),
                             };
                             fresh.push((sender, Followed { line, position }));
                         }
@@ -364,14 +401,13 @@ impl Writer {
                 }
             }
             if let Some(e) = failed {
-                self.failed(&function, &e);
+                self.failed(function, &e);
             }
         }
         self.flush_all();
         for (sender, followed) in fresh {
             let _ = sender.send(Arc::new(followed));
         }
-        flushes
     }
 
     fn flush_all(&mut self) {
