@@ -6,11 +6,12 @@
 //! `lambda_runtime` echo fixture, 16 warm instances) and `GET /hello/{name}` (the
 //! hello-wasm component). The nodes run at once; the same closed-loop load generator
 //! drives one node at a time, the three taking turns for several rounds so that the
-//! machine's drift between rounds reaches all three alike. The trace receiver is an
-//! axum server in this process that accepts `POST /v1/traces`, so the exporter does its
-//! whole work (batching, protobuf encoding, HTTP). It keeps each request's body and
-//! decodes it between steps, to count the spans: a collector's decoding runs on another
-//! machine in a deployment, and here it would take the two cores the node is measured on.
+//! machine's drift between rounds reaches all three alike, each round starting from the
+//! next of them. The trace receiver is an axum server in this process that accepts
+//! `POST /v1/traces`, so the exporter does its whole work (batching, protobuf encoding,
+//! HTTP). It keeps each request's body and decodes it between steps, to count the spans:
+//! a collector's decoding runs on another machine in a deployment, and here it would take
+//! the two cores the node is measured on.
 //!
 //! Usage: `telemetry ECHO_BOOTSTRAP [SECONDS_PER_STEP] [ROUNDS]` (defaults 5 and 5). The
 //! `nimbus` binary is looked up next to this one. bench/README.md defines each figure.
@@ -309,7 +310,11 @@ fn run(bootstrap: &Path, window: Duration, rounds: usize) -> Result<(), String> 
     let mut cpu = vec![vec![Vec::new(); SETUPS.len()]; ROUTES.len()];
     for round in 1..=rounds {
         for (r, (route_name, route)) in ROUTES.iter().enumerate() {
-            for (s, (setup, node)) in SETUPS.iter().zip(&nodes).enumerate() {
+            // Each round starts from the next set-up, so that none always follows the
+            // same one (the traced node's export, a warm cache) or runs first.
+            for step in 0..SETUPS.len() {
+                let s = (step + round - 1) % SETUPS.len();
+                let (setup, node) = (&SETUPS[s], &nodes[s]);
                 let (cpu_before, answered_before) = (
                     cpu_time(node.child.id()),
                     node.answered.load(Ordering::Relaxed),
