@@ -374,8 +374,17 @@ impl Span {
     /// Runs `future` with this span as its current span, so that spans started in it
     /// are this one's children and [`current`] is this span's context. An empty span
     /// leaves the current span as it is.
+    ///
+    /// Without a tracer there is no span to be current, and `future` runs as it is: a
+    /// task-local scope would cost a swap on every poll of every request.
     pub fn in_scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
-        CURRENT.scope(self.context().or_else(current), future)
+        let scope = enabled().then(|| self.context().or_else(current));
+        async move {
+            match scope {
+                Some(cx) => CURRENT.scope(cx, future).await,
+                None => future.await,
+            }
+        }
     }
 }
 
