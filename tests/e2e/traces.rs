@@ -416,6 +416,52 @@ fn a_zero_sample_ratio_records_only_traces_the_caller_sampled() {
     assert!(others.is_empty(), "{}", describe(&others));
 }
 
+/// A wasm function gets its run's span as `traceparent`, beside the X-Ray form, so that
+/// the calls it makes with an HTTP library that passes the header on join the trace.
+#[test]
+fn a_wasm_function_gets_its_runs_span_as_traceparent() {
+    let receiver = Receiver::start();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::copy(crate::wasm::probe(), app.path().join("probe.wasm")).unwrap();
+    std::fs::write(
+        app.path().join("nimbus.toml"),
+        "name = \"traced-wasm\"\n\n[functions.probe]\nruntime = \"wasm\"\ncode = \"probe.wasm\"\n\n[[routes]]\nroute = \"GET /echo\"\nfunction = \"probe\"\n",
+    )
+    .unwrap();
+    let node = traced_node(app.path(), &receiver, &[]);
+    for _ in 0..2 {
+        let r = http(
+            node.gateway(),
+            "GET",
+            "/echo",
+            &[("traceparent", &format!("00-{TRACE}-{CALLER}-01"))],
+            "",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+        let echo: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let header = |name: &str| {
+            echo["headers"]
+                .as_array()
+                .and_then(|headers| headers.iter().find(|pair| pair[0] == name))
+                .and_then(|pair| pair[1].as_str())
+                .map(str::to_owned)
+        };
+        let traceparent = header("traceparent").expect("a traceparent header");
+        let spans = receiver.wait_trace(&node, TRACE, |s| {
+            s.iter()
+                .any(|g| g.span.name == "probe" && traceparent.contains(&g.id()))
+        });
+        let run = spans
+            .iter()
+            .find(|g| g.span.name == "probe" && traceparent.contains(&g.id()))
+            .unwrap();
+        assert_eq!(traceparent, format!("00-{TRACE}-{}-01", run.id()));
+        let xray = header("x-amzn-trace-id").expect("an X-Ray header");
+        assert!(xray.contains(&format!("Parent={}", run.id())), "{xray}");
+    }
+}
+
 /// Without an endpoint no exporter starts and nothing is recorded, but a caller's trace
 /// context still reaches the function.
 #[test]

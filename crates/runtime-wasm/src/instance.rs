@@ -354,8 +354,12 @@ impl WasmInstance {
             && let Ok(value) = HeaderValue::from_str(trace)
         {
             request.headers_mut().insert("x-amzn-trace-id", value);
-            // The W3C form too, which wasm code and its HTTP libraries pass on.
-            if let Some(cx) = nimbus_core::trace::TraceContext::from_xray(trace)
+            // The W3C form too, which wasm code and its HTTP libraries pass on: the
+            // context of the span the invocation runs in (the one the X-Ray form was
+            // written from) when there is one, rather than the header parsed back.
+            let context = nimbus_core::trace::current()
+                .or_else(|| nimbus_core::trace::TraceContext::from_xray(trace));
+            if let Some(cx) = context
                 && let Ok(value) = HeaderValue::from_str(&cx.traceparent())
             {
                 request.headers_mut().insert("traceparent", value);
