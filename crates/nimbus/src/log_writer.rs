@@ -52,14 +52,17 @@ pub(crate) struct WriterGuard {
 /// Starts a writer thread writing to `out`.
 pub(crate) fn start<W: Write + Send + 'static>(out: W) -> (LineWriter, WriterGuard) {
     let spool = Arc::new(Spool::new(SPOOLED_BYTES));
-    // Without the thread, lines gather until loggers wait: the node could not log at
-    // all, which its start-up would show at once.
-    let _ = std::thread::Builder::new()
+    let started = std::thread::Builder::new()
         .name("nimbus-log".to_owned())
         .spawn({
             let spool = Arc::clone(&spool);
             move || run(out, &spool)
         });
+    if started.is_err() {
+        // Without the thread lines are dropped, as the spool drops them once its
+        // writer is gone; nobody waits for them.
+        drop(spool.writer_exit());
+    }
     let handle = Arc::new(Handle { spool });
     let writer = LineWriter {
         handle: Arc::clone(&handle),
@@ -68,6 +71,7 @@ pub(crate) fn start<W: Write + Send + 'static>(out: W) -> (LineWriter, WriterGua
 }
 
 fn run<W: Write>(mut out: W, spool: &Spool) {
+    let _exit = spool.writer_exit();
     let mut taken = Vec::new();
     loop {
         let took = spool.take(&mut taken, IDLE);

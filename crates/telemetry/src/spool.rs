@@ -21,6 +21,9 @@ use std::{
     time::Duration,
 };
 
+/// The capacity a buffer keeps at least, whatever was taken last.
+const KEEP_BYTES: usize = 64 * 1024;
+
 #[derive(Default)]
 struct State {
     /// What loggers appended since the writer's last take.
@@ -32,6 +35,8 @@ struct State {
     writer_idle: bool,
     /// No more appends are taken; the writer takes what is left and stops.
     closed: bool,
+    /// The writer has stopped (or never started): flushes are not waited for.
+    writer_gone: bool,
 }
 
 /// A buffer that loggers append to and a writer takes whole. Share it in an `Arc`.
@@ -81,6 +86,8 @@ impl Spool {
     pub fn append(&self, write: impl FnOnce(&mut Vec<u8>)) {
         let mut state = self.lock();
         while state.bytes.len() >= self.limit && !state.closed {
+            // A resting writer would otherwise finish its rest first.
+            self.writer.notify_one();
             state = self
                 .room
                 .wait(state)
@@ -97,13 +104,23 @@ impl Spool {
     }
 
     /// Asks the writer to write everything appended so far; the receiver gets `()` once
-    /// it has (or is dropped when the writer is gone).
+    /// it has, or sees its sender dropped when the writer is gone.
     pub fn flush(&self) -> mpsc::Receiver<()> {
         let (done, wait) = mpsc::channel();
         let mut state = self.lock();
-        state.flushes.push(done);
-        self.writer.notify_one();
+        if !state.writer_gone {
+            state.flushes.push(done);
+            self.writer.notify_one();
+        }
         wait
+    }
+
+    /// For the writer's thread: a guard that, when dropped (the writer returning or
+    /// panicking), closes the spool and stops anyone waiting on the writer, so that
+    /// loggers never wait for a writer that is gone. Also for a writer that could not
+    /// start: drop the guard at once.
+    pub fn writer_exit(&self) -> WriterExit<'_> {
+        WriterExit(self)
     }
 
     /// Takes no more appends; the writer takes what is left and stops.
@@ -129,6 +146,11 @@ impl Spool {
             state.writer_idle = false;
         }
         mem::swap(&mut state.bytes, into);
+        // After a burst, the loggers' buffer goes back to a size near what is taken now.
+        let keep = into.len().max(KEEP_BYTES);
+        if state.bytes.capacity() > 4 * keep {
+            state.bytes.shrink_to(keep);
+        }
         self.room.notify_all();
         Taken {
             flushes: mem::take(&mut state.flushes),
@@ -140,13 +162,28 @@ impl Spool {
     /// gather, ending early for a flush or a close.
     pub fn rest(&self, rest: Duration) {
         let state = self.lock();
-        if state.flushes.is_empty() && !state.closed {
+        if state.flushes.is_empty() && !state.closed && state.bytes.len() < self.limit {
             drop(
                 self.writer
                     .wait_timeout(state, rest)
                     .unwrap_or_else(PoisonError::into_inner),
             );
         }
+    }
+}
+
+/// Closes the spool for good when dropped; see [`Spool::writer_exit`].
+#[derive(Debug)]
+pub struct WriterExit<'a>(&'a Spool);
+
+impl Drop for WriterExit<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.closed = true;
+        state.writer_gone = true;
+        // Dropping the senders tells whoever waits on a flush.
+        state.flushes.clear();
+        self.0.room.notify_all();
     }
 }
 
@@ -187,6 +224,29 @@ mod tests {
         for logger in loggers {
             logger.join().unwrap();
         }
+    }
+
+    #[test]
+    fn a_writer_that_is_gone_is_not_waited_for() {
+        let spool = Arc::new(Spool::new(4));
+        let writer = {
+            let spool = Arc::clone(&spool);
+            thread::spawn(move || {
+                let _exit = spool.writer_exit();
+                let mut taken = Vec::new();
+                spool.take(&mut taken, Duration::from_secs(30));
+                panic!("the writer fails");
+            })
+        };
+        spool.append(|b| b.extend_from_slice(b"abcd"));
+        assert!(writer.join().is_err());
+        // Over the limit, with no writer: the append is dropped, not waited on.
+        spool.append(|b| b.extend_from_slice(b"efgh"));
+        spool.append(|b| b.extend_from_slice(b"ijkl"));
+        assert_eq!(
+            spool.flush().recv_timeout(Duration::from_secs(20)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
     }
 
     #[test]

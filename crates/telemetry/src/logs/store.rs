@@ -317,6 +317,7 @@ impl Writer {
     }
 
     fn run(mut self, spool: &Spool) {
+        let _exit = spool.writer_exit();
         let interval = self.sweep_interval();
         let mut last_sweep = self.clock.now();
         let mut taken = Vec::new();
@@ -363,6 +364,10 @@ impl Writer {
                 request_id,
                 lines,
             } = record;
+            // Checked when spooled; checked again before it names a directory.
+            if !is_function_name(function) {
+                continue;
+            }
             if !self.logs.contains_key(function) {
                 let log = FunctionLog::new(self.dir.join(function));
                 self.logs.insert(function.to_owned(), log);
