@@ -159,7 +159,7 @@ impl Spool {
     }
 
     /// For the writer, after writing what it took: waits up to `rest` for lines to
-    /// gather, ending early for a flush or a close.
+    /// gather, ending early for a flush, a close, or a logger waiting for room.
     pub fn rest(&self, rest: Duration) {
         let state = self.lock();
         if state.flushes.is_empty() && !state.closed && state.bytes.len() < self.limit {
