@@ -113,8 +113,7 @@ pub(crate) fn encode_function_lines(
 
 /// Appends `s` as a JSON string.
 fn string(line: &mut Vec<u8>, s: &str) {
-    // Writing a string into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *line, s);
+    nimbus_core::logging::push_json_str(line, s);
 }
 
 /// Appends each field as `,"name":value`.

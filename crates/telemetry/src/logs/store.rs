@@ -2,12 +2,13 @@
 
 use std::{
     collections::HashMap,
-    io,
+    io::{self, Write as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
+use nimbus_core::logging::push_json_str;
 use tokio::sync::broadcast;
 
 use super::{
@@ -112,13 +113,18 @@ impl<'a> Spooled<'a> {
     }
 }
 
-/// A line as it is encoded: [`LogLine`]'s form, borrowed.
-#[derive(serde::Serialize)]
-struct Encoded<'a> {
-    time: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
-    message: &'a str,
+/// Appends a line as it is kept on disk: [`LogLine`]'s JSON form, the fields in its
+/// order, the request id left out when there is none.
+fn encode_line(out: &mut Vec<u8>, time: u64, request_id: Option<&str>, message: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{{\"time\":{time}");
+    if let Some(id) = request_id {
+        out.extend_from_slice(b",\"request_id\":");
+        push_json_str(out, id);
+    }
+    out.extend_from_slice(b",\"message\":");
+    push_json_str(out, message);
+    out.extend_from_slice(b"}\n");
 }
 
 #[derive(Default)]
@@ -379,15 +385,7 @@ impl Writer {
             let mut failed = None;
             for message in lines {
                 encoded.clear();
-                let line = Encoded {
-                    time,
-                    request_id,
-                    message,
-                };
-                if serde_json::to_writer(&mut encoded, &line).is_err() {
-                    continue;
-                }
-                encoded.push(b'\n');
+                encode_line(&mut encoded, time, request_id, message);
                 match log.append(&encoded, time, &self.retention) {
                     Ok(position) => {
                         if let Some(sender) = sender {
@@ -456,6 +454,28 @@ mod tests {
 
     use super::*;
     use crate::logs::from_millis;
+
+    #[test]
+    fn a_line_is_kept_as_log_lines_json_form() {
+        for (request_id, message) in [
+            (Some("8c1f-77"), "START RequestId: 8c1f-77 Version: $LATEST"),
+            (None, "a \"quoted\"\ttab and \u{1} control"),
+        ] {
+            let mut ours = Vec::new();
+            encode_line(&mut ours, 1_700_000_000_123, request_id, message);
+            let line = LogLine {
+                time: 1_700_000_000_123,
+                request_id: request_id.map(str::to_owned),
+                message: message.to_owned(),
+            };
+            let mut theirs = serde_json::to_vec(&line).unwrap();
+            theirs.push(b'\n');
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(theirs).unwrap()
+            );
+        }
+    }
 
     /// A clock the test moves.
     struct TestClock(Mutex<SystemTime>);
