@@ -4,7 +4,7 @@
 //! its queue wait and cold start, the function's execution, each services-endpoint
 //! request, stream batches). [`Traces::start`] builds an OpenTelemetry pipeline for them
 //! when an endpoint is configured, and installs the [`nimbus_core::trace::Tracer`] that
-//! records them through the SDK.
+//! records them ([`recorder`]) for the OTLP exporter.
 //!
 //! Without an endpoint nothing is started and no span is made.
 //!
@@ -15,23 +15,26 @@
 //! (default `nimbus`), `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_*` for batching, and
 //! `OTEL_SDK_DISABLED` / `OTEL_TRACES_EXPORTER=none` to turn it off.
 
-mod bridge;
 mod export;
+mod recorder;
 
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::{
-    Resource,
-    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider},
-};
+use opentelemetry_sdk::{Resource, trace::SpanExporter as _};
+use recorder::{Batching, Recorder, Root, Sampler};
 
 /// How long the final flush may take at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Finished spans waiting for export before new ones are dropped (the SDK's default is
-/// 2,048); `OTEL_BSP_MAX_QUEUE_SIZE` overrides it.
-const SPAN_QUEUE: usize = 65_536;
+/// How ended spans are batched unless `OTEL_BSP_*` says otherwise: the batch span
+/// processor's defaults (a 5 s delay, 512 spans a request), except that 65,536 spans may
+/// wait rather than 2,048, which fill in a tenth of a second at a few thousand requests
+/// per second (and a full queue drops spans).
+const BATCHING: Batching = Batching {
+    delay: Duration::from_secs(5),
+    max_queue: 65_536,
+    max_batch: 512,
+};
 
 /// What the command line says about traces; the environment fills in the rest.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +69,7 @@ fn env(name: &str) -> Option<String> {
 /// still buffered.
 #[derive(Debug)]
 pub struct Traces {
-    provider: SdkTracerProvider,
+    recorder: Option<Recorder>,
 }
 
 impl Traces {
@@ -103,34 +106,28 @@ impl Traces {
         if let Some(base) = endpoint {
             exporter = exporter.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
         }
-        let exporter = exporter
+        let mut exporter = exporter
             .build()
             .map_err(|e| TraceError::Exporter(e.to_string()))?;
+        // The resource from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, as the SDK
+        // reads them.
         let mut resource = Resource::builder();
         if env("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("nimbus");
         }
-        // The SDK's default queue (2,048 spans) fills in a tenth of a second at a few
-        // thousand requests per second, and a full queue drops spans: hold more, unless
-        // OTEL_BSP_MAX_QUEUE_SIZE says otherwise.
-        let mut batch = BatchConfigBuilder::default();
-        if env("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
-            batch = batch.with_max_queue_size(SPAN_QUEUE);
-        }
-        let processor = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(batch.build())
-            .build();
-        let mut provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .with_resource(resource.build());
-        if let Some(ratio) = settings.sample_ratio {
-            provider = provider.with_sampler(Sampler::ParentBased(Box::new(
-                Sampler::TraceIdRatioBased(ratio),
-            )));
-        }
-        let provider = provider.build();
-        nimbus_core::trace::install(Box::new(bridge::Bridge(provider.tracer("nimbus"))));
-        Ok(Some(Traces { provider }))
+        exporter.set_resource(&resource.build());
+        let sampler = match settings.sample_ratio {
+            Some(ratio) => Sampler::ParentBased(Root::Ratio(ratio)),
+            None => Sampler::from_env(
+                env("OTEL_TRACES_SAMPLER").as_deref(),
+                env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+            ),
+        };
+        let recorder = Recorder::start(exporter, sampler, BATCHING.with_env(env))?;
+        nimbus_core::trace::install(Box::new(recorder.tracer()));
+        Ok(Some(Traces {
+            recorder: Some(recorder),
+        }))
     }
 
     /// Exports what is buffered and stops the exporter.
@@ -141,8 +138,13 @@ impl Traces {
 
 impl Drop for Traces {
     fn drop(&mut self) {
-        if let Err(e) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
-            eprintln!("warning: the last traces could not be exported: {e}");
+        if let Some(recorder) = self.recorder.take()
+            && !recorder.shutdown(SHUTDOWN_TIMEOUT)
+        {
+            eprintln!(
+                "warning: the last traces could not be exported within {} s",
+                SHUTDOWN_TIMEOUT.as_secs()
+            );
         }
     }
 }

@@ -1,22 +1,34 @@
 use nimbus_core::trace::{SpanKind, SpanStart, TraceContext, Tracer as _, Value};
+use std::time::Duration;
+
 use opentelemetry::{
     Value as OtelValue,
-    trace::{SpanId, Status, TraceId, TracerProvider as _},
+    trace::{SpanId, Status, TraceId},
 };
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 
-use super::{TraceError, TraceSettings, Traces, bridge::Bridge};
+use super::{
+    BATCHING, TraceError, TraceSettings, Traces,
+    recorder::{Batching, Recorder, Root, Sampler, SpanTracer},
+};
 
-/// Runs `f` with a bridge that records into memory, and returns the spans it ended.
-fn recorded(f: impl FnOnce(&Bridge)) -> Vec<SpanData> {
+/// Runs `f` with a tracer that records into memory, and returns the spans it ended.
+fn recorded(f: impl FnOnce(&SpanTracer)) -> Vec<SpanData> {
+    recorded_with(Sampler::ParentBased(Root::AlwaysOn), BATCHING, f)
+}
+
+fn recorded_with(
+    sampler: Sampler,
+    batching: Batching,
+    f: impl FnOnce(&SpanTracer),
+) -> Vec<SpanData> {
     let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    f(&Bridge(provider.tracer("test")));
-    // The simple exporter has every ended span already (and a shutdown would clear it).
+    let recorder = Recorder::start(exporter.clone(), sampler, batching).unwrap();
+    f(&recorder.tracer());
+    assert!(recorder.flush(Duration::from_secs(10)), "the flush ended");
+    // Read before the shutdown, which clears the in-memory exporter.
     let spans = exporter.get_finished_spans().unwrap();
-    drop(Traces { provider });
+    assert!(recorder.shutdown(Duration::from_secs(10)));
     spans
 }
 
@@ -43,10 +55,10 @@ const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 fn a_remote_parent_is_honoured_and_contexts_are_handed_on() {
     let incoming = TraceContext::from_traceparent(INCOMING).unwrap();
     let mut handed = None;
-    let spans = recorded(|bridge| {
-        let outer = bridge.start(start("outer", Some((incoming, true))));
+    let spans = recorded(|tracer| {
+        let outer = tracer.start(start("outer", Some((incoming, true))));
         let outer_cx = outer.context().unwrap();
-        let inner = bridge.start(start("inner", Some((outer_cx, false))));
+        let inner = tracer.start(start("inner", Some((outer_cx, false))));
         handed = inner.context();
     });
     assert_eq!(spans.len(), 2, "{spans:?}");
@@ -74,8 +86,8 @@ fn a_remote_parent_is_honoured_and_contexts_are_handed_on() {
 
 #[test]
 fn without_a_parent_a_trace_starts() {
-    let spans = recorded(|bridge| {
-        let span = bridge.start(start("root", None));
+    let spans = recorded(|tracer| {
+        let span = tracer.start(start("root", None));
         assert!(span.context().unwrap().sampled);
     });
     assert_eq!(spans.len(), 1);
@@ -84,8 +96,8 @@ fn without_a_parent_a_trace_starts() {
 
 #[test]
 fn kind_attributes_and_errors_are_recorded() {
-    let spans = recorded(|bridge| {
-        let mut span = bridge.start(SpanStart {
+    let spans = recorded(|tracer| {
+        let mut span = tracer.start(SpanStart {
             kind: SpanKind::Server,
             attributes: vec![
                 ("http.route", Value::from("/users")),
@@ -125,8 +137,8 @@ fn links_are_recorded() {
         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
     )
     .unwrap();
-    let spans = recorded(|bridge| {
-        drop(bridge.start(SpanStart {
+    let spans = recorded(|tracer| {
+        drop(tracer.start(SpanStart {
             links: vec![linked],
             ..start("batch", None)
         }));
@@ -142,8 +154,8 @@ fn links_are_recorded() {
 #[test]
 fn an_unsampled_caller_is_followed() {
     let unsampled = TraceContext::from_traceparent(&INCOMING.replace("-01", "-00")).unwrap();
-    let spans = recorded(|bridge| {
-        let span = bridge.start(start("request", Some((unsampled, true))));
+    let spans = recorded(|tracer| {
+        let span = tracer.start(start("request", Some((unsampled, true))));
         let cx = span.context().unwrap();
         assert!(!cx.sampled);
         assert_eq!(cx.trace_id, unsampled.trace_id);
@@ -169,4 +181,167 @@ fn a_ratio_outside_zero_to_one_is_refused() {
         Traces::start(&settings),
         Err(TraceError::BadRatio(_))
     ));
+}
+
+#[test]
+fn samplers_decide_as_opentelemetrys_do() {
+    let sampled = TraceContext::from_traceparent(INCOMING).unwrap();
+    let unsampled = TraceContext::new(sampled.trace_id, sampled.span_id, false).unwrap();
+    let count = |sampler: Sampler, parent: Option<TraceContext>| {
+        recorded_with(sampler, BATCHING, |tracer| {
+            for _ in 0..1000 {
+                let span = tracer.start(start("s", parent.map(|cx| (cx, true))));
+                // A span that is not recorded still hands on a context, with its
+                // decision.
+                let cx = span.context().unwrap();
+                assert_eq!(cx.sampled, span.is_recording());
+            }
+        })
+        .len()
+    };
+    assert_eq!(count(Sampler::AlwaysOff, None), 0);
+    assert_eq!(count(Sampler::AlwaysOn, Some(unsampled)), 1000);
+    assert_eq!(count(Sampler::ParentBased(Root::AlwaysOff), None), 0);
+    assert_eq!(
+        count(Sampler::ParentBased(Root::AlwaysOff), Some(sampled)),
+        1000
+    );
+    assert_eq!(
+        count(Sampler::ParentBased(Root::AlwaysOn), Some(unsampled)),
+        0
+    );
+    // A ratio samples about its share of new traces...
+    let quarter = count(Sampler::ParentBased(Root::Ratio(0.25)), None);
+    assert!((150..=350).contains(&quarter), "{quarter} of 1000");
+    // ...and decides by the trace id alone: all of one trace's spans, or none.
+    let same = count(Sampler::Ratio(0.25), Some(sampled));
+    assert!(same == 0 || same == 1000, "{same}");
+    assert_eq!(count(Sampler::Ratio(0.0), None), 0);
+    assert_eq!(count(Sampler::Ratio(1.0), None), 1000);
+}
+
+#[test]
+fn samplers_are_read_from_the_environment_variables() {
+    let parse = |name: Option<&str>, arg: Option<&str>| Sampler::from_env(name, arg);
+    assert_eq!(parse(None, None), Sampler::ParentBased(Root::AlwaysOn));
+    assert_eq!(parse(Some("always_on"), None), Sampler::AlwaysOn);
+    assert_eq!(parse(Some("always_off"), None), Sampler::AlwaysOff);
+    assert_eq!(
+        parse(Some("traceidratio"), Some("0.1")),
+        Sampler::Ratio(0.1)
+    );
+    assert_eq!(
+        parse(Some("parentbased_traceidratio"), Some(" 0.5 ")),
+        Sampler::ParentBased(Root::Ratio(0.5))
+    );
+    assert_eq!(
+        parse(Some("parentbased_always_off"), None),
+        Sampler::ParentBased(Root::AlwaysOff)
+    );
+    // A bad ratio samples everything; an unknown sampler is the default.
+    assert_eq!(parse(Some("traceidratio"), Some("2")), Sampler::Ratio(1.0));
+    assert_eq!(parse(Some("traceidratio"), None), Sampler::Ratio(1.0));
+    assert_eq!(
+        parse(Some("xray"), None),
+        Sampler::ParentBased(Root::AlwaysOn)
+    );
+}
+
+#[test]
+fn batching_is_read_from_the_environment_variables() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    assert_eq!(BATCHING.with_env(vars(&[])), BATCHING);
+    let read = BATCHING.with_env(vars(&[
+        ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000"),
+    ]));
+    assert_eq!(
+        read,
+        Batching {
+            delay: Duration::from_millis(250),
+            max_queue: 100,
+            // Never more than the queue holds.
+            max_batch: 100,
+        }
+    );
+    let unreadable = BATCHING.with_env(vars(&[
+        ("OTEL_BSP_SCHEDULE_DELAY", "soon"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+    ]));
+    assert_eq!(unreadable, BATCHING);
+}
+
+#[test]
+fn a_full_batch_is_exported_without_waiting_for_the_delay() {
+    let exporter = InMemorySpanExporter::default();
+    let batching = Batching {
+        delay: Duration::from_secs(3600),
+        max_queue: 100,
+        max_batch: 4,
+    };
+    let recorder = Recorder::start(
+        exporter.clone(),
+        Sampler::ParentBased(Root::AlwaysOn),
+        batching,
+    )
+    .unwrap();
+    let tracer = recorder.tracer();
+    for _ in 0..3 {
+        drop(tracer.start(start("s", None)));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        exporter.get_finished_spans().unwrap().is_empty(),
+        "three spans wait for a fourth or the delay"
+    );
+    drop(tracer.start(start("s", None)));
+    let waited = std::time::Instant::now();
+    while exporter.get_finished_spans().unwrap().len() < 4 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the batch went out"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(recorder.shutdown(Duration::from_secs(10)));
+}
+
+#[test]
+fn a_full_queue_drops_new_spans_and_keeps_the_rest() {
+    let batching = Batching {
+        delay: Duration::from_secs(3600),
+        max_queue: 2,
+        max_batch: 10,
+    };
+    let spans = recorded_with(Sampler::AlwaysOn, batching, |tracer| {
+        for name in ["first", "second", "third", "fourth"] {
+            drop(tracer.start(start(name, None)));
+        }
+    });
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    assert_eq!(names, ["first", "second"]);
+}
+
+#[test]
+fn an_attribute_set_again_takes_the_new_value() {
+    let spans = recorded(|tracer| {
+        let mut span = tracer.start(SpanStart {
+            attributes: vec![("http.response.status_code", Value::Int(200))],
+            ..start("s", None)
+        });
+        span.set_attribute("http.response.status_code", Value::Int(500));
+    });
+    assert_eq!(spans[0].attributes.len(), 1);
+    assert_eq!(
+        attr(&spans[0], "http.response.status_code"),
+        Some(&OtelValue::I64(500))
+    );
 }

@@ -1,0 +1,538 @@
+//! The [`nimbus_core::trace::Tracer`] that records the parts' spans for export.
+//!
+//! A started span is a plain record: its ids, name, kind, start time and attributes as
+//! the part gave them. When it ends it becomes the SDK's [`SpanData`] and joins a queue;
+//! a thread of its own takes the queue a batch at a time and hands it to the OTLP
+//! exporter. So a span costs the request that records it two clock readings, a random
+//! id and a push under a lock: no OpenTelemetry context, no sampler call through a
+//! trait object, no channel per span, and no wake-up of the export thread until a batch
+//! is full or its delay has passed.
+//!
+//! Sampling follows OpenTelemetry's samplers as `OTEL_TRACES_SAMPLER` names them
+//! ([`Sampler`]); batching follows the batch span processor's `OTEL_BSP_*` settings
+//! ([`Batching`]).
+
+use std::{
+    borrow::Cow,
+    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime},
+};
+
+use nimbus_core::trace::{Recording, SpanKind, SpanStart, TraceContext, Tracer, Value};
+use opentelemetry::{
+    InstrumentationScope, KeyValue, StringValue,
+    trace::{Link, SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState},
+};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanLinks};
+
+/// Which new spans are recorded, as OpenTelemetry's standard samplers decide.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Sampler {
+    /// Every span.
+    AlwaysOn,
+    /// None.
+    AlwaysOff,
+    /// A share of traces, decided by the trace id (so every node decides alike).
+    Ratio(f64),
+    /// A span with a parent follows its parent's decision; a root follows the inner
+    /// sampler.
+    ParentBased(Root),
+}
+
+/// The decision for roots under [`Sampler::ParentBased`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Root {
+    AlwaysOn,
+    AlwaysOff,
+    Ratio(f64),
+}
+
+/// Whether a trace id falls in the sampled share `ratio`: its low 63 bits below the
+/// ratio's part of 2^63, as OpenTelemetry's trace-id-ratio sampler decides.
+fn in_ratio(ratio: f64, trace_id: u128) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
+    // The low 64 bits of the id: the truncation is the point.
+    #[allow(clippy::cast_possible_truncation)]
+    let low = trace_id as u64;
+    (low >> 1) < bound
+}
+
+impl Sampler {
+    /// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name; the
+    /// standard default (parent-based, always on) when they name none or one Nimbus
+    /// does not have, with a warning for the latter.
+    pub(crate) fn from_env(name: Option<&str>, arg: Option<&str>) -> Sampler {
+        let ratio = || {
+            arg.and_then(|a| a.trim().parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or_else(|| {
+                    tracing::warn!(
+                        "OTEL_TRACES_SAMPLER_ARG is not a ratio between 0 and 1; sampling every trace"
+                    );
+                    1.0
+                })
+        };
+        match name.map(str::trim) {
+            None | Some("parentbased_always_on") => Sampler::ParentBased(Root::AlwaysOn),
+            Some("always_on") => Sampler::AlwaysOn,
+            Some("always_off") => Sampler::AlwaysOff,
+            Some("traceidratio") => Sampler::Ratio(ratio()),
+            Some("parentbased_always_off") => Sampler::ParentBased(Root::AlwaysOff),
+            Some("parentbased_traceidratio") => Sampler::ParentBased(Root::Ratio(ratio())),
+            Some(other) => {
+                tracing::warn!(
+                    sampler = other,
+                    "OTEL_TRACES_SAMPLER names a sampler Nimbus does not have (it has always_on, always_off, traceidratio and their parentbased_ forms); using parentbased_always_on"
+                );
+                Sampler::ParentBased(Root::AlwaysOn)
+            }
+        }
+    }
+
+    /// Whether a span of `trace_id` with `parent` (its sampled flag) is recorded.
+    fn sample(self, trace_id: u128, parent: Option<bool>) -> bool {
+        match (self, parent) {
+            (Sampler::AlwaysOn, _) => true,
+            (Sampler::AlwaysOff, _) => false,
+            (Sampler::Ratio(r), _) => in_ratio(r, trace_id),
+            (Sampler::ParentBased(_), Some(sampled)) => sampled,
+            (Sampler::ParentBased(Root::AlwaysOn), None) => true,
+            (Sampler::ParentBased(Root::AlwaysOff), None) => false,
+            (Sampler::ParentBased(Root::Ratio(r)), None) => in_ratio(r, trace_id),
+        }
+    }
+}
+
+/// How ended spans are batched for export, as the batch span processor's settings say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Batching {
+    /// Longest an ended span waits for export (`OTEL_BSP_SCHEDULE_DELAY`, ms).
+    pub(crate) delay: Duration,
+    /// Ended spans held before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
+    pub(crate) max_queue: usize,
+    /// Most spans in one export request (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
+    pub(crate) max_batch: usize,
+}
+
+impl Batching {
+    /// The settings `var` gives (a missing or unreadable one keeps `self`'s).
+    pub(crate) fn with_env(self, var: impl Fn(&str) -> Option<String>) -> Batching {
+        let number = |name: &str| {
+            var(name)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let max_queue = number("OTEL_BSP_MAX_QUEUE_SIZE")
+            .map_or(self.max_queue, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        Batching {
+            delay: number("OTEL_BSP_SCHEDULE_DELAY").map_or(self.delay, Duration::from_millis),
+            max_queue,
+            // A batch never exceeds the queue, as the specification asks.
+            max_batch: number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+                .map_or(self.max_batch, |n| usize::try_from(n).unwrap_or(usize::MAX))
+                .min(max_queue),
+        }
+    }
+}
+
+/// Ended spans waiting for the export thread, and what it is asked to do.
+#[derive(Default)]
+struct Queue {
+    spans: Vec<SpanData>,
+    /// Spans dropped because the queue was full, since the last warning.
+    dropped: u64,
+    /// Flush requests made (the thread answers each by counting it in `flushed`).
+    flushes: u64,
+    flushed: u64,
+    shutdown: bool,
+}
+
+/// What the spans and the export thread share.
+struct Shared {
+    sampler: Sampler,
+    batching: Batching,
+    scope: InstrumentationScope,
+    queue: Mutex<Queue>,
+    /// Wakes the export thread (a full batch, a flush, the shutdown).
+    work: Condvar,
+    /// Wakes flushers when a flush is done.
+    done: Condvar,
+}
+
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn push(&self, span: SpanData) {
+        let mut queue = lock(&self.queue);
+        if queue.spans.len() >= self.batching.max_queue {
+            queue.dropped += 1;
+            return;
+        }
+        queue.spans.push(span);
+        // Only the span that fills a batch wakes the thread; the rest wait for it or
+        // for the delay.
+        if queue.spans.len() == self.batching.max_batch {
+            self.work.notify_one();
+        }
+    }
+}
+
+/// Records spans and exports them from a thread of its own. Dropping it (or
+/// [`Recorder::shutdown`]) exports what is queued and stops the thread.
+pub(crate) struct Recorder {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("sampler", &self.shared.sampler)
+            .field("batching", &self.shared.batching)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Starts the export thread, which hands batches to `exporter`.
+    pub(crate) fn start<E: SpanExporter + 'static>(
+        exporter: E,
+        sampler: Sampler,
+        batching: Batching,
+    ) -> std::io::Result<Recorder> {
+        let shared = Arc::new(Shared {
+            sampler,
+            batching,
+            scope: InstrumentationScope::builder("nimbus").build(),
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let thread = std::thread::Builder::new()
+            .name("nimbus-spans".to_owned())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || export_loop(&shared, &exporter)
+            })?;
+        Ok(Recorder {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The tracer that records into this recorder.
+    pub(crate) fn tracer(&self) -> SpanTracer {
+        SpanTracer {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Exports every span ended before this call; waits up to `wait`. `false` when the
+    /// export did not finish in time.
+    #[cfg(test)]
+    pub(crate) fn flush(&self, wait: Duration) -> bool {
+        let mut queue = lock(&self.shared.queue);
+        queue.flushes += 1;
+        let asked = queue.flushes;
+        self.shared.work.notify_one();
+        let deadline = Instant::now() + wait;
+        while queue.flushed < asked && !queue.shutdown {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            queue = self
+                .shared
+                .done
+                .wait_timeout(queue, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// Exports what is queued and stops the export thread, waiting up to `wait` for
+    /// it. `false` when it did not end in time (it is left to finish alone).
+    pub(crate) fn shutdown(mut self, wait: Duration) -> bool {
+        self.stop(wait)
+    }
+
+    fn stop(&mut self, wait: Duration) -> bool {
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        lock(&self.shared.queue).shutdown = true;
+        self.shared.work.notify_one();
+        let deadline = Instant::now() + wait;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = thread.join();
+        true
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if !self.stop(Duration::from_secs(5)) {
+            eprintln!("warning: the last traces could not be exported in time");
+        }
+    }
+}
+
+/// Most spans the queue is made ready to take without growing.
+const SPARE_CAPACITY: usize = 4096;
+
+/// The export thread: waits for a full batch, the delay, a flush or the shutdown, then
+/// exports what is queued, a batch at a time.
+fn export_loop<E: SpanExporter>(shared: &Shared, exporter: &E) {
+    let mut failing = false;
+    let mut next = Instant::now() + shared.batching.delay;
+    loop {
+        // The queue the spans gather in next, made here rather than grown span by span
+        // under the lock.
+        let fresh = Vec::with_capacity(shared.batching.max_batch.min(SPARE_CAPACITY));
+        let (spans, dropped, flush, shutdown) = {
+            let mut queue = lock(&shared.queue);
+            loop {
+                let now = Instant::now();
+                if queue.shutdown
+                    || queue.flushes > queue.flushed
+                    || queue.spans.len() >= shared.batching.max_batch
+                    || now >= next
+                {
+                    break;
+                }
+                queue = shared
+                    .work
+                    .wait_timeout(queue, next - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            (
+                std::mem::replace(&mut queue.spans, fresh),
+                std::mem::take(&mut queue.dropped),
+                queue.flushes,
+                queue.shutdown,
+            )
+        };
+        next = Instant::now() + shared.batching.delay;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                queue = shared.batching.max_queue,
+                "trace spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)"
+            );
+        }
+        let mut spans = spans.into_iter().peekable();
+        while spans.peek().is_some() {
+            let batch: Vec<SpanData> = spans.by_ref().take(shared.batching.max_batch).collect();
+            match futures_executor::block_on(exporter.export(batch)) {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cannot export trace spans; the batch is dropped");
+                }
+                Err(_) => {}
+            }
+        }
+        {
+            let mut queue = lock(&shared.queue);
+            queue.flushed = queue.flushed.max(flush);
+            shared.done.notify_all();
+        }
+        if shutdown {
+            if let Err(e) = exporter.shutdown() {
+                tracing::warn!(error = %e, "the trace exporter did not shut down cleanly");
+            }
+            let mut queue = lock(&shared.queue);
+            queue.flushed = queue.flushes;
+            shared.done.notify_all();
+            return;
+        }
+    }
+}
+
+/// The tracer installed for the parts: spans record into a [`Recorder`].
+pub(crate) struct SpanTracer {
+    shared: Arc<Shared>,
+}
+
+/// A random id, never zero.
+fn nonzero_u64() -> u64 {
+    loop {
+        let id = fastrand::u64(..);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+fn nonzero_u128() -> u128 {
+    loop {
+        let id = fastrand::u128(..);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+impl Tracer for SpanTracer {
+    fn start(&self, span: SpanStart) -> Box<dyn Recording> {
+        let (trace_id, parent) = match span.parent {
+            Some((cx, remote)) => (cx.trace_id, Some((cx, remote))),
+            None => (nonzero_u128(), None),
+        };
+        let sampled = self
+            .shared
+            .sampler
+            .sample(trace_id, parent.map(|(cx, _)| cx.sampled));
+        let context = TraceContext {
+            trace_id,
+            span_id: nonzero_u64(),
+            sampled,
+        };
+        if !sampled {
+            return Box::new(Unrecorded(context));
+        }
+        Box::new(Recorded {
+            shared: Arc::clone(&self.shared),
+            context,
+            parent,
+            name: span.name,
+            kind: span.kind,
+            start: SystemTime::now(),
+            attributes: span
+                .attributes
+                .into_iter()
+                .map(|(key, v)| KeyValue::new(key, value(v)))
+                .collect(),
+            links: span.links,
+            error: false,
+        })
+    }
+}
+
+/// A span not sampled: a context to hand on, nothing recorded.
+struct Unrecorded(TraceContext);
+
+impl Recording for Unrecorded {
+    fn context(&self) -> Option<TraceContext> {
+        Some(self.0)
+    }
+
+    fn is_recording(&self) -> bool {
+        false
+    }
+
+    fn set_attribute(&mut self, _key: &'static str, _value: Value) {}
+
+    fn set_error(&mut self) {}
+}
+
+/// A sampled span being recorded; dropping it ends it.
+struct Recorded {
+    shared: Arc<Shared>,
+    context: TraceContext,
+    /// Its parent, and whether that is another process's.
+    parent: Option<(TraceContext, bool)>,
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    start: SystemTime,
+    attributes: Vec<KeyValue>,
+    links: Vec<TraceContext>,
+    error: bool,
+}
+
+fn value(value: Value) -> opentelemetry::Value {
+    match value {
+        Value::Str(s) => opentelemetry::Value::String(StringValue::from(s)),
+        Value::Int(n) => opentelemetry::Value::I64(n),
+        Value::Float(n) => opentelemetry::Value::F64(n),
+        Value::Bool(b) => opentelemetry::Value::Bool(b),
+    }
+}
+
+/// The OpenTelemetry form of a context.
+pub(crate) fn otel(cx: TraceContext, remote: bool) -> SpanContext {
+    SpanContext::new(
+        TraceId::from_bytes(cx.trace_id.to_be_bytes()),
+        SpanId::from_bytes(cx.span_id.to_be_bytes()),
+        if cx.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        },
+        remote,
+        TraceState::default(),
+    )
+}
+
+impl Recording for Recorded {
+    fn context(&self) -> Option<TraceContext> {
+        Some(self.context)
+    }
+
+    fn is_recording(&self) -> bool {
+        true
+    }
+
+    fn set_attribute(&mut self, key: &'static str, v: Value) {
+        let v = value(v);
+        // A key set again keeps its place and takes the new value.
+        match self.attributes.iter_mut().find(|kv| kv.key.as_str() == key) {
+            Some(kv) => kv.value = v,
+            None => self.attributes.push(KeyValue::new(key, v)),
+        }
+    }
+
+    fn set_error(&mut self) {
+        self.error = true;
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        let mut links = SpanLinks::default();
+        links.links = self
+            .links
+            .iter()
+            .map(|cx| Link::with_context(otel(*cx, true)))
+            .collect();
+        let span = SpanData {
+            span_context: otel(self.context, false),
+            parent_span_id: self.parent.map_or(SpanId::INVALID, |(cx, _)| {
+                SpanId::from_bytes(cx.span_id.to_be_bytes())
+            }),
+            parent_span_is_remote: self.parent.is_some_and(|(_, remote)| remote),
+            span_kind: match self.kind {
+                SpanKind::Internal => opentelemetry::trace::SpanKind::Internal,
+                SpanKind::Server => opentelemetry::trace::SpanKind::Server,
+                SpanKind::Consumer => opentelemetry::trace::SpanKind::Consumer,
+            },
+            name: std::mem::take(&mut self.name),
+            start_time: self.start,
+            end_time: SystemTime::now(),
+            attributes: std::mem::take(&mut self.attributes),
+            dropped_attributes_count: 0,
+            events: opentelemetry_sdk::trace::SpanEvents::default(),
+            links,
+            status: if self.error {
+                Status::error("")
+            } else {
+                Status::Unset
+            },
+            instrumentation_scope: self.shared.scope.clone(),
+        };
+        self.shared.push(span);
+    }
+}
