@@ -15,13 +15,12 @@
 //! (default `nimbus`), `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_*` for batching, and
 //! `OTEL_SDK_DISABLED` / `OTEL_TRACES_EXPORTER=none` to turn it off.
 
-mod export;
+mod otlp;
 mod recorder;
 
 use std::time::Duration;
 
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::{Resource, trace::SpanExporter as _};
+use opentelemetry_sdk::Resource;
 use recorder::{Batching, Recorder, Root, Sampler};
 
 /// How long the final flush may take at shutdown.
@@ -87,35 +86,28 @@ impl Traces {
         }
         let off = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
             || env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
-        let endpoint = settings
+        if off {
+            return Ok(None);
+        }
+        let base = settings
             .endpoint
             .as_deref()
             .map(str::trim)
             .filter(|e| !e.is_empty());
-        if off
-            || (endpoint.is_none()
-                && env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
-                && env("OTEL_EXPORTER_OTLP_ENDPOINT").is_none())
-        {
+        let Some(target) = otlp::Target::from_env(base, env)? else {
             return Ok(None);
-        }
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_http_client(export::ExportClient::start()?);
-        if let Some(base) = endpoint {
-            exporter = exporter.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
-        }
-        let mut exporter = exporter
-            .build()
-            .map_err(|e| TraceError::Exporter(e.to_string()))?;
+        };
         // The resource from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, as the SDK
         // reads them.
         let mut resource = Resource::builder();
         if env("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("nimbus");
         }
-        exporter.set_resource(&resource.build());
+        let resource: Vec<(String, String)> = resource
+            .build()
+            .iter()
+            .map(|(key, value)| (key.as_str().to_owned(), value.as_str().into_owned()))
+            .collect();
         let sampler = match settings.sample_ratio {
             Some(ratio) => Sampler::ParentBased(Root::Ratio(ratio)),
             None => Sampler::from_env(
@@ -123,7 +115,8 @@ impl Traces {
                 env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
             ),
         };
-        let recorder = Recorder::start(exporter, sampler, BATCHING.with_env(env))?;
+        let sink = otlp::HttpSink::start(target)?;
+        let recorder = Recorder::start(sink, &resource, sampler, BATCHING.with_env(env))?;
         nimbus_core::trace::install(Box::new(recorder.tracer()));
         Ok(Some(Traces {
             recorder: Some(recorder),

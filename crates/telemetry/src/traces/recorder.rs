@@ -1,12 +1,12 @@
 //! The [`nimbus_core::trace::Tracer`] that records the parts' spans for export.
 //!
 //! A started span is a plain record: its ids, name, kind, start time and attributes as
-//! the part gave them. When it ends it becomes the SDK's [`SpanData`] and joins a queue;
-//! a thread of its own takes the queue a batch at a time and hands it to the OTLP
-//! exporter. So a span costs the request that records it two clock readings, a random
-//! id and a push under a lock: no OpenTelemetry context, no sampler call through a
-//! trait object, no channel per span, and no wake-up of the export thread until a batch
-//! is full or its delay has passed.
+//! the part gave them. When it ends it is written in OTLP's protobuf form
+//! ([`super::otlp`]) and appended to a queue; a thread of its own takes the queue a
+//! batch at a time and sends it. So a span costs the request that records it two clock
+//! readings, a random id, its encoding and an append under a lock: no OpenTelemetry
+//! context, no sampler call through a trait object, no channel per span, and no wake-up
+//! of the export thread until a batch is full or its delay has passed.
 //!
 //! Sampling follows OpenTelemetry's samplers as `OTEL_TRACES_SAMPLER` names them
 //! ([`Sampler`]); batching follows the batch span processor's `OTEL_BSP_*` settings
@@ -14,17 +14,15 @@
 
 use std::{
     borrow::Cow,
+    cell::RefCell,
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
     thread::JoinHandle,
     time::{Duration, Instant, SystemTime},
 };
 
 use nimbus_core::trace::{Recording, SpanKind, SpanStart, TraceContext, Tracer, Value};
-use opentelemetry::{
-    InstrumentationScope, KeyValue, StringValue,
-    trace::{Link, SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState},
-};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanLinks};
+
+use super::otlp::{self, Ended, Sink};
 
 /// Which new spans are recorded, as OpenTelemetry's standard samplers decide.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,7 +140,12 @@ impl Batching {
 /// Ended spans waiting for the export thread, and what it is asked to do.
 #[derive(Default)]
 struct Queue {
-    spans: Vec<SpanData>,
+    /// The spans, each a batch entry ([`otlp::put_batch_entry`]).
+    spans: Vec<u8>,
+    /// How many.
+    count: usize,
+    /// Where each full batch in `spans` ends.
+    batch_ends: Vec<usize>,
     /// Spans dropped because the queue was full, since the last warning.
     dropped: u64,
     /// Flush requests made (the thread answers each by counting it in `flushed`).
@@ -155,7 +158,8 @@ struct Queue {
 struct Shared {
     sampler: Sampler,
     batching: Batching,
-    scope: InstrumentationScope,
+    /// The `Resource` message every request carries.
+    resource: Vec<u8>,
     queue: Mutex<Queue>,
     /// Wakes the export thread (a full batch, a flush, the shutdown).
     work: Condvar,
@@ -168,17 +172,23 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
 }
 
 impl Shared {
-    fn push(&self, span: SpanData) {
+    /// Queues an encoded span (a `Span` message's body).
+    fn push(&self, span: &[u8]) {
         let mut queue = lock(&self.queue);
-        if queue.spans.len() >= self.batching.max_queue {
+        if queue.count >= self.batching.max_queue {
             queue.dropped += 1;
             return;
         }
-        queue.spans.push(span);
-        // Only the span that fills a batch wakes the thread; the rest wait for it or
-        // for the delay.
-        if queue.spans.len() == self.batching.max_batch {
-            self.work.notify_one();
+        otlp::put_batch_entry(&mut queue.spans, span);
+        queue.count += 1;
+        if queue.count.is_multiple_of(self.batching.max_batch) {
+            let end = queue.spans.len();
+            queue.batch_ends.push(end);
+            // Only the span that fills the first batch wakes the thread; the rest wait
+            // for it or for the delay.
+            if queue.count == self.batching.max_batch {
+                self.work.notify_one();
+            }
         }
     }
 }
@@ -200,16 +210,18 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// Starts the export thread, which hands batches to `exporter`.
-    pub(crate) fn start<E: SpanExporter + 'static>(
-        exporter: E,
+    /// Starts the export thread, which sends batches to `sink` as export requests for
+    /// the resource of `resource` attributes.
+    pub(crate) fn start<S: Sink>(
+        sink: S,
+        resource: &[(String, String)],
         sampler: Sampler,
         batching: Batching,
     ) -> std::io::Result<Recorder> {
         let shared = Arc::new(Shared {
             sampler,
             batching,
-            scope: InstrumentationScope::builder("nimbus").build(),
+            resource: otlp::resource(resource),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -218,7 +230,7 @@ impl Recorder {
             .name("nimbus-spans".to_owned())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || export_loop(&shared, &exporter)
+                move || export_loop(&shared, &sink)
             })?;
         Ok(Recorder {
             shared,
@@ -289,25 +301,26 @@ impl Drop for Recorder {
     }
 }
 
-/// Most spans the queue is made ready to take without growing.
-const SPARE_CAPACITY: usize = 4096;
+/// Most bytes of spans the queue is made ready to take without growing.
+const SPARE_CAPACITY: usize = 1 << 20;
 
 /// The export thread: waits for a full batch, the delay, a flush or the shutdown, then
-/// exports what is queued, a batch at a time.
-fn export_loop<E: SpanExporter>(shared: &Shared, exporter: &E) {
+/// sends what is queued, a batch at a time.
+fn export_loop<S: Sink>(shared: &Shared, sink: &S) {
     let mut failing = false;
     let mut next = Instant::now() + shared.batching.delay;
+    let mut capacity = 0;
     loop {
-        // The queue the spans gather in next, made here rather than grown span by span
-        // under the lock.
-        let fresh = Vec::with_capacity(shared.batching.max_batch.min(SPARE_CAPACITY));
-        let (spans, dropped, flush, shutdown) = {
+        // The buffer the spans gather in next, made here rather than grown span by span
+        // under the lock, as large as the last one needed.
+        let fresh = Vec::with_capacity(capacity);
+        let (spans, ends, dropped, flush, shutdown) = {
             let mut queue = lock(&shared.queue);
             loop {
                 let now = Instant::now();
                 if queue.shutdown
                     || queue.flushes > queue.flushed
-                    || queue.spans.len() >= shared.batching.max_batch
+                    || queue.count >= shared.batching.max_batch
                     || now >= next
                 {
                     break;
@@ -318,13 +331,16 @@ fn export_loop<E: SpanExporter>(shared: &Shared, exporter: &E) {
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
+            queue.count = 0;
             (
                 std::mem::replace(&mut queue.spans, fresh),
+                std::mem::take(&mut queue.batch_ends),
                 std::mem::take(&mut queue.dropped),
                 queue.flushes,
                 queue.shutdown,
             )
         };
+        capacity = spans.len().min(SPARE_CAPACITY);
         next = Instant::now() + shared.batching.delay;
         if dropped > 0 {
             tracing::warn!(
@@ -333,10 +349,12 @@ fn export_loop<E: SpanExporter>(shared: &Shared, exporter: &E) {
                 "trace spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)"
             );
         }
-        let mut spans = spans.into_iter().peekable();
-        while spans.peek().is_some() {
-            let batch: Vec<SpanData> = spans.by_ref().take(shared.batching.max_batch).collect();
-            match futures_executor::block_on(exporter.export(batch)) {
+        let mut start = 0;
+        for end in ends.into_iter().chain(std::iter::once(spans.len())) {
+            if end <= start {
+                continue;
+            }
+            match sink.send(otlp::request(&shared.resource, &spans[start..end])) {
                 Ok(()) => failing = false,
                 Err(e) if !failing => {
                     failing = true;
@@ -344,17 +362,12 @@ fn export_loop<E: SpanExporter>(shared: &Shared, exporter: &E) {
                 }
                 Err(_) => {}
             }
+            start = end;
         }
-        {
-            let mut queue = lock(&shared.queue);
-            queue.flushed = queue.flushed.max(flush);
-            shared.done.notify_all();
-        }
+        let mut queue = lock(&shared.queue);
+        queue.flushed = queue.flushed.max(flush);
+        shared.done.notify_all();
         if shutdown {
-            if let Err(e) = exporter.shutdown() {
-                tracing::warn!(error = %e, "the trace exporter did not shut down cleanly");
-            }
-            let mut queue = lock(&shared.queue);
             queue.flushed = queue.flushes;
             shared.done.notify_all();
             return;
@@ -411,11 +424,7 @@ impl Tracer for SpanTracer {
             name: span.name,
             kind: span.kind,
             start: SystemTime::now(),
-            attributes: span
-                .attributes
-                .into_iter()
-                .map(|(key, v)| KeyValue::new(key, value(v)))
-                .collect(),
+            attributes: span.attributes,
             links: span.links,
             error: false,
         })
@@ -448,33 +457,20 @@ struct Recorded {
     name: Cow<'static, str>,
     kind: SpanKind,
     start: SystemTime,
-    attributes: Vec<KeyValue>,
+    attributes: Vec<(&'static str, Value)>,
     links: Vec<TraceContext>,
     error: bool,
 }
 
-fn value(value: Value) -> opentelemetry::Value {
-    match value {
-        Value::Str(s) => opentelemetry::Value::String(StringValue::from(s)),
-        Value::Int(n) => opentelemetry::Value::I64(n),
-        Value::Float(n) => opentelemetry::Value::F64(n),
-        Value::Bool(b) => opentelemetry::Value::Bool(b),
-    }
+/// Nanoseconds since the Unix epoch (0 before it).
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// The OpenTelemetry form of a context.
-pub(crate) fn otel(cx: TraceContext, remote: bool) -> SpanContext {
-    SpanContext::new(
-        TraceId::from_bytes(cx.trace_id.to_be_bytes()),
-        SpanId::from_bytes(cx.span_id.to_be_bytes()),
-        if cx.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        },
-        remote,
-        TraceState::default(),
-    )
+thread_local! {
+    /// Where a thread encodes the spans it ends, before they are queued.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
 impl Recording for Recorded {
@@ -487,11 +483,10 @@ impl Recording for Recorded {
     }
 
     fn set_attribute(&mut self, key: &'static str, v: Value) {
-        let v = value(v);
         // A key set again keeps its place and takes the new value.
-        match self.attributes.iter_mut().find(|kv| kv.key.as_str() == key) {
-            Some(kv) => kv.value = v,
-            None => self.attributes.push(KeyValue::new(key, v)),
+        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, value)) => *value = v,
+            None => self.attributes.push((key, v)),
         }
     }
 
@@ -502,37 +497,28 @@ impl Recording for Recorded {
 
 impl Drop for Recorded {
     fn drop(&mut self) {
-        let mut links = SpanLinks::default();
-        links.links = self
-            .links
-            .iter()
-            .map(|cx| Link::with_context(otel(*cx, true)))
-            .collect();
-        let span = SpanData {
-            span_context: otel(self.context, false),
-            parent_span_id: self.parent.map_or(SpanId::INVALID, |(cx, _)| {
-                SpanId::from_bytes(cx.span_id.to_be_bytes())
-            }),
-            parent_span_is_remote: self.parent.is_some_and(|(_, remote)| remote),
-            span_kind: match self.kind {
-                SpanKind::Internal => opentelemetry::trace::SpanKind::Internal,
-                SpanKind::Server => opentelemetry::trace::SpanKind::Server,
-                SpanKind::Consumer => opentelemetry::trace::SpanKind::Consumer,
-            },
-            name: std::mem::take(&mut self.name),
-            start_time: self.start,
-            end_time: SystemTime::now(),
-            attributes: std::mem::take(&mut self.attributes),
-            dropped_attributes_count: 0,
-            events: opentelemetry_sdk::trace::SpanEvents::default(),
-            links,
-            status: if self.error {
-                Status::error("")
-            } else {
-                Status::Unset
-            },
-            instrumentation_scope: self.shared.scope.clone(),
+        let span = Ended {
+            context: self.context,
+            parent: self.parent.map(|(cx, remote)| (cx.span_id, remote)),
+            name: &self.name,
+            kind: self.kind,
+            start: unix_nanos(self.start),
+            end: unix_nanos(SystemTime::now()),
+            attributes: &self.attributes,
+            links: &self.links,
+            error: self.error,
         };
-        self.shared.push(span);
+        let pushed = SCRATCH.try_with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            otlp::put_span(&mut scratch, &span);
+            self.shared.push(&scratch);
+        });
+        // A thread being torn down has no scratch left: encode on the heap.
+        if pushed.is_err() {
+            let mut buf = Vec::new();
+            otlp::put_span(&mut buf, &span);
+            self.shared.push(&buf);
+        }
     }
 }

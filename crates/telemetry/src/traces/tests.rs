@@ -1,35 +1,75 @@
-use nimbus_core::trace::{SpanKind, SpanStart, TraceContext, Tracer as _, Value};
-use std::time::Duration;
-
-use opentelemetry::{
-    Value as OtelValue,
-    trace::{SpanId, Status, TraceId},
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
 };
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
+
+use nimbus_core::trace::{SpanKind, SpanStart, TraceContext, Tracer as _, Value};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
+    common::v1::any_value::Value as Any,
+    trace::v1::{Span, span::SpanKind as ProtoKind, status::StatusCode},
+};
+use prost::Message as _;
 
 use super::{
     BATCHING, TraceError, TraceSettings, Traces,
+    otlp::{Sink, Target},
     recorder::{Batching, Recorder, Root, Sampler, SpanTracer},
 };
 
+/// A sink that keeps the export requests it is sent.
+#[derive(Clone, Default)]
+struct Kept(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Sink for Kept {
+    fn send(&self, body: Vec<u8>) -> Result<(), String> {
+        self.0.lock().unwrap().push(body);
+        Ok(())
+    }
+}
+
+impl Kept {
+    /// The requests, decoded as a collector decodes them.
+    fn requests(&self) -> Vec<ExportTraceServiceRequest> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|body| ExportTraceServiceRequest::decode(body.as_slice()).expect("OTLP protobuf"))
+            .collect()
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.requests()
+            .into_iter()
+            .flat_map(|r| r.resource_spans)
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .collect()
+    }
+}
+
+const RESOURCE: &[(&str, &str)] = &[("service.name", "test")];
+
+fn resource() -> Vec<(String, String)> {
+    RESOURCE
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// Runs `f` with a tracer that records into memory, and returns the spans it ended.
-fn recorded(f: impl FnOnce(&SpanTracer)) -> Vec<SpanData> {
+fn recorded(f: impl FnOnce(&SpanTracer)) -> Vec<Span> {
     recorded_with(Sampler::ParentBased(Root::AlwaysOn), BATCHING, f)
 }
 
-fn recorded_with(
-    sampler: Sampler,
-    batching: Batching,
-    f: impl FnOnce(&SpanTracer),
-) -> Vec<SpanData> {
-    let exporter = InMemorySpanExporter::default();
-    let recorder = Recorder::start(exporter.clone(), sampler, batching).unwrap();
+fn recorded_with(sampler: Sampler, batching: Batching, f: impl FnOnce(&SpanTracer)) -> Vec<Span> {
+    let kept = Kept::default();
+    let recorder = Recorder::start(kept.clone(), &resource(), sampler, batching).unwrap();
     f(&recorder.tracer());
     assert!(recorder.flush(Duration::from_secs(10)), "the flush ended");
-    // Read before the shutdown, which clears the in-memory exporter.
-    let spans = exporter.get_finished_spans().unwrap();
     assert!(recorder.shutdown(Duration::from_secs(10)));
-    spans
+    kept.spans()
 }
 
 fn start(name: &'static str, parent: Option<(TraceContext, bool)>) -> SpanStart {
@@ -42,11 +82,25 @@ fn start(name: &'static str, parent: Option<(TraceContext, bool)>) -> SpanStart 
     }
 }
 
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a OtelValue> {
+fn attr(span: &Span, key: &str) -> Option<Any> {
     span.attributes
         .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.clone()?.value)
+}
+
+fn str_value(s: &str) -> Option<Any> {
+    Some(Any::StringValue(s.to_owned()))
+}
+
+/// Whether the span's parent is another process's, as `Span.flags` says.
+fn parent_is_remote(span: &Span) -> bool {
+    assert_ne!(
+        span.flags & 0x100,
+        0,
+        "the flags say whether the parent is remote"
+    );
+    span.flags & 0x200 != 0
 }
 
 const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -64,24 +118,20 @@ fn a_remote_parent_is_honoured_and_contexts_are_handed_on() {
     assert_eq!(spans.len(), 2, "{spans:?}");
     let outer = spans.iter().find(|s| s.name == "outer").unwrap();
     let inner = spans.iter().find(|s| s.name == "inner").unwrap();
-    assert_eq!(
-        outer.span_context.trace_id(),
-        TraceId::from_bytes(incoming.trace_id.to_be_bytes())
-    );
-    assert_eq!(
-        outer.parent_span_id,
-        SpanId::from_bytes(incoming.span_id.to_be_bytes())
-    );
-    assert!(outer.parent_span_is_remote);
-    assert_eq!(inner.parent_span_id, outer.span_context.span_id());
-    assert!(!inner.parent_span_is_remote);
+    assert_eq!(outer.trace_id, incoming.trace_id.to_be_bytes());
+    assert_eq!(inner.trace_id, incoming.trace_id.to_be_bytes());
+    assert_eq!(outer.parent_span_id, incoming.span_id.to_be_bytes());
+    assert!(parent_is_remote(outer));
+    assert_eq!(inner.parent_span_id, outer.span_id);
+    assert!(!parent_is_remote(inner));
     let handed = handed.expect("the inner span's context");
     assert_eq!(handed.trace_id, incoming.trace_id);
-    assert_eq!(
-        SpanId::from_bytes(handed.span_id.to_be_bytes()),
-        inner.span_context.span_id()
-    );
+    assert_eq!(handed.span_id.to_be_bytes().as_slice(), inner.span_id);
     assert!(handed.sampled);
+    // Sampled spans carry the sampled trace flag.
+    assert_eq!(inner.flags & 0xff, 1);
+    assert!(outer.start_time_unix_nano <= outer.end_time_unix_nano);
+    assert!(outer.start_time_unix_nano > 1_600_000_000_000_000_000);
 }
 
 #[test]
@@ -91,7 +141,9 @@ fn without_a_parent_a_trace_starts() {
         assert!(span.context().unwrap().sampled);
     });
     assert_eq!(spans.len(), 1);
-    assert_eq!(spans[0].parent_span_id, SpanId::INVALID);
+    assert!(spans[0].parent_span_id.is_empty());
+    assert_eq!(spans[0].trace_id.len(), 16);
+    assert_eq!(spans[0].span_id.len(), 8);
 }
 
 #[test]
@@ -113,22 +165,22 @@ fn kind_attributes_and_errors_are_recorded() {
     });
     let span = &spans[0];
     assert_eq!(span.name, "POST /users");
-    assert_eq!(span.span_kind, opentelemetry::trace::SpanKind::Server);
-    assert_eq!(attr(span, "http.route"), Some(&OtelValue::from("/users")));
-    assert_eq!(
-        attr(span, "faas.invoked_name"),
-        Some(&OtelValue::from("register"))
-    );
+    assert_eq!(span.kind, ProtoKind::Server as i32);
+    assert_eq!(attr(span, "http.route"), str_value("/users"));
+    assert_eq!(attr(span, "faas.invoked_name"), str_value("register"));
     assert_eq!(
         attr(span, "http.response.status_code"),
-        Some(&OtelValue::I64(502))
+        Some(Any::IntValue(502))
     );
-    assert_eq!(attr(span, "faas.coldstart"), Some(&OtelValue::Bool(true)));
+    assert_eq!(attr(span, "faas.coldstart"), Some(Any::BoolValue(true)));
     assert_eq!(
         attr(span, "faas.init_duration_ms"),
-        Some(&OtelValue::F64(1.5))
+        Some(Any::DoubleValue(1.5))
     );
-    assert!(matches!(span.status, Status::Error { .. }));
+    assert_eq!(
+        span.status.as_ref().map(|s| s.code),
+        Some(StatusCode::Error as i32)
+    );
 }
 
 #[test]
@@ -143,11 +195,15 @@ fn links_are_recorded() {
             ..start("batch", None)
         }));
     });
-    let links = &spans[0].links.links;
+    let links = &spans[0].links;
     assert_eq!(links.len(), 1);
+    assert_eq!(links[0].trace_id, linked.trace_id.to_be_bytes());
+    assert_eq!(links[0].span_id, linked.span_id.to_be_bytes());
+    assert_eq!(links[0].flags, 0x301, "sampled, and remote");
+    assert_eq!(spans[0].kind, ProtoKind::Internal as i32);
     assert_eq!(
-        links[0].span_context.span_id(),
-        SpanId::from_bytes(linked.span_id.to_be_bytes())
+        spans[0].status, None,
+        "a span without an error has no status"
     );
 }
 
@@ -281,14 +337,15 @@ fn batching_is_read_from_the_environment_variables() {
 
 #[test]
 fn a_full_batch_is_exported_without_waiting_for_the_delay() {
-    let exporter = InMemorySpanExporter::default();
+    let kept = Kept::default();
     let batching = Batching {
         delay: Duration::from_secs(3600),
         max_queue: 100,
         max_batch: 4,
     };
     let recorder = Recorder::start(
-        exporter.clone(),
+        kept.clone(),
+        &resource(),
         Sampler::ParentBased(Root::AlwaysOn),
         batching,
     )
@@ -299,12 +356,12 @@ fn a_full_batch_is_exported_without_waiting_for_the_delay() {
     }
     std::thread::sleep(Duration::from_millis(200));
     assert!(
-        exporter.get_finished_spans().unwrap().is_empty(),
+        kept.spans().is_empty(),
         "three spans wait for a fourth or the delay"
     );
     drop(tracer.start(start("s", None)));
     let waited = std::time::Instant::now();
-    while exporter.get_finished_spans().unwrap().len() < 4 {
+    while kept.spans().len() < 4 {
         assert!(
             waited.elapsed() < Duration::from_secs(10),
             "the batch went out"
@@ -342,6 +399,140 @@ fn an_attribute_set_again_takes_the_new_value() {
     assert_eq!(spans[0].attributes.len(), 1);
     assert_eq!(
         attr(&spans[0], "http.response.status_code"),
-        Some(&OtelValue::I64(500))
+        Some(Any::IntValue(500))
     );
+}
+
+#[test]
+fn requests_carry_the_resource_and_scope_and_split_at_the_batch_size() {
+    let kept = Kept::default();
+    let batching = Batching {
+        delay: Duration::from_secs(3600),
+        max_queue: 100,
+        max_batch: 3,
+    };
+    let recorder = Recorder::start(kept.clone(), &resource(), Sampler::AlwaysOn, batching).unwrap();
+    let tracer = recorder.tracer();
+    for n in 0..7_i64 {
+        drop(tracer.start(SpanStart {
+            attributes: vec![
+                ("n", Value::Int(n)),
+                ("negative", Value::Int(-n)),
+                ("empty", Value::from("")),
+                ("no", Value::Bool(false)),
+            ],
+            ..start("s", None)
+        }));
+    }
+    assert!(recorder.shutdown(Duration::from_secs(10)));
+    let requests = kept.requests();
+    let sizes: Vec<usize> = requests
+        .iter()
+        .map(|r| r.resource_spans[0].scope_spans[0].spans.len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 7);
+    assert!(sizes.iter().all(|n| *n <= 3), "{sizes:?}");
+    for request in &requests {
+        assert_eq!(request.resource_spans.len(), 1);
+        let resource = request.resource_spans[0].resource.as_ref().unwrap();
+        assert_eq!(resource.attributes.len(), 1);
+        assert_eq!(resource.attributes[0].key, "service.name");
+        assert_eq!(
+            resource.attributes[0].value.clone().unwrap().value,
+            str_value("test")
+        );
+        let scope = request.resource_spans[0].scope_spans[0]
+            .scope
+            .as_ref()
+            .unwrap();
+        assert_eq!(scope.name, "nimbus");
+    }
+    let spans = kept.spans();
+    for (n, span) in (0..7_i64).zip(&spans) {
+        assert_eq!(attr(span, "n"), Some(Any::IntValue(n)));
+        assert_eq!(attr(span, "negative"), Some(Any::IntValue(-n)));
+        // Values a oneof holds are there even when they are proto3's defaults.
+        assert_eq!(attr(span, "empty"), str_value(""));
+        assert_eq!(attr(span, "no"), Some(Any::BoolValue(false)));
+    }
+}
+
+#[test]
+fn the_target_follows_the_exporter_variables() {
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+    assert_eq!(Target::from_env(None, vars(&[])).unwrap(), None);
+    let base = Target::from_env(
+        None,
+        vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(base.url.as_str(), "http://collector:4318/v1/traces");
+    assert_eq!(base.timeout, Duration::from_secs(10));
+    assert!(base.headers.is_empty());
+    let own = Target::from_env(
+        None,
+        vars(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://traces.example/custom",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%20b, x-team = one"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-team=two"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(own.url.as_str(), "https://traces.example/custom");
+    assert_eq!(own.headers["api-key"], "a b");
+    assert_eq!(
+        own.headers["x-team"], "two",
+        "the signal's own variable wins"
+    );
+    assert_eq!(own.timeout, Duration::from_millis(2500));
+    // The flag's base URL comes first.
+    let flag = Target::from_env(
+        Some("http://127.0.0.1:4318"),
+        vars(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://elsewhere/")]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(flag.url.as_str(), "http://127.0.0.1:4318/v1/traces");
+    for bad in [
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")][..],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector")][..],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ][..],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "bad header=x"),
+        ][..],
+    ] {
+        assert!(
+            matches!(
+                Target::from_env(None, vars(bad)),
+                Err(TraceError::Exporter(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    let none = Target::from_env(
+        None,
+        vars(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ]),
+    );
+    assert!(none.unwrap().is_some());
 }
