@@ -14,7 +14,8 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `key=value` pairs separated by commas, values
 //! percent-decoded) and the request timeout (`OTEL_EXPORTER_OTLP_TIMEOUT` and
 //! `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, in milliseconds, 10 s by default). The protocol is
-//! always `http/protobuf`; compression is not offered, and asking for it is an error.
+//! always `http/protobuf` and compression is not offered: asking for another protocol
+//! (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`) or for compression is an error at start-up.
 
 use std::time::Duration;
 
@@ -40,8 +41,8 @@ impl Target {
     /// `var`; `Ok(None)` when neither names an endpoint.
     ///
     /// # Errors
-    /// An endpoint that is not an HTTP URL, a header that is not one, or compression
-    /// asked for.
+    /// An endpoint that is not an HTTP URL, a header that is not one, or another
+    /// protocol or compression asked for.
     pub(crate) fn from_env(
         base: Option<&str>,
         var: impl Fn(&str) -> Option<String>,
@@ -61,6 +62,16 @@ impl Target {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| bad(format!("the OTLP endpoint {endpoint:?} is not an HTTP URL")))?;
+        for name in [
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        ] {
+            if let Some(v) = var(name).filter(|v| v.trim() != "http/protobuf") {
+                return Err(bad(format!(
+                    "{name}={v}: Nimbus exports traces over http/protobuf only; unset it or set it to http/protobuf"
+                )));
+            }
+        }
         for name in [
             "OTEL_EXPORTER_OTLP_COMPRESSION",
             "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",

@@ -518,6 +518,14 @@ fn the_target_follows_the_exporter_variables() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "bad header=x"),
         ][..],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ][..],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+        ][..],
     ] {
         assert!(
             matches!(
@@ -532,7 +540,68 @@ fn the_target_follows_the_exporter_variables() {
         vars(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ]),
     );
     assert!(none.unwrap().is_some());
+}
+
+/// Answers one HTTP request on a fresh port with `status`, and hands back the request's
+/// head (lowercased).
+fn answer_once(status: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.to_ascii_lowercase();
+            if let Some(n) = line.strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let answer =
+            format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno");
+        reader.get_mut().write_all(answer.as_bytes()).unwrap();
+        head
+    });
+    (base, thread)
+}
+
+#[test]
+fn the_http_sink_posts_protobuf_with_the_headers_and_reports_refusals() {
+    use super::otlp::HttpSink;
+    let target = |base: &str| {
+        let mut target = Target::from_env(Some(base), |_| None).unwrap().unwrap();
+        target
+            .headers
+            .insert("api-key", http::HeaderValue::from_static("secret"));
+        target
+    };
+    let (base, head) = answer_once("200 OK");
+    let sink = HttpSink::start(target(&base)).unwrap();
+    assert_eq!(sink.send(vec![1, 2, 3]), Ok(()));
+    let head = head.join().unwrap();
+    assert!(head.starts_with("post /v1/traces http/1.1"), "{head}");
+    assert!(
+        head.contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+    assert!(head.contains("api-key: secret"), "{head}");
+    let (base, head) = answer_once("503 Service Unavailable");
+    let sink = HttpSink::start(target(&base)).unwrap();
+    let refused = sink.send(vec![1]).unwrap_err();
+    assert!(refused.contains("503"), "{refused}");
+    head.join().unwrap();
 }
