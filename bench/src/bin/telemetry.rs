@@ -329,9 +329,7 @@ fn run(bootstrap: &Path, window: Duration, rounds: usize) -> Result<(), String> 
                     }
                     _ => None,
                 };
-                if let Some(us) = per_request {
-                    cpu[r][s].push(us);
-                }
+                cpu[r][s].push(per_request);
                 let (p50, p99) = figures
                     .latency
                     .map_or(("-".to_owned(), "-".to_owned()), |l| {
@@ -350,9 +348,9 @@ fn run(bootstrap: &Path, window: Duration, rounds: usize) -> Result<(), String> 
         }
     }
     println!(
-        "\n| route | set-up | median req/s | throughput lost vs off (median of the rounds' own ratios) | node CPU per request (median) |"
+        "\n| route | set-up | median req/s | throughput lost vs off (median of the rounds' own ratios) | node CPU per request (median) | node CPU per request vs off (median of the rounds' own ratios) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for (r, (route_name, _)) in ROUTES.iter().enumerate() {
         for (s, setup) in SETUPS.iter().enumerate() {
             let m = median(rates[r][s].clone());
@@ -367,9 +365,22 @@ fn run(bootstrap: &Path, window: Duration, rounds: usize) -> Result<(), String> 
             } else {
                 format!("{:+.1}%", median(ratios) * 100.0)
             };
-            let us = median(cpu[r][s].clone());
+            let us = median(cpu[r][s].iter().flatten().copied().collect());
+            // The node's CPU per request against the "off" node's in the same round: it
+            // moves less with the machine's drift than throughput does, since the load
+            // generator's share of the cores is left out.
+            let cpu_ratios: Vec<f64> = cpu[r][s]
+                .iter()
+                .zip(&cpu[r][0])
+                .filter_map(|(x, o)| Some(x.as_ref()? / o.as_ref()?))
+                .collect();
+            let cpu_cost = if s == 0 || cpu_ratios.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:+.1}%", (median(cpu_ratios) - 1.0) * 100.0)
+            };
             println!(
-                "| {route_name} | {} | {m:.0} | {cost} | {us:.1}us |",
+                "| {route_name} | {} | {m:.0} | {cost} | {us:.1}us | {cpu_cost} |",
                 setup.name
             );
         }
