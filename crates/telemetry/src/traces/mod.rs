@@ -68,7 +68,8 @@ fn env(name: &str) -> Option<String> {
 /// still buffered.
 #[derive(Debug)]
 pub struct Traces {
-    recorder: Option<Recorder>,
+    /// Dropping it exports what is queued, waiting up to [`SHUTDOWN_TIMEOUT`].
+    _recorder: Recorder,
 }
 
 impl Traces {
@@ -119,26 +120,13 @@ impl Traces {
         let recorder = Recorder::start(sink, &resource, sampler, BATCHING.with_env(env))?;
         nimbus_core::trace::install(Box::new(recorder.tracer()));
         Ok(Some(Traces {
-            recorder: Some(recorder),
+            _recorder: recorder,
         }))
     }
 
     /// Exports what is buffered and stops the exporter.
     pub fn shutdown(self) {
         drop(self);
-    }
-}
-
-impl Drop for Traces {
-    fn drop(&mut self) {
-        if let Some(recorder) = self.recorder.take()
-            && !recorder.shutdown(SHUTDOWN_TIMEOUT)
-        {
-            eprintln!(
-                "warning: the last traces could not be exported within {} s",
-                SHUTDOWN_TIMEOUT.as_secs()
-            );
-        }
     }
 }
 

@@ -271,6 +271,7 @@ impl Recorder {
 
     /// Exports what is queued and stops the export thread, waiting up to `wait` for
     /// it. `false` when it did not end in time (it is left to finish alone).
+    #[cfg(test)]
     pub(crate) fn shutdown(mut self, wait: Duration) -> bool {
         self.stop(wait)
     }
@@ -295,8 +296,11 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if !self.stop(Duration::from_secs(5)) {
-            eprintln!("warning: the last traces could not be exported in time");
+        if !self.stop(super::SHUTDOWN_TIMEOUT) {
+            eprintln!(
+                "warning: the last traces could not be exported within {} s",
+                super::SHUTDOWN_TIMEOUT.as_secs()
+            );
         }
     }
 }
@@ -365,11 +369,14 @@ fn export_loop<S: Sink>(shared: &Shared, sink: &S) {
             start = end;
         }
         let mut queue = lock(&shared.queue);
-        queue.flushed = queue.flushed.max(flush);
+        // At the shutdown every flush is answered: no more exports will follow.
+        queue.flushed = if shutdown {
+            queue.flushes
+        } else {
+            queue.flushed.max(flush)
+        };
         shared.done.notify_all();
         if shutdown {
-            queue.flushed = queue.flushes;
-            shared.done.notify_all();
             return;
         }
     }
