@@ -142,17 +142,32 @@ struct Inner {
     spool: Arc<Spool>,
     followers: Arc<Mutex<Followers>>,
     clock: Arc<dyn Clock>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Inner {
+    /// Waits (up to [`FLUSH_WAIT`]) for the writer to write what is left and stop, so
+    /// that a store opened on the same directory next does not meet its last sweep
+    /// removing segments while it reads them.
     fn drop(&mut self) {
         self.spool.close();
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + FLUSH_WAIT;
+        while !writer.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = writer.join();
     }
 }
 
 /// The per-function log store in a directory (`DATA/logs`). Cloning gives another handle
 /// to the same store; its writer thread ends when the last handle is dropped, after
-/// writing every line it was given.
+/// writing every line it was given, and dropping the last handle waits for that.
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Inner>,
@@ -207,7 +222,7 @@ impl LogStore {
             failing: false,
         };
         writer.sweep();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("nimbus-log-store".to_owned())
             .spawn({
                 let spool = Arc::clone(&spool);
@@ -219,6 +234,7 @@ impl LogStore {
                 spool,
                 followers,
                 clock,
+                writer: Some(writer),
             }),
         })
     }
