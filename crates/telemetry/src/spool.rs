@@ -71,8 +71,6 @@ struct Control {
     /// Flushes asked for since the last take, answered once what was before them is
     /// written.
     flushes: Vec<mpsc::Sender<()>>,
-    /// No more appends are taken; the writer takes what is left and stops.
-    closed: bool,
     /// The writer has stopped (or never started): flushes are not waited for.
     writer_gone: bool,
 }
@@ -85,7 +83,8 @@ pub struct Spool {
     writer: Condvar,
     /// Whether the writer waits for something to take.
     writer_idle: AtomicBool,
-    /// [`Control::closed`], read without the lock on every append.
+    /// No more appends are taken; the writer takes what is left and stops. Set under
+    /// `control`, so that a writer about to wait sees it or is woken.
     closed: AtomicBool,
     /// Loggers waiting for room in their buffer.
     waiting: AtomicUsize,
@@ -229,8 +228,7 @@ impl Spool {
     /// Takes no more appends; the writer takes what is left and stops.
     pub fn close(&self) {
         {
-            let mut control = lock(&self.control);
-            control.closed = true;
+            let _control = lock(&self.control);
             self.closed.store(true, Ordering::SeqCst);
             self.writer.notify_one();
         }
@@ -248,7 +246,7 @@ impl Spool {
     pub fn take(&self, into: &mut Vec<u8>, idle: Duration) -> Taken {
         into.clear();
         let mut control = lock(&self.control);
-        if control.flushes.is_empty() && !control.closed {
+        if control.flushes.is_empty() && !self.closed.load(Ordering::SeqCst) {
             // A logger that appends after this store sees it and wakes the writer; one
             // that appended before it is seen in its buffer.
             self.writer_idle.store(true, Ordering::SeqCst);
@@ -263,7 +261,7 @@ impl Spool {
         }
         let taken = Taken {
             flushes: mem::take(&mut control.flushes),
-            closed: control.closed,
+            closed: self.closed.load(Ordering::SeqCst),
         };
         drop(control);
         // All buffers at once, so that what is taken is whole: an append taken now was
@@ -300,7 +298,7 @@ impl Spool {
     pub fn rest(&self, rest: Duration) {
         let control = lock(&self.control);
         if control.flushes.is_empty()
-            && !control.closed
+            && !self.closed.load(Ordering::SeqCst)
             && self
                 .shards
                 .iter()
@@ -318,15 +316,6 @@ impl Spool {
 /// Puts the appends in `buffers` into `into` by sequence number. Each buffer is in order
 /// already (one thread's, or a few threads' under its lock).
 fn merge(buffers: &[Vec<u8>], into: &mut Vec<u8>) {
-    if let [only] = buffers {
-        let mut at = 0;
-        while at < only.len() {
-            let (_, bytes) = record(only, at);
-            into.extend_from_slice(bytes);
-            at += FRAME + bytes.len();
-        }
-        return;
-    }
     let mut at = vec![0; buffers.len()];
     loop {
         let next = buffers
@@ -352,7 +341,6 @@ impl Drop for WriterExit<'_> {
     fn drop(&mut self) {
         {
             let mut control = lock(&self.0.control);
-            control.closed = true;
             control.writer_gone = true;
             self.0.closed.store(true, Ordering::SeqCst);
             // Dropping the senders tells whoever waits on a flush.
