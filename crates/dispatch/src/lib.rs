@@ -536,8 +536,8 @@ impl Dispatcher {
             tokio::spawn(instance.stop());
         }
         drop(permits);
-        let mut log_tail = String::new();
         let tail = [start_line, Some(report.log_tail), end_line, report_line];
+        let mut log_tail = String::with_capacity(tail.iter().flatten().map(|l| l.len() + 1).sum());
         for line in tail.into_iter().flatten().filter(|l| !l.is_empty()) {
             log_tail.push_str(&line);
             log_tail.push('\n');

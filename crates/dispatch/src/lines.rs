@@ -2,7 +2,7 @@
 //! `START`/`END`/`REPORT` text lines, or its JSON `platform.start`/`platform.report`
 //! records. `None` where the format has no such line or the system log level hides it.
 
-use std::time::SystemTime;
+use std::{fmt::Write as _, time::SystemTime};
 
 use nimbus_core::{
     FunctionSpec, Report,
@@ -21,14 +21,23 @@ pub(crate) fn start(function: &FunctionSpec, request_id: &str) -> Option<String>
     Some(if logging.is_json() {
         platform_start(SystemTime::now(), request_id, VERSION)
     } else {
-        format!("START RequestId: {request_id} Version: {VERSION}")
+        joined(&["START RequestId: ", request_id, " Version: ", VERSION])
     })
+}
+
+/// `parts` in one string, allocated once: these lines are made on every invocation.
+fn joined(parts: &[&str]) -> String {
+    let mut line = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        line.push_str(part);
+    }
+    line
 }
 
 /// The line that ends an invocation's output (the JSON format has none: its report
 /// closes the invocation).
 pub(crate) fn end(function: &FunctionSpec, request_id: &str) -> Option<String> {
-    (!function.logging.is_json()).then(|| format!("END RequestId: {request_id}"))
+    (!function.logging.is_json()).then(|| joined(&["END RequestId: ", request_id]))
 }
 
 /// The invocation's report: duration, billed duration, memory, and the init duration of
@@ -62,16 +71,87 @@ pub(crate) fn report(
             error_type,
         ));
     }
-    let mut line = format!(
-        "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+    // Written into one buffer (writing into a String cannot fail).
+    let mut line = String::with_capacity(160 + request_id.len());
+    let _ = write!(
+        line,
+        "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: ",
         ms.ceil() as u64,
         function.memory_mb,
-        report
-            .max_memory_mb
-            .map_or_else(|| "-".to_owned(), |m| m.to_string()),
     );
+    match report.max_memory_mb {
+        Some(used) => {
+            let _ = write!(line, "{used}");
+        }
+        None => line.push('-'),
+    }
+    line.push_str(" MB");
     if let Some(init) = init_ms {
-        line.push_str(&format!("\tInit Duration: {init:.2} ms"));
+        let _ = write!(line, "\tInit Duration: {init:.2} ms");
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use nimbus_core::Outcome;
+
+    use super::*;
+
+    fn function() -> FunctionSpec {
+        FunctionSpec {
+            name: "hello".to_owned(),
+            runtime: "provided.al2023".parse().unwrap(),
+            code: "code".into(),
+            handler: None,
+            memory_mb: 256,
+            timeout: Duration::from_secs(3),
+            concurrency: nimbus_core::Concurrency {
+                max: 1,
+                min_warm: 0,
+            },
+            environment: Default::default(),
+            allowed_outbound_hosts: Vec::new(),
+            instances: nimbus_core::InstanceMode::Reuse,
+            async_policy: Default::default(),
+            logging: Default::default(),
+        }
+    }
+
+    fn report(init: Option<Duration>, max_memory_mb: Option<u64>) -> Report {
+        Report {
+            outcome: Outcome::Response(Vec::new()),
+            reusable: true,
+            init_duration: init,
+            log_tail: String::new(),
+            max_memory_mb,
+        }
+    }
+
+    /// Lambda's text lines, byte for byte.
+    #[test]
+    fn text_lines_are_lambdas() {
+        let f = function();
+        assert_eq!(
+            start(&f, "r-1").as_deref(),
+            Some("START RequestId: r-1 Version: $LATEST")
+        );
+        assert_eq!(end(&f, "r-1").as_deref(), Some("END RequestId: r-1"));
+        let warm = report(None, Some(42));
+        assert_eq!(
+            super::report(&f, "r-1", 1.234, &warm, "success", None).as_deref(),
+            Some(
+                "REPORT RequestId: r-1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 256 MB\tMax Memory Used: 42 MB"
+            )
+        );
+        let cold = report(Some(Duration::from_micros(10_250)), None);
+        assert_eq!(
+            super::report(&f, "r-2", 0.5, &cold, "success", None).as_deref(),
+            Some(
+                "REPORT RequestId: r-2\tDuration: 0.50 ms\tBilled Duration: 1 ms\tMemory Size: 256 MB\tMax Memory Used: - MB\tInit Duration: 10.25 ms"
+            )
+        );
+    }
 }
