@@ -3,6 +3,8 @@
 //! and a JSON event's response becomes an API Gateway payload 2.0 structured result,
 //! which the gateway's reply rules turn back into an HTTP response.
 
+use std::fmt::Write as _;
+
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, header};
@@ -313,15 +315,29 @@ fn build(head: Head<'_>) -> Result<Request<()>, String> {
         .host
         .filter(|h| h.parse::<http::uri::Authority>().is_ok())
         .unwrap_or(DEFAULT_AUTHORITY);
-    let path = head.path;
-    let mut target = encode_target(if path.starts_with('/') { path } else { "/" });
-    if !head.query.is_empty() {
-        target.push('?');
-        target.push_str(&encode_target(head.query));
-    }
-    let uri: http::Uri = format!("http://{host}{target}")
-        .parse()
-        .map_err(|e| format!("invalid request target {target:?}: {e}"))?;
+    let path = if head.path.starts_with('/') {
+        head.path
+    } else {
+        "/"
+    };
+    let query = head.query;
+    let write_target = |out: &mut String| {
+        encode_target(out, path);
+        if !query.is_empty() {
+            out.push('?');
+            encode_target(out, query);
+        }
+    };
+    // The URI is written into one buffer, which becomes the URI's own.
+    let mut uri = String::with_capacity(16 + host.len() + path.len() + query.len());
+    uri.push_str("http://");
+    uri.push_str(host);
+    write_target(&mut uri);
+    let uri = http::Uri::try_from(uri).map_err(|e| {
+        let mut target = String::new();
+        write_target(&mut target);
+        format!("invalid request target {target:?}: {e}")
+    })?;
     let mut request = Request::new(());
     *request.method_mut() = head.method;
     *request.uri_mut() = uri;
@@ -362,18 +378,17 @@ fn with_event_body(
     Ok(request.map(|()| Full::new(Bytes::from(body))))
 }
 
-/// Percent-encodes what may not appear in a request target as is (spaces, controls,
-/// non-ASCII, `"<>\^`{|}#`), leaving existing escapes alone.
-fn encode_target(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
+/// Appends `raw` to `out` with what may not appear in a request target as is (spaces,
+/// controls, non-ASCII, `"<>\^`{|}#`) percent-encoded, leaving existing escapes alone.
+fn encode_target(out: &mut String, raw: &str) {
     for &b in raw.as_bytes() {
         if b.is_ascii_graphic() && !br#""<>\^`{|}#"#.contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            // Writing into a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
         }
     }
-    out
 }
 
 /// Percent-encodes all but unreserved characters (a query name or value).

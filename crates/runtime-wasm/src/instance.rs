@@ -81,6 +81,8 @@ pub(crate) struct WasmInstance {
     /// The most linear memory any of this instance's stores has had, in bytes.
     peak_bytes: usize,
     stop: Arc<StopSignal>,
+    /// What [`Instance::stopper`] hands out: made once, cloned for each invocation.
+    stopper: Stopper,
 }
 
 /// The variables every function sees, then the manifest's `environment`.
@@ -90,6 +92,15 @@ fn environment(shared: &Shared, function: &FunctionSpec) -> Vec<(String, String)
         &shared.config.region,
         &shared.config.services_endpoint,
     )
+}
+
+/// A stopper that stops the instance `stop` signals.
+fn stopper_of(stop: &Arc<StopSignal>) -> Stopper {
+    let stop = Arc::clone(stop);
+    Arc::new(move || {
+        stop.stop();
+        Box::pin(async {})
+    })
 }
 
 /// The instant a wall-clock deadline falls at.
@@ -254,6 +265,10 @@ impl WasmInstance {
             .await
             .map_err(fail)?;
         let (notify, _) = watch::channel(false);
+        let stop = Arc::new(StopSignal {
+            flag: Arc::new(AtomicBool::new(false)),
+            notify,
+        });
         let mut instance = WasmInstance {
             environment: environment(&shared, &function),
             outbound: Arc::new(OutboundPolicy::new(
@@ -267,10 +282,8 @@ impl WasmInstance {
             served: 0,
             pending_init: None,
             peak_bytes: 0,
-            stop: Arc::new(StopSignal {
-                flag: Arc::new(AtomicBool::new(false)),
-                notify,
-            }),
+            stopper: stopper_of(&stop),
+            stop,
             function,
         };
         if instance.function.instances == InstanceMode::Reuse {
@@ -566,11 +579,7 @@ impl Instance for WasmInstance {
     }
 
     fn stopper(&self) -> Option<Stopper> {
-        let stop = Arc::clone(&self.stop);
-        Some(Arc::new(move || {
-            stop.stop();
-            Box::pin(async {})
-        }))
+        Some(Arc::clone(&self.stopper))
     }
 }
 

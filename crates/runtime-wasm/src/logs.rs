@@ -31,6 +31,8 @@ pub const LOG_TAIL_BYTES: usize = 4096;
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// Longest line kept whole; a longer one is cut into lines of this size.
 const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Most capacity a stream's line buffer keeps between lines.
+const KEPT_LINE_BYTES: usize = 1024;
 
 #[derive(Default)]
 struct State {
@@ -38,6 +40,8 @@ struct State {
     /// With the JSON format, the least severe level kept.
     json: Option<ApplicationLogLevel>,
     request_id: Option<String>,
+    /// The last invocation's request id, kept for its buffer.
+    spare_id: String,
     /// Unfinished lines of stdout and stderr.
     partial: [Vec<u8>; 2],
     tail: VecDeque<String>,
@@ -109,6 +113,7 @@ impl State {
             }
             if complete {
                 self.emit(&line);
+                self.keep_buffer(stream, line);
             } else {
                 self.partial[stream] = line;
             }
@@ -117,11 +122,21 @@ impl State {
 
     fn flush_partial(&mut self) {
         for stream in 0..2 {
-            let line = std::mem::take(&mut self.partial[stream]);
-            if !line.is_empty() {
+            if !self.partial[stream].is_empty() {
+                let line = std::mem::take(&mut self.partial[stream]);
                 self.emit(&line);
+                self.keep_buffer(stream, line);
             }
         }
+    }
+
+    /// Keeps an emitted line's buffer, emptied, for the stream's next line, so that a
+    /// line written whole costs no allocation; one grown past [`KEPT_LINE_BYTES`] by a
+    /// long line is shrunk.
+    fn keep_buffer(&mut self, stream: usize, mut line: Vec<u8>) {
+        line.clear();
+        line.shrink_to(KEPT_LINE_BYTES);
+        self.partial[stream] = line;
     }
 }
 
@@ -151,7 +166,10 @@ impl LogSink {
     pub(crate) fn begin(&self, request_id: &str) {
         let mut state = self.lock();
         state.flush_partial();
-        state.request_id = Some(request_id.to_owned());
+        let mut id = std::mem::take(&mut state.spare_id);
+        id.clear();
+        id.push_str(request_id);
+        state.request_id = Some(id);
         state.tail.clear();
         state.tail_bytes = 0;
         state.written = 0;
@@ -188,13 +206,16 @@ impl LogSink {
             );
             state.emit(note.as_bytes());
         }
-        state.request_id = None;
-        let mut tail = state
-            .tail
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join("\n");
+        if let Some(id) = state.request_id.take() {
+            state.spare_id = id;
+        }
+        let mut tail = String::with_capacity(state.tail_bytes);
+        for (i, line) in state.tail.iter().enumerate() {
+            if i > 0 {
+                tail.push('\n');
+            }
+            tail.push_str(line);
+        }
         if tail.len() > LOG_TAIL_BYTES {
             let mut cut = tail.len() - LOG_TAIL_BYTES;
             while !tail.is_char_boundary(cut) {
@@ -328,6 +349,12 @@ mod tests {
         assert_eq!(line["requestId"], "r1");
         assert_eq!(line["message"], "hello");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+        // The next invocation's lines carry its own id, a longer one included.
+        sink.begin("r2-longer-than-the-first");
+        OutputStream::write(&mut sink.stdout(), Bytes::from_static(b"again\n")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(&sink.end()).unwrap();
+        assert_eq!(line["requestId"], "r2-longer-than-the-first");
+        assert_eq!(line["message"], "again");
 
         let quiet = LogSink::new("f", &logging(ApplicationLogLevel::Warn));
         quiet.begin("r2");
