@@ -269,6 +269,9 @@ pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(|cx| *cx).ok().flatten()
 }
 
+/// The attributes a span has room for when it starts.
+const SPAN_ATTRIBUTES: usize = 8;
+
 /// A span to start, named `name`: empty without a tracer, so that the attributes given
 /// to it are not kept (compute costly ones only when [`enabled`]).
 pub fn span(name: impl Into<Cow<'static, str>>, kind: SpanKind) -> SpanBuilder {
@@ -279,7 +282,9 @@ pub fn span(name: impl Into<Cow<'static, str>>, kind: SpanKind) -> SpanBuilder {
                 name: name.into(),
                 kind,
                 parent: None,
-                attributes: Vec::new(),
+                // Room for the seven a gateway request's span gets, so that adding
+                // them does not grow the vector twice.
+                attributes: Vec::with_capacity(SPAN_ATTRIBUTES),
                 links: Vec::new(),
             },
         )

@@ -3,7 +3,9 @@
 //! `X-Amzn-Trace-Id`). Without a trace exporter the span is empty and costs nothing.
 
 use axum::http::{HeaderMap, Method, StatusCode};
-use nimbus_core::trace::{self, Span, SpanKind, TraceContext};
+use std::borrow::Cow;
+
+use nimbus_core::trace::{self, Span, SpanKind, TraceContext, Value};
 
 use crate::Match;
 
@@ -27,10 +29,15 @@ pub(crate) fn request_span(
     }
     let key = found.map(|found| &**found.key);
     let route = key.map(|key| key.split_once(' ').map_or(key, |(_, p)| p).to_owned());
-    let name = key.unwrap_or(method.as_str()).to_owned();
+    // A standard method's name is static; only another method's is copied.
+    let method: Cow<'static, str> = match crate::route_metrics::method_label(method) {
+        "OTHER" => Cow::Owned(method.as_str().to_owned()),
+        standard => Cow::Borrowed(standard),
+    };
+    let name = key.map_or_else(|| method.clone(), |key| Cow::Owned(key.to_owned()));
     let mut span = trace::span(name, SpanKind::Server)
         .remote_parent(parent)
-        .attr("http.request.method", method.as_str().to_owned())
+        .attr("http.request.method", Value::Str(method))
         .attr("url.path", path.to_owned())
         .attr("nimbus.request_id", request_id.to_owned());
     if let Some(route) = route {
