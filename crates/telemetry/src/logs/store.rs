@@ -44,7 +44,38 @@ struct Spooled<'a> {
     function: &'a str,
     time: u64,
     request_id: Option<&'a str>,
-    lines: Vec<&'a str>,
+    lines: SpooledLines<'a>,
+}
+
+/// A record's lines, read as they are iterated, without a vector per record.
+struct SpooledLines<'a> {
+    bytes: &'a [u8],
+    left: u64,
+}
+
+impl<'a> Iterator for SpooledLines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let len = u64_of(&mut self.bytes)?;
+        str_of(&mut self.bytes, len)
+    }
+}
+
+fn u64_of(bytes: &mut &[u8]) -> Option<u64> {
+    let (head, rest) = bytes.split_first_chunk::<8>()?;
+    *bytes = rest;
+    Some(u64::from_le_bytes(*head))
+}
+
+fn str_of<'a>(bytes: &mut &'a [u8], len: u64) -> Option<&'a str> {
+    let (s, rest) = bytes.split_at_checked(usize::try_from(len).ok()?)?;
+    *bytes = rest;
+    std::str::from_utf8(s).ok()
 }
 
 const NO_REQUEST_ID: u64 = u64::MAX;
@@ -81,16 +112,6 @@ impl<'a> Spooled<'a> {
 
     /// The next record of `bytes`, advancing past it; `None` at the end.
     fn decode(bytes: &mut &'a [u8]) -> Option<Spooled<'a>> {
-        fn u64_of(bytes: &mut &[u8]) -> Option<u64> {
-            let (head, rest) = bytes.split_first_chunk::<8>()?;
-            *bytes = rest;
-            Some(u64::from_le_bytes(*head))
-        }
-        fn str_of<'a>(bytes: &mut &'a [u8], len: u64) -> Option<&'a str> {
-            let (s, rest) = bytes.split_at_checked(usize::try_from(len).ok()?)?;
-            *bytes = rest;
-            std::str::from_utf8(s).ok()
-        }
         let len = u64_of(bytes)?;
         let function = str_of(bytes, len)?;
         let time = u64_of(bytes)?;
@@ -99,11 +120,16 @@ impl<'a> Spooled<'a> {
             len => Some(str_of(bytes, len)?),
         };
         let count = u64_of(bytes)?;
-        let mut lines = Vec::with_capacity(usize::try_from(count).ok()?.min(1024));
+        let start = *bytes;
+        // Stepped over here, read (and checked as UTF-8) as they are iterated.
         for _ in 0..count {
             let len = u64_of(bytes)?;
-            lines.push(str_of(bytes, len)?);
+            *bytes = bytes.get(usize::try_from(len).ok()?..)?;
         }
+        let lines = SpooledLines {
+            bytes: &start[..start.len() - bytes.len()],
+            left: count,
+        };
         Some(Spooled {
             function,
             time,
