@@ -6,7 +6,12 @@
 //! event's fields in the order it recorded them (the message first), then the target, as
 //! `fmt::layer().json().flatten_event(true)` writes them.
 
-use std::{cell::RefCell, fmt, io::Write as _, time::SystemTime};
+use std::{
+    cell::RefCell,
+    fmt,
+    io::Write as _,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use nimbus_core::logging::FunctionLines;
 use tracing::{
@@ -55,12 +60,9 @@ where
 
 fn encode(line: &mut Vec<u8>, now: SystemTime, event: &Event<'_>) {
     let metadata = event.metadata();
-    let _ = write!(
-        line,
-        "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
-        humantime::format_rfc3339_micros(now),
-        metadata.level()
-    );
+    line.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(line, now);
+    let _ = write!(line, "\",\"level\":\"{}\"", metadata.level());
     event.record(&mut Fields { line });
     line.extend_from_slice(b",\"target\":");
     string(line, metadata.target());
@@ -75,16 +77,19 @@ pub(crate) fn encode_function_lines(
     now: SystemTime,
     lines: &FunctionLines<'_>,
 ) {
-    // The time, formatted once for all the records.
-    let mut stamp = [0u8; 40];
-    let mut cursor = std::io::Cursor::new(&mut stamp[..]);
-    let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(now));
-    let stamp_len = usize::try_from(cursor.position()).unwrap_or(0);
-    let stamp = &stamp[..stamp_len];
+    // The time, formatted once for all the records: into the first, then copied.
+    let mut stamp: Option<std::ops::Range<usize>> = None;
     let report_at = lines.lines.len();
     for (i, message) in lines.all().enumerate() {
         line.extend_from_slice(b"{\"timestamp\":\"");
-        line.extend_from_slice(stamp);
+        match &stamp {
+            Some(at) => line.extend_from_within(at.clone()),
+            None => {
+                let start = line.len();
+                timestamp(line, now);
+                stamp = Some(start..line.len());
+            }
+        }
         line.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":");
         string(line, message);
         line.extend_from_slice(b",\"function\":");
@@ -109,6 +114,48 @@ pub(crate) fn encode_function_lines(
         }
         line.extend_from_slice(b",\"target\":\"function\"}\n");
     }
+}
+
+/// Appends `now` in RFC 3339 with microseconds (`2024-05-01T12:00:00.123456Z`), as
+/// `humantime::format_rfc3339_micros` writes it. The part up to the second is formatted
+/// once per second and thread, since several lines are stamped every request.
+fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
+    /// The second last formatted on this thread, and its `YYYY-MM-DDTHH:MM:SS`.
+    struct Second {
+        secs: Option<u64>,
+        text: [u8; 19],
+    }
+    thread_local! {
+        static SECOND: RefCell<Second> = const {
+            RefCell::new(Second { secs: None, text: [0; 19] })
+        };
+    }
+    let Ok(since) = now.duration_since(UNIX_EPOCH) else {
+        // Before 1970: rare enough to format whole.
+        let _ = write!(out, "{}", humantime::format_rfc3339_micros(now));
+        return;
+    };
+    let secs = since.as_secs();
+    SECOND.with_borrow_mut(|second| {
+        if second.secs != Some(secs) {
+            let whole = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
+                .to_string();
+            match whole.as_bytes().get(..19) {
+                Some(text) if whole.len() == 20 => {
+                    second.text.copy_from_slice(text);
+                    second.secs = Some(secs);
+                }
+                // A year past 9999: no cache.
+                _ => {
+                    second.secs = None;
+                    let _ = write!(out, "{}", humantime::format_rfc3339_micros(now));
+                    return;
+                }
+            }
+        }
+        out.extend_from_slice(&second.text);
+        let _ = write!(out, ".{:06}Z", since.subsec_micros());
+    });
 }
 
 /// Appends `s` as a JSON string.
@@ -241,6 +288,24 @@ mod tests {
         };
         assert_eq!(keys(&ours), keys(&theirs));
         ours.lines().map(str::to_owned).collect()
+    }
+
+    /// The cached timestamp is humantime's, whichever second came before.
+    #[test]
+    fn timestamps_are_humantimes() {
+        let base = UNIX_EPOCH + Duration::from_micros(1_700_000_000_999_998);
+        for offset_us in [0, 1, 2, 3, 1_000_000, 0, 59_000_001, 86_400_000_000, 5] {
+            let now = base + Duration::from_micros(offset_us);
+            let mut ours = Vec::new();
+            timestamp(&mut ours, now);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                humantime::format_rfc3339_micros(now).to_string()
+            );
+        }
+        let mut early = Vec::new();
+        timestamp(&mut early, UNIX_EPOCH);
+        assert_eq!(early, b"1970-01-01T00:00:00.000000Z");
     }
 
     #[test]
