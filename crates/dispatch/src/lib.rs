@@ -648,7 +648,7 @@ mod tests {
         }
     }
 
-    fn function(name: &str, max: u32, v: &str) -> FunctionSpec {
+    pub(crate) fn function(name: &str, max: u32, v: &str) -> FunctionSpec {
         FunctionSpec {
             name: name.to_owned(),
             runtime: "provided.al2023".parse().unwrap(),

@@ -100,26 +100,6 @@ mod tests {
 
     use super::*;
 
-    fn function() -> FunctionSpec {
-        FunctionSpec {
-            name: "hello".to_owned(),
-            runtime: "provided.al2023".parse().unwrap(),
-            code: "code".into(),
-            handler: None,
-            memory_mb: 256,
-            timeout: Duration::from_secs(3),
-            concurrency: nimbus_core::Concurrency {
-                max: 1,
-                min_warm: 0,
-            },
-            environment: Default::default(),
-            allowed_outbound_hosts: Vec::new(),
-            instances: nimbus_core::InstanceMode::Reuse,
-            async_policy: Default::default(),
-            logging: Default::default(),
-        }
-    }
-
     fn report(init: Option<Duration>, max_memory_mb: Option<u64>) -> Report {
         Report {
             outcome: Outcome::Response(Vec::new()),
@@ -133,7 +113,7 @@ mod tests {
     /// Lambda's text lines, byte for byte.
     #[test]
     fn text_lines_are_lambdas() {
-        let f = function();
+        let f = crate::tests::function("hello", 1, "");
         assert_eq!(
             start(&f, "r-1").as_deref(),
             Some("START RequestId: r-1 Version: $LATEST")
@@ -143,14 +123,14 @@ mod tests {
         assert_eq!(
             super::report(&f, "r-1", 1.234, &warm, "success", None).as_deref(),
             Some(
-                "REPORT RequestId: r-1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 256 MB\tMax Memory Used: 42 MB"
+                "REPORT RequestId: r-1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 42 MB"
             )
         );
         let cold = report(Some(Duration::from_micros(10_250)), None);
         assert_eq!(
             super::report(&f, "r-2", 0.5, &cold, "success", None).as_deref(),
             Some(
-                "REPORT RequestId: r-2\tDuration: 0.50 ms\tBilled Duration: 1 ms\tMemory Size: 256 MB\tMax Memory Used: - MB\tInit Duration: 10.25 ms"
+                "REPORT RequestId: r-2\tDuration: 0.50 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: - MB\tInit Duration: 10.25 ms"
             )
         );
     }
