@@ -140,18 +140,13 @@ fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
         if second.secs != Some(secs) {
             let whole = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
                 .to_string();
-            match whole.as_bytes().get(..19) {
-                Some(text) if whole.len() == 20 => {
-                    second.text.copy_from_slice(text);
-                    second.secs = Some(secs);
-                }
-                // A year past 9999: no cache.
-                _ => {
-                    second.secs = None;
-                    let _ = write!(out, "{}", humantime::format_rfc3339_micros(now));
-                    return;
-                }
-            }
+            // `YYYY-MM-DDTHH:MM:SSZ`; a year past 9999 is longer and is not cached.
+            let Some(text) = whole.strip_suffix('Z').filter(|t| t.len() == 19) else {
+                let _ = write!(out, "{}", humantime::format_rfc3339_micros(now));
+                return;
+            };
+            second.text.copy_from_slice(text.as_bytes());
+            second.secs = Some(secs);
         }
         out.extend_from_slice(&second.text);
         let _ = write!(out, ".{:06}Z", since.subsec_micros());
