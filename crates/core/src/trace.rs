@@ -382,13 +382,41 @@ impl Span {
     ///
     /// Without a tracer there is no span to be current, and `future` runs as it is: a
     /// task-local scope would cost a swap on every poll of every request.
-    pub fn in_scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
-        let scope = enabled().then(|| self.context().or_else(current));
-        async move {
-            match scope {
-                Some(cx) => CURRENT.scope(cx, future).await,
-                None => future.await,
-            }
+    pub fn in_scope<F: Future>(&self, future: F) -> InScope<F> {
+        InScope {
+            scope: enabled().then(|| self.context().or_else(current)),
+            future,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future run with a span as its task's current span ([`Span::in_scope`]).
+    ///
+    /// A future of its own rather than an `async` block around `future`: such a block
+    /// holds `future` twice over (once as it was handed in, once as it is awaited), and
+    /// the futures wrapped here are a request's largest, moved whole on their way to the
+    /// runtime.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct InScope<F> {
+        // `None` without a tracer: `future` runs as it is.
+        scope: Option<Option<TraceContext>>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for InScope<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        match *this.scope {
+            Some(scope) => CURRENT.sync_scope(scope, || this.future.poll(cx)),
+            None => this.future.poll(cx),
         }
     }
 }
