@@ -395,12 +395,12 @@ impl Dispatcher {
         while stopping.join_next().await.is_some() {}
     }
 
-    /// Waits for a function permit, then a node permit, within the queue bound.
+    /// A function permit and a node permit: at once when both are free, else after
+    /// waiting in the queue.
     async fn admit(
         &self,
         pool: &Pool,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
-        let closed = |_| InvokeError::Unavailable("the node is stopping".to_owned());
         // Fast path: free capacity needs no queue slot.
         if let (Ok(f), Ok(n)) = (
             Arc::clone(&pool.permits).try_acquire_owned(),
@@ -409,6 +409,17 @@ impl Dispatcher {
             pool.metrics.waited(Duration::ZERO);
             return Ok((f, n));
         }
+        // The wait's future (a timer, two semaphore waits) is boxed: most invocations do
+        // not wait, and it would otherwise enlarge every invocation's future.
+        Box::pin(self.queue(pool)).await
+    }
+
+    /// Waits for a function permit, then a node permit, within the queue bound.
+    async fn queue(
+        &self,
+        pool: &Pool,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
+        let closed = |_| InvokeError::Unavailable("the node is stopping".to_owned());
         if pool.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue_length {
             pool.waiting.fetch_sub(1, Ordering::AcqRel);
             pool.metrics.throttled();

@@ -327,11 +327,13 @@ impl JwtAuthorizer {
                 header.alg
             )));
         }
-        let kid = header.kid.as_deref();
+        // Only what is used is kept across the wait for keys: a whole header is large.
+        let jsonwebtoken::Header { alg, kid, .. } = header;
+        let kid = kid.as_deref();
         let keys = self.keys_for(kid).await;
-        let key = keys.select(kid, header.alg)?;
+        let key = keys.select(kid, alg)?;
 
-        let mut validation = Validation::new(header.alg);
+        let mut validation = Validation::new(alg);
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
         // Checked below: API Gateway falls back to `client_id`, which the crate does not.
@@ -390,7 +392,11 @@ impl JwtAuthorizer {
             Keys::Remote { remote, .. } => {
                 let set = remote.current();
                 match kid {
-                    Some(kid) if !set.has_kid(kid) => remote.fetch_for_unknown_kid(kid).await,
+                    // Rare, and its future (an HTTP fetch) is large: boxed, so that it
+                    // does not enlarge every request's future.
+                    Some(kid) if !set.has_kid(kid) => {
+                        Box::pin(remote.fetch_for_unknown_kid(kid)).await
+                    }
                     _ => set,
                 }
             }

@@ -3,7 +3,7 @@
 
 use axum::{
     body::Body,
-    http::{HeaderName, HeaderValue, Response, StatusCode},
+    http::{HeaderName, HeaderValue, Response, StatusCode, header},
 };
 use base64::Engine as _;
 use nimbus_core::{HttpResponse, InvokeError, Outcome, PayloadVersion};
@@ -15,9 +15,10 @@ pub(crate) fn message(status: StatusCode, text: &str) -> Response<Body> {
         serde_json::json!({ "message": text }).to_string(),
     ));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -67,9 +68,10 @@ pub(crate) fn from_outcome(outcome: Outcome, version: PayloadVersion) -> Respons
                 // Payload 2.0 treats any other valid JSON as the body of a 200.
                 (PayloadVersion::V2, _) => {
                     let mut response = Response::new(Body::from(bytes));
-                    response
-                        .headers_mut()
-                        .insert("content-type", HeaderValue::from_static("application/json"));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
                     response
                 }
                 (PayloadVersion::V1, _) => internal_error(version),
@@ -88,8 +90,11 @@ fn from_http(response: HttpResponse, version: PayloadVersion) -> Response<Body> 
         mut headers,
         body,
     } = response;
-    if version == PayloadVersion::V2 && !headers.contains_key("content-type") {
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
+    if version == PayloadVersion::V2 && !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     let mut out = Response::new(Body::from(body));
     *out.status_mut() = status;
@@ -152,11 +157,14 @@ fn structured(
         && let Some(Json::Array(cookies)) = o.get("cookies")
     {
         for cookie in cookies.iter().filter_map(Json::as_str) {
-            headers.append("set-cookie", HeaderValue::from_str(cookie).ok()?);
+            headers.append(header::SET_COOKIE, HeaderValue::from_str(cookie).ok()?);
         }
     }
-    if version == PayloadVersion::V2 && !headers.contains_key("content-type") {
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
+    if version == PayloadVersion::V2 && !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     Some(response)
 }

@@ -12,7 +12,7 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{ConnectInfo, Request, State},
-    http::{HeaderValue, Method, Response, StatusCode},
+    http::{HeaderName, HeaderValue, Method, Response, StatusCode},
     response::IntoResponse,
 };
 use nimbus_core::{
@@ -159,6 +159,10 @@ pub async fn router(
     Ok((Router::new().fallback(handle).with_state(current), reloader))
 }
 
+/// API Gateway's header naming the request's id, on every answer; a constant, so that it
+/// is not parsed again for each.
+const APIGW_REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
+
 /// What the route's authorization established, for `requestContext.authorizer`.
 enum Authorized {
     Nobody,
@@ -196,8 +200,10 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         Some(answer) => (answer, None, None, None),
         None => {
             let cors_headers = gw.cors.as_ref().map(|_| request.headers().clone());
+            // Boxed: axum moves the handler's future whole several times before it runs,
+            // and the request's path makes it large.
             let mut served = span
-                .in_scope(serve(&gw, request, found, &request_id, incoming))
+                .in_scope(Box::pin(serve(&gw, request, found, &request_id, incoming)))
                 .await;
             if let (Some(cors), Some(headers)) = (&gw.cors, &cors_headers) {
                 cors.decorate(headers, &mut served.0);
@@ -206,20 +212,21 @@ async fn handle(State(current): State<Current>, request: Request) -> Response<Bo
         }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("apigw-requestid", v);
+        response.headers_mut().insert(APIGW_REQUEST_ID, v);
     }
+    let elapsed = started.elapsed();
     tracing::info!(
         target: "access",
         request_id = %request_id,
         route = route.as_deref().unwrap_or("-"),
         status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
         integration_ms = integration.map(|d| d.as_secs_f64() * 1000.0),
         function = function.unwrap_or("-"),
         "request"
     );
     crate::trace::finish(&mut span, function, response.status());
-    crate::route_metrics::record(route, method, response.status(), started.elapsed());
+    crate::route_metrics::record(route, method, response.status(), elapsed);
     response
 }
 
@@ -294,10 +301,12 @@ async fn serve<'g>(
         // a plain HTTP request.
         if let RouteAuth::Lambda { authorizer } = &found.route.auth {
             let v2_event = authorizer_event(&found, &facts, None);
-            if let Err(refusal) = gw
-                .authorizers
-                .authorize(authorizer, gw.invoker.as_ref(), v2_event)
-                .await
+            if let Err(refusal) = Box::pin(gw.authorizers.authorize(
+                authorizer,
+                gw.invoker.as_ref(),
+                v2_event,
+            ))
+            .await
             {
                 return done(refusal.response());
             }
@@ -313,10 +322,11 @@ async fn serve<'g>(
         let authorized = match (&found.route.auth, authorized) {
             (RouteAuth::Lambda { authorizer }, _) => {
                 let v2_event = authorizer_event(&found, &facts, Some(&event));
-                match gw
-                    .authorizers
-                    .authorize(authorizer, gw.invoker.as_ref(), v2_event)
-                    .await
+                match Box::pin(
+                    gw.authorizers
+                        .authorize(authorizer, gw.invoker.as_ref(), v2_event),
+                )
+                .await
                 {
                     Ok(context) => Authorized::Lambda(context),
                     Err(refusal) => return done(refusal.response()),
@@ -342,6 +352,10 @@ async fn serve<'g>(
     // of its own, so that its response can be passed on while it runs. (A task per request
     // would cost a cross-thread wake-up on an idle runtime.) A component answers HTTP
     // itself and never streams through the channel, so it gets none.
+    //
+    // The futures of the rarer paths (a Lambda authorizer, a streamed response) are boxed:
+    // a request's future is as large as its largest path, and it is moved whole several
+    // times on its way to the runtime (axum boxes it), so every request would pay for them.
     let answers_http = http_request.is_some();
     let mut options = InvokeOptions {
         request_id: Some(request_id.to_owned()),
@@ -369,7 +383,7 @@ async fn serve<'g>(
     let whole = match first {
         Ok(Some(StreamPart::Start { content_type })) => {
             let task = tokio::spawn(invocation);
-            return finish(crate::stream::respond(content_type, streamed, task).await);
+            return finish(Box::pin(crate::stream::respond(content_type, streamed, task)).await);
         }
         // The channel closed without a start: the function did not stream.
         Ok(_) => invocation.await,
@@ -377,7 +391,9 @@ async fn serve<'g>(
         Err(result) => match streamed.try_recv() {
             Ok(StreamPart::Start { content_type }) => {
                 let task = tokio::spawn(async move { result });
-                return finish(crate::stream::respond(content_type, streamed, task).await);
+                return finish(
+                    Box::pin(crate::stream::respond(content_type, streamed, task)).await,
+                );
             }
             _ => result,
         },

@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt as _, Full};
 use nimbus_core::{
     BoxFuture, FunctionSpec, HttpResponse, Instance, InstanceMode, Invocation, Outcome, Report,
@@ -32,6 +32,12 @@ use crate::{
     logs::LogSink,
     outbound::OutboundPolicy,
 };
+
+// The headers every invocation's request gets, as constants so that their names are not
+// parsed again for each.
+const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+const TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Invocations one instance serves in reuse mode before the dispatcher is told to
 /// replace it, as `wasmtime serve --max-instance-reuse-count` bounds reuse: a slow leak
@@ -206,7 +212,10 @@ async fn serve(
                     }
                 }
                 r = &mut response, if received.is_none() => received = Some(r),
-                () = tokio::time::sleep(RESPONSE_GRACE), if waiting_for_response => break,
+                // An `async` block, so that the timer is made (a clock read and a runtime
+                // handle) only when the branch is polled, not on every turn of the loop.
+                () = async { tokio::time::sleep(RESPONSE_GRACE).await },
+                    if waiting_for_response => break,
             }
             if returned.is_some() && received.is_some() {
                 break;
@@ -361,12 +370,12 @@ impl WasmInstance {
             Err(message) => return (error("Runtime.InvalidEvent", &message), true, None, 0),
         };
         if let Ok(value) = HeaderValue::from_str(id) {
-            request.headers_mut().insert(REQUEST_ID_HEADER, value);
+            request.headers_mut().insert(REQUEST_ID, value);
         }
         if let Some(trace) = &invocation.trace_id
             && let Ok(value) = HeaderValue::from_str(trace)
         {
-            request.headers_mut().insert("x-amzn-trace-id", value);
+            request.headers_mut().insert(TRACE_ID, value);
             // The W3C form too, which wasm code and its HTTP libraries pass on: the
             // context of the span the invocation runs in (the one the X-Ray form was
             // written from) when there is one, rather than the header parsed back.
@@ -375,13 +384,22 @@ impl WasmInstance {
             if let Some(cx) = context
                 && let Ok(value) = HeaderValue::from_str(&cx.traceparent())
             {
-                request.headers_mut().insert("traceparent", value);
+                request.headers_mut().insert(TRACEPARENT, value);
             }
         }
         let deadline = instant_of(invocation.deadline);
+        // Instantiation's future is large (wasmtime's), and a reused instance skips it:
+        // boxed, so that it does not enlarge every invocation's future, which is moved
+        // whole on its way to the runtime.
         let (mut live, init) = match self.live.take() {
             Some(live) => (live, self.pending_init.take()),
-            None => match instantiate(&self.shared.engine, &self.pre, self.host(deadline)).await {
+            None => match Box::pin(instantiate(
+                &self.shared.engine,
+                &self.pre,
+                self.host(deadline),
+            ))
+            .await
+            {
                 Ok((live, init)) => (live, Some(init)),
                 Err(e) => {
                     self.logs
