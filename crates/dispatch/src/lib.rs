@@ -420,8 +420,11 @@ impl Dispatcher {
         pool: &Pool,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
         let closed = |_| InvokeError::Unavailable("the node is stopping".to_owned());
-        if pool.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue_length {
-            pool.waiting.fetch_sub(1, Ordering::AcqRel);
+        // The place in the queue is given up when this future ends, also when its caller
+        // stops waiting (a client that disconnects cancels its invocation mid-wait).
+        let (place, ahead) = Held::counted(&pool.waiting);
+        if ahead >= self.config.max_queue_length {
+            drop(place);
             pool.metrics.throttled();
             return Err(InvokeError::Throttled);
         }
@@ -440,7 +443,7 @@ impl Dispatcher {
         })
         .await;
         drop(span);
-        pool.waiting.fetch_sub(1, Ordering::AcqRel);
+        drop(place);
         pool.metrics.waited(queued.elapsed());
         if waited.is_err() {
             pool.metrics.throttled();
@@ -702,6 +705,16 @@ mod tests {
         }
     }
 
+    /// [`call`] in a task of its own.
+    fn spawned(
+        d: &Arc<Dispatcher>,
+        name: &'static str,
+        ms: u64,
+    ) -> tokio::task::JoinHandle<Result<String, InvokeError>> {
+        let d = Arc::clone(d);
+        tokio::spawn(async move { call(&d, name, ms).await })
+    }
+
     #[tokio::test]
     async fn the_node_wide_cap_holds_across_functions() {
         let config = DispatchConfig {
@@ -726,19 +739,49 @@ mod tests {
             ..DispatchConfig::default()
         };
         let (d, _) = dispatcher(vec![function("a", 1, "a")], config);
-        let busy = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { call(&d, "a", 200).await }
-        });
+        let busy = spawned(&d, "a", 200);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let queued = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { call(&d, "a", 1).await }
-        });
+        let queued = spawned(&d, "a", 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
         // The queue holds one already: a third caller is refused without waiting.
         let refused = tokio::time::timeout(Duration::from_millis(100), call(&d, "a", 1)).await;
         assert_eq!(refused, Ok(Err(InvokeError::Throttled)));
+        assert_eq!(busy.await.unwrap(), Ok("a".to_owned()));
+        assert_eq!(queued.await.unwrap(), Ok("a".to_owned()));
+    }
+
+    /// Waits up to 10 s for `d`'s one pool to show `busy` busy and `waiting` waiting.
+    async fn wait_for_stats(d: &Dispatcher, busy: usize, waiting: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let stats = d.stats();
+            if stats[0].busy == busy && stats[0].waiting == waiting {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "stats never showed {busy} busy, {waiting} waiting: {:?}",
+            d.stats()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_stops_waiting_gives_its_place_in_the_queue_back() {
+        let config = DispatchConfig {
+            max_queue_length: 1,
+            ..DispatchConfig::default()
+        };
+        let (d, _) = dispatcher(vec![function("a", 1, "a")], config);
+        let busy = spawned(&d, "a", 300);
+        wait_for_stats(&d, 1, 0).await;
+        // Queued, then dropped: as when a client disconnects while its request waits.
+        let abandoned = spawned(&d, "a", 1);
+        wait_for_stats(&d, 1, 1).await;
+        abandoned.abort();
+        wait_for_stats(&d, 1, 0).await;
+        // The one place is free again: the next caller queues rather than being refused.
+        let queued = spawned(&d, "a", 1);
         assert_eq!(busy.await.unwrap(), Ok("a".to_owned()));
         assert_eq!(queued.await.unwrap(), Ok("a".to_owned()));
     }
@@ -754,14 +797,8 @@ mod tests {
             waiting: 0,
         };
         assert_eq!(d.stats(), vec![idle.clone()]);
-        let running = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { call(&d, "a", 1000).await }
-        });
-        let queued = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { call(&d, "a", 1).await }
-        });
+        let running = spawned(&d, "a", 1000);
+        let queued = spawned(&d, "a", 1);
         let both_in = PoolStats {
             busy: 1,
             concurrent: 1,
@@ -784,10 +821,7 @@ mod tests {
         assert_eq!(call(&d, "a", 1).await, Ok("v1".to_owned()));
         assert_eq!(d.idle_count("a"), 1);
         // One invocation is in flight on the old code while the reload happens.
-        let in_flight = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { call(&d, "a", 100).await }
-        });
+        let in_flight = spawned(&d, "a", 100);
         tokio::time::sleep(Duration::from_millis(20)).await;
         d.reload(function("a", 4, "v2")).await.unwrap();
         assert_eq!(call(&d, "a", 1).await, Ok("v2".to_owned()));

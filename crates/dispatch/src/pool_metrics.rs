@@ -95,8 +95,13 @@ pub(crate) struct Held<'a>(&'a AtomicUsize);
 
 impl<'a> Held<'a> {
     pub(crate) fn new(count: &'a AtomicUsize) -> Held<'a> {
-        count.fetch_add(1, Ordering::Relaxed);
-        Held(count)
+        Held::counted(count).0
+    }
+
+    /// Raises `count` until dropped, and says what it was before.
+    pub(crate) fn counted(count: &'a AtomicUsize) -> (Held<'a>, usize) {
+        let before = count.fetch_add(1, Ordering::Relaxed);
+        (Held(count), before)
     }
 }
 
