@@ -396,7 +396,8 @@ pin_project_lite::pin_project! {
     /// A future of its own rather than an `async` block around `future`: such a block
     /// holds `future` twice over (once as it was handed in, once as it is awaited), and
     /// the futures wrapped here are a request's largest, moved whole on their way to the
-    /// runtime.
+    /// runtime. Unlike tokio's `scope`, a cancelled `InScope` drops its future outside the
+    /// span: a destructor that starts a span or reads [`current`] would not see it.
     #[must_use = "futures do nothing unless polled"]
     pub struct InScope<F> {
         // `None` without a tracer: `future` runs as it is.

@@ -353,7 +353,8 @@ async fn serve<'g>(
     // would cost a cross-thread wake-up on an idle runtime.) A component answers HTTP
     // itself and never streams through the channel, so it gets none.
     //
-    // The futures of the rarer paths (a Lambda authorizer, a streamed response) are boxed:
+    // The futures of the rarer paths (a Lambda authorizer above, a streamed response below)
+    // are boxed:
     // a request's future is as large as its largest path, and it is moved whole several
     // times on its way to the runtime (axum boxes it), so every request would pay for them.
     let answers_http = http_request.is_some();

@@ -388,9 +388,9 @@ impl WasmInstance {
             }
         }
         let deadline = instant_of(invocation.deadline);
-        // Instantiation's future is large (wasmtime's), and a reused instance skips it:
-        // boxed, so that it does not enlarge every invocation's future, which is moved
-        // whole on its way to the runtime.
+        // Instantiation's future is large (wasmtime's), and in reuse mode (the default)
+        // most invocations skip it: boxed, so that it does not enlarge every invocation's
+        // future, which is moved whole on its way to the runtime.
         let (mut live, init) = match self.live.take() {
             Some(live) => (live, self.pending_init.take()),
             None => match Box::pin(instantiate(
