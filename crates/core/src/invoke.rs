@@ -282,6 +282,56 @@ pub trait Invoke: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<InvokeResult, InvokeError>>;
 }
 
+/// Invokes `function` through `invoker` and runs the invocation to its end, even if the
+/// caller stops waiting for it.
+///
+/// The invocation runs in the caller's task while the caller waits (no task of its own,
+/// no cross-thread wake-up). Dropped before it finishes (a client that disconnects: hyper
+/// drops the request's future), what is left of it becomes a task of its own, as Lambda
+/// finishes an invocation whatever its caller does: the function is not cut off halfway,
+/// its instance goes back to the pool, and its `END` and `REPORT` lines are written.
+pub fn invoke_to_end(
+    invoker: &Arc<dyn Invoke>,
+    function: &str,
+    payload: Vec<u8>,
+    options: InvokeOptions,
+) -> ToEnd {
+    let (invoker, function) = (Arc::clone(invoker), function.to_owned());
+    ToEnd(Some(Box::pin(async move {
+        invoker.invoke(&function, payload, options).await
+    })))
+}
+
+/// An invocation that runs to its end: see [`invoke_to_end`].
+#[must_use = "futures do nothing unless polled"]
+pub struct ToEnd(Option<BoxFuture<'static, Result<InvokeResult, InvokeError>>>);
+
+impl Future for ToEnd {
+    type Output = Result<InvokeResult, InvokeError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Some(invocation) = self.0.as_mut() else {
+            panic!("an invocation polled after it finished");
+        };
+        let outcome = std::task::ready!(invocation.as_mut().poll(cx));
+        self.0 = None;
+        std::task::Poll::Ready(outcome)
+    }
+}
+
+impl Drop for ToEnd {
+    fn drop(&mut self) {
+        if let Some(invocation) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn(invocation));
+        }
+    }
+}
+
 /// Per-invocation options a caller may set.
 #[derive(Debug, Default)]
 pub struct InvokeOptions {

@@ -36,7 +36,8 @@ pub use function::{
 };
 pub use invoke::{
     BoxFuture, HttpResponse, Instance, Invocation, Invoke, InvokeError, InvokeOptions,
-    InvokeResult, Outcome, Report, ResponseStream, Runtime, StartError, Stopper, StreamPart,
+    InvokeResult, Outcome, Report, ResponseStream, Runtime, StartError, Stopper, StreamPart, ToEnd,
+    invoke_to_end,
 };
 pub use logging::{ApplicationLogLevel, LogFormat, LoggingConfig, SystemLogLevel};
 pub use route::{

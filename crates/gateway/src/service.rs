@@ -17,6 +17,7 @@ use axum::{
 };
 use nimbus_core::{
     AppSpec, Invoke, InvokeOptions, PayloadVersion, RouteAuth, RouteKey, RuntimeKind, StreamPart,
+    invoke_to_end,
 };
 use serde_json::{Value as Json_, json};
 
@@ -366,16 +367,14 @@ async fn serve<'g>(
         request: http_request,
         ..InvokeOptions::default()
     };
+    // Either way the invocation runs to its end if the client goes away.
     if answers_http {
-        let invoked = gw.invoker.invoke(function, payload, options).await;
+        let invoked = invoke_to_end(&gw.invoker, function, payload, options).await;
         return finish(answer(invoked, function, version));
     }
     let (stream, mut streamed) = tokio::sync::mpsc::channel(16);
     options.stream = Some(stream);
-    let mut invocation = {
-        let (invoker, function) = (Arc::clone(&gw.invoker), function.to_owned());
-        Box::pin(async move { invoker.invoke(&function, payload, options).await })
-    };
+    let mut invocation = invoke_to_end(&gw.invoker, function, payload, options);
     let first = tokio::select! {
         biased;
         part = streamed.recv() => Ok(part),
@@ -700,6 +699,75 @@ mod tests {
         .await
         .unwrap();
         (router, recorder)
+    }
+
+    /// An invoker whose invocations take 200 ms, counting those that finish.
+    #[derive(Default)]
+    struct Slow {
+        finished: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Invoke for Slow {
+        fn invoke(
+            &self,
+            _: &str,
+            _: Vec<u8>,
+            options: InvokeOptions,
+        ) -> nimbus_core::BoxFuture<'_, Result<nimbus_core::InvokeResult, nimbus_core::InvokeError>>
+        {
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                self.finished
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(nimbus_core::InvokeResult {
+                    request_id: options.request_id.unwrap_or_default(),
+                    outcome: nimbus_core::Outcome::Response(br#"{"statusCode":200}"#.to_vec()),
+                    log_tail: String::new(),
+                })
+            })
+        }
+    }
+
+    /// A client that stops waiting (its request's future is dropped, as hyper does when
+    /// the connection closes) does not cut the function off: as on Lambda, the invocation
+    /// runs to its end, for both a JSON event route and a wasm route.
+    #[tokio::test]
+    async fn an_invocation_runs_to_its_end_when_the_client_goes_away() {
+        use tower::ServiceExt;
+        let mut app = AppSpec::named("t");
+        for f in [
+            function("node", "provided.al2023"),
+            function("wasm", "wasm"),
+        ] {
+            app.functions.insert(f.name.clone(), f);
+        }
+        app.routes = vec![
+            route("GET /n", "node", PayloadVersion::V2, RouteAuth::None),
+            route("GET /w", "wasm", PayloadVersion::V2, RouteAuth::None),
+        ];
+        let slow = Arc::new(Slow::default());
+        let (router, _) = router(Some(app), health(), Arc::clone(&slow) as Arc<dyn Invoke>)
+            .await
+            .unwrap();
+        for path in ["/n", "/w"] {
+            let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+            let gave_up = tokio::time::timeout(
+                std::time::Duration::from_millis(20),
+                router.clone().oneshot(request),
+            )
+            .await;
+            assert!(
+                gave_up.is_err(),
+                "{path} answered before the client gave up"
+            );
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while slow.finished.load(std::sync::atomic::Ordering::SeqCst) < 2
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(slow.finished.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     /// `$default` leaves `GET /healthz` to the gateway; a route of its own takes it.

@@ -13,7 +13,7 @@ use axum::{
 };
 use base64::Engine as _;
 use nimbus_core::{
-    AppSpec, FunctionSpec, Invoke, InvokeError, InvokeOptions, Outcome, RuntimeKind,
+    AppSpec, FunctionSpec, Invoke, InvokeError, InvokeOptions, Outcome, RuntimeKind, invoke_to_end,
 };
 use nimbus_events::{AsyncQueue, EventMeta};
 use serde_json::{Value as Json, json};
@@ -337,7 +337,8 @@ async fn invoke(
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
-    let result = match lambda.invoker.invoke(&function, payload, options).await {
+    // Run to its end if the caller stops waiting (an SDK's read time-out), as on Lambda.
+    let result = match invoke_to_end(&lambda.invoker, &function, payload, options).await {
         Ok(result) => result,
         Err(e) => return lambda.refused(e, &name),
     };
