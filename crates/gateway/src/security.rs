@@ -14,7 +14,7 @@
 use std::{
     collections::HashMap,
     num::NonZeroU32,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -28,6 +28,7 @@ use governor::{
 };
 use nimbus_core::{
     ApiKeyAuthSpec, ApiKeyValue, Invoke, InvokeOptions, LambdaAuthorizerSpec, Outcome, RateLimit,
+    invoke_to_end,
 };
 use serde_json::{Value as Json, json};
 
@@ -246,7 +247,7 @@ impl LambdaAuthorizers {
     pub(crate) async fn authorize(
         &self,
         name: &str,
-        invoker: &dyn Invoke,
+        invoker: &Arc<dyn Invoke>,
         mut event: Json,
     ) -> Result<Json, Refusal> {
         let authorizer = self.by_name.get(name).ok_or(Refusal::AUTHORIZER_FAILED)?;
@@ -275,9 +276,14 @@ impl LambdaAuthorizers {
             fields.remove("isBase64Encoded");
         }
         let payload = serde_json::to_vec(&event).unwrap_or_default();
-        let result = invoker
-            .invoke(&authorizer.spec.function, payload, InvokeOptions::default())
-            .await;
+        // To its end, as any invocation, if the client goes away meanwhile.
+        let result = invoke_to_end(
+            invoker,
+            &authorizer.spec.function,
+            payload,
+            InvokeOptions::default(),
+        )
+        .await;
         let decision = match result {
             Ok(r) => match r.outcome {
                 // An authorizer gets a JSON event, so `Http` does not come back; were it to,
@@ -477,24 +483,25 @@ mod tests {
 
     #[tokio::test]
     async fn lambda_authorizers_decide_and_are_cached_per_identity() {
-        let decider = Decider::default();
+        let decider = Arc::new(Decider::default());
+        let invoker = Arc::clone(&decider) as Arc<dyn Invoke>;
         let auth = authorizers(Duration::from_secs(60));
         assert_eq!(
-            auth.authorize("a", &decider, event(Some("good"))).await,
+            auth.authorize("a", &invoker, event(Some("good"))).await,
             Ok(json!({"user": "u1"}))
         );
         assert_eq!(
-            auth.authorize("a", &decider, event(Some("good"))).await,
+            auth.authorize("a", &invoker, event(Some("good"))).await,
             Ok(json!({"user": "u1"}))
         );
         assert_eq!(decider.calls.load(Ordering::SeqCst), 1, "cached");
         assert_eq!(
-            auth.authorize("a", &decider, event(Some("bad"))).await,
+            auth.authorize("a", &invoker, event(Some("bad"))).await,
             Err(Refusal::FORBIDDEN)
         );
         // A missing identity is refused without asking the function.
         assert_eq!(
-            auth.authorize("a", &decider, event(None)).await,
+            auth.authorize("a", &invoker, event(None)).await,
             Err(Refusal::UNAUTHORIZED)
         );
         assert_eq!(decider.calls.load(Ordering::SeqCst), 2);
@@ -502,11 +509,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_zero_ttl_asks_every_time() {
-        let decider = Decider::default();
+        let decider = Arc::new(Decider::default());
+        let invoker = Arc::clone(&decider) as Arc<dyn Invoke>;
         let auth = authorizers(Duration::ZERO);
         for _ in 0..3 {
             assert!(
-                auth.authorize("a", &decider, event(Some("good")))
+                auth.authorize("a", &invoker, event(Some("good")))
                     .await
                     .is_ok()
             );

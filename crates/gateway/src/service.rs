@@ -302,12 +302,8 @@ async fn serve<'g>(
         // a plain HTTP request.
         if let RouteAuth::Lambda { authorizer } = &found.route.auth {
             let v2_event = authorizer_event(&found, &facts, None);
-            if let Err(refusal) = Box::pin(gw.authorizers.authorize(
-                authorizer,
-                gw.invoker.as_ref(),
-                v2_event,
-            ))
-            .await
+            if let Err(refusal) =
+                Box::pin(gw.authorizers.authorize(authorizer, &gw.invoker, v2_event)).await
             {
                 return done(refusal.response());
             }
@@ -323,12 +319,7 @@ async fn serve<'g>(
         let authorized = match (&found.route.auth, authorized) {
             (RouteAuth::Lambda { authorizer }, _) => {
                 let v2_event = authorizer_event(&found, &facts, Some(&event));
-                match Box::pin(
-                    gw.authorizers
-                        .authorize(authorizer, gw.invoker.as_ref(), v2_event),
-                )
-                .await
-                {
+                match Box::pin(gw.authorizers.authorize(authorizer, &gw.invoker, v2_event)).await {
                     Ok(context) => Authorized::Lambda(context),
                     Err(refusal) => return done(refusal.response()),
                 }
@@ -355,9 +346,9 @@ async fn serve<'g>(
     // itself and never streams through the channel, so it gets none.
     //
     // The futures of the rarer paths (a Lambda authorizer above, a streamed response below)
-    // are boxed:
-    // a request's future is as large as its largest path, and it is moved whole several
-    // times on its way to the runtime (axum boxes it), so every request would pay for them.
+    // are boxed: a request's future is as large as its largest path, and it is moved whole
+    // several times on its way to the runtime (axum boxes it), so every request would pay
+    // for them.
     let answers_http = http_request.is_some();
     let mut options = InvokeOptions {
         request_id: Some(request_id.to_owned()),
@@ -730,7 +721,7 @@ mod tests {
 
     /// A client that stops waiting (its request's future is dropped, as hyper does when
     /// the connection closes) does not cut the function off: as on Lambda, the invocation
-    /// runs to its end, for both a JSON event route and a wasm route.
+    /// runs to its end, for a JSON event route, a wasm route and a Lambda authorizer.
     #[tokio::test]
     async fn an_invocation_runs_to_its_end_when_the_client_goes_away() {
         use tower::ServiceExt;
@@ -741,16 +732,33 @@ mod tests {
         ] {
             app.functions.insert(f.name.clone(), f);
         }
+        app.auth.lambda.insert(
+            "gate".to_owned(),
+            nimbus_core::LambdaAuthorizerSpec {
+                name: "gate".to_owned(),
+                function: "node".to_owned(),
+                identity_source: vec!["$request.header.x-token".to_owned()],
+                ttl: std::time::Duration::ZERO,
+            },
+        );
+        let gate = RouteAuth::Lambda {
+            authorizer: "gate".to_owned(),
+        };
         app.routes = vec![
             route("GET /n", "node", PayloadVersion::V2, RouteAuth::None),
             route("GET /w", "wasm", PayloadVersion::V2, RouteAuth::None),
+            route("GET /g", "node", PayloadVersion::V2, gate),
         ];
         let slow = Arc::new(Slow::default());
         let (router, _) = router(Some(app), health(), Arc::clone(&slow) as Arc<dyn Invoke>)
             .await
             .unwrap();
-        for path in ["/n", "/w"] {
-            let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        for path in ["/n", "/w", "/g"] {
+            let request = Request::builder()
+                .uri(path)
+                .header("x-token", "t")
+                .body(Body::empty())
+                .unwrap();
             let gave_up = tokio::time::timeout(
                 std::time::Duration::from_millis(20),
                 router.clone().oneshot(request),
@@ -762,12 +770,13 @@ mod tests {
             );
         }
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        while slow.finished.load(std::sync::atomic::Ordering::SeqCst) < 2
+        while slow.finished.load(std::sync::atomic::Ordering::SeqCst) < 3
             && Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert_eq!(slow.finished.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // The third is the authorizer's: its request ended before the route's function ran.
+        assert_eq!(slow.finished.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     /// `$default` leaves `GET /healthz` to the gateway; a route of its own takes it.
