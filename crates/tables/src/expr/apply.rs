@@ -8,7 +8,7 @@
 use super::error::ExprError;
 use super::path::{Path, PathElement};
 use super::update::{SetOperand, SetValue, Update};
-use crate::value::{AttributeValue, Item, NumberError};
+use crate::value::{AttributeValue, Item, MAX_DEPTH, NumberError};
 
 fn incorrect_type() -> ExprError {
     ExprError::new("An operand in the update expression has an incorrect data type")
@@ -60,6 +60,15 @@ impl Update {
                     Some(rest) => writes.push((path, rest)),
                     None => removals.push(path),
                 }
+            }
+        }
+        // A value set deep inside the item must not nest past what DynamoDB accepts in a
+        // request: an item stored deeper could not be read back.
+        for (path, value) in &writes {
+            if path.0.len().saturating_sub(1) + value.depth() > MAX_DEPTH {
+                return Err(ExprError::new(
+                    "Nesting Levels have exceeded supported limits",
+                ));
             }
         }
         writes.sort_by(|a, b| a.0.cmp(b.0));
@@ -288,6 +297,32 @@ mod tests {
                 "c": {"L": [{"N": "1"}, {"S": "key"}, {"N": "3"}, {"N": "-1"}, {"N": "2"}, {"SS": ["a"]}]},
             })
         );
+    }
+
+    /// `levels` maps, one inside the other, around a string.
+    fn nested(levels: usize) -> Json {
+        (0..levels).fold(json!({"S": "x"}), |inner, _| json!({"M": {"m": inner}}))
+    }
+
+    #[test]
+    fn an_update_cannot_nest_an_item_deeper_than_a_request_may() {
+        let item = json!({"k": {"S": "key"}, "a": {"M": {}}});
+        // As deep as a request may nest: accepted, and the item reads back.
+        let after = run(item.clone(), "SET a = :v", json!({":v": nested(32)})).unwrap();
+        assert!(item_from_json(&after).is_ok());
+        let after = run(item.clone(), "SET a.b = :v", json!({":v": nested(31)})).unwrap();
+        assert!(item_from_json(&after).is_ok());
+        // One level more, and the item could not be read back: refused, as DynamoDB does.
+        for (update, value) in [
+            ("SET a.b = :v", nested(32)),
+            ("SET a.b = list_append(:v, :v)", json!({"L": [nested(31)]})),
+        ] {
+            assert_eq!(
+                run(item.clone(), update, json!({":v": value})).unwrap_err(),
+                "Nesting Levels have exceeded supported limits",
+                "{update}"
+            );
+        }
     }
 
     #[test]

@@ -275,6 +275,16 @@ impl AttributeValue {
         Json::Object(object)
     }
 
+    /// How deep lists and maps nest inside the value: 0 for a scalar or an empty list or
+    /// map, 1 for a list or map of scalars.
+    pub fn depth(&self) -> usize {
+        match self {
+            AttributeValue::M(m) => m.values().map(|v| 1 + v.depth()).max().unwrap_or(0),
+            AttributeValue::L(l) => l.iter().map(|v| 1 + v.depth()).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// The value's size as DynamoDB counts it toward the 400 KB item limit.
     pub fn size(&self) -> usize {
         match self {
