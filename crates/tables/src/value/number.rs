@@ -134,19 +134,70 @@ fn leading_exponent(value: &BigDecimal) -> i64 {
 impl FromStr for Number {
     type Err = NumberError;
 
+    /// Reads `[+-]digits[.digits][(e|E)[+-]digits]` (at least one digit before the
+    /// exponent), as DynamoDB does. The limits are checked on the text before any big
+    /// number is built: converting a long digit string costs time quadratic in its length,
+    /// and a request may carry megabytes of digits.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let trimmed = s.trim();
-        // bigdecimal accepts forms DynamoDB does not (`_` separators, hex-like input is not
-        // an issue); keep to digits, one point, sign and exponent.
-        let valid_chars = !trimmed.is_empty()
-            && trimmed
-                .bytes()
-                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-            && trimmed.bytes().any(|b| b.is_ascii_digit());
-        if !valid_chars {
+        let text = s.trim();
+        let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+        let negative = text.starts_with('-');
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+            None => (unsigned, None),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if int.len() + frac.len() == 0 || !all_digits(int) || !all_digits(frac) {
             return Err(NumberError::Invalid);
         }
-        let value = BigDecimal::from_str(trimmed).map_err(|_| NumberError::Invalid)?;
+        let exponent = match exponent {
+            None => 0,
+            Some(e) => {
+                let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+                if digits.is_empty() || !all_digits(digits) {
+                    return Err(NumberError::Invalid);
+                }
+                // Only too many digits fail to parse; past a million, any significant
+                // digit is out of range either way.
+                let magnitude = digits.parse::<i64>().unwrap_or(i64::MAX).min(1_000_000);
+                if e.starts_with('-') {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            }
+        };
+        // The significant digits, and the decimal exponent of the first of them.
+        let leading_zeros = int
+            .bytes()
+            .chain(frac.bytes())
+            .take_while(|&b| b == b'0')
+            .count();
+        let digits: String = int
+            .chars()
+            .chain(frac.chars())
+            .skip(leading_zeros)
+            .collect();
+        let digits = digits.trim_end_matches('0');
+        if digits.is_empty() {
+            return Ok(Number::zero());
+        }
+        if digits.len() as u64 > MAX_DIGITS {
+            return Err(NumberError::Precision);
+        }
+        let leading = int.len() as i64 - 1 - leading_zeros as i64 + exponent;
+        if leading > MAX_EXPONENT {
+            return Err(NumberError::Overflow);
+        }
+        if leading < MIN_EXPONENT {
+            return Err(NumberError::Underflow);
+        }
+        // digits * 10^(leading - (len - 1)): at most 38 digits, a small exponent.
+        let scale = digits.len() as i64 - 1 - leading;
+        let sign = if negative { "-" } else { "" };
+        let value = BigDecimal::from_str(&format!("{sign}{digits}e{}", -scale))
+            .map_err(|_| NumberError::Invalid)?;
         Number::checked(value)
     }
 }
@@ -227,6 +278,46 @@ mod tests {
         for bad in [
             "", "abc", "1.2.3", "--1", "NaN", "Infinity", "1_000", " ", "e5",
         ] {
+            assert_eq!(bad.parse::<Number>(), Err(NumberError::Invalid), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_digit_strings_are_judged_before_they_are_converted() {
+        // Megabytes of digits are refused (or accepted) at once; converting them whole
+        // would take minutes.
+        let many = "7".repeat(4 << 20);
+        assert_eq!(many.parse::<Number>(), Err(NumberError::Precision));
+        let zeros = "0".repeat(4 << 20);
+        assert_eq!(n(&format!("{zeros}12.5{zeros}")).to_string(), "12.5");
+        assert_eq!(
+            format!("1{zeros}").parse::<Number>(),
+            Err(NumberError::Overflow)
+        );
+        assert_eq!(
+            format!("0.{zeros}1").parse::<Number>(),
+            Err(NumberError::Underflow)
+        );
+        // Exponents past i64 are out of range, not a panic or wrapped arithmetic.
+        assert_eq!(
+            "1e9223372036854775808".parse::<Number>(),
+            Err(NumberError::Overflow)
+        );
+        assert_eq!(
+            "100e9223372036854775807".parse::<Number>(),
+            Err(NumberError::Overflow)
+        );
+        assert_eq!(
+            "1e-9223372036854775809".parse::<Number>(),
+            Err(NumberError::Underflow)
+        );
+        assert_eq!(n("0e99999999999999999999").to_string(), "0");
+        assert_eq!(n(".5").to_string(), "0.5");
+        assert_eq!(n("5.").to_string(), "5");
+        assert_eq!(n("12.5E-1").to_string(), "1.25");
+        assert_eq!(n("1e0").to_string(), "1");
+        assert_eq!(n(&format!("5e{zeros}1")).to_string(), "50");
+        for bad in ["1e", "1e+", ".", "-.", "1.5.", "1e5e5", "+-1", "1e5.5"] {
             assert_eq!(bad.parse::<Number>(), Err(NumberError::Invalid), "{bad:?}");
         }
     }
