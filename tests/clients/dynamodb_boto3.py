@@ -241,6 +241,13 @@ class Items(unittest.TestCase):
         )
         self.assertEqual(code, "ValidationException")
         self.assertIn("38 significant digits", message)
+        # Judged on the text: a megabyte of digits is refused at once, not converted first.
+        code, message, _ = error_of(
+            lambda: CLIENT.put_item(TableName=table.name, Item={"pk": {"S": "n"}, "v": {"N": "7" * 1_000_000}})
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("38 significant digits", message)
+        self.assertEqual(CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "n"}})["Item"]["v"], {"N": "12.34"})
 
     def test_conditions_and_return_values(self):
         table = simple_table()
@@ -315,6 +322,34 @@ class Items(unittest.TestCase):
         code, message, _ = error_of(lambda: table.update_item(Key={"pk": "e"}, UpdateExpression="SET a = :missing"))
         self.assertEqual(code, "ValidationException")
         self.assertIn(":missing", message)
+        # A value set inside a map may not nest the item deeper than a request may (32
+        # levels): such an item could never be read back.
+        def nested(levels):
+            value = {"S": "x"}
+            for _ in range(levels):
+                value = {"M": {"m": value}}
+            return value
+
+        CLIENT.put_item(TableName=table.name, Item={"pk": {"S": "deep"}, "a": {"M": {}}})
+        code, message, _ = error_of(
+            lambda: CLIENT.update_item(
+                TableName=table.name,
+                Key={"pk": {"S": "deep"}},
+                UpdateExpression="SET a.b = :v",
+                ExpressionAttributeValues={":v": nested(32)},
+            )
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("Nesting Levels have exceeded supported limits", message)
+        self.assertEqual(CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "deep"}})["Item"]["a"], {"M": {}})
+        CLIENT.update_item(
+            TableName=table.name,
+            Key={"pk": {"S": "deep"}},
+            UpdateExpression="SET a.b = :v",
+            ExpressionAttributeValues={":v": nested(31)},
+        )
+        got = CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "deep"}})["Item"]["a"]
+        self.assertEqual(got, {"M": {"b": nested(31)}})
 
     def test_key_validation(self):
         table = simple_table()

@@ -102,6 +102,18 @@ pub(super) async fn batch_get_item(tables: &Tables, req: &Req<'_>) -> Result<Jso
 
 pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
     let requests = request_items(req)?;
+    // Counted before any entry is read: checking an entry for duplicates compares it with
+    // every one before it.
+    let count: usize = requests
+        .values()
+        .filter_map(Json::as_array)
+        .map(Vec::len)
+        .sum();
+    if count > MAX_BATCH_WRITE {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{{...}}' at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to {MAX_BATCH_WRITE}, Member must have length greater than or equal to 1]"
+        )));
+    }
     let report = Report::from_req(req)?;
     let mut writes = Vec::new();
     let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
@@ -164,11 +176,6 @@ pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<J
         return Err(ApiError::validation(
             "1 validation error detected: Value '{}' at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1",
         ));
-    }
-    if writes.len() > MAX_BATCH_WRITE {
-        return Err(ApiError::validation(format!(
-            "1 validation error detected: Value '{{...}}' at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to {MAX_BATCH_WRITE}, Member must have length greater than or equal to 1]"
-        )));
     }
     match tables.write(writes).await {
         Ok(_) => {}
