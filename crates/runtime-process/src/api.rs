@@ -302,8 +302,16 @@ async fn error(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // An error body is a response payload, with its limit; one too large still ends the
+    // invocation instead of leaving it to its time-out.
+    let Ok(body) = axum::body::to_bytes(body, MAX_RESPONSE * 2).await else {
+        return too_large(&state, &id, MAX_RESPONSE * 2, MAX_RESPONSE);
+    };
+    if body.len() > MAX_RESPONSE {
+        return too_large(&state, &id, body.len(), MAX_RESPONSE);
+    }
     let error_type = headers
         .get("lambda-runtime-function-error-type")
         .and_then(|v| v.to_str().ok())

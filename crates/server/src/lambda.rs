@@ -32,6 +32,9 @@ pub(crate) const LOG_TAIL: usize = 4096;
 /// Lambda's largest payload of an asynchronous invocation (256 KB).
 pub(crate) const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
 
+/// Lambda's largest request of a synchronous invocation (6 MB).
+pub(crate) const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
+
 pub(crate) fn router(lambda: Arc<Lambda>) -> Router {
     Router::new()
         .route("/2015-03-31/functions", get(list_functions))
@@ -169,6 +172,15 @@ impl Lambda {
         let Some(function) = self.function(name) else {
             return Err(Box::new(not_found(&self.region, function_name(name))));
         };
+        if body.len() > MAX_SYNC_PAYLOAD {
+            return Err(Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+                &format!(
+                    "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+                ),
+            )));
+        }
         let payload = if body.is_empty() {
             Bytes::from_static(b"{}")
         } else {
