@@ -233,6 +233,21 @@ fn event_invocations_are_accepted_with_202_and_run_with_their_request_id() {
         "{}",
         r.body
     );
+    // A synchronous invocation takes up to 6 MB, as on Lambda.
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(6 * 1024 * 1024));
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/ok/invocations",
+        &[],
+        &huge,
+    )
+    .unwrap();
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(
+        r.json()["message"],
+        "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
+    );
     let r = http(
         node.services(),
         "POST",

@@ -7,9 +7,10 @@ use serde_json::Value;
 
 use crate::harness::{Builder, Nimbus, http};
 
-/// A `provided` bootstrap in shell: takes invocations from the Runtime API and answers
-/// each with `respond`, a shell snippet that prints the response body given `$EVENT`.
-fn shell_bootstrap(respond: &str) -> String {
+/// A `provided` bootstrap in shell: takes invocations from the Runtime API and runs
+/// `answer`, a shell snippet that gets the event in `$EVENT`, its id in `$ID` and the
+/// Runtime API's base in `$api`, for each.
+pub(crate) fn shell_loop(answer: &str) -> String {
     format!(
         r#"#!/bin/sh
 api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
@@ -19,11 +20,19 @@ while true; do
   ID=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d: -f2 | tr -d ' \r\n')
   rm -f "$headers"
   export EVENT ID
-  RESPONSE=$({respond})
-  curl -sS -o /dev/null -X POST "$api/invocation/$ID/response" --data-binary "$RESPONSE"
+{answer}
 done
 "#
     )
+}
+
+/// A [`shell_loop`] that answers each invocation with `respond`, a shell snippet that
+/// prints the response body given `$EVENT`.
+fn shell_bootstrap(respond: &str) -> String {
+    shell_loop(&format!(
+        r#"  RESPONSE=$({respond})
+  curl -sS -o /dev/null -X POST "$api/invocation/$ID/response" --data-binary "$RESPONSE""#
+    ))
 }
 
 /// Waits (up to 10 s) until the node's log says it stopped an idle instance.
@@ -763,6 +772,142 @@ fn changed_code_reloads_that_function_alone() {
         .collect();
     assert_eq!(reloads.len(), 1, "{reloads:?}\n{}", node.logs());
     assert!(reloads[0].contains("\"function\":\"a\""), "{reloads:?}");
+}
+
+/// An error body is held to the response's 6 MB limit: one larger ends the invocation as
+/// `Function.ResponseSizeTooLarge` at once (before, one over 12 MB was refused by the
+/// Runtime API without ending the invocation, which then waited for its time-out).
+#[test]
+fn an_oversized_error_body_ends_the_invocation_as_too_large() {
+    let app = tempfile::tempdir().unwrap();
+    // Posts an error body of as many bytes as the event's digits say.
+    let bootstrap = shell_loop(
+        r#"  SIZE=$(printf '%s' "$EVENT" | tr -dc 0-9)
+  head -c "$SIZE" /dev/zero | tr '\0' x | curl -sS -o /dev/null -X POST "$api/invocation/$ID/error" -H 'Lambda-Runtime-Function-Error-Type: Big' --data-binary @-"#,
+    );
+    write_app(
+        app.path(),
+        &[("big", &bootstrap, "timeout = \"120s\"")],
+        &[],
+    );
+    let node = Builder::up(app.path()).start();
+    let invoke = |size: usize| {
+        http(
+            node.services(),
+            "POST",
+            "/2015-03-31/functions/big/invocations",
+            &[],
+            &format!("{{\"size\":{size}}}"),
+        )
+        .unwrap()
+    };
+    for size in [7_000_000, 13_000_000] {
+        let r = invoke(size);
+        assert_eq!(r.status, 200, "{}", node.logs());
+        assert!(
+            r.headers.iter().any(|(k, _)| k == "x-amz-function-error"),
+            "{:?}",
+            r.headers
+        );
+        assert!(
+            r.body.len() < 1000,
+            "{size}: {} bytes, {:?}",
+            r.body.len(),
+            &r.body[..r.body.len().min(100)]
+        );
+        assert_eq!(
+            r.json()["errorType"],
+            "Function.ResponseSizeTooLarge",
+            "{size}"
+        );
+    }
+    // A small one is the function's own error, as it was.
+    let r = invoke(10);
+    assert_eq!(r.body, "x".repeat(10));
+}
+
+/// Files in a code directory that are not code do not reload its function: the node's
+/// own log redirected into it (every line would be a change) and what its `.gitignore`
+/// ignores. A code change still does.
+#[test]
+fn the_nodes_own_log_and_gitignored_files_do_not_reload_a_function() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(app.path()).unwrap();
+    let handler = |text: &str| {
+        format!("exports.handler = async () => ({{ statusCode: 200, body: '{text}' }});\n")
+    };
+    std::fs::write(dir.join("index.js"), handler("v1")).unwrap();
+    std::fs::write(dir.join(".gitignore"), "*.tmp\n").unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "name = \"own-log\"\n\n[functions.f]\nruntime = \"nodejs20.x\"\ncode = \".\"\nhandler = \"index.handler\"\n\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n",
+    )
+    .unwrap();
+    // As a user running `nimbus up . 2> node.log` in the app's directory.
+    let log = dir.join("node.log");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Killed(
+        std::process::Command::new(crate::harness::nimbus_bin())
+            .arg("up")
+            .arg(&dir)
+            .args(["--log-format", "json", "--log-level", "debug"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--services-listen",
+                "127.0.0.1:0",
+            ])
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if read().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    assert!(wait_for("nimbus is ready"), "{}", read());
+    let ready: Value = read()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "nimbus is ready")
+        .unwrap();
+    let gateway = ready["gateway"].as_str().unwrap().parse().unwrap();
+    let get = || http(gateway, "GET", "/f", &[], "").unwrap().body;
+    // Each call writes lines to node.log; a gitignored scratch file changes too.
+    for i in 0..5 {
+        assert_eq!(get(), "v1");
+        std::fs::write(dir.join("scratch.tmp"), format!("{i}")).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Longer than the watcher lets changes settle.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(get(), "v1");
+    assert!(!read().contains("function code changed"), "{}", read());
+    std::fs::write(dir.join("index.js"), handler("v2")).unwrap();
+    assert!(wait_for("function reloaded"), "{}", read());
+    assert_eq!(get(), "v2");
+    assert_eq!(
+        read().matches("function code changed").count(),
+        1,
+        "{}",
+        read()
+    );
 }
 
 /// The official runtime interface client for Python (`awslambdaric` from PyPI), run

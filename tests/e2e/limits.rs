@@ -383,16 +383,9 @@ fn echo_app(dir: &Path) {
     let bootstrap = code.join("bootstrap");
     std::fs::write(
         &bootstrap,
-        r#"#!/bin/sh
-api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
-while true; do
-  headers=$(mktemp)
-  EVENT=$(curl -sS -D "$headers" "$api/invocation/next") || exit 1
-  ID=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d: -f2 | tr -d ' \r\n')
-  rm -f "$headers"
-  curl -sS -o /dev/null -X POST "$api/invocation/$ID/response" --data-binary "$EVENT"
-done
-"#,
+        crate::functions::shell_loop(
+            r#"  curl -sS -o /dev/null -X POST "$api/invocation/$ID/response" --data-binary "$EVENT""#,
+        ),
     )
     .unwrap();
     #[cfg(unix)]

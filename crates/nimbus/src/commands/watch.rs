@@ -8,6 +8,12 @@
 //! reloads the functions whose settings changed; adding or removing functions or tables
 //! needs a restart, and says so. An invalid version is reported and the app keeps running
 //! as it was.
+//!
+//! Changes that are not code do not reload: Nimbus's own state and dependency
+//! directories ([`IGNORED`]), what a `.gitignore` in the code or app directory ignores (as
+//! `cargo lambda watch` and watchexec do), and the files the node itself writes to (its
+//! stdout or stderr redirected into the code directory), which would otherwise reload the
+//! function on every line it logs.
 
 use std::{
     collections::BTreeSet,
@@ -17,6 +23,7 @@ use std::{
 };
 
 use anyhow::Context;
+use ignore::gitignore::Gitignore;
 use nimbus_core::{AppSpec, FunctionSpec, RuntimeKind};
 use nimbus_dispatch::Dispatcher;
 use nimbus_events::WorkerSettings;
@@ -64,8 +71,68 @@ fn ignored(path: &Path, code: &Path) -> bool {
     })
 }
 
+/// Changed paths that are not code, beyond [`IGNORED`].
+#[derive(Default)]
+struct NotCode {
+    /// The files the node's stdout and stderr go to, when they are files.
+    outputs: Vec<PathBuf>,
+    /// The `.gitignore` files of the app directory and of the code directories, each
+    /// matching below its own directory.
+    gitignores: Vec<Gitignore>,
+}
+
+impl NotCode {
+    /// What the node writes to now, and the `.gitignore` files of `dirs` (read once: a
+    /// later change to one applies from the next `up`).
+    fn find<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> NotCode {
+        // On Linux a descriptor's link names the file it writes; elsewhere there is none.
+        let outputs = (1..=2)
+            .filter_map(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok())
+            .filter(|p| p.is_file())
+            .collect();
+        let mut gitignores = Vec::new();
+        for dir in dirs {
+            let file = dir.join(".gitignore");
+            if !file.is_file() {
+                continue;
+            }
+            let (gitignore, error) = Gitignore::new(&file);
+            if let Some(e) = error {
+                tracing::warn!(path = %file.display(), error = %e, "part of a .gitignore cannot be read; its other patterns still apply to watching");
+            }
+            gitignores.push(gitignore);
+        }
+        NotCode {
+            outputs,
+            gitignores,
+        }
+    }
+
+    /// Whether a change to `path` is not a change of code.
+    fn covers(&self, path: &Path) -> bool {
+        if self.outputs.iter().any(|o| o == path)
+            || (!self.outputs.is_empty()
+                && std::fs::canonicalize(path).is_ok_and(|p| self.outputs.contains(&p)))
+        {
+            return true;
+        }
+        let is_dir = path.is_dir();
+        self.gitignores.iter().any(|g| {
+            // The matcher wants paths below its own directory.
+            path.starts_with(g.path()) && g.matched_path_or_any_parents(path, is_dir).is_ignore()
+        })
+    }
+}
+
 /// The functions a changed `path` belongs to (code directories may be shared).
-fn owners<'a>(functions: &'a [FunctionSpec], path: &Path) -> Vec<&'a FunctionSpec> {
+fn owners<'a>(
+    functions: &'a [FunctionSpec],
+    path: &Path,
+    not_code: &NotCode,
+) -> Vec<&'a FunctionSpec> {
+    if not_code.covers(path) {
+        return Vec::new();
+    }
     functions
         .iter()
         .filter(|f| path.starts_with(&f.code) && !ignored(path, &f.code))
@@ -180,6 +247,9 @@ pub(crate) fn start(
         .filter(|f| f.code.is_dir())
         .map(|f| f.code.as_path())
         .collect();
+    let mut with_gitignores = dirs.clone();
+    with_gitignores.insert(dir.as_path());
+    let not_code = NotCode::find(with_gitignores);
     // The app directory itself, for nimbus.toml (watched without its subdirectories
     // unless it is also a code directory).
     if !dirs.contains(dir.as_path()) {
@@ -245,7 +315,7 @@ pub(crate) fn start(
                 let dependencies = path
                     .file_name()
                     .is_some_and(|n| DEPENDENCY_FILES.iter().any(|d| n == *d));
-                for f in owners(&functions, path) {
+                for f in owners(&functions, path, &not_code) {
                     match changed.iter_mut().find(|(c, ..)| c.name == f.name) {
                         Some(entry) => entry.1 |= dependencies,
                         None => changed.push((f.clone(), dependencies, path.clone())),
@@ -296,5 +366,20 @@ mod tests {
             Path::new("/target/app/index.js"),
             Path::new("/target/app")
         ));
+    }
+
+    #[test]
+    fn what_a_gitignore_ignores_is_not_code() {
+        let app = tempfile::tempdir().unwrap();
+        let dir = app.path();
+        std::fs::write(dir.join(".gitignore"), "*.log\nbuild/\n!keep.log\n").unwrap();
+        let not_code = NotCode::find([dir]);
+        assert!(not_code.covers(&dir.join("node.log")));
+        assert!(not_code.covers(&dir.join("sub/debug.log")));
+        assert!(not_code.covers(&dir.join("build/out.js")));
+        assert!(!not_code.covers(&dir.join("keep.log")));
+        assert!(!not_code.covers(&dir.join("index.js")));
+        // Paths outside the directory are not its .gitignore's to judge.
+        assert!(!not_code.covers(Path::new("/elsewhere/node.log")));
     }
 }
