@@ -108,18 +108,45 @@ impl NotCode {
         }
     }
 
-    /// Whether a change to `path` is not a change of code.
-    fn covers(&self, path: &Path) -> bool {
+    /// Whether a change to `path` is not a change of the code in `code`. A `.gitignore`
+    /// judges only the part of the path below `code`: a code directory the app's
+    /// `.gitignore` ignores as a whole (a build output such as `dist/`) is still code.
+    fn covers(&self, path: &Path, code: &Path) -> bool {
         if self.outputs.iter().any(|o| o == path)
             || (!self.outputs.is_empty()
                 && std::fs::canonicalize(path).is_ok_and(|p| self.outputs.contains(&p)))
         {
             return true;
         }
+        // A path already removed may have been a directory: dir-only patterns apply.
+        let gone = !path.exists();
         let is_dir = path.is_dir();
         self.gitignores.iter().any(|g| {
-            // The matcher wants paths below its own directory.
-            path.starts_with(g.path()) && g.matched_path_or_any_parents(path, is_dir).is_ignore()
+            // The path, then its parents, down to the code directory (the nearest match
+            // decides, so that a `!` pattern can take back a broader one).
+            for (i, p) in path
+                .ancestors()
+                .take_while(|p| *p != code && p.starts_with(code) && p.starts_with(g.path()))
+                .enumerate()
+            {
+                let found = if i == 0 {
+                    let m = g.matched(p, is_dir);
+                    if gone && m.is_none() {
+                        g.matched(p, true)
+                    } else {
+                        m
+                    }
+                } else {
+                    g.matched(p, true)
+                };
+                if found.is_ignore() {
+                    return true;
+                }
+                if found.is_whitelist() {
+                    return false;
+                }
+            }
+            false
         })
     }
 }
@@ -130,12 +157,11 @@ fn owners<'a>(
     path: &Path,
     not_code: &NotCode,
 ) -> Vec<&'a FunctionSpec> {
-    if not_code.covers(path) {
-        return Vec::new();
-    }
     functions
         .iter()
-        .filter(|f| path.starts_with(&f.code) && !ignored(path, &f.code))
+        .filter(|f| {
+            path.starts_with(&f.code) && !ignored(path, &f.code) && !not_code.covers(path, &f.code)
+        })
         .collect()
 }
 
@@ -374,12 +400,20 @@ mod tests {
         let dir = app.path();
         std::fs::write(dir.join(".gitignore"), "*.log\nbuild/\n!keep.log\n").unwrap();
         let not_code = NotCode::find([dir]);
-        assert!(not_code.covers(&dir.join("node.log")));
-        assert!(not_code.covers(&dir.join("sub/debug.log")));
-        assert!(not_code.covers(&dir.join("build/out.js")));
-        assert!(!not_code.covers(&dir.join("keep.log")));
-        assert!(!not_code.covers(&dir.join("index.js")));
+        let covers = |path: &str| not_code.covers(&dir.join(path), dir);
+        assert!(covers("node.log"));
+        assert!(covers("sub/debug.log"));
+        assert!(covers("build/out.js"));
+        assert!(!covers("keep.log"));
+        assert!(!covers("index.js"));
+        // A removed directory matches a pattern for directories.
+        assert!(covers("build"));
         // Paths outside the directory are not its .gitignore's to judge.
-        assert!(!not_code.covers(Path::new("/elsewhere/node.log")));
+        assert!(!not_code.covers(Path::new("/elsewhere/node.log"), Path::new("/elsewhere")));
+        // A code directory the app's .gitignore ignores as a whole is still code: only
+        // the part of a path below the code directory is judged.
+        let build = dir.join("build");
+        assert!(!not_code.covers(&build.join("out.js"), &build));
+        assert!(not_code.covers(&build.join("trace.log"), &build));
     }
 }
