@@ -158,9 +158,10 @@ impl FromStr for Number {
                 if digits.is_empty() || !all_digits(digits) {
                     return Err(NumberError::Invalid);
                 }
-                // Only too many digits fail to parse; past a million, any significant
-                // digit is out of range either way.
-                let magnitude = digits.parse::<i64>().unwrap_or(i64::MAX).min(1_000_000);
+                // Only too many digits fail to parse. Past 2^62 no text a request can
+                // carry brings the leading digit back into range, and the sums below
+                // stay far from overflowing.
+                let magnitude = digits.parse::<i64>().unwrap_or(i64::MAX).min(1 << 62);
                 if e.starts_with('-') {
                     -magnitude
                 } else {
@@ -317,6 +318,9 @@ mod tests {
         assert_eq!(n("12.5E-1").to_string(), "1.25");
         assert_eq!(n("1e0").to_string(), "1");
         assert_eq!(n(&format!("5e{zeros}1")).to_string(), "50");
+        // A long mantissa and a large exponent may cancel out.
+        assert_eq!(n(&format!("1{zeros}e-{}", zeros.len())).to_string(), "1");
+        assert_eq!(n(&format!("0.{zeros}1e{}", zeros.len())).to_string(), "0.1");
         for bad in ["1e", "1e+", ".", "-.", "1.5.", "1e5e5", "+-1", "1e5.5"] {
             assert_eq!(bad.parse::<Number>(), Err(NumberError::Invalid), "{bad:?}");
         }
