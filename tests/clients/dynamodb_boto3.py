@@ -241,7 +241,7 @@ class Items(unittest.TestCase):
         )
         self.assertEqual(code, "ValidationException")
         self.assertIn("38 significant digits", message)
-        # Judged on the text: a megabyte of digits is refused at once, not converted first.
+        # A megabyte of digits gets DynamoDB's error through a real client.
         code, message, _ = error_of(
             lambda: CLIENT.put_item(TableName=table.name, Item={"pk": {"S": "n"}, "v": {"N": "7" * 1_000_000}})
         )

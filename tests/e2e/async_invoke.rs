@@ -248,6 +248,23 @@ fn event_invocations_are_accepted_with_202_and_run_with_their_request_id() {
         r.json()["message"],
         "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
     );
+    // Above the services endpoint's own body limit (16 MB) the answer is the same.
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/ok/invocations",
+        &[],
+        &"x".repeat(17 * 1024 * 1024),
+    )
+    .unwrap();
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(
+        r.headers
+            .iter()
+            .find(|(k, _)| k == "x-amzn-errortype")
+            .map(|(_, v)| v.as_str()),
+        Some("RequestEntityTooLargeException")
+    );
     let r = http(
         node.services(),
         "POST",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::{Path, State},
+    extract::{Path, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, Response, StatusCode},
     routing::{get, post},
 };
@@ -169,18 +169,12 @@ impl Lambda {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        if body.len() > MAX_SYNC_PAYLOAD {
+            return Err(Box::new(too_large()));
+        }
         let Some(function) = self.function(name) else {
             return Err(Box::new(not_found(&self.region, function_name(name))));
         };
-        if body.len() > MAX_SYNC_PAYLOAD {
-            return Err(Box::new(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLargeException",
-                &format!(
-                    "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
-                ),
-            )));
-        }
         let payload = if body.is_empty() {
             Bytes::from_static(b"{}")
         } else {
@@ -255,6 +249,33 @@ impl Lambda {
             ),
         }
     }
+}
+
+/// Lambda's answer to a synchronous invocation's request over 6 MB.
+fn too_large() -> Response<Body> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLargeException",
+        &format!(
+            "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+        ),
+    )
+}
+
+/// An invocation's request body, or Lambda's answer when it cannot be read: above the
+/// services endpoint's body limit it is too large, as a smaller one over 6 MB is.
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response<Body>>> {
+    body.map_err(|rejection| {
+        Box::new(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            error(
+                rejection.status(),
+                "InvalidRequestContentException",
+                &rejection.body_text(),
+            )
+        })
+    })
 }
 
 /// `Invoke` with `X-Amz-Invocation-Type: Event`: checks the function and the payload,
@@ -332,8 +353,12 @@ async fn invoke(
     State(lambda): State<Arc<Lambda>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
+    let body = match read_body(body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
     if headers
         .get("x-amz-invocation-type")
         .is_some_and(|v| v.as_bytes() == b"Event")

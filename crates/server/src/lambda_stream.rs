@@ -11,7 +11,7 @@ use std::sync::Arc;
 use aws_smithy_types::event_stream::{Header, HeaderValue as EventHeader, Message};
 use axum::{
     body::{Body, Bytes},
-    extract::{Path, State},
+    extract::{Path, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, Response, StatusCode},
 };
 use base64::Engine as _;
@@ -92,8 +92,12 @@ pub(crate) async fn invoke_with_response_stream(
     State(lambda): State<Arc<Lambda>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
+    let body = match crate::lambda::read_body(body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
     let Prepared {
         function,
         payload,
