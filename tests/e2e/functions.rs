@@ -785,9 +785,16 @@ fn an_oversized_error_body_ends_the_invocation_as_too_large() {
         r#"  SIZE=$(printf '%s' "$EVENT" | tr -dc 0-9)
   head -c "$SIZE" /dev/zero | tr '\0' x | curl -sS -o /dev/null -X POST "$api/invocation/$ID/error" -H 'Lambda-Runtime-Function-Error-Type: Big' --data-binary @-"#,
     );
+    // Fails its initialisation with 13 MB of error.
+    let init_big = r#"#!/bin/sh
+head -c 13000000 /dev/zero | tr '\0' x | curl -sS -o /dev/null -X POST "http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/init/error" --data-binary @-
+"#;
     write_app(
         app.path(),
-        &[("big", &bootstrap, "timeout = \"120s\"")],
+        &[
+            ("big", &bootstrap, "timeout = \"120s\""),
+            ("initbig", init_big, "timeout = \"120s\""),
+        ],
         &[],
     );
     let node = Builder::up(app.path()).start();
@@ -824,6 +831,20 @@ fn an_oversized_error_body_ends_the_invocation_as_too_large() {
     // A small one is the function's own error, as it was.
     let r = invoke(10);
     assert_eq!(r.body, "x".repeat(10));
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/initbig/invocations",
+        &[],
+        "{}",
+    )
+    .unwrap();
+    assert_eq!(
+        r.json()["errorType"],
+        "Function.ResponseSizeTooLarge",
+        "{}",
+        r.body
+    );
 }
 
 /// Files in a code directory that are not code do not reload its function: the node's

@@ -8,7 +8,6 @@ use std::{
 
 use axum::{
     Router,
-    body::Bytes,
     extract::{DefaultBodyLimit, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
@@ -353,16 +352,28 @@ fn answer_error(status: StatusCode) -> Response {
 async fn init_error(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    let error_type = headers
-        .get("lambda-runtime-function-error-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("Runtime.Unknown")
-        .to_owned();
-    let outcome = Outcome::Error {
-        error_type,
-        payload: body.to_vec(),
+    // Held to the response's limit as `/error` is; a larger one is still an init error.
+    let body = axum::body::to_bytes(body, MAX_RESPONSE * 2)
+        .await
+        .ok()
+        .filter(|body| body.len() <= MAX_RESPONSE);
+    let outcome = match body {
+        Some(body) => Outcome::Error {
+            error_type: headers
+                .get("lambda-runtime-function-error-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("Runtime.Unknown")
+                .to_owned(),
+            payload: body.to_vec(),
+        },
+        None => Outcome::platform_error(
+            "Function.ResponseSizeTooLarge",
+            &format!(
+                "Init error payload exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."
+            ),
+        ),
     };
     *ApiState::lock(&state.init_error) = Some(outcome.clone());
     // An invocation already waiting gets the init error as its outcome.
