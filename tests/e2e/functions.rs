@@ -469,6 +469,37 @@ fn a_memory_bomb_ends_its_instance_only() {
     assert_eq!(r.body, "\"fine\"");
 }
 
+/// A function printing one endless line cannot exhaust the node's memory: the line is
+/// cut at its limit while it is read, not after, and the function's next lines still
+/// reach the log.
+#[test]
+fn an_endless_line_of_output_is_cut_as_it_is_read() {
+    let app = tempfile::tempdir().unwrap();
+    let respond = r#"head -c 400000000 /dev/zero | tr '\0' a >&2; echo >&2; echo 'after the long line' >&2; printf '%s' '"done"'"#;
+    write_app(
+        app.path(),
+        &[("loud", &shell_bootstrap(respond), "timeout = \"120s\"")],
+        &[("GET /loud", "loud")],
+    );
+    let node = Builder::up(app.path()).start();
+    let r = http(node.gateway(), "GET", "/loud", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}", node.logs());
+    assert_eq!(r.body, "\"done\"");
+    assert!(
+        node.wait_for_log("after the long line", Duration::from_secs(10)),
+        "{}",
+        node.logs()
+    );
+    // The node's peak resident memory stays far below the 400 MB line.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak_kb < 250 * 1024, "peak {peak_kb} kB");
+}
+
 /// A real Runtime API client, unmodified: a `provided` function built with the
 /// `lambda_runtime` crate.
 #[test]

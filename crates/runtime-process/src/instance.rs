@@ -13,7 +13,7 @@ use nimbus_core::{
     logging::{self, FunctionLines},
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt as _, BufReader},
     net::TcpListener,
     process::Command,
     sync::{mpsc, oneshot, watch},
@@ -136,11 +136,22 @@ fn pump(
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            match reader.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            // Never more than a line's limit in memory: the rest of a longer line is
+            // read and dropped in pieces of the same size.
+            if matches!(piece(&mut reader, &mut buf).await, Ok(0) | Err(_)) {
+                break;
             }
-            buf.truncate(MAX_LINE_BYTES);
+            if !buf.ends_with(b"\n") {
+                let mut rest = Vec::new();
+                loop {
+                    rest.clear();
+                    match piece(&mut reader, &mut rest).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if rest.ends_with(b"\n") => break,
+                        Ok(_) => {}
+                    }
+                }
+            }
             let line = String::from_utf8_lossy(&buf)
                 .trim_end_matches(['\n', '\r'])
                 .to_owned();
@@ -160,6 +171,17 @@ fn pump(
             }
         }
     });
+}
+
+/// Reads up to the end of a line, or [`MAX_LINE_BYTES`] of it, into `buf`.
+async fn piece(
+    reader: &mut BufReader<impl AsyncRead + Unpin>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    reader
+        .take(MAX_LINE_BYTES as u64)
+        .read_until(b'\n', buf)
+        .await
 }
 
 /// Resident memory of a process in MB, from /proc (Linux).
