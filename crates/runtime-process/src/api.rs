@@ -196,13 +196,21 @@ async fn response(
     if streaming {
         return streamed(&state, &id, &headers, body).await;
     }
-    let Ok(body) = axum::body::to_bytes(body, MAX_RESPONSE * 2).await else {
-        return too_large(&state, &id, MAX_RESPONSE * 2, MAX_RESPONSE);
-    };
-    if body.len() > MAX_RESPONSE {
-        return too_large(&state, &id, body.len(), MAX_RESPONSE);
+    match payload(body).await {
+        Ok(body) => answer(&state, &id, Outcome::Response(body.to_vec())),
+        Err(size) => too_large(&state, &id, size, MAX_RESPONSE),
     }
-    answer(&state, &id, Outcome::Response(body.to_vec()))
+}
+
+/// A response or error payload, or how many bytes of it were seen when it is over
+/// [`MAX_RESPONSE`]. Up to twice the limit is read, so that most refusals can say the
+/// payload's size; a body that cannot be read whole counts as that much.
+async fn payload(body: axum::body::Body) -> Result<axum::body::Bytes, usize> {
+    match axum::body::to_bytes(body, MAX_RESPONSE * 2).await {
+        Ok(body) if body.len() <= MAX_RESPONSE => Ok(body),
+        Ok(body) => Err(body.len()),
+        Err(_) => Err(MAX_RESPONSE * 2),
+    }
 }
 
 /// Ends invocation `id` as too large (at least `size` bytes against `limit`).
@@ -305,12 +313,10 @@ async fn error(
 ) -> Response {
     // An error body is a response payload, with its limit; one too large still ends the
     // invocation instead of leaving it to its time-out.
-    let Ok(body) = axum::body::to_bytes(body, MAX_RESPONSE * 2).await else {
-        return too_large(&state, &id, MAX_RESPONSE * 2, MAX_RESPONSE);
+    let body = match payload(body).await {
+        Ok(body) => body,
+        Err(size) => return too_large(&state, &id, size, MAX_RESPONSE),
     };
-    if body.len() > MAX_RESPONSE {
-        return too_large(&state, &id, body.len(), MAX_RESPONSE);
-    }
     let error_type = headers
         .get("lambda-runtime-function-error-type")
         .and_then(|v| v.to_str().ok())
@@ -355,12 +361,8 @@ async fn init_error(
     body: axum::body::Body,
 ) -> Response {
     // Held to the response's limit as `/error` is; a larger one is still an init error.
-    let body = axum::body::to_bytes(body, MAX_RESPONSE * 2)
-        .await
-        .ok()
-        .filter(|body| body.len() <= MAX_RESPONSE);
-    let outcome = match body {
-        Some(body) => Outcome::Error {
+    let outcome = match payload(body).await {
+        Ok(body) => Outcome::Error {
             error_type: headers
                 .get("lambda-runtime-function-error-type")
                 .and_then(|v| v.to_str().ok())
@@ -368,10 +370,10 @@ async fn init_error(
                 .to_owned(),
             payload: body.to_vec(),
         },
-        None => Outcome::platform_error(
+        Err(size) => Outcome::platform_error(
             "Function.ResponseSizeTooLarge",
             &format!(
-                "Init error payload exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."
+                "Init error payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."
             ),
         ),
     };
