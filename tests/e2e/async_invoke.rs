@@ -388,6 +388,30 @@ fn a_failing_event_is_tried_three_times_then_dead_lettered_and_can_be_redriven()
     )
     .unwrap();
     assert_eq!(r.status, 400);
+    // The listing comes in pages: one entry, so no next page; none after it.
+    let page = |query: &str| {
+        http(
+            node.services(),
+            "GET",
+            &format!("/nimbus/v1/functions/fails/dlq{query}"),
+            &[],
+            "",
+        )
+        .unwrap()
+    };
+    let r = page("?limit=1");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["entries"][0]["id"], id.as_str());
+    assert!(r.json().get("next").is_none(), "{}", r.body);
+    let r = page(&format!("?after={id}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["entries"], serde_json::json!([]));
+    for bad in ["?limit=0", "?limit=1001", "?limit=x", "?after=x", "?page=2"] {
+        let r = page(bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(r.json()["message"].is_string(), "{bad}");
+    }
     let r = http(
         node.services(),
         "GET",

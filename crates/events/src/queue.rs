@@ -9,16 +9,20 @@
 //! Layout: `events` maps an event id to the encoded event; `schedule` orders each
 //! function's events by the time they are next due, `(function, due_ms, id)`; a leased
 //! event is due again when its lease ends, so an event whose worker died is delivered
-//! again. `dead_letters` maps `(function, id)` to an encoded [`DeadLetter`].
+//! again. `dead_letters` maps `(function, id)` to an encoded [`DeadLetter`]. `age` and
+//! `count` keep each function's events by acceptance time and their number, for the
+//! backlog metrics: a scrape reads one entry of each, however long the queue.
 
 use std::{
+    ops::Bound,
     path::Path,
     sync::{Arc, mpsc},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition, WriteTransaction,
 };
 use tokio::sync::{Notify, oneshot};
 
@@ -31,6 +35,11 @@ use crate::{
 const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
 const SCHEDULE: TableDefinition<'static, (&str, u64, u128), ()> = TableDefinition::new("schedule");
 const DEAD: TableDefinition<'static, (&str, u128), &[u8]> = TableDefinition::new("dead_letters");
+/// Each function's queued events by the time they were accepted, `(function,
+/// enqueued_ms, id)`, so that the oldest is found without reading the others.
+const AGE: TableDefinition<'static, (&str, u64, u128), ()> = TableDefinition::new("age");
+/// How many events each function has queued (leased ones included).
+const COUNT: TableDefinition<'static, &str, u64> = TableDefinition::new("count");
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 2048;
@@ -224,23 +233,21 @@ impl AsyncQueue {
     /// When the file cannot be read.
     pub fn backlog(&self, function: &str) -> Result<(usize, Option<u64>), QueueError> {
         let txn = self.db.begin_read().map_err(storage)?;
-        let schedule = txn.open_table(SCHEDULE).map_err(storage)?;
-        let events = txn.open_table(EVENTS).map_err(storage)?;
-        let (mut count, mut oldest) = (0, None::<u64>);
-        for entry in schedule
+        let count = txn.open_table(COUNT).map_err(storage)?;
+        let age = txn.open_table(AGE).map_err(storage)?;
+        let queued = count
+            .get(function)
+            .map_err(storage)?
+            .map_or(0, |n| usize::try_from(n.value()).unwrap_or(usize::MAX));
+        let oldest = match age
             .range((function, 0u64, 0u128)..=(function, u64::MAX, u128::MAX))
             .map_err(storage)?
+            .next()
         {
-            let (key, _) = entry.map_err(storage)?;
-            count += 1;
-            let Some(value) = events.get(key.value().2).map_err(storage)? else {
-                continue;
-            };
-            if let Some(at) = event::enqueued_ms(value.value()) {
-                oldest = Some(oldest.map_or(at, |o| o.min(at)));
-            }
-        }
-        Ok((count, oldest))
+            Some(entry) => Some(entry.map_err(storage)?.0.value().1),
+            None => None,
+        };
+        Ok((queued, oldest))
     }
 
     /// Leases up to `max` of `function`'s events due at `now_ms`, earliest first, until
@@ -289,24 +296,45 @@ impl AsyncQueue {
         self.submit(Job::Settle(Box::new(settle), tx), rx).await
     }
 
-    /// `function`'s dead letters, oldest first.
+    /// A page of `function`'s dead letters, in the order their events were accepted (ids
+    /// are time-ordered): up to `limit` of them after `after` (from the first when
+    /// `None`), and the id to pass as `after` for the next page when more remain. An
+    /// entry that cannot be decoded is left out (and logged), not a failure of the page.
     ///
     /// # Errors
     /// When the file cannot be read.
-    pub fn dead_letters(&self, function: &str) -> Result<Vec<DeadLetter>, QueueError> {
+    pub fn dead_letters(
+        &self,
+        function: &str,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, Option<EventId>), QueueError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let dead = txn.open_table(DEAD).map_err(storage)?;
-        let mut out = Vec::new();
-        for entry in dead
-            .range((function, 0u128)..=(function, u128::MAX))
-            .map_err(storage)?
-        {
+        let start = match after {
+            Some(after) => Bound::Excluded((function, after.as_u128())),
+            None => Bound::Included((function, 0u128)),
+        };
+        let range = dead
+            .range::<(&str, u128)>((start, Bound::Included((function, u128::MAX))))
+            .map_err(storage)?;
+        let (mut out, mut last, mut seen) = (Vec::new(), None, 0);
+        for entry in range {
             let (key, value) = entry.map_err(storage)?;
+            if seen == limit {
+                return Ok((out, last));
+            }
+            seen += 1;
             let id = EventId::from_u128(key.value().1);
-            out.push(DeadLetter::decode(id, value.value())?);
+            last = Some(id);
+            match DeadLetter::decode(id, value.value()) {
+                Ok(letter) => out.push(letter),
+                Err(e) => {
+                    tracing::error!(%id, %function, error = %e, "skipping a dead letter that cannot be decoded");
+                }
+            }
         }
-        out.sort_by_key(|d| (d.dead_ms, d.event.id));
-        Ok(out)
+        Ok((out, None))
     }
 
     /// One of `function`'s dead letters.
@@ -385,6 +413,7 @@ fn reclaim(db: &Database, now_ms: u64) -> Result<usize, QueueError> {
     let mut reclaimed = 0;
     {
         let mut tables = Tables::open(&txn)?;
+        tables.index_if_missing()?;
         let mut leased = Vec::new();
         for entry in tables.events.iter().map_err(storage)? {
             let (id, value) = entry.map_err(storage)?;
@@ -424,6 +453,8 @@ struct Tables<'txn> {
     events: Table<'txn, u128, &'static [u8]>,
     schedule: Table<'txn, (&'static str, u64, u128), ()>,
     dead: Table<'txn, (&'static str, u128), &'static [u8]>,
+    age: Table<'txn, (&'static str, u64, u128), ()>,
+    count: Table<'txn, &'static str, u64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -432,7 +463,79 @@ impl<'txn> Tables<'txn> {
             events: txn.open_table(EVENTS).map_err(storage)?,
             schedule: txn.open_table(SCHEDULE).map_err(storage)?,
             dead: txn.open_table(DEAD).map_err(storage)?,
+            age: txn.open_table(AGE).map_err(storage)?,
+            count: txn.open_table(COUNT).map_err(storage)?,
         })
+    }
+
+    /// Builds `age` and `count` from `events` when the file has events but no index (it
+    /// was written before the index existed); every write keeps them after that.
+    fn index_if_missing(&mut self) -> Result<(), QueueError> {
+        if !self.age.is_empty().map_err(storage)? || self.events.is_empty().map_err(storage)? {
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        for entry in self.events.iter().map_err(storage)? {
+            let (id, value) = entry.map_err(storage)?;
+            let id = EventId::from_u128(id.value());
+            match event::decode(id, value.value()) {
+                Ok(event) => events.push((event.function, event.enqueued_ms, id)),
+                Err(e) => tracing::error!(%id, error = %e, "skipping a corrupt async event"),
+            }
+        }
+        for (function, enqueued_ms, id) in &events {
+            self.indexed(function, *enqueued_ms, *id)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a new event: stored, scheduled, and counted in its function's backlog.
+    fn add(&mut self, event: &Event) -> Result<(), QueueError> {
+        self.insert(event)?;
+        self.indexed(&event.function, event.enqueued_ms, event.id)
+    }
+
+    fn indexed(&mut self, function: &str, enqueued_ms: u64, id: EventId) -> Result<(), QueueError> {
+        let added = self
+            .age
+            .insert((function, enqueued_ms, id.as_u128()), ())
+            .map_err(storage)?
+            .is_none();
+        if added {
+            self.counted(function, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Removes an event (delivered or dead-lettered) from `events` and the backlog; its
+    /// schedule entry is the caller's.
+    fn take(&mut self, event: &Event) -> Result<(), QueueError> {
+        let id = event.id.as_u128();
+        self.events.remove(id).map_err(storage)?;
+        let removed = self
+            .age
+            .remove((event.function.as_str(), event.enqueued_ms, id))
+            .map_err(storage)?
+            .is_some();
+        if removed {
+            self.counted(&event.function, -1)?;
+        }
+        Ok(())
+    }
+
+    fn counted(&mut self, function: &str, by: i64) -> Result<(), QueueError> {
+        let now = self
+            .count
+            .get(function)
+            .map_err(storage)?
+            .map_or(0, |n| n.value());
+        let next = now.saturating_add_signed(by);
+        if next == 0 {
+            self.count.remove(function).map_err(storage)?;
+        } else {
+            self.count.insert(function, next).map_err(storage)?;
+        }
+        Ok(())
     }
 
     fn insert(&mut self, event: &Event) -> Result<(), QueueError> {
@@ -481,8 +584,24 @@ impl<'txn> Tables<'txn> {
                 Ok(Some(event)) => event,
                 Ok(None) => continue,
                 Err(e) => {
-                    // Kept in `events` for inspection, but never offered again.
+                    // Kept in `events` for inspection, but never offered again nor
+                    // counted in the backlog.
                     tracing::error!(%id, error = %e, "dropping a corrupt async event from the schedule");
+                    let enqueued = self
+                        .events
+                        .get(id.as_u128())
+                        .map_err(storage)?
+                        .and_then(|raw| event::enqueued_ms(raw.value()));
+                    if let Some(enqueued_ms) = enqueued {
+                        let removed = self
+                            .age
+                            .remove((function, enqueued_ms, id.as_u128()))
+                            .map_err(storage)?
+                            .is_some();
+                        if removed {
+                            self.counted(function, -1)?;
+                        }
+                    }
                     continue;
                 }
             };
@@ -515,14 +634,14 @@ impl<'txn> Tables<'txn> {
         event.leased = false;
         match settlement {
             Settlement::Delivered => {
-                self.events.remove(id).map_err(storage)?;
+                self.take(&current)?;
             }
             Settlement::Retry { at_ms } => {
                 event.due_ms = at_ms;
                 self.insert(&event)?;
             }
             Settlement::DeadLetter { condition, dead_ms } => {
-                self.events.remove(id).map_err(storage)?;
+                self.take(&current)?;
                 let function = event.function.clone();
                 let dead = DeadLetter {
                     event,
@@ -542,7 +661,7 @@ impl<'txn> Tables<'txn> {
                 EventMeta::default(),
                 now_ms,
             );
-            self.insert(&follow)?;
+            self.add(&follow)?;
         }
         Ok(true)
     }
@@ -569,18 +688,23 @@ impl<'txn> Tables<'txn> {
         };
         let mut moved = Vec::with_capacity(ids.len());
         for id in ids {
-            let Some(value) = self
-                .dead
-                .remove((function, id.as_u128()))
-                .map_err(storage)?
-            else {
-                continue;
+            let key = (function, id.as_u128());
+            let decoded = match self.dead.get(key).map_err(storage)? {
+                Some(value) => DeadLetter::decode(id, value.value()),
+                None => continue,
             };
-            let dead = DeadLetter::decode(id, value.value())?;
-            drop(value);
+            let dead = match decoded {
+                Ok(dead) => dead,
+                Err(e) => {
+                    // Kept in the store for inspection; the others are still moved.
+                    tracing::error!(%id, %function, error = %e, "cannot redrive a dead letter that cannot be decoded");
+                    continue;
+                }
+            };
+            self.dead.remove(key).map_err(storage)?;
             let old = dead.event;
             let event = Event::new(id, &old.function, old.payload, old.meta, now_ms);
-            self.insert(&event)?;
+            self.add(&event)?;
             moved.push(id);
         }
         Ok(moved)
@@ -680,7 +804,7 @@ impl Done {
 /// The second value says whether the job made events due.
 fn apply(tables: &mut Tables<'_>, job: Job) -> (Done, bool, Result<(), QueueError>) {
     match job {
-        Job::Enqueue(event, tx) => (Done::Unit(tx), true, tables.insert(&event)),
+        Job::Enqueue(event, tx) => (Done::Unit(tx), true, tables.add(&event)),
         Job::Lease {
             function,
             now_ms,
@@ -867,6 +991,60 @@ mod tests {
         assert_eq!(leased.len(), 1);
         assert_eq!(queue.backlog("f").unwrap(), (3, Some(oldest)));
         assert_eq!(queue.backlog("g").unwrap().0, 1);
+
+        // A retry keeps it; a delivery and a dead letter take it out; a redrive puts it
+        // back with its age counted from then.
+        let mut event = leased.into_iter().next().unwrap();
+        let retry = Settlement::Retry { at_ms: now_ms() };
+        assert!(queue.settle(event.clone(), retry, None).await.unwrap());
+        assert_eq!(queue.backlog("f").unwrap(), (3, Some(oldest)));
+        let all = queue
+            .lease("f", now_ms(), 3, now_ms() + 60_000)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        let mut all = all.into_iter();
+        event = all.next().unwrap();
+        assert!(
+            queue
+                .settle(event, Settlement::Delivered, None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(queue.backlog("f").unwrap().0, 2);
+        let dead = all.next().unwrap();
+        let dead_id = dead.id;
+        let to_dead = Settlement::DeadLetter {
+            condition: Condition::RetriesExhausted,
+            dead_ms: now_ms(),
+        };
+        assert!(queue.settle(dead, to_dead, None).await.unwrap());
+        let last = all.next().unwrap();
+        assert_eq!(queue.backlog("f").unwrap(), (1, Some(last.enqueued_ms)));
+        assert!(
+            queue
+                .settle(last, Settlement::Delivered, None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(queue.backlog("f").unwrap(), (0, None));
+        let redriven_at = now_ms();
+        assert_eq!(queue.redrive("f", None).await.unwrap(), vec![dead_id]);
+        let (count, oldest) = queue.backlog("f").unwrap();
+        assert_eq!(count, 1);
+        assert!(oldest.unwrap() >= redriven_at);
+
+        // A file written before the backlog's index existed gets one when opened.
+        drop(queue);
+        let db = Database::create(dir.path().join("events.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(AGE).unwrap());
+        assert!(txn.delete_table(COUNT).unwrap());
+        txn.commit().unwrap();
+        drop(db);
+        let queue = open(&dir);
+        assert_eq!(queue.backlog("f").unwrap(), (count, oldest));
+        assert_eq!(queue.backlog("g").unwrap().0, 1);
     }
 
     #[tokio::test]
@@ -1004,7 +1182,7 @@ mod tests {
         assert_eq!(queue.pending("f").unwrap(), 0);
         // The destination's record was enqueued with the settle.
         assert_eq!(queue.pending("alarms").unwrap(), 1);
-        let dead = queue.dead_letters("f").unwrap();
+        let dead = queue.dead_letters("f", None, usize::MAX).unwrap().0;
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].id(), id);
         assert_eq!(dead[0].event.attempts, 2);
@@ -1012,7 +1190,13 @@ mod tests {
         assert_eq!(queue.dead_letter("g", id).unwrap(), None);
         // Redriven: back in the queue with the same id and fresh attempts.
         assert_eq!(queue.redrive("f", None).await.unwrap(), vec![id]);
-        assert!(queue.dead_letters("f").unwrap().is_empty());
+        assert!(
+            queue
+                .dead_letters("f", None, usize::MAX)
+                .unwrap()
+                .0
+                .is_empty()
+        );
         let now = now_ms();
         let event = queue
             .lease("f", now, 1, now + 1_000)
@@ -1032,6 +1216,65 @@ mod tests {
         assert!(queue.settle(event, settled, None).await.unwrap());
         assert!(queue.delete_dead_letter("f", id).await.unwrap());
         assert!(!queue.delete_dead_letter("f", id).await.unwrap());
-        assert!(queue.dead_letters("f").unwrap().is_empty());
+        assert!(
+            queue
+                .dead_letters("f", None, usize::MAX)
+                .unwrap()
+                .0
+                .is_empty()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_letters_come_in_pages_and_one_that_cannot_be_decoded_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(&dir);
+        for n in 0..5 {
+            let payload = format!("{{\"n\":{n}}}").into_bytes();
+            queue
+                .enqueue("f", payload, EventMeta::default())
+                .await
+                .unwrap();
+        }
+        let now = now_ms();
+        let leased = queue.lease("f", now, 10, now + 1_000).await.unwrap();
+        assert_eq!(leased.len(), 5);
+        let mut ids: Vec<EventId> = leased.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        for event in leased {
+            let settled = Settlement::DeadLetter {
+                condition: Condition::RetriesExhausted,
+                dead_ms: now,
+            };
+            assert!(queue.settle(event, settled, None).await.unwrap());
+        }
+        // An entry written by something else (a newer version, a damaged file).
+        let bad = EventId::from_u128(u128::MAX - 1);
+        let txn = queue.db.begin_write().unwrap();
+        txn.open_table(DEAD)
+            .unwrap()
+            .insert(("f", bad.as_u128()), &b"not a dead letter"[..])
+            .unwrap();
+        txn.commit().unwrap();
+
+        let page = |after, limit| {
+            let (entries, next) = queue.dead_letters("f", after, limit).unwrap();
+            (entries.iter().map(DeadLetter::id).collect::<Vec<_>>(), next)
+        };
+        assert_eq!(page(None, 2), (ids[..2].to_vec(), Some(ids[1])));
+        assert_eq!(page(Some(ids[1]), 2), (ids[2..4].to_vec(), Some(ids[3])));
+        assert_eq!(page(Some(ids[3]), 2), (ids[4..].to_vec(), None));
+        assert_eq!(page(None, 100), (ids.clone(), None));
+        assert_eq!(page(Some(bad), 100), (Vec::new(), None));
+
+        // Redriving all moves the five and leaves the bad entry where it was.
+        let mut moved = queue.redrive("f", None).await.unwrap();
+        moved.sort_unstable();
+        assert_eq!(moved, ids);
+        assert_eq!(queue.pending("f").unwrap(), 5);
+        assert_eq!(page(None, 100), (Vec::new(), None));
+        let txn = queue.db.begin_read().unwrap();
+        let dead = txn.open_table(DEAD).unwrap();
+        assert!(dead.get(("f", bad.as_u128())).unwrap().is_some());
     }
 }

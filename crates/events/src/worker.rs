@@ -597,7 +597,13 @@ mod tests {
     }
 
     async fn wait_dead(queue: &AsyncQueue, function: &str, n: usize) {
-        while queue.dead_letters(function).unwrap().len() < n {
+        while queue
+            .dead_letters(function, None, usize::MAX)
+            .unwrap()
+            .0
+            .len()
+            < n
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -666,7 +672,7 @@ mod tests {
                 .iter()
                 .all(|(rid, p)| *rid == id.to_string() && p == b"{\"n\":1}")
         );
-        let dead = queue.dead_letters("fails").unwrap();
+        let dead = queue.dead_letters("fails", None, usize::MAX).unwrap().0;
         assert_eq!(dead[0].id(), id);
         assert_eq!(dead[0].event.attempts, 3);
         assert_eq!(dead[0].condition, Condition::RetriesExhausted);
@@ -691,7 +697,7 @@ mod tests {
         assert_eq!(queue.redrive("fails", None).await.unwrap(), vec![id]);
         wait_dead(&queue, "fails", 1).await;
         fake.wait_calls("fails", 6).await;
-        let dead = queue.dead_letters("fails").unwrap();
+        let dead = queue.dead_letters("fails", None, usize::MAX).unwrap().0;
         assert_eq!(dead[0].event.attempts, 3);
         assert_eq!(fake.calls("fails").len(), 6);
         worker.stop(Duration::from_secs(1)).await;
@@ -720,7 +726,7 @@ mod tests {
             .unwrap();
         wait_dead(&queue, "busy", 1).await;
         assert_eq!(fake.calls("busy").len(), 1);
-        let dead = queue.dead_letters("busy").unwrap();
+        let dead = queue.dead_letters("busy", None, usize::MAX).unwrap().0;
         assert_eq!(
             dead[0].to_json()["error"]["errorType"],
             "TooManyRequestsException"
@@ -804,7 +810,13 @@ mod tests {
         worker.stop(Duration::from_secs(1)).await;
         assert_eq!(queue.pending("orders").unwrap(), 0);
         assert_eq!(queue.pending("audit").unwrap(), 0);
-        assert!(queue.dead_letters("orders").unwrap().is_empty());
+        assert!(
+            queue
+                .dead_letters("orders", None, usize::MAX)
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,9 @@
 //! The Nimbus admin API on the services endpoint, under `/nimbus/v1/`: the dead-letter
 //! store of async invocations.
 //!
-//! - `GET /nimbus/v1/functions/{name}/dlq`: the function's dead letters, oldest first.
+//! - `GET /nimbus/v1/functions/{name}/dlq[?limit=N&after=ID]`: the function's dead
+//!   letters in the order their events were accepted, a page at a time (`next` in the
+//!   answer is the `after` of the next page).
 //! - `GET /nimbus/v1/functions/{name}/dlq/{id}`: one of them.
 //! - `DELETE /nimbus/v1/functions/{name}/dlq/{id}`: deletes one.
 //! - `POST /nimbus/v1/functions/{name}/dlq/redrive`: queues them again (all of them, or
@@ -9,12 +11,12 @@
 //!
 //! Errors are JSON: `{"message": "..."}` with the status saying what kind.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -87,18 +89,45 @@ fn no_entry(name: &str, id: EventId) -> Problem {
     )
 }
 
+/// Most dead letters in one page of the listing, and the page size when none is asked.
+const PAGE: usize = 1000;
+
+/// The listing's query: `limit` (1 to [`PAGE`]) and `after` (the `next` of the page before).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
 async fn list(
     State(lambda): State<Arc<Lambda>>,
     Path(name): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let name = function(&lambda, &name)?;
-    let entries = lambda.events.dead_letters(&name)?;
-    Ok(Json(json!({
+    let Query(query) = query.map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = match query.limit {
+        None => PAGE,
+        Some(n @ 1..=PAGE) => n,
+        Some(n) => {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                format!("limit must be between 1 and {PAGE}, not {n}"),
+            ));
+        }
+    };
+    let after = query.after.as_deref().map(event_id).transpose()?;
+    let (entries, next) = lambda.events.dead_letters(&name, after, limit)?;
+    let mut body = json!({
         "function": name,
         "count": entries.len(),
         "entries": entries.iter().map(nimbus_events::DeadLetter::to_json).collect::<Vec<_>>(),
-    }))
-    .into_response())
+    });
+    if let Some(next) = next {
+        body["next"] = Value::String(next.to_string());
+    }
+    Ok(Json(body).into_response())
 }
 
 async fn show(
@@ -167,9 +196,10 @@ async fn redrive(
     let ids = redrive_ids(&body)?;
     let asked = ids.clone().unwrap_or_default();
     let moved = lambda.events.redrive(&name, ids).await?;
+    let found: HashSet<EventId> = moved.iter().copied().collect();
     let not_found: Vec<String> = asked
         .into_iter()
-        .filter(|id| !moved.contains(id))
+        .filter(|id| !found.contains(id))
         .map(|id| id.to_string())
         .collect();
     if !moved.is_empty() {

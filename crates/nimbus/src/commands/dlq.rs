@@ -55,7 +55,7 @@ impl Endpoint {
 /// or grew too old.
 #[derive(Debug, Subcommand)]
 pub enum Dlq {
-    /// List a function's dead letters, oldest first.
+    /// List a function's dead letters, in the order their events were accepted.
     List {
         /// The function.
         function: String,
@@ -128,18 +128,33 @@ impl Dlq {
                 json,
                 endpoint,
             } => {
-                let value = endpoint
-                    .send(client.get(endpoint.url(&function, "")))
-                    .await?;
-                let entries = value["entries"].as_array().cloned().unwrap_or_default();
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&entries)?);
-                } else if entries.is_empty() {
-                    println!("no dead letters for {function}");
-                } else {
-                    for entry in &entries {
-                        println!("{}", summary(entry));
+                // The node answers a page at a time; each names the next.
+                let (mut all, mut after, mut listed) = (Vec::new(), None::<String>, 0);
+                loop {
+                    let rest = after
+                        .as_ref()
+                        .map_or_else(String::new, |a| format!("?after={a}"));
+                    let value = endpoint
+                        .send(client.get(endpoint.url(&function, &rest)))
+                        .await?;
+                    let entries = value["entries"].as_array().cloned().unwrap_or_default();
+                    listed += entries.len();
+                    if json {
+                        all.extend(entries);
+                    } else {
+                        for entry in &entries {
+                            println!("{}", summary(entry));
+                        }
                     }
+                    match value["next"].as_str() {
+                        Some(next) => after = Some(next.to_owned()),
+                        None => break,
+                    }
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&all)?);
+                } else if listed == 0 {
+                    println!("no dead letters for {function}");
                 }
                 Ok(ExitCode::SUCCESS)
             }
