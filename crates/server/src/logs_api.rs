@@ -7,7 +7,8 @@
 //! - `since`, `until`: a duration before now (`10m`), an RFC 3339 time or epoch
 //!   milliseconds;
 //! - `request_id`: one invocation's lines;
-//! - `filter`: lines containing this text (case-sensitive);
+//! - `filter`: lines containing this text (case-sensitive; at most 1024 bytes, as is
+//!   `request_id`);
 //! - `limit`: most lines (the newest that match; default and most 10000);
 //! - `follow=true`: answer server-sent events instead, one `data:` JSON line each: the
 //!   matching history, then new lines as they are logged, until the client goes away.
@@ -96,6 +97,10 @@ struct Asked {
     follow: bool,
 }
 
+/// Longest `filter` or `request_id`, in bytes (CloudWatch Logs' limit for a filter
+/// pattern).
+const MAX_TEXT: usize = 1024;
+
 /// The request's parameters, or what is wrong with them.
 fn asked(params: Vec<(String, String)>, now: SystemTime) -> Result<Asked, String> {
     let mut query = Query::default();
@@ -109,6 +114,12 @@ fn asked(params: Vec<(String, String)>, now: SystemTime) -> Result<Asked, String
         match name.as_str() {
             "since" => query.since = Some(time("since", &value)?),
             "until" => query.until = Some(time("until", &value)?),
+            "request_id" | "filter" if value.len() > MAX_TEXT => {
+                return Err(format!(
+                    "bad `{name}`: longer than {MAX_TEXT} bytes ({})",
+                    value.len()
+                ));
+            }
             "request_id" => query.request_id = Some(value),
             "filter" => query.filter = Some(value),
             "limit" => {
@@ -314,5 +325,14 @@ mod tests {
                 .unwrap_or_else(|| panic!("{bad:?} is refused"));
             assert!(message.starts_with(says), "{message}");
         }
+        let long = "x".repeat(MAX_TEXT + 1);
+        for name in ["filter", "request_id"] {
+            let message = asked(params(&[(name, long.as_str())]), now)
+                .err()
+                .unwrap_or_else(|| panic!("a long {name} is refused"));
+            assert!(message.starts_with(&format!("bad `{name}`")), "{message}");
+        }
+        let longest = "x".repeat(MAX_TEXT);
+        assert!(asked(params(&[("filter", longest.as_str())]), now).is_ok());
     }
 }

@@ -65,7 +65,7 @@ impl Default for Query {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// Where a line ends in a function's log: its segment and the byte offset after it.
