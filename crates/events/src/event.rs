@@ -208,18 +208,6 @@ pub(crate) fn encode(e: &Event) -> Vec<u8> {
     out
 }
 
-/// When an encoded event was accepted, read without decoding the rest.
-pub(crate) fn enqueued_ms(encoded: &[u8]) -> Option<u64> {
-    // Version, leased flag, lease and attempts come first: 1 + 1 + 4 + 4 bytes.
-    if encoded.first() != Some(&VERSION) {
-        return None;
-    }
-    let bytes = encoded.get(10..18)?;
-    let mut a = [0; 8];
-    a.copy_from_slice(bytes);
-    Some(u64::from_be_bytes(a))
-}
-
 struct Reader<'a> {
     bytes: &'a [u8],
 }
@@ -357,8 +345,6 @@ mod tests {
         e.payload = Vec::new();
         let bytes = encode(&e);
         assert!(is_leased(&bytes));
-        assert_eq!(enqueued_ms(&bytes), Some(1_700_000_000_000));
-        assert_eq!(enqueued_ms(&bytes[..12]), None);
         assert_eq!(decode(e.id, &bytes).unwrap(), e);
         assert!(decode(e.id, &bytes[..10]).is_err());
     }

@@ -41,6 +41,10 @@ const AGE: TableDefinition<'static, (&str, u64, u128), ()> = TableDefinition::ne
 /// How many events each function has queued (leased ones included).
 const COUNT: TableDefinition<'static, &str, u64> = TableDefinition::new("count");
 
+/// About the most bytes of dead letters one page of [`AsyncQueue::dead_letters`] holds
+/// (an entry may hold a 256 KB payload and a 6 MB error).
+const PAGE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Most jobs committed together.
 const MAX_GROUP: usize = 2048;
 
@@ -296,9 +300,10 @@ impl AsyncQueue {
         self.submit(Job::Settle(Box::new(settle), tx), rx).await
     }
 
-    /// A page of `function`'s dead letters, in the order their events were accepted (ids
-    /// are time-ordered): up to `limit` of them after `after` (from the first when
-    /// `None`), and the id to pass as `after` for the next page when more remain. An
+    /// A page of `function`'s dead letters, by id (the time their events were first
+    /// accepted): up to `limit` of them (at least one), fewer once they hold about 8
+    /// MiB, after `after` (from the first when `None`), and the id to pass
+    /// as `after` for the next page when more remain. An
     /// entry that cannot be decoded is left out (and logged), not a failure of the page.
     ///
     /// # Errors
@@ -318,13 +323,15 @@ impl AsyncQueue {
         let range = dead
             .range::<(&str, u128)>((start, Bound::Included((function, u128::MAX))))
             .map_err(storage)?;
-        let (mut out, mut last, mut seen) = (Vec::new(), None, 0);
+        let limit = limit.max(1);
+        let (mut out, mut last, mut seen, mut bytes) = (Vec::new(), None, 0, 0);
         for entry in range {
             let (key, value) = entry.map_err(storage)?;
-            if seen == limit {
+            if seen == limit || bytes >= PAGE_BYTES {
                 return Ok((out, last));
             }
             seen += 1;
+            bytes += value.value().len();
             let id = EventId::from_u128(key.value().1);
             last = Some(id);
             match DeadLetter::decode(id, value.value()) {
@@ -468,12 +475,19 @@ impl<'txn> Tables<'txn> {
         })
     }
 
-    /// Builds `age` and `count` from `events` when the file has events but no index (it
-    /// was written before the index existed); every write keeps them after that.
+    /// Builds `age` and `count` from `events` when they do not agree with it: the file
+    /// was written before the index existed, or by such a version since (a rollback).
+    /// Every write keeps them in step after that.
     fn index_if_missing(&mut self) -> Result<(), QueueError> {
-        if !self.age.is_empty().map_err(storage)? || self.events.is_empty().map_err(storage)? {
+        let mut counted = 0u64;
+        for entry in self.count.iter().map_err(storage)? {
+            counted = counted.saturating_add(entry.map_err(storage)?.1.value());
+        }
+        if counted == self.events.len().map_err(storage)? {
             return Ok(());
         }
+        self.age.retain(|_, ()| false).map_err(storage)?;
+        self.count.retain(|_, _| false).map_err(storage)?;
         let mut events = Vec::new();
         for entry in self.events.iter().map_err(storage)? {
             let (id, value) = entry.map_err(storage)?;
@@ -519,6 +533,29 @@ impl<'txn> Tables<'txn> {
             .is_some();
         if removed {
             self.counted(&event.function, -1)?;
+        }
+        Ok(())
+    }
+
+    /// Takes an event that cannot be decoded out of `function`'s backlog.
+    fn unindex(&mut self, function: &str, id: EventId) -> Result<(), QueueError> {
+        let mut found = None;
+        for entry in self
+            .age
+            .range((function, 0u64, 0u128)..=(function, u64::MAX, u128::MAX))
+            .map_err(storage)?
+        {
+            let (_, enqueued_ms, key) = entry.map_err(storage)?.0.value();
+            if key == id.as_u128() {
+                found = Some(enqueued_ms);
+                break;
+            }
+        }
+        if let Some(enqueued_ms) = found {
+            self.age
+                .remove((function, enqueued_ms, id.as_u128()))
+                .map_err(storage)?;
+            self.counted(function, -1)?;
         }
         Ok(())
     }
@@ -587,21 +624,7 @@ impl<'txn> Tables<'txn> {
                     // Kept in `events` for inspection, but never offered again nor
                     // counted in the backlog.
                     tracing::error!(%id, error = %e, "dropping a corrupt async event from the schedule");
-                    let enqueued = self
-                        .events
-                        .get(id.as_u128())
-                        .map_err(storage)?
-                        .and_then(|raw| event::enqueued_ms(raw.value()));
-                    if let Some(enqueued_ms) = enqueued {
-                        let removed = self
-                            .age
-                            .remove((function, enqueued_ms, id.as_u128()))
-                            .map_err(storage)?
-                            .is_some();
-                        if removed {
-                            self.counted(function, -1)?;
-                        }
-                    }
+                    self.unindex(function, id)?;
                     continue;
                 }
             };
@@ -638,6 +661,8 @@ impl<'txn> Tables<'txn> {
             }
             Settlement::Retry { at_ms } => {
                 event.due_ms = at_ms;
+                // The backlog's index knows the stored acceptance time.
+                event.enqueued_ms = current.enqueued_ms;
                 self.insert(&event)?;
             }
             Settlement::DeadLetter { condition, dead_ms } => {
@@ -703,7 +728,10 @@ impl<'txn> Tables<'txn> {
             };
             self.dead.remove(key).map_err(storage)?;
             let old = dead.event;
-            let event = Event::new(id, &old.function, old.payload, old.meta, now_ms);
+            let mut event = Event::new(id, &old.function, old.payload, old.meta, now_ms);
+            // Its lease count goes on, so that a late settle of a lease from before it
+            // was dead-lettered does not match the new one.
+            event.lease = old.lease;
             self.add(&event)?;
             moved.push(id);
         }
@@ -1040,6 +1068,22 @@ mod tests {
         let txn = db.begin_write().unwrap();
         assert!(txn.delete_table(AGE).unwrap());
         assert!(txn.delete_table(COUNT).unwrap());
+        txn.commit().unwrap();
+        drop(db);
+        let queue = open(&dir);
+        assert_eq!(queue.backlog("f").unwrap(), (count, oldest));
+        assert_eq!(queue.backlog("g").unwrap().0, 1);
+
+        // One whose index no longer agrees with its events (an older version wrote to
+        // it since) gets a new one.
+        drop(queue);
+        let db = Database::create(dir.path().join("events.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(COUNT).unwrap().insert("f", 99).unwrap();
+        txn.open_table(AGE)
+            .unwrap()
+            .insert(("f", 1, 7), ())
+            .unwrap();
         txn.commit().unwrap();
         drop(db);
         let queue = open(&dir);

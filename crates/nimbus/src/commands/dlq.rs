@@ -55,7 +55,7 @@ impl Endpoint {
 /// or grew too old.
 #[derive(Debug, Subcommand)]
 pub enum Dlq {
-    /// List a function's dead letters, in the order their events were accepted.
+    /// List a function's dead letters, by id (the time their events were first accepted).
     List {
         /// The function.
         function: String,
@@ -147,6 +147,9 @@ impl Dlq {
                         }
                     }
                     match value["next"].as_str() {
+                        Some(next) if after.as_deref() == Some(next) => {
+                            bail!("the node named the same page twice ({next})");
+                        }
                         Some(next) => after = Some(next.to_owned()),
                         None => break,
                     }
