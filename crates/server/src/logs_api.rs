@@ -9,7 +9,8 @@
 //! - `request_id`: one invocation's lines;
 //! - `filter`: lines containing this text (case-sensitive; at most 1024 bytes, as is
 //!   `request_id`);
-//! - `limit`: most lines (the newest that match; default and most 10000);
+//! - `limit`: most lines (the newest that match; default and most 10000; fewer when their
+//!   text passes 8 MB);
 //! - `follow=true`: answer server-sent events instead, one `data:` JSON line each: the
 //!   matching history, then new lines as they are logged, until the client goes away.
 //!   An event named `missed` (`{"missed": n}`) says the client fell behind and `n` lines

@@ -15,13 +15,18 @@ pub struct Query {
     pub request_id: Option<String>,
     /// Lines containing this text (case-sensitive).
     pub filter: Option<String>,
-    /// Most lines answered: the newest that match, still oldest first.
+    /// Most lines answered: the newest that match, still oldest first. Fewer when their
+    /// text exceeds [`Query::MAX_BYTES`].
     pub limit: usize,
 }
 
 impl Query {
     /// The default and largest limit.
     pub const DEFAULT_LIMIT: usize = 10_000;
+    /// Most bytes of message text one answer holds (CloudWatch Logs answers at most 1 MB
+    /// a call; lines are up to 256 KiB, so 10,000 of them would be 2.5 GB): the newest
+    /// lines that fit.
+    pub const MAX_BYTES: usize = 8 * 1024 * 1024;
 
     /// Whether `line` is one the query wants.
     pub fn matches(&self, line: &LogLine) -> bool {
@@ -95,7 +100,8 @@ const MTIME_MARGIN: Duration = Duration::from_secs(60);
 pub(crate) fn run(dir: &Path, query: &Query) -> io::Result<QueryResult> {
     let segments = segment::list(dir)?;
     let limit = query.limit.clamp(1, Query::DEFAULT_LIMIT);
-    let mut lines = VecDeque::new();
+    let mut lines: VecDeque<LogLine> = VecDeque::new();
+    let mut bytes = 0;
     let mut end = Position::default();
     let last = segments.len().saturating_sub(1);
     for (i, (seq, path)) in segments.iter().enumerate() {
@@ -126,10 +132,13 @@ pub(crate) fn run(dir: &Path, query: &Query) -> io::Result<QueryResult> {
                 continue;
             };
             if query.matches(&line) {
-                if lines.len() == limit {
-                    lines.pop_front();
-                }
+                bytes += line.message.len();
                 lines.push_back(line);
+                while lines.len() > limit || (bytes > Query::MAX_BYTES && lines.len() > 1) {
+                    if let Some(old) = lines.pop_front() {
+                        bytes -= old.message.len();
+                    }
+                }
             }
         }
     }

@@ -701,6 +701,29 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_holds_the_newest_lines_that_fit_its_byte_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), Retention::default()).unwrap();
+        let third = Query::MAX_BYTES / 3 + 1;
+        for n in 0..4 {
+            store.append("f", Some("r"), &format!("{n}{}", "x".repeat(third)));
+        }
+        store.flush();
+        let lines = store.query("f", &Query::default()).unwrap().lines;
+        let first: Vec<char> = lines
+            .iter()
+            .filter_map(|l| l.message.chars().next())
+            .collect();
+        assert_eq!(first, ['2', '3']);
+        // A line larger than the bound on its own is still answered.
+        store.append("f", Some("r"), &"y".repeat(Query::MAX_BYTES + 1));
+        store.flush();
+        let lines = store.query("f", &Query::default()).unwrap().lines;
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].message.len(), Query::MAX_BYTES + 1);
+    }
+
+    #[test]
     fn followers_get_new_lines_after_the_history() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path(), Retention::default()).unwrap();
