@@ -19,7 +19,12 @@
 //! Errors are `{"message"}`: 404 for an unknown function, 400 for a bad parameter, 503
 //! when the node keeps no logs (`--log-store off`).
 
-use std::{collections::BTreeSet, convert::Infallible, sync::Arc, time::SystemTime};
+use std::{
+    collections::{BTreeSet, VecDeque},
+    convert::Infallible,
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
 
 use axum::{
     Json, Router,
@@ -37,7 +42,7 @@ use nimbus_telemetry::logs::{
     Followed, LogCapture, LogLine, LogStore, Position, Query, Retention, parse_time, to_millis,
 };
 use serde_json::json;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast, oneshot};
 
 use crate::{DataDir, node::BindError};
 
@@ -213,6 +218,42 @@ fn line_event(line: &LogLine) -> Event {
     Event::default().data(line.to_json().to_string())
 }
 
+/// Most bytes of line text a follower may fall behind by before it misses lines: the
+/// live lines are taken from the store's broadcast as they come and wait here for a slow
+/// client, so that a stalled one holds at most this much (the broadcast alone would hold
+/// thousands of lines of up to 256 KiB each for it).
+const FOLLOW_BYTES: usize = 8 * 1024 * 1024;
+
+/// The live lines a follower has not been sent yet.
+#[derive(Default)]
+struct Behind {
+    lines: VecDeque<Arc<Followed>>,
+    bytes: usize,
+    /// Lines dropped since the client was last told.
+    missed: u64,
+    /// The store stopped following.
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    behind: Mutex<Behind>,
+    ready: Notify,
+}
+
+fn lock(pending: &Pending) -> MutexGuard<'_, Behind> {
+    pending
+        .behind
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn missed_event(missed: u64) -> Event {
+    Event::default()
+        .event("missed")
+        .data(json!({ "missed": missed }).to_string())
+}
+
 /// The history's lines, then the live lines after its end that the query wants.
 fn follow_events(
     history: Vec<LogLine>,
@@ -220,26 +261,74 @@ fn follow_events(
     live: broadcast::Receiver<Arc<Followed>>,
     query: Query,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    let pending = Arc::new(Pending::default());
+    // Dropped with the stream (the client went away), which ends the task.
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(take_live(live, end, query, Arc::clone(&pending), stopped));
     let past = stream::iter(history).map(|line| Ok(line_event(&line)));
-    let new = stream::unfold((live, query), move |(mut live, query)| async move {
+    let new = stream::unfold((pending, stop), |(pending, stop)| async move {
         loop {
-            match live.recv().await {
-                Ok(followed) => {
-                    if followed.position > end && query.matches(&followed.line) {
-                        return Some((Ok(line_event(&followed.line)), (live, query)));
-                    }
+            let event = {
+                let mut behind = lock(&pending);
+                if behind.missed > 0 {
+                    Some(missed_event(std::mem::take(&mut behind.missed)))
+                } else if let Some(followed) = behind.lines.pop_front() {
+                    behind.bytes -= followed.line.message.len();
+                    Some(line_event(&followed.line))
+                } else if behind.closed {
+                    return None;
+                } else {
+                    None
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    let event = Event::default()
-                        .event("missed")
-                        .data(json!({ "missed": missed }).to_string());
-                    return Some((Ok(event), (live, query)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            match event {
+                Some(event) => return Some((Ok(event), (pending, stop))),
+                None => pending.ready.notified().await,
             }
         }
     });
     past.chain(new)
+}
+
+/// Takes a follower's live lines from the store's broadcast into `pending`, dropping the
+/// oldest past [`FOLLOW_BYTES`], until the store or the client stops.
+async fn take_live(
+    mut live: broadcast::Receiver<Arc<Followed>>,
+    end: Position,
+    query: Query,
+    pending: Arc<Pending>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    loop {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            _ = &mut stopped => return,
+        };
+        {
+            let mut behind = lock(&pending);
+            match received {
+                Ok(followed) => {
+                    if followed.position <= end || !query.matches(&followed.line) {
+                        continue;
+                    }
+                    behind.bytes += followed.line.message.len();
+                    behind.lines.push_back(followed);
+                    while behind.bytes > FOLLOW_BYTES && behind.lines.len() > 1 {
+                        if let Some(old) = behind.lines.pop_front() {
+                            behind.bytes -= old.line.message.len();
+                            behind.missed += 1;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => behind.missed += missed,
+                Err(broadcast::error::RecvError::Closed) => behind.closed = true,
+            }
+        }
+        pending.ready.notify_one();
+        if lock(&pending).closed {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +383,36 @@ mod tests {
         assert_eq!(events[1], "event: missed\ndata: {\"missed\":4}");
         assert!(events[2].contains("\"line 5\""), "{text}");
         assert!(events[3].contains("\"line 6\""), "{text}");
+    }
+
+    /// A client that reads nothing while a function prints long lines holds at most
+    /// [`FOLLOW_BYTES`] of them; it is told how many it missed, then gets the newest.
+    #[tokio::test]
+    async fn a_stalled_follower_holds_a_bounded_number_of_bytes() {
+        let (sender, live) = broadcast::channel(16);
+        let half = FOLLOW_BYTES / 2 + 1;
+        let events = follow_events(Vec::new(), at(0), live, Query::default());
+        for n in 1..=3u8 {
+            let line = LogLine {
+                time: 1_700_000_000_000,
+                request_id: None,
+                message: char::from(b'0' + n).to_string().repeat(half),
+            };
+            let position = at(u64::from(n) * 100);
+            sender.send(Arc::new(Followed { line, position })).unwrap();
+        }
+        drop(sender);
+        // The lines are taken off the broadcast while the client reads nothing.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let response = Sse::new(events).into_response();
+        let body = axum::body::to_bytes(response.into_body(), 4 * FOLLOW_BYTES)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], "event: missed\ndata: {\"missed\":2}");
+        assert!(events[1].contains("\"333"));
     }
 
     #[test]
