@@ -195,6 +195,60 @@ fn a_crash_is_a_502_and_does_not_hurt_the_next_invocation_or_other_functions() {
     assert_eq!(r.body, "\"steady\"");
 }
 
+/// Whether the process `pid` is gone (or a zombie waiting for its new parent to reap it).
+fn ended(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// A process a bootstrap starts in the background ends with the bootstrap, however that
+/// ends: it would otherwise run on outside every limit.
+#[test]
+fn what_a_bootstrap_started_ends_when_it_crashes_or_times_out() {
+    let app = tempfile::tempdir().unwrap();
+    let marks = app.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let respond = format!(
+        r#"sleep 300 > /dev/null 2>&1 & echo $! > "{marks}/child-$$"; case "$EVENT" in *'"rawPath":"/crash"'*) kill -9 $$;; *'"rawPath":"/slow"'*) sleep 30;; esac; printf '%s' '{{"ok":true}}'"#,
+        marks = marks.display()
+    );
+    write_app(
+        app.path(),
+        &[("spawner", &shell_bootstrap(&respond), "timeout = \"1s\"")],
+        &[("GET /{any+}", "spawner")],
+    );
+    let node = Builder::up(app.path()).start();
+    for (path, status) in [("/crash", 502), ("/slow", 503)] {
+        let r = http(node.gateway(), "GET", path, &[], "").unwrap();
+        assert_eq!(r.status, status, "{path}: {}", node.logs());
+    }
+    let children: Vec<String> = std::fs::read_dir(&marks)
+        .unwrap()
+        .map(|e| {
+            std::fs::read_to_string(e.unwrap().path())
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(children.len(), 2, "{children:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !children.iter().all(|pid| ended(pid)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background processes outlived their bootstrap: {children:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The function still answers, from a new instance.
+    let r = http(node.gateway(), "GET", "/fine", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}", node.logs());
+}
+
 #[test]
 fn python_and_node_handlers_run_behind_routes() {
     let app = tempfile::tempdir().unwrap();

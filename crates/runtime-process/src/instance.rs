@@ -2,8 +2,14 @@
 
 use std::{
     collections::VecDeque,
+    os::fd::{AsFd, OwnedFd},
+    pin::Pin,
     process::Stdio,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -13,7 +19,7 @@ use nimbus_core::{
     logging::{self, FunctionLines},
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt as _, BufReader},
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt as _, BufReader, ReadBuf},
     net::TcpListener,
     process::Command,
     sync::{mpsc, oneshot, watch},
@@ -54,6 +60,8 @@ pub struct ProcessInstance {
     exited: watch::Receiver<Option<String>>,
     pid: Option<u32>,
     output: Arc<Mutex<Output>>,
+    /// The output pipes, to see when their pumps have logged what is in them.
+    pipes: Vec<Pipe>,
     started: Instant,
     invoked: bool,
     /// Peak resident memory seen, in MB.
@@ -123,6 +131,76 @@ fn command(config: &ProcessConfig, function: &FunctionSpec) -> Command {
         }
         RuntimeKind::Provided | RuntimeKind::Wasm => Command::new(function.code.join("bootstrap")),
     }
+}
+
+/// Longest an invocation's end waits for the output pumps to log what the function wrote
+/// before it answered (a function whose background work writes without pause would
+/// otherwise hold every invocation up).
+const CATCH_UP: Duration = Duration::from_millis(50);
+
+/// One of the process's output pipes, as the invocation sees it: whether its pump has
+/// logged everything it read.
+struct Pipe {
+    /// The pipe's read end (a duplicate), to ask how many bytes wait in it.
+    fd: OwnedFd,
+    /// Set when the pump last found the pipe empty, cleared when it goes to read:
+    /// while it is set, every byte read has been logged.
+    idle: Arc<AtomicBool>,
+}
+
+impl Pipe {
+    /// Whether every byte written to the pipe so far has been logged: the pipe is
+    /// empty and the pump found it empty after logging what it read before. (Read in
+    /// this order, a read the pump makes in between leaves `idle` cleared.)
+    fn caught_up(&self) -> bool {
+        let empty = rustix::io::ioctl_fionread(&self.fd).is_ok_and(|n| n == 0);
+        empty && self.idle.load(Ordering::Acquire)
+    }
+}
+
+/// A pipe's reading end that tells its [`Pipe`] when it is found empty.
+struct Watched<R> {
+    inner: R,
+    idle: Arc<AtomicBool>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        // Asked for more: what was read before is logged (the reader's buffer is empty).
+        self.idle.store(false, Ordering::Release);
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        // Empty for now, closed (a function may close its stdout), or failing: nothing
+        // more to wait for.
+        let nothing = match &polled {
+            Poll::Pending | Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => buf.filled().len() == before,
+        };
+        if nothing {
+            self.idle.store(true, Ordering::Release);
+        }
+        polled
+    }
+}
+
+/// Starts pumping `stream` into the log; the [`Pipe`] that follows it, unless its
+/// descriptor cannot be duplicated (the invocation then does not wait for it).
+fn watch_pipe<S>(stream: S, function: &str, output: &Arc<Mutex<Output>>) -> Option<Pipe>
+where
+    S: AsyncRead + AsFd + Unpin + Send + 'static,
+{
+    let fd = rustix::io::dup(stream.as_fd()).ok();
+    let idle = Arc::new(AtomicBool::new(false));
+    let watched = Watched {
+        inner: stream,
+        idle: Arc::clone(&idle),
+    };
+    pump(watched, function.to_owned(), Arc::clone(output));
+    fd.map(|fd| Pipe { fd, idle })
 }
 
 /// Copies a stream of output into the log, line by line, tagged with the invocation.
@@ -218,7 +296,8 @@ async fn signal_group(pid: u32, signal: &str) {
 }
 
 /// SIGTERM, as Lambda sends at shutdown, then after the grace SIGKILL for a process still
-/// running; both to the bootstrap's whole process group. Returns once it has ended.
+/// running; both to the bootstrap's whole process group. Returns once it has ended (what
+/// is left of its group is killed when it ends, however it ends).
 async fn terminate(
     pid: Option<u32>,
     mut exited: watch::Receiver<Option<String>>,
@@ -293,11 +372,12 @@ impl ProcessInstance {
             }
         };
         let output = Arc::new(Mutex::new(Output::default()));
+        let mut pipes = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            pump(stdout, function.name.clone(), Arc::clone(&output));
+            pipes.extend(watch_pipe(stdout, &function.name, &output));
         }
         if let Some(stderr) = child.stderr.take() {
-            pump(stderr, function.name.clone(), Arc::clone(&output));
+            pipes.extend(watch_pipe(stderr, &function.name, &output));
         }
         let pid = child.id();
         let (kill, kill_rx) = oneshot::channel::<()>();
@@ -315,6 +395,12 @@ impl ProcessInstance {
                 Err(e) => e.to_string(),
             };
             let _ = exit_tx.send(Some(text));
+            // What the bootstrap started (`miner &`) would outlive it, out of every
+            // limit and still writing to the function's log: the group goes with it.
+            // While a member lives, the group's id cannot be given to a new process.
+            if let Some(pid) = pid {
+                signal_group(pid, "-KILL").await;
+            }
         });
         let kill = Arc::new(Mutex::new(Some(kill)));
         let stopper: Stopper = {
@@ -333,6 +419,7 @@ impl ProcessInstance {
             exited,
             pid,
             output,
+            pipes,
             started,
             invoked: false,
             peak_mb: 0,
@@ -423,8 +510,19 @@ impl ProcessInstance {
                 |at| at.duration_since(self.started),
             )
         });
-        // Give the output pumps a moment to catch the invocation's last lines.
-        tokio::task::yield_now().await;
+        // What the function wrote before it answered is in the pipes by now (the runtimes
+        // flush stdout before they post a result): wait until the pumps have logged it,
+        // so that it comes before END and carries this invocation's request id.
+        let waiting = Instant::now();
+        let mut tries = 0u32;
+        while !self.pipes.iter().all(Pipe::caught_up) && waiting.elapsed() < CATCH_UP {
+            tries += 1;
+            if tries < 16 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         // The request id stays until the next invocation's: lines the function wrote
         // during this one can still be in the pipe (Node.js writes stdout to a pipe
         // asynchronously), and they are this invocation's, not nobody's.
