@@ -140,7 +140,10 @@ fn structured(
     if let Some(Json::Object(map)) = o.get("headers") {
         for (name, value) in map {
             let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-            headers.insert(name, HeaderValue::from_str(&scalar(value)?).ok()?);
+            // A map that cannot take more names (the http crate's limit) is malformed.
+            headers
+                .try_insert(name, HeaderValue::from_str(&scalar(value)?).ok()?)
+                .ok()?;
         }
     }
     // API Gateway merges the two maps; for a name in both, the `headers` value is dropped.
@@ -149,7 +152,9 @@ fn structured(
             let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
             headers.remove(&name);
             for v in values.as_array()?.iter().filter_map(scalar) {
-                headers.append(name.clone(), HeaderValue::from_str(&v).ok()?);
+                headers
+                    .try_append(name.clone(), HeaderValue::from_str(&v).ok()?)
+                    .ok()?;
             }
         }
     }
@@ -157,7 +162,9 @@ fn structured(
         && let Some(Json::Array(cookies)) = o.get("cookies")
     {
         for cookie in cookies.iter().filter_map(Json::as_str) {
-            headers.append(header::SET_COOKIE, HeaderValue::from_str(cookie).ok()?);
+            headers
+                .try_append(header::SET_COOKIE, HeaderValue::from_str(cookie).ok()?)
+                .ok()?;
         }
     }
     if version == PayloadVersion::V2 && !headers.contains_key(header::CONTENT_TYPE) {
@@ -191,6 +198,27 @@ mod tests {
             PayloadVersion::V1,
         );
         assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    /// More header names than a response can hold (the http crate refuses past 24,576)
+    /// make a malformed result, answered 502, where they used to panic the request.
+    #[test]
+    fn a_result_with_too_many_headers_is_malformed() {
+        let names: Vec<String> = (0..30_000).map(|n| format!("\"x-{n}\":\"v\"")).collect();
+        let headers = names.join(",");
+        for (field, version) in [
+            (format!(r#""headers":{{{headers}}}"#), PayloadVersion::V2),
+            (
+                format!(
+                    r#""multiValueHeaders":{{{}}}"#,
+                    headers.replace(":\"v\"", ":[\"v\"]")
+                ),
+                PayloadVersion::V1,
+            ),
+        ] {
+            let r = ok(&format!(r#"{{"statusCode":200,{field}}}"#), version);
+            assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use axum::{
     body::{Body, Bytes},
-    http::{HeaderName, HeaderValue, Response, StatusCode},
+    http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode},
 };
 use nimbus_core::{InvokeError, InvokeResult, Outcome, StreamPart};
 use serde_json::Value as Json;
@@ -100,6 +100,14 @@ pub(crate) async fn respond(
     } else if let Ok(v) = HeaderValue::try_from(content_type) {
         headers.push((axum::http::header::CONTENT_TYPE, v));
     }
+    let mut head = HeaderMap::new();
+    for (name, value) in headers {
+        if head.try_append(name, value).is_err() {
+            // More header names than a response can hold (the http crate's limit).
+            tracing::warn!("a streamed HTTP response's prelude has too many headers");
+            return crate::reply::message(StatusCode::BAD_GATEWAY, "Internal Server Error");
+        }
+    }
     let body = futures_util::stream::unfold(
         (Some(first), parts, Some(invocation)),
         |(mut first, mut parts, mut invocation)| async move {
@@ -140,9 +148,7 @@ pub(crate) async fn respond(
     );
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
-    for (name, value) in headers {
-        response.headers_mut().append(name, value);
-    }
+    *response.headers_mut() = head;
     response
 }
 
@@ -214,6 +220,24 @@ mod tests {
         assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
         assert_eq!(response.headers()["content-type"], "text/plain");
         assert_eq!(body_of(response).await.unwrap(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_prelude_with_too_many_headers_is_a_502() {
+        let names: Vec<String> = (0..30_000).map(|n| format!("\"x-{n}\":\"v\"")).collect();
+        let prelude = format!(r#"{{"headers":{{{}}}}}"#, names.join(","));
+        let (tx, rx) = mpsc::channel(8);
+        for chunk in [prelude.into_bytes(), vec![0; 8], b"body".to_vec()] {
+            tx.send(StreamPart::Chunk(chunk)).await.unwrap();
+        }
+        drop(tx);
+        let response = respond(
+            HTTP_INTEGRATION.to_owned(),
+            rx,
+            finished(Outcome::Response(Vec::new())),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     }
 
     #[tokio::test]
