@@ -22,6 +22,14 @@ use crate::{logs::LogSink, outbound::OutboundPolicy};
 
 /// Most elements a guest's table may grow to (as the pool's slots allow).
 pub(crate) const TABLE_ELEMENTS: usize = 20_000;
+/// Most resources (header fields, bodies, streams, pollables, requests) a guest may hold
+/// at once. Each lives in host memory, outside the guest's `memory_mb`; past this, making
+/// another traps. wasmtime's default is a million.
+pub(crate) const MAX_RESOURCES: usize = 10_000;
+/// Most bytes one `fields` resource (a request's or response's headers) may hold, in
+/// its in-memory form; adding a field past this traps. wasmtime-wasi-http's default is
+/// 2 GiB, which let a guest copy gigabytes of header values into the host.
+pub(crate) const MAX_FIELD_BYTES: usize = 64 * 1024;
 
 /// Why the host ended a guest's run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +78,14 @@ impl Host {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELD_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Host {
             wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             logs: settings.logs.clone(),
             outbound: settings.outbound,
             memory: MemoryLimiter::new(settings.memory_bytes),

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use nimbus_core::InstanceMode;
 
-use crate::support::{body, error, get, invoke, invoke_within, spec, start};
+use crate::support::{body, error, get, invoke, invoke_within, result, spec, start};
 
 #[tokio::test]
 async fn a_trap_fails_the_invocation_and_a_new_instance_works() {
@@ -152,4 +152,45 @@ async fn growing_beyond_memory_mb_is_out_of_memory() {
         "{}",
         report.log_tail
     );
+}
+
+/// What a guest keeps in host memory (header fields, resources) is bounded: a field past
+/// the limit, or more resources held than allowed, ends the invocation as a trap; the
+/// next instance works.
+#[tokio::test]
+async fn header_fields_and_resources_a_guest_keeps_in_the_host_are_bounded() {
+    let mut instance = start(spec("hoard", InstanceMode::Reuse)).await;
+    let text = |report: &nimbus_core::Report| {
+        result(report)["body"]
+            .as_str()
+            .expect("a text body")
+            .to_owned()
+    };
+    let report = invoke(&mut instance, "r-small", get("/field?1000")).await;
+    assert_eq!(text(&report), "accepted");
+    let report = invoke(&mut instance, "r-big", get("/field?1048576")).await;
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Runtime.Trap", "{document}");
+    assert!(
+        document["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Field size limit 65536 exceeded"),
+        "{document}"
+    );
+    assert!(!report.reusable);
+    instance.stop().await;
+
+    let mut instance = start(spec("hoard", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-some", get("/handles?1000")).await;
+    assert_eq!(text(&report), "held");
+    let report = invoke(&mut instance, "r-many", get("/handles?20000")).await;
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Runtime.Trap", "{document}");
+    assert!(!report.reusable);
+    instance.stop().await;
+
+    let mut instance = start(spec("hoard", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-after", get("/count")).await;
+    assert_eq!(body(&report)["count"], 1);
 }

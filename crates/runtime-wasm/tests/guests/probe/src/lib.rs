@@ -14,6 +14,9 @@
 //! - `/binary`: answers with non-UTF-8 bytes as `application/octet-stream`
 //! - `/big?<bytes>`: answers with that many bytes of `x`
 //! - `/cookies`: answers with two `set-cookie` headers
+//! - `/field?<bytes>`: adds one header field of that many bytes; answers `accepted` (or
+//!   `refused`, if the host answers with an error rather than a trap)
+//! - `/handles?<n>`: holds that many header-field resources at once, then answers `held`
 
 use std::{
     hint::black_box,
@@ -263,6 +266,22 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                     &[("content-type", "text/plain")],
                     &vec![b'x'; size],
                 );
+            }
+            "/field" => {
+                let size: usize = query.parse().unwrap_or(0);
+                let fields = Fields::new();
+                let answer = match fields.append("x-big", &vec![b'v'; size]) {
+                    Ok(()) => "accepted",
+                    Err(_) => "refused",
+                };
+                respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
+            }
+            "/handles" => {
+                let n: usize = query.parse().unwrap_or(0);
+                let held: Vec<Fields> = (0..n).map(|_| Fields::new()).collect();
+                black_box(&held);
+                drop(held);
+                respond(out, 200, &[("content-type", "text/plain")], b"held");
             }
             "/cookies" => respond(
                 out,
