@@ -102,8 +102,12 @@ fn from_http(response: HttpResponse, version: PayloadVersion) -> Response<Body> 
     out
 }
 
+/// Most header names a function's response may set: http's `HeaderMap` holds 24,576 and
+/// panics past that, and the gateway adds its own after the function's.
+pub(crate) const MAX_HEADER_NAMES: usize = 10_000;
+
 /// `{statusCode, headers, multiValueHeaders, cookies, body, isBase64Encoded}`; `None`
-/// when malformed.
+/// when malformed (more than [`MAX_HEADER_NAMES`] names, too).
 fn structured(
     o: &serde_json::Map<String, Json>,
     version: PayloadVersion,
@@ -166,6 +170,10 @@ fn structured(
                 .try_append(header::SET_COOKIE, HeaderValue::from_str(cookie).ok()?)
                 .ok()?;
         }
+    }
+    // Room is left for the headers the gateway adds (content type, request id, CORS).
+    if headers.keys_len() > MAX_HEADER_NAMES {
+        return None;
     }
     if version == PayloadVersion::V2 && !headers.contains_key(header::CONTENT_TYPE) {
         headers.insert(

@@ -102,7 +102,8 @@ pub(crate) async fn respond(
     }
     let mut head = HeaderMap::new();
     for (name, value) in headers {
-        if head.try_append(name, value).is_err() {
+        if head.try_append(name, value).is_err() || head.keys_len() > crate::reply::MAX_HEADER_NAMES
+        {
             // More header names than a response can hold (the http crate's limit).
             tracing::warn!("a streamed HTTP response's prelude has too many headers");
             return crate::reply::message(StatusCode::BAD_GATEWAY, "Internal Server Error");

@@ -308,6 +308,10 @@ impl<'a> Head<'a> {
     }
 }
 
+/// Most header lines an event may give a component's request (API Gateway takes 10 KB
+/// of headers; http's `HeaderMap` panics past 24,576 names).
+const MAX_EVENT_HEADERS: usize = 1_000;
+
 /// The request `head` describes, without its body yet. Both kinds of invocation come
 /// through here, so that the component sees the same request for the same HTTP request.
 fn build(head: Head<'_>) -> Result<Request<()>, String> {
@@ -341,6 +345,12 @@ fn build(head: Head<'_>) -> Result<Request<()>, String> {
     let mut request = Request::new(());
     *request.method_mut() = head.method;
     *request.uri_mut() = uri;
+    if head.headers.len() > MAX_EVENT_HEADERS {
+        return Err(format!(
+            "the event has {} header lines; at most {MAX_EVENT_HEADERS} are passed to a component",
+            head.headers.len()
+        ));
+    }
     let map = request.headers_mut();
     map.reserve(head.headers.len() + 4);
     for (name, value) in head.headers {
@@ -634,6 +644,27 @@ mod tests {
             assert_eq!(direct.1, format!("http://{authority}/p"));
             assert!(!direct.2.iter().any(|(k, _)| k == "cookie"));
         }
+    }
+
+    /// An event naming more headers than a request takes is refused, not a panic (http's
+    /// map panics past 24,576 names).
+    #[test]
+    fn an_event_with_too_many_headers_is_refused() {
+        let event = |n: usize| {
+            let headers: serde_json::Map<String, Json> = (0..n)
+                .map(|i| (format!("x-{i}"), Json::String("v".to_owned())))
+                .collect();
+            serde_json::json!({
+                "version": "2.0",
+                "rawPath": "/",
+                "headers": headers,
+                "requestContext": { "http": { "method": "GET", "path": "/" } },
+            })
+            .to_string()
+        };
+        assert!(request_for(event(10).as_bytes()).is_ok());
+        let refused = request_for(event(30_000).as_bytes()).unwrap_err();
+        assert!(refused.contains("at most 1000"), "{refused}");
     }
 
     proptest::proptest! {
