@@ -18,6 +18,7 @@ use nimbus_core::{
     Stopper,
     logging::{self, FunctionLines},
 };
+use rustix::process::{Pid, Signal};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt as _, BufReader, ReadBuf},
     net::TcpListener,
@@ -193,7 +194,8 @@ fn watch_pipe<S>(stream: S, function: &str, output: &Arc<Mutex<Output>>) -> Opti
 where
     S: AsyncRead + AsFd + Unpin + Send + 'static,
 {
-    let fd = rustix::io::dup(stream.as_fd()).ok();
+    // Close-on-exec: other functions' processes must not inherit a reading end.
+    let fd = rustix::io::fcntl_dupfd_cloexec(stream.as_fd(), 0).ok();
     let idle = Arc::new(AtomicBool::new(false));
     let watched = Watched {
         inner: stream,
@@ -282,22 +284,19 @@ fn kill_now(kill: &Mutex<Option<oneshot::Sender<()>>>) {
     }
 }
 
-/// Sends `signal` (`-TERM`, `-KILL`) to the process group that the bootstrap with `pid`
-/// leads: the bootstrap and what it started (a shell bootstrap's `curl`, say).
-async fn signal_group(pid: u32, signal: &str) {
-    // `kill` rather than a signal call: the crate stays free of unsafe code.
-    let _ = tokio::process::Command::new("kill")
-        .args([signal, "--", &format!("-{pid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
+/// Sends `signal` to the process group that the bootstrap with `pid` leads: the
+/// bootstrap and what it started (a shell bootstrap's `curl`, say). A group that is gone
+/// already is not an error.
+fn signal_group(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
 }
 
 /// SIGTERM, as Lambda sends at shutdown, then after the grace SIGKILL for a process still
-/// running; both to the bootstrap's whole process group. Returns once it has ended (what
-/// is left of its group is killed when it ends, however it ends).
+/// running; both to the bootstrap's whole process group. Returns once it has ended. What
+/// is left of its group is killed as soon as the bootstrap ends, however it ends (so
+/// children do not get the rest of the grace once the bootstrap is gone).
 async fn terminate(
     pid: Option<u32>,
     mut exited: watch::Receiver<Option<String>>,
@@ -306,7 +305,7 @@ async fn terminate(
     if let Some(pid) = pid
         && exited.borrow().is_none()
     {
-        signal_group(pid, "-TERM").await;
+        signal_group(pid, Signal::TERM);
     }
     let ended = tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some))
         .await
@@ -314,7 +313,7 @@ async fn terminate(
     if let Some(pid) = pid
         && !ended
     {
-        signal_group(pid, "-KILL").await;
+        signal_group(pid, Signal::KILL);
     }
     kill_now(kill);
     let _ = exited.wait_for(Option::is_some).await;
@@ -394,13 +393,14 @@ impl ProcessInstance {
                 Ok(s) => s.to_string(),
                 Err(e) => e.to_string(),
             };
-            let _ = exit_tx.send(Some(text));
             // What the bootstrap started (`miner &`) would outlive it, out of every
-            // limit and still writing to the function's log: the group goes with it.
-            // While a member lives, the group's id cannot be given to a new process.
+            // limit and still writing to the function's log: the group goes with it,
+            // before the end is told (so that a stop returns with it gone). While a
+            // member lives, the group's id cannot be given to a new process.
             if let Some(pid) = pid {
-                signal_group(pid, "-KILL").await;
+                signal_group(pid, Signal::KILL);
             }
+            let _ = exit_tx.send(Some(text));
         });
         let kill = Arc::new(Mutex::new(Some(kill)));
         let stopper: Stopper = {
