@@ -25,9 +25,10 @@ pub(crate) const TABLE_ELEMENTS: usize = 20_000;
 /// Most resources (header fields, bodies, streams, pollables, requests) a guest may hold
 /// at once. Each lives in host memory, outside the guest's `memory_mb`; past this, making
 /// another traps. wasmtime's default is a million.
-pub(crate) const MAX_RESOURCES: usize = 10_000;
+pub(crate) const MAX_RESOURCES: usize = 4_096;
 /// Most bytes one `fields` resource (a request's or response's headers) may hold, in
-/// its in-memory form; adding a field past this traps. wasmtime-wasi-http's default is
+/// its in-memory form (about 72 bytes more per field than on the wire); adding a field
+/// past this traps. wasmtime-wasi-http's default is
 /// 2 GiB, which let a guest copy gigabytes of header values into the host.
 pub(crate) const MAX_FIELD_BYTES: usize = 64 * 1024;
 

@@ -184,7 +184,7 @@ async fn header_fields_and_resources_a_guest_keeps_in_the_host_are_bounded() {
     let mut instance = start(spec("hoard", InstanceMode::Reuse)).await;
     let report = invoke(&mut instance, "r-some", get("/handles?1000")).await;
     assert_eq!(text(&report), "held");
-    let report = invoke(&mut instance, "r-many", get("/handles?20000")).await;
+    let report = invoke(&mut instance, "r-many", get("/handles?5000")).await;
     let (error_type, document) = error(&report);
     assert_eq!(error_type, "Runtime.Trap", "{document}");
     assert!(!report.reusable);
