@@ -224,6 +224,14 @@ fn line_event(line: &LogLine) -> Event {
 /// thousands of lines of up to 256 KiB each for it).
 const FOLLOW_BYTES: usize = 8 * 1024 * 1024;
 
+/// What a queued line is counted as besides its text (the line's record and its request
+/// id), so that empty lines count too.
+const LINE_OVERHEAD: usize = 128;
+
+fn weight(followed: &Followed) -> usize {
+    followed.line.message.len() + LINE_OVERHEAD
+}
+
 /// The live lines a follower has not been sent yet.
 #[derive(Default)]
 struct Behind {
@@ -273,7 +281,7 @@ fn follow_events(
                 if behind.missed > 0 {
                     Some(missed_event(std::mem::take(&mut behind.missed)))
                 } else if let Some(followed) = behind.lines.pop_front() {
-                    behind.bytes -= followed.line.message.len();
+                    behind.bytes -= weight(&followed);
                     Some(line_event(&followed.line))
                 } else if behind.closed {
                     return None;
@@ -311,11 +319,11 @@ async fn take_live(
                     if followed.position <= end || !query.matches(&followed.line) {
                         continue;
                     }
-                    behind.bytes += followed.line.message.len();
+                    behind.bytes += weight(&followed);
                     behind.lines.push_back(followed);
                     while behind.bytes > FOLLOW_BYTES && behind.lines.len() > 1 {
                         if let Some(old) = behind.lines.pop_front() {
-                            behind.bytes -= old.line.message.len();
+                            behind.bytes -= weight(&old);
                             behind.missed += 1;
                         }
                     }
