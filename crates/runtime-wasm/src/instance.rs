@@ -3,6 +3,8 @@
 //! mapping of each invocation to one call of `wasi:http/incoming-handler.handle`.
 
 use std::{
+    any::Any,
+    panic::AssertUnwindSafe,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -11,6 +13,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt as _, Full};
 use nimbus_core::{
@@ -130,6 +133,9 @@ enum Served {
     TimedOut,
     /// The instance was stopped while the host was waiting.
     Stopped,
+    /// A host call made by the guest panicked (a fault in wasmtime's WASI implementation,
+    /// which a guest can reach); what the panic said.
+    Panicked(String),
     /// The host could not hand the request to the guest.
     Failed(anyhow::Error),
 }
@@ -226,16 +232,54 @@ async fn serve(
             response: received,
         }
     };
-    tokio::select! {
-        served = exchange => served,
-        () = tokio::time::sleep_until(deadline.into()) => Served::TimedOut,
-        _ = stopped.wait_for(|stopped| *stopped) => Served::Stopped,
-    }
+    let bounded = async {
+        tokio::select! {
+            served = exchange => served,
+            () = tokio::time::sleep_until(deadline.into()) => Served::TimedOut,
+            _ = stopped.wait_for(|stopped| *stopped) => Served::Stopped,
+        }
+    };
+    // The store is dropped after a panic, never used again, so nothing it left half
+    // changed is seen.
+    AssertUnwindSafe(bounded)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Served::Panicked(panic_message(&*panic)))
+}
+
+/// What a caught panic said, if it said it with a string.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// A fresh store holding `host` with the component instantiated in it, and how long
-/// that took.
+/// that took. Instantiation runs the component's start functions, guest code that can
+/// spin (the epoch deadline interrupts it) or wait on the host (the deadline ends the
+/// wait), or make a host call that panics (an error, too).
 async fn instantiate(
+    engine: &Engine,
+    pre: &ProxyPre<Host>,
+    host: Host,
+    deadline: Instant,
+) -> anyhow::Result<(Live, Duration)> {
+    let instantiated = AssertUnwindSafe(instantiate_store(engine, pre, host)).catch_unwind();
+    match tokio::time::timeout_at(deadline.into(), instantiated).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => Err(anyhow::anyhow!(
+            "a host call panicked: {}",
+            panic_message(&*panic)
+        )),
+        Err(_) => Err(anyhow::anyhow!(
+            "instantiation did not finish within the function's timeout"
+        )),
+    }
+}
+
+async fn instantiate_store(
     engine: &Engine,
     pre: &ProxyPre<Host>,
     host: Host,
@@ -298,7 +342,7 @@ impl WasmInstance {
         if instance.function.instances == InstanceMode::Reuse {
             let deadline = Instant::now() + instance.function.timeout;
             let host = instance.host(deadline);
-            let (live, init) = instantiate(&instance.shared.engine, &instance.pre, host)
+            let (live, init) = instantiate(&instance.shared.engine, &instance.pre, host, deadline)
                 .await
                 .map_err(|e| fail(format!("cannot instantiate the component: {e:#}")))?;
             instance.live = Some(live);
@@ -397,6 +441,7 @@ impl WasmInstance {
                 &self.shared.engine,
                 &self.pre,
                 self.host(deadline),
+                deadline,
             ))
             .await
             {
@@ -457,6 +502,17 @@ impl WasmInstance {
         match served {
             Served::TimedOut => (timed_out(), false),
             Served::Stopped => (stopped(), false),
+            Served::Panicked(message) => {
+                tracing::error!(
+                    function = %self.function.name,
+                    request_id = id,
+                    "a host call of the component panicked, and the instance is discarded: {message}"
+                );
+                self.logs
+                    .detail(&format!("nimbus: a host call panicked: {message}"));
+                let message = format!("a host call of the component failed: {message}");
+                (error("Runtime.Trap", &message), false)
+            }
             Served::Failed(e) => (
                 error(
                     "Runtime.InitError",

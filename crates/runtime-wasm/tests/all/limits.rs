@@ -194,3 +194,67 @@ async fn header_fields_and_resources_a_guest_keeps_in_the_host_are_bounded() {
     let report = invoke(&mut instance, "r-after", get("/count")).await;
     assert_eq!(body(&report)["count"], 1);
 }
+
+#[tokio::test]
+async fn a_host_call_that_panics_ends_only_its_request() {
+    let mut instance = start(spec("names", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-few", get("/names?100")).await;
+    assert_eq!(result(&report)["body"], "built");
+    // wasmtime-wasi-http collects `fields.from-list` into an `http::HeaderMap` before it
+    // checks the size, and the map panics past 24,576 names.
+    let report = invoke(&mut instance, "r-many", get("/names?30000")).await;
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Runtime.Trap", "{document}");
+    assert!(
+        document["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("a host call of the component failed"),
+        "{document}"
+    );
+    assert!(!report.reusable);
+    instance.stop().await;
+
+    let mut instance = start(spec("names", InstanceMode::PerRequest)).await;
+    let report = invoke(&mut instance, "r-many-fresh", get("/names?30000")).await;
+    assert_eq!(error(&report).0, "Runtime.Trap");
+    let mut instance = start(spec("names", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-after", get("/count")).await;
+    assert_eq!(body(&report)["count"], 1);
+}
+
+#[tokio::test]
+async fn a_constructor_that_waits_on_the_host_ends_at_the_timeout() {
+    // A Rust component runs its constructors on the first call into it, so the wait
+    // falls in the first request, whichever the instance mode.
+    for mode in [InstanceMode::PerRequest, InstanceMode::Reuse] {
+        let mut spec = spec("slow-start", mode);
+        spec.timeout = Duration::from_secs(1);
+        spec.environment
+            .insert("PROBE_INIT_SLEEP_MS".to_owned(), "60000".to_owned());
+        let mut instance = start(spec).await;
+        let started = Instant::now();
+        let report = invoke_within(
+            &mut instance,
+            "r-slow",
+            get("/count"),
+            Duration::from_secs(1),
+        )
+        .await;
+        let (error_type, document) = error(&report);
+        assert_eq!(error_type, "Sandbox.Timedout", "{mode:?}: {document}");
+        assert!(!report.reusable, "{mode:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "it ended at its deadline"
+        );
+        instance.stop().await;
+    }
+    // A short wait is no fault.
+    let mut spec = spec("quick-start", InstanceMode::Reuse);
+    spec.environment
+        .insert("PROBE_INIT_SLEEP_MS".to_owned(), "10".to_owned());
+    let mut instance = start(spec).await;
+    let report = invoke(&mut instance, "r-quick", get("/count")).await;
+    assert_eq!(body(&report)["count"], 1);
+}

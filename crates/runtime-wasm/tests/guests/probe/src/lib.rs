@@ -17,6 +17,11 @@
 //! - `/field?<bytes>`: adds one header field of that many bytes; answers `accepted` (or
 //!   `refused`, if the host answers with an error rather than a trap)
 //! - `/handles?<n>`: holds that many header-field resources at once, then answers `held`
+//! - `/names?<n>`: builds one header-field resource from a list of that many distinct
+//!   names with empty values; answers `built` (or `refused`)
+//!
+//! With `PROBE_INIT_SLEEP_MS` set, a constructor waits that long on a WASI clock (a Rust
+//! component runs its constructors on the first call into it).
 
 use std::{
     hint::black_box,
@@ -35,6 +40,19 @@ use wasip2::http::{
 wasip2::http::proxy::export!(Probe);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = init;
+
+extern "C" fn init() {
+    if let Some(ms) = std::env::var("PROBE_INIT_SLEEP_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+    }
+}
 
 struct Probe;
 
@@ -282,6 +300,16 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 black_box(&held);
                 drop(held);
                 respond(out, 200, &[("content-type", "text/plain")], b"held");
+            }
+            "/names" => {
+                let n: usize = query.parse().unwrap_or(0);
+                let entries: Vec<(String, Vec<u8>)> =
+                    (0..n).map(|i| (format!("x{i}"), Vec::new())).collect();
+                let answer = match Fields::from_list(&entries) {
+                    Ok(_) => "built",
+                    Err(_) => "refused",
+                };
+                respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
             }
             "/cookies" => respond(
                 out,
