@@ -82,6 +82,10 @@ pub enum Outcome {
         error_type: String,
         /// The error document (JSON bytes).
         payload: Vec<u8>,
+        /// Whether the platform ended the invocation ([`Outcome::platform_error`]),
+        /// rather than the function reporting an error: a function may name its error
+        /// `Sandbox.Timedout`, and that is still its own error, not a timeout.
+        platform: bool,
     },
 }
 
@@ -173,9 +177,21 @@ impl Outcome {
         Outcome::Error {
             error_type: error_type.to_owned(),
             payload: payload.into_bytes(),
+            platform: true,
         }
     }
+
+    /// Whether the platform ended the invocation at its timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Error { error_type, platform: true, .. } if error_type == TIMEOUT_ERROR
+        )
+    }
 }
+
+/// The error type of an invocation that ran out of time, as Lambda names it.
+pub const TIMEOUT_ERROR: &str = "Sandbox.Timedout";
 
 fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -445,5 +461,18 @@ mod tests {
             String::from_utf8(payload).unwrap(),
             r#"{"errorType":"Sandbox.Timedout","errorMessage":"a \"q\"\n"}"#
         );
+    }
+
+    #[test]
+    fn only_the_platform_times_an_invocation_out() {
+        assert!(Outcome::platform_error(TIMEOUT_ERROR, "t").is_timeout());
+        assert!(!Outcome::platform_error("Runtime.ExitError", "t").is_timeout());
+        let claimed = Outcome::Error {
+            error_type: TIMEOUT_ERROR.to_owned(),
+            payload: b"{}".to_vec(),
+            platform: false,
+        };
+        assert!(!claimed.is_timeout(), "a function's own error named so");
+        assert!(!Outcome::Response(Vec::new()).is_timeout());
     }
 }

@@ -36,8 +36,8 @@ pub use function::{
 };
 pub use invoke::{
     BoxFuture, HttpResponse, Instance, Invocation, Invoke, InvokeError, InvokeOptions,
-    InvokeResult, Outcome, Report, ResponseStream, Runtime, StartError, Stopper, StreamPart, ToEnd,
-    invoke_to_end,
+    InvokeResult, Outcome, Report, ResponseStream, Runtime, StartError, Stopper, StreamPart,
+    TIMEOUT_ERROR, ToEnd, invoke_to_end,
 };
 pub use logging::{ApplicationLogLevel, LogFormat, LoggingConfig, SystemLogLevel};
 pub use route::{

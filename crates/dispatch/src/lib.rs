@@ -508,7 +508,7 @@ impl Dispatcher {
         let end_line = lines::end(&function, &request_id);
         let outcome_kind = match &report.outcome {
             Outcome::Response(_) | Outcome::Http(_) => "success",
-            Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => "timeout",
+            outcome if outcome.is_timeout() => "timeout",
             Outcome::Error { .. } => "error",
         };
         let init = cold.then(|| report.init_duration.unwrap_or_default());

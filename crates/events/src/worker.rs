@@ -384,6 +384,7 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
             Outcome::Error {
                 error_type,
                 payload,
+                ..
             } => AttemptError {
                 error_type,
                 payload,

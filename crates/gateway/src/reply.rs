@@ -49,7 +49,7 @@ pub(crate) fn from_invoke_error(e: &InvokeError, version: PayloadVersion) -> Res
 /// The response for an invocation's outcome.
 pub(crate) fn from_outcome(outcome: Outcome, version: PayloadVersion) -> Response<Body> {
     match outcome {
-        Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout" => match version {
+        outcome if outcome.is_timeout() => match version {
             PayloadVersion::V2 => message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
             PayloadVersion::V1 => {
                 message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
@@ -277,6 +277,16 @@ mod tests {
         let error = Outcome::platform_error("Error", "e");
         assert_eq!(
             from_outcome(error, PayloadVersion::V2).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        // A function's own error, whatever it is named, is an error, not a timeout.
+        let claimed = Outcome::Error {
+            error_type: "Sandbox.Timedout".to_owned(),
+            payload: b"{}".to_vec(),
+            platform: false,
+        };
+        assert_eq!(
+            from_outcome(claimed, PayloadVersion::V2).status(),
             StatusCode::BAD_GATEWAY
         );
         assert_eq!(

@@ -297,6 +297,7 @@ async fn streamed(
                     failure = Some(Outcome::Error {
                         error_type: error_type.to_owned(),
                         payload,
+                        platform: false,
                     });
                 }
             }
@@ -328,6 +329,7 @@ async fn error(
         Outcome::Error {
             error_type,
             payload: body.to_vec(),
+            platform: false,
         },
     )
 }
@@ -369,6 +371,7 @@ async fn init_error(
                 .unwrap_or("Runtime.Unknown")
                 .to_owned(),
             payload: body.to_vec(),
+            platform: false,
         },
         Err(size) => Outcome::platform_error(
             "Function.ResponseSizeTooLarge",

@@ -486,7 +486,7 @@ impl WasmInstance {
         let error = |error_type: &str, message: &str| failure(id, error_type, message);
         let timed_out = || {
             error(
-                "Sandbox.Timedout",
+                nimbus_core::TIMEOUT_ERROR,
                 &format!(
                     "Task timed out after {:.2} seconds",
                     self.function.timeout.as_secs_f64()

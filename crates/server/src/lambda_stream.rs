@@ -58,6 +58,7 @@ fn complete(result: &Result<InvokeResult, InvokeError>, tail: bool) -> Bytes {
                 Outcome::Error {
                     error_type,
                     payload,
+                    ..
                 },
             ..
         }) => {

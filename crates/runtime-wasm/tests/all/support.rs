@@ -189,6 +189,7 @@ pub(crate) fn error(report: &Report) -> (String, Json) {
         Outcome::Error {
             error_type,
             payload,
+            ..
         } => (
             error_type.clone(),
             serde_json::from_slice(payload).expect("a JSON error"),
