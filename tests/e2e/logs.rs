@@ -234,6 +234,55 @@ fn every_runtime_logs_start_output_end_and_report_cold_then_warm() {
     }
 }
 
+/// A `provided` bootstrap whose first invocation writes a line without a newline to
+/// stdout and whose later ones end theirs.
+const UNENDED: &str = r#"#!/bin/sh
+api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+n=0
+while true; do
+  headers=$(mktemp)
+  curl -sS -D "$headers" -o /dev/null "$api/invocation/next" || exit 1
+  ID=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d: -f2 | tr -d ' \r\n')
+  rm -f "$headers"
+  n=$((n + 1))
+  if [ "$n" = 1 ]; then printf 'unended %s' "$ID"; else echo "ended $ID"; fi
+  curl -sS -o /dev/null -X POST "$api/invocation/$ID/response" --data-binary '{"statusCode":200,"body":"ok"}'
+done
+"#;
+
+#[test]
+fn output_without_a_final_newline_is_logged_with_its_own_invocation() {
+    let app = tempfile::tempdir().unwrap();
+    write(&app.path().join("provided/bootstrap"), UNENDED);
+    write(
+        &app.path().join("nimbus.toml"),
+        r#"name = "unended"
+
+[functions.provided]
+runtime = "provided.al2023"
+code = "provided"
+
+[[routes]]
+route = "GET /provided"
+function = "provided"
+"#,
+    );
+    let node = Builder::up(app.path()).start();
+    let first = call(&node, "/provided");
+    let second = call(&node, "/provided");
+    let stored = wait_for_stored(&node, "provided", &format!("REPORT RequestId: {second}"));
+    for (id, own) in [(&first, "unended"), (&second, "ended")] {
+        let mine: Vec<&str> = stored
+            .iter()
+            .filter(|l| l["request_id"] == **id)
+            .map(message)
+            .collect();
+        assert_eq!(mine.len(), 4, "START, its own line, END, REPORT: {mine:#?}");
+        assert_eq!(mine[1], format!("{own} {id}"), "{mine:#?}");
+        assert_eq!(mine[2], format!("END RequestId: {id}"), "{mine:#?}");
+    }
+}
+
 #[test]
 fn the_json_format_writes_platform_records_and_filters_application_levels() {
     let app = tempfile::tempdir().unwrap();

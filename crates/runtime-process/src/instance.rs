@@ -20,7 +20,7 @@ use nimbus_core::{
 };
 use rustix::process::{Pid, Signal};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt as _, BufReader, ReadBuf},
+    io::{AsyncRead, AsyncReadExt as _, ReadBuf},
     net::TcpListener,
     process::Command,
     sync::{mpsc, oneshot, watch},
@@ -49,6 +49,75 @@ struct Output {
     lines: VecDeque<String>,
     bytes: usize,
     request_id: Option<String>,
+    /// The line each output pipe (stdout, stderr) has begun and not ended yet.
+    partial: [Partial; 2],
+}
+
+/// The start of a line, before its newline.
+#[derive(Default)]
+struct Partial {
+    text: Vec<u8>,
+    /// Whether anything was read into it (an empty line is a line; nothing is not).
+    begun: bool,
+}
+
+impl Output {
+    /// Takes what `pipe` delivered: each line it ends is logged, and what follows the
+    /// last newline waits for the rest of its line, or for [`Output::flush`].
+    fn feed(&mut self, pipe: usize, mut data: &[u8], function: &str) {
+        while !data.is_empty() {
+            let (text, ended) = match data.iter().position(|&b| b == b'\n') {
+                Some(at) => (&data[..at], Some(at + 1)),
+                None => (data, None),
+            };
+            let partial = &mut self.partial[pipe];
+            partial.begun = true;
+            // A longer line is cut: the rest of it, up to its newline, is dropped.
+            let room = MAX_LINE_BYTES.saturating_sub(partial.text.len());
+            partial
+                .text
+                .extend_from_slice(&text[..text.len().min(room)]);
+            match ended {
+                Some(next) => {
+                    self.end_line(pipe, function);
+                    data = &data[next..];
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Logs the line `pipe` has begun, if it has one, as if it ended here.
+    fn end_line(&mut self, pipe: usize, function: &str) {
+        let partial = std::mem::take(&mut self.partial[pipe]);
+        if !partial.begun {
+            return;
+        }
+        let line = String::from_utf8_lossy(&partial.text)
+            .trim_end_matches('\r')
+            .to_owned();
+        logging::write_lines(&FunctionLines {
+            function,
+            request_id: self.request_id.as_deref(),
+            lines: &[&line],
+            report: None,
+        });
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line);
+        while self.bytes > LOG_TAIL_BYTES && self.lines.len() > 1 {
+            if let Some(front) = self.lines.pop_front() {
+                self.bytes -= front.len() + 1;
+            }
+        }
+    }
+
+    /// Logs the lines the pipes have begun: at an invocation's end, so that output
+    /// without a final newline is the invocation's own, not joined to the next's.
+    fn flush(&mut self, function: &str) {
+        for pipe in 0..self.partial.len() {
+            self.end_line(pipe, function);
+        }
+    }
 }
 
 /// A running process instance of a function.
@@ -188,9 +257,15 @@ impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
     }
 }
 
-/// Starts pumping `stream` into the log; the [`Pipe`] that follows it, unless its
-/// descriptor cannot be duplicated (the invocation then does not wait for it).
-fn watch_pipe<S>(stream: S, function: &str, output: &Arc<Mutex<Output>>) -> Option<Pipe>
+/// Starts pumping `stream`, output pipe number `pipe`, into the log; the [`Pipe`] that
+/// follows it, unless its descriptor cannot be duplicated (the invocation then does not
+/// wait for it).
+fn watch_pipe<S>(
+    stream: S,
+    pipe: usize,
+    function: &str,
+    output: &Arc<Mutex<Output>>,
+) -> Option<Pipe>
 where
     S: AsyncRead + AsFd + Unpin + Send + 'static,
 {
@@ -201,67 +276,30 @@ where
         inner: stream,
         idle: Arc::clone(&idle),
     };
-    pump(watched, function.to_owned(), Arc::clone(output));
+    pump(watched, pipe, function.to_owned(), Arc::clone(output));
     fd.map(|fd| Pipe { fd, idle })
 }
 
 /// Copies a stream of output into the log, line by line, tagged with the invocation.
+/// Every byte read is in the log or in the pipe's partial line before the next read, so
+/// that a [`Pipe`] found caught up has nothing of its own left to log.
 fn pump(
-    stream: impl AsyncRead + Unpin + Send + 'static,
+    mut stream: impl AsyncRead + Unpin + Send + 'static,
+    pipe: usize,
     function: String,
     output: Arc<Mutex<Output>>,
 ) {
     tokio::spawn(async move {
-        let mut reader = BufReader::new(stream);
-        let mut buf = Vec::new();
+        let mut chunk = vec![0; 16 * 1024];
         loop {
-            buf.clear();
-            // Never more than a line's limit in memory: the rest of a longer line is
-            // read and dropped in pieces of the same size.
-            if matches!(piece(&mut reader, &mut buf).await, Ok(0) | Err(_)) {
-                break;
-            }
-            if !buf.ends_with(b"\n") {
-                let mut rest = Vec::new();
-                loop {
-                    rest.clear();
-                    match piece(&mut reader, &mut rest).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) if rest.ends_with(b"\n") => break,
-                        Ok(_) => {}
-                    }
-                }
-            }
-            let line = String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\n', '\r'])
-                .to_owned();
-            let mut out = lock(&output);
-            logging::write_lines(&FunctionLines {
-                function: &function,
-                request_id: out.request_id.as_deref(),
-                lines: &[&line],
-                report: None,
-            });
-            out.bytes += line.len() + 1;
-            out.lines.push_back(line);
-            while out.bytes > LOG_TAIL_BYTES && out.lines.len() > 1 {
-                if let Some(front) = out.lines.pop_front() {
-                    out.bytes -= front.len() + 1;
-                }
-            }
+            let n = match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            lock(&output).feed(pipe, &chunk[..n], &function);
         }
+        lock(&output).end_line(pipe, &function);
     });
-}
-
-/// Reads up to the end of a line, or [`MAX_LINE_BYTES`] of it, into `buf`.
-async fn piece(
-    reader: &mut BufReader<impl AsyncRead + Unpin>,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    reader
-        .take(MAX_LINE_BYTES as u64)
-        .read_until(b'\n', buf)
-        .await
 }
 
 /// Resident memory of a process in MB, from /proc (Linux).
@@ -373,10 +411,10 @@ impl ProcessInstance {
         let output = Arc::new(Mutex::new(Output::default()));
         let mut pipes = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            pipes.extend(watch_pipe(stdout, &function.name, &output));
+            pipes.extend(watch_pipe(stdout, 0, &function.name, &output));
         }
         if let Some(stderr) = child.stderr.take() {
-            pipes.extend(watch_pipe(stderr, &function.name, &output));
+            pipes.extend(watch_pipe(stderr, 1, &function.name, &output));
         }
         let pid = child.id();
         let (kill, kill_rx) = oneshot::channel::<()>();
@@ -438,6 +476,9 @@ impl ProcessInstance {
         self.invoked = true;
         {
             let mut out = lock(&self.output);
+            // A line begun since the last invocation ended is the last one's (or the
+            // start-up's), not this one's.
+            out.flush(&self.function.name);
             out.lines.clear();
             out.bytes = 0;
             out.request_id = Some(request_id.clone());
@@ -477,7 +518,7 @@ impl ProcessInstance {
                             "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
                             self.function.timeout.as_secs_f64()
                         );
-                        break (Outcome::platform_error("Sandbox.Timedout", &message), false);
+                        break (Outcome::platform_error(nimbus_core::TIMEOUT_ERROR, &message), false);
                     }
                     _ = exited.wait_for(Option::is_some) => {
                         // The runtime may have answered just before exiting.
@@ -526,12 +567,11 @@ impl ProcessInstance {
         // The request id stays until the next invocation's: lines the function wrote
         // during this one can still be in the pipe (Node.js writes stdout to a pipe
         // asynchronously), and they are this invocation's, not nobody's.
-        let log_tail = lock(&self.output)
-            .lines
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n");
+        let log_tail = {
+            let mut out = lock(&self.output);
+            out.flush(&self.function.name);
+            out.lines.iter().cloned().collect::<Vec<_>>().join("\n")
+        };
         // A sample at most every period, also for instances serving quick invocations
         // back to back (each /proc read costs tens of microseconds).
         if self.sampled.is_none_or(|at| at.elapsed() >= MEMORY_CHECK)
