@@ -28,11 +28,12 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How ended spans are batched unless `OTEL_BSP_*` says otherwise: the batch span
 /// processor's defaults (a 5 s delay, 512 spans a request), except that 65,536 spans may
 /// wait rather than 2,048, which fill in a tenth of a second at a few thousand requests
-/// per second (and a full queue drops spans).
+/// per second (and a full queue drops spans), as long as they take at most 64 MiB.
 const BATCHING: Batching = Batching {
     delay: Duration::from_secs(5),
     max_queue: 65_536,
     max_batch: 512,
+    max_queue_bytes: 64 << 20,
 };
 
 /// What the command line says about traces; the environment fills in the rest.

@@ -114,6 +114,9 @@ pub(crate) struct Batching {
     pub(crate) max_queue: usize,
     /// Most spans in one export request (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
     pub(crate) max_batch: usize,
+    /// Most bytes of encoded spans held before new ones are dropped: spans differ in
+    /// size, and a count alone does not bound the memory they take.
+    pub(crate) max_queue_bytes: usize,
 }
 
 impl Batching {
@@ -127,6 +130,7 @@ impl Batching {
         let max_queue = number("OTEL_BSP_MAX_QUEUE_SIZE")
             .map_or(self.max_queue, |n| usize::try_from(n).unwrap_or(usize::MAX));
         Batching {
+            max_queue_bytes: self.max_queue_bytes,
             delay: number("OTEL_BSP_SCHEDULE_DELAY").map_or(self.delay, Duration::from_millis),
             max_queue,
             // A batch never exceeds the queue, as the specification asks.
@@ -175,7 +179,9 @@ impl Shared {
     /// Queues an encoded span (a `Span` message's body).
     fn push(&self, span: &[u8]) {
         let mut queue = lock(&self.queue);
-        if queue.count >= self.batching.max_queue {
+        if queue.count >= self.batching.max_queue
+            || queue.spans.len() + span.len() > self.batching.max_queue_bytes
+        {
             queue.dropped += 1;
             return;
         }
@@ -350,7 +356,8 @@ fn export_loop<S: Sink>(shared: &Shared, sink: &S) {
             tracing::warn!(
                 dropped,
                 queue = shared.batching.max_queue,
-                "trace spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)"
+                queue_bytes = shared.batching.max_queue_bytes,
+                "trace spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE spans or its size in bytes)"
             );
         }
         let mut start = 0;
@@ -406,6 +413,31 @@ fn nonzero_u128() -> u128 {
     }
 }
 
+/// Longest text a span keeps in its name or in an attribute's value, in bytes: parts of
+/// requests (paths, table names, operation names) go into spans, and a client chooses
+/// them. Longer text is cut at a character boundary.
+pub(crate) const MAX_TEXT_BYTES: usize = 1024;
+
+/// Cuts `text` to [`MAX_TEXT_BYTES`].
+fn limit_text(text: &mut Cow<'static, str>) {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        *text = Cow::Owned(text[..end].to_owned());
+    }
+}
+
+fn limit_value(value: &mut Value) {
+    if let Value::Str(text) = value {
+        limit_text(text);
+    }
+}
+
+/// The scratch buffer a thread keeps between spans, at most.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
 impl Tracer for SpanTracer {
     fn start(&self, span: SpanStart) -> Box<dyn Recording> {
         let (trace_id, parent) = match span.parent {
@@ -424,14 +456,20 @@ impl Tracer for SpanTracer {
         if !sampled {
             return Box::new(Unrecorded(context));
         }
+        let mut name = span.name;
+        limit_text(&mut name);
+        let mut attributes = span.attributes;
+        for (_, value) in &mut attributes {
+            limit_value(value);
+        }
         Box::new(Recorded {
             shared: Arc::clone(&self.shared),
             context,
             parent,
-            name: span.name,
+            name,
             kind: span.kind,
             start: SystemTime::now(),
-            attributes: span.attributes,
+            attributes,
             links: span.links,
             error: false,
         })
@@ -489,7 +527,8 @@ impl Recording for Recorded {
         true
     }
 
-    fn set_attribute(&mut self, key: &'static str, v: Value) {
+    fn set_attribute(&mut self, key: &'static str, mut v: Value) {
+        limit_value(&mut v);
         // A key set again keeps its place and takes the new value.
         match self.attributes.iter_mut().find(|(k, _)| *k == key) {
             Some((_, value)) => *value = v,
@@ -520,6 +559,10 @@ impl Drop for Recorded {
             scratch.clear();
             otlp::put_span(&mut scratch, &span);
             self.shared.push(&scratch);
+            // A rare large span does not keep its room on every thread it passed.
+            if scratch.capacity() > SCRATCH_KEPT {
+                *scratch = Vec::new();
+            }
         });
         // A thread being torn down has no scratch left: encode on the heap.
         if pushed.is_err() {

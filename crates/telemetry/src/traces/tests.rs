@@ -326,6 +326,7 @@ fn batching_is_read_from_the_environment_variables() {
             max_queue: 100,
             // Never more than the queue holds.
             max_batch: 100,
+            ..BATCHING
         }
     );
     let unreadable = BATCHING.with_env(vars(&[
@@ -342,6 +343,7 @@ fn a_full_batch_is_exported_without_waiting_for_the_delay() {
         delay: Duration::from_secs(3600),
         max_queue: 100,
         max_batch: 4,
+        ..BATCHING
     };
     let recorder = Recorder::start(
         kept.clone(),
@@ -377,6 +379,7 @@ fn a_full_queue_drops_new_spans_and_keeps_the_rest() {
         delay: Duration::from_secs(3600),
         max_queue: 2,
         max_batch: 10,
+        ..BATCHING
     };
     let spans = recorded_with(Sampler::AlwaysOn, batching, |tracer| {
         for name in ["first", "second", "third", "fourth"] {
@@ -410,6 +413,7 @@ fn requests_carry_the_resource_and_scope_and_split_at_the_batch_size() {
         delay: Duration::from_secs(3600),
         max_queue: 100,
         max_batch: 3,
+        ..BATCHING
     };
     let recorder = Recorder::start(kept.clone(), &resource(), Sampler::AlwaysOn, batching).unwrap();
     let tracer = recorder.tracer();
@@ -604,4 +608,60 @@ fn the_http_sink_posts_protobuf_with_the_headers_and_reports_refusals() {
     let refused = sink.send(vec![1]).unwrap_err();
     assert!(refused.contains("503"), "{refused}");
     head.join().unwrap();
+}
+
+#[test]
+fn long_names_and_values_are_cut_at_a_character_boundary() {
+    use super::recorder::MAX_TEXT_BYTES;
+    // A three-byte character straddles the limit.
+    let long = format!("{}€{}", "a".repeat(MAX_TEXT_BYTES - 1), "b".repeat(10_000));
+    let spans = recorded(|tracer| {
+        let mut span = tracer.start(SpanStart {
+            name: long.clone().into(),
+            attributes: vec![("db.collection.name", Value::from(long.clone()))],
+            ..start("s", None)
+        });
+        span.set_attribute("url.path", Value::from(long.clone()));
+        span.set_attribute("n", Value::Int(1));
+    });
+    let cut = "a".repeat(MAX_TEXT_BYTES - 1);
+    assert_eq!(spans[0].name, cut);
+    assert_eq!(attr(&spans[0], "db.collection.name"), str_value(&cut));
+    assert_eq!(attr(&spans[0], "url.path"), str_value(&cut));
+    assert_eq!(attr(&spans[0], "n"), Some(Any::IntValue(1)));
+    // Text within the limit is kept whole.
+    let spans = recorded(|tracer| {
+        drop(tracer.start(SpanStart {
+            attributes: vec![("k", Value::from("é".repeat(MAX_TEXT_BYTES / 2)))],
+            ..start("short", None)
+        }));
+    });
+    assert_eq!(
+        attr(&spans[0], "k"),
+        str_value(&"é".repeat(MAX_TEXT_BYTES / 2))
+    );
+}
+
+#[test]
+fn the_queue_is_bounded_in_bytes_as_well_as_in_spans() {
+    let batching = Batching {
+        delay: Duration::from_secs(3600),
+        max_queue: 1000,
+        max_batch: 1000,
+        max_queue_bytes: 20_000,
+    };
+    let spans = recorded_with(Sampler::AlwaysOn, batching, |tracer| {
+        for _ in 0..100 {
+            drop(tracer.start(SpanStart {
+                attributes: vec![("big", Value::from("x".repeat(1000)))],
+                ..start("s", None)
+            }));
+        }
+    });
+    // Each span takes over 1,000 bytes: at most 19 fit, and the first ones are kept.
+    assert!(
+        (10..20).contains(&spans.len()),
+        "{} spans were kept",
+        spans.len()
+    );
 }
