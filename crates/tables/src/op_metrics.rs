@@ -2,10 +2,15 @@
 //! their latency.
 //!
 //! Labels stay bounded whatever clients send: the operation is one Nimbus serves (else
-//! `unknown`), the table one that exists (else `-`, see `Tables::metrics_table`), the
-//! outcome `success` or the short name of one of DynamoDB's error types.
+//! `unknown`), the table one that exists and one of the first [`MAX_TABLE_LABELS`]
+//! labelled (else `-`, see `Tables::metrics_table`), the outcome `success` or the short
+//! name of one of DynamoDB's error types.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 use metrics::SharedString;
 use serde_json::Value as Json;
@@ -68,6 +73,30 @@ pub(crate) fn outcome_label(result: &Result<Json, ApiError>) -> &'static str {
 /// The one table a request names: `TableName`, the single table of a batch's
 /// `RequestItems`, the table every action of a transaction names, or a tagging
 /// request's table ARN. `None` when it names none or several.
+/// Most distinct tables that get a `table` label of their own in a node's life: a
+/// Prometheus series is kept until the node stops, also for a table deleted since.
+/// DynamoDB's default quota of tables a region is 2,500.
+pub(crate) const MAX_TABLE_LABELS: usize = 2_500;
+
+/// The table names given a label so far.
+#[derive(Default)]
+pub(crate) struct TableLabels(Mutex<HashSet<String>>);
+
+impl TableLabels {
+    /// The label for table `name`: its name, unless [`MAX_TABLE_LABELS`] other tables
+    /// have had one.
+    pub(crate) fn label(&self, name: &str) -> Option<SharedString> {
+        let mut labelled = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !labelled.contains(name) {
+            if labelled.len() >= MAX_TABLE_LABELS {
+                return None;
+            }
+            labelled.insert(name.to_owned());
+        }
+        Some(SharedString::from(name.to_owned()))
+    }
+}
+
 pub(crate) fn named_table(body: &Json) -> Option<&str> {
     if let Some(name) = body.get("TableName").and_then(Json::as_str) {
         return Some(name);
@@ -147,6 +176,20 @@ mod tests {
             outcome_label(&Err(ApiError::internal())),
             "InternalServerError"
         );
+    }
+
+    #[test]
+    fn table_labels_are_bounded_in_number() {
+        let labels = TableLabels::default();
+        for n in 0..MAX_TABLE_LABELS {
+            assert_eq!(
+                labels.label(&format!("t{n}")).as_deref(),
+                Some(format!("t{n}").as_str())
+            );
+        }
+        // Tables labelled before keep their label; a new one gets none.
+        assert_eq!(labels.label("t0").as_deref(), Some("t0"));
+        assert_eq!(labels.label("one-too-many"), None);
     }
 
     #[test]

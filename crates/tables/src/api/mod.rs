@@ -45,6 +45,8 @@ pub struct Tables {
     /// Per table: a counter bumped after each committed write group that may have added
     /// stream records, so that stream triggers wake at once ([`Tables::stream_commits`]).
     commits: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// The tables given a `table` label in the metrics so far.
+    labels: crate::op_metrics::TableLabels,
 }
 
 impl Tables {
@@ -64,6 +66,7 @@ impl Tables {
             ddl: tokio::sync::Mutex::new(()),
             tokens: transact::Tokens::default(),
             commits: Mutex::new(HashMap::new()),
+            labels: crate::op_metrics::TableLabels::default(),
         })
     }
 
@@ -159,12 +162,13 @@ impl Tables {
     }
 
     /// The table a request names, for its metrics' `table` label: only a table that
-    /// exists (so that names made up by clients add no series), and only one (a batch
-    /// across tables has none).
+    /// exists (so that names made up by clients add no series), only one (a batch
+    /// across tables has none), and only among the first tables labelled (tables
+    /// created and deleted in a loop would otherwise add series without end).
     fn metrics_table(&self, body: &Json) -> Option<metrics::SharedString> {
         let name = crate::op_metrics::named_table(body)?;
         let def = self.table(name).ok()?;
-        Some(metrics::SharedString::from(def.name.clone()))
+        self.labels.label(&def.name)
     }
 
     /// A table's definition.
