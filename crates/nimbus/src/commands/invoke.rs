@@ -70,7 +70,11 @@ impl Invoke {
             .and_then(|v| v.to_str().ok())
             && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(tail)
         {
-            eprint!("{}", String::from_utf8_lossy(&bytes));
+            // The function's own lines, escaped where they would command the terminal.
+            eprint!(
+                "{}",
+                super::printable(&String::from_utf8_lossy(&bytes), &['\n'])
+            );
         }
         println!("{body}");
         if let Some(kind) = headers

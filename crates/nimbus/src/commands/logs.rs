@@ -125,12 +125,13 @@ impl Logs {
         if self.json {
             writeln!(out, "{line}")?;
         } else {
+            // Text as a function wrote it, escaped where it would command the terminal.
             writeln!(
                 out,
                 "{} {} {}",
-                line["time"].as_str().unwrap_or("-"),
-                line["request_id"].as_str().unwrap_or("-"),
-                line["message"].as_str().unwrap_or_default()
+                super::printable(line["time"].as_str().unwrap_or("-"), &[]),
+                super::printable(line["request_id"].as_str().unwrap_or("-"), &[]),
+                super::printable(line["message"].as_str().unwrap_or_default(), &[])
             )?;
         }
         // Followers read the lines as they come, through a pipe as well as a terminal.
@@ -194,6 +195,35 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_lines_escape_what_would_command_a_terminal() {
+        let logs = Logs {
+            function: "f".to_owned(),
+            follow: false,
+            since: None,
+            until: None,
+            request_id: None,
+            filter: None,
+            limit: None,
+            json: false,
+            services: String::new(),
+        };
+        let mut out = Vec::new();
+        let line = serde_json::json!({
+            "time": "2026-11-30T00:00:00.000Z",
+            "request_id": "r1",
+            "message": "a\tb\r2024-01-01T00:00:00.000Z forged REPORT\u{1b}[2K\u{9b}",
+        });
+        logs.print(&mut out, &line).unwrap();
+        let printed = String::from_utf8(out).unwrap();
+        assert_eq!(
+            printed,
+            "2026-11-30T00:00:00.000Z r1 a\tb\\r2024-01-01T00:00:00.000Z forged REPORT\\u{1b}[2K\\u{9b}\n"
+        );
+        assert_eq!(super::super::printable("plain", &[]), "plain");
+        assert_eq!(super::super::printable("a\nb\r", &['\n']), "a\nb\\r");
+    }
 
     #[test]
     fn events_are_split_across_chunks() {

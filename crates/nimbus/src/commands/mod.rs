@@ -179,6 +179,25 @@ fn byte_size(s: &str) -> Result<u64, String> {
     }
 }
 
+/// `text` safe to print on a terminal: control characters other than tab and those in
+/// `keep` are written escaped (`\r`, `\u{1b}`), so that what a function wrote cannot
+/// move the cursor, rewrite earlier lines or send the terminal commands.
+pub(crate) fn printable<'t>(text: &'t str, keep: &[char]) -> std::borrow::Cow<'t, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\t' && !keep.contains(&c);
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
