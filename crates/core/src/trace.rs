@@ -79,11 +79,14 @@ impl TraceContext {
         let version = parts.next()?;
         let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
         let rest = parts.next();
+        // Every field is lowercase hex; a header that is not is ignored, as the
+        // specification asks.
+        let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if version.len() != 2
-            || !version.bytes().all(|b| b.is_ascii_hexdigit())
-            || version.eq_ignore_ascii_case("ff")
+            || version == "ff"
             || (version == "00" && rest.is_some())
             || flags.len() != 2
+            || ![version, trace, span, flags].into_iter().all(lower_hex)
         {
             return None;
         }
@@ -476,6 +479,12 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
             "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            // Uppercase hex and a signed flags field are not the header's form.
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0F",
         ] {
             assert_eq!(TraceContext::from_traceparent(bad), None, "{bad}");
         }
