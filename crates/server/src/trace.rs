@@ -38,14 +38,18 @@ enum Call {
 
 fn call(request: &Request) -> Call {
     if let Some(target) = header(request.headers(), "x-amz-target") {
-        let service = if target.starts_with(nimbus_tables::api::TARGET_PREFIX) {
-            "DynamoDB"
-        } else if target.starts_with(nimbus_tables::api::STREAMS_TARGET_PREFIX) {
-            "DynamoDBStreams"
+        let (service, operation) = if let Some(op) =
+            target.strip_prefix(nimbus_tables::api::TARGET_PREFIX)
+        {
+            ("DynamoDB", op)
+        } else if let Some(op) = target.strip_prefix(nimbus_tables::api::STREAMS_TARGET_PREFIX) {
+            ("DynamoDBStreams", op)
         } else {
             return Call::Other;
         };
-        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        // The client chooses the target: an operation Nimbus does not serve is named
+        // `unknown`, so that span names stay few.
+        let operation = nimbus_tables::operation_label(operation).to_owned();
         return Call::Aws { service, operation };
     }
     let path = request.uri().path();
@@ -138,7 +142,9 @@ pub(crate) async fn services_span(request: Request, next: Next) -> Response {
     let response = span.in_scope(next.run(request)).await;
     let status = response.status();
     span.set("http.response.status_code", i64::from(status.as_u16()));
-    if status.is_client_error() || status.is_server_error() {
+    // A server span fails on a 5xx only: a 4xx is the client's error (OpenTelemetry's
+    // HTTP conventions), such as a failed condition check.
+    if status.is_server_error() {
         span.set_error();
     }
     response
@@ -175,6 +181,12 @@ mod tests {
             call(&request("/", Some("AmazonSQS.SendMessage"))),
             Call::Other
         ));
+        for made_up in ["DynamoDB_20120810.Steal", "DynamoDB_20120810.X.PutItem"] {
+            assert!(matches!(
+                call(&request("/", Some(made_up))),
+                Call::Aws { service: "DynamoDB", operation } if operation == "unknown"
+            ));
+        }
     }
 
     #[test]

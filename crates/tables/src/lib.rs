@@ -12,5 +12,6 @@ pub mod expr;
 pub mod http;
 pub mod key;
 mod op_metrics;
+pub use op_metrics::operation_label;
 pub mod schema;
 pub mod value;

@@ -50,7 +50,7 @@ const OPERATIONS: &[&str] = &[
 ];
 
 /// The operation label: the operation's name when Nimbus serves it, else `unknown`.
-pub(crate) fn operation_label(operation: &str) -> &'static str {
+pub fn operation_label(operation: &str) -> &'static str {
     OPERATIONS
         .iter()
         .find(|o| **o == operation)
