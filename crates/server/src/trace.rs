@@ -38,18 +38,16 @@ enum Call {
 
 fn call(request: &Request) -> Call {
     if let Some(target) = header(request.headers(), "x-amz-target") {
-        let (service, operation) = if let Some(op) =
-            target.strip_prefix(nimbus_tables::api::TARGET_PREFIX)
-        {
-            ("DynamoDB", op)
-        } else if let Some(op) = target.strip_prefix(nimbus_tables::api::STREAMS_TARGET_PREFIX) {
-            ("DynamoDBStreams", op)
+        let service = if target.starts_with(nimbus_tables::api::TARGET_PREFIX) {
+            "DynamoDB"
+        } else if target.starts_with(nimbus_tables::api::STREAMS_TARGET_PREFIX) {
+            "DynamoDBStreams"
         } else {
             return Call::Other;
         };
-        // The client chooses the target: an operation Nimbus does not serve is named
-        // `unknown`, so that span names stay few.
-        let operation = nimbus_tables::operation_label(operation).to_owned();
+        // The client chooses the target: an operation Nimbus does not serve in that API
+        // is named `unknown`, so that span names stay few.
+        let operation = nimbus_tables::operation_label(target).to_owned();
         return Call::Aws { service, operation };
     }
     let path = request.uri().path();
@@ -181,7 +179,11 @@ mod tests {
             call(&request("/", Some("AmazonSQS.SendMessage"))),
             Call::Other
         ));
-        for made_up in ["DynamoDB_20120810.Steal", "DynamoDB_20120810.X.PutItem"] {
+        for made_up in [
+            "DynamoDB_20120810.Steal",
+            "DynamoDB_20120810.X.PutItem",
+            "DynamoDB_20120810.GetRecords",
+        ] {
             assert!(matches!(
                 call(&request("/", Some(made_up))),
                 Call::Aws { service: "DynamoDB", operation } if operation == "unknown"

@@ -17,8 +17,7 @@ use serde_json::Value as Json;
 
 use crate::error::ApiError;
 
-/// The operations [`crate::api::Tables::handle`] and
-/// [`crate::api::Tables::handle_streams`] serve.
+/// The operations [`crate::api::Tables::handle`] serves.
 const OPERATIONS: &[&str] = &[
     "CreateTable",
     "DescribeTable",
@@ -42,16 +41,28 @@ const OPERATIONS: &[&str] = &[
     "BatchWriteItem",
     "TransactWriteItems",
     "TransactGetItems",
-    // DynamoDB Streams (`Tables::handle_streams`).
+];
+
+/// The operations [`crate::api::Tables::handle_streams`] serves.
+const STREAMS_OPERATIONS: &[&str] = &[
     "ListStreams",
     "DescribeStream",
     "GetShardIterator",
     "GetRecords",
 ];
 
-/// The operation label: the operation's name when Nimbus serves it, else `unknown`.
-pub fn operation_label(operation: &str) -> &'static str {
-    OPERATIONS
+/// The operation label of an `X-Amz-Target` (`DynamoDB_20120810.PutItem`): the
+/// operation's name when Nimbus serves it in that API, else `unknown`.
+pub fn operation_label(target: &str) -> &'static str {
+    let (served, operation) =
+        if let Some(operation) = target.strip_prefix(crate::api::TARGET_PREFIX) {
+            (OPERATIONS, operation)
+        } else if let Some(operation) = target.strip_prefix(crate::api::STREAMS_TARGET_PREFIX) {
+            (STREAMS_OPERATIONS, operation)
+        } else {
+            return "unknown";
+        };
+    served
         .iter()
         .find(|o| **o == operation)
         .copied()
@@ -135,12 +146,12 @@ pub(crate) fn named_table(body: &Json) -> Option<&str> {
 
 /// Records one operation.
 pub(crate) fn record(
-    operation: &str,
+    target: &str,
     table: Option<SharedString>,
     result: &Result<Json, ApiError>,
     elapsed: Duration,
 ) {
-    let operation = operation_label(operation);
+    let operation = operation_label(target);
     let table = table.unwrap_or(SharedString::const_str("-"));
     metrics::histogram!(
         "nimbus_table_operation_duration_seconds",
@@ -166,9 +177,22 @@ mod tests {
 
     #[test]
     fn operations_and_outcomes_are_bounded() {
-        assert_eq!(operation_label("PutItem"), "PutItem");
-        assert_eq!(operation_label("StealEverything"), "unknown");
-        assert_eq!(operation_label("GetRecords"), "GetRecords");
+        assert_eq!(operation_label("DynamoDB_20120810.PutItem"), "PutItem");
+        assert_eq!(
+            operation_label("DynamoDB_20120810.StealEverything"),
+            "unknown"
+        );
+        assert_eq!(
+            operation_label("DynamoDBStreams_20120810.GetRecords"),
+            "GetRecords"
+        );
+        // Each API's own operations only.
+        assert_eq!(operation_label("DynamoDB_20120810.GetRecords"), "unknown");
+        assert_eq!(
+            operation_label("DynamoDBStreams_20120810.PutItem"),
+            "unknown"
+        );
+        assert_eq!(operation_label("PutItem"), "unknown");
         assert_eq!(outcome_label(&Ok(json!({}))), "success");
         let failed = Err(ApiError::new(ErrorKind::ConditionalCheckFailed, "no"));
         assert_eq!(outcome_label(&failed), "ConditionalCheckFailedException");

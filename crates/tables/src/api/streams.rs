@@ -74,7 +74,7 @@ impl Tables {
             Err(e) => Err(e.clone()),
         };
         let table = body.as_ref().ok().and_then(|b| self.metrics_table(b));
-        crate::op_metrics::record(operation, table, &result, started.elapsed());
+        crate::op_metrics::record(target, table, &result, started.elapsed());
         result
     }
 
