@@ -59,6 +59,9 @@ struct Partial {
     text: Vec<u8>,
     /// Whether anything was read into it (an empty line is a line; nothing is not).
     begun: bool,
+    /// Whether the line before was logged unended by [`Output::flush`]: a newline
+    /// that comes next ends that line, not an empty one.
+    after_flush: bool,
 }
 
 impl Output {
@@ -71,6 +74,14 @@ impl Output {
                 None => (data, None),
             };
             let partial = &mut self.partial[pipe];
+            if std::mem::take(&mut partial.after_flush)
+                && text.is_empty()
+                && !partial.begun
+                && let Some(next) = ended
+            {
+                data = &data[next..];
+                continue;
+            }
             partial.begun = true;
             // A longer line is cut: the rest of it, up to its newline, is dropped.
             let room = MAX_LINE_BYTES.saturating_sub(partial.text.len());
@@ -115,7 +126,9 @@ impl Output {
     /// without a final newline is the invocation's own, not joined to the next's.
     fn flush(&mut self, function: &str) {
         for pipe in 0..self.partial.len() {
+            let begun = self.partial[pipe].begun;
             self.end_line(pipe, function);
+            self.partial[pipe].after_flush = begun;
         }
     }
 }
@@ -214,7 +227,8 @@ struct Pipe {
     /// The pipe's read end (a duplicate), to ask how many bytes wait in it.
     fd: OwnedFd,
     /// Set when the pump last found the pipe empty, cleared when it goes to read:
-    /// while it is set, every byte read has been logged.
+    /// while it is set, every byte read has been logged or is held as the pipe's
+    /// begun line.
     idle: Arc<AtomicBool>,
 }
 
@@ -240,7 +254,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        // Asked for more: what was read before is logged (the reader's buffer is empty).
+        // Asked for more: what was read before is logged, or held as the pipe's begun
+        // line (the pump reads no further before it has done one or the other).
         self.idle.store(false, Ordering::Release);
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -556,20 +571,28 @@ impl ProcessInstance {
         // so that it comes before END and carries this invocation's request id.
         let waiting = Instant::now();
         let mut tries = 0u32;
-        while !self.pipes.iter().all(Pipe::caught_up) && waiting.elapsed() < CATCH_UP {
+        let mut caught_up = self.pipes.iter().all(Pipe::caught_up);
+        while !caught_up && waiting.elapsed() < CATCH_UP {
             tries += 1;
             if tries < 16 {
                 tokio::task::yield_now().await;
             } else {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            caught_up = self.pipes.iter().all(Pipe::caught_up);
         }
         // The request id stays until the next invocation's: lines the function wrote
         // during this one can still be in the pipe (Node.js writes stdout to a pipe
         // asynchronously), and they are this invocation's, not nobody's.
         let log_tail = {
             let mut out = lock(&self.output);
-            out.flush(&self.function.name);
+            // A line without its newline, once everything written is read, is ended
+            // here. Not while output is still coming (the function's background work
+            // writes on): its line may be half-way through, and ends with its newline,
+            // or before the next invocation starts.
+            if caught_up {
+                out.flush(&self.function.name);
+            }
             out.lines.iter().cloned().collect::<Vec<_>>().join("\n")
         };
         // A sample at most every period, also for instances serving quick invocations
@@ -640,5 +663,46 @@ impl Drop for ProcessInstance {
     fn drop(&mut self) {
         self.kill_now();
         self.server.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(out: &Output) -> Vec<&str> {
+        out.lines.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn lines_are_ended_by_newlines_or_by_a_flush() {
+        let mut out = Output::default();
+        out.feed(0, b"one\ntw", "f");
+        out.feed(1, b"err\r\n\n", "f");
+        assert_eq!(lines(&out), ["one", "err", ""]);
+        out.feed(0, b"o\nthr", "f");
+        assert_eq!(lines(&out), ["one", "err", "", "two"]);
+        out.flush("f");
+        assert_eq!(lines(&out), ["one", "err", "", "two", "thr"]);
+        // The newline that ends the flushed line makes no empty line of its own; one
+        // after it does.
+        out.feed(0, b"\n\nfour\n", "f");
+        assert_eq!(lines(&out), ["one", "err", "", "two", "thr", "", "four"]);
+        // A flush with nothing begun logs nothing.
+        out.flush("f");
+        assert_eq!(out.lines.len(), 7);
+    }
+
+    #[test]
+    fn a_long_line_is_cut_and_the_rest_of_it_dropped() {
+        let mut out = Output::default();
+        let long = vec![b'x'; MAX_LINE_BYTES + 10];
+        out.feed(0, &long[..1000], "f");
+        out.feed(0, &long[1000..], "f");
+        out.feed(0, b"yyy\n", "f");
+        assert_eq!(lines(&out), ["x".repeat(MAX_LINE_BYTES)]);
+        out.feed(0, b"next\n", "f");
+        // The tail keeps the newest lines within its 4 KB.
+        assert_eq!(lines(&out), ["next"]);
     }
 }
