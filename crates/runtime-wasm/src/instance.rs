@@ -244,16 +244,19 @@ async fn serve(
     AssertUnwindSafe(bounded)
         .catch_unwind()
         .await
-        .unwrap_or_else(|panic| Served::Panicked(panic_message(&*panic)))
+        .unwrap_or_else(|panic| Served::Panicked(panic_message(panic)))
 }
 
-/// What a caught panic said, if it said it with a string.
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
+/// What a caught panic said, if it said it with a string. The payload is forgotten, not
+/// dropped: its drop could panic again, outside any catch.
+fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    let message = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    std::mem::forget(panic);
+    message
 }
 
 /// A fresh store holding `host` with the component instantiated in it, and how long
@@ -271,7 +274,7 @@ async fn instantiate(
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => Err(anyhow::anyhow!(
             "a host call panicked: {}",
-            panic_message(&*panic)
+            panic_message(panic)
         )),
         Err(_) => Err(anyhow::anyhow!(
             "instantiation did not finish within the function's timeout"

@@ -45,13 +45,13 @@
 //! | `errorType` | when | instance kept |
 //! |---|---|---|
 //! | `Sandbox.Timedout` | the deadline passed (`Task timed out after N.00 seconds`) | no |
-//! | `Runtime.Trap` | the guest trapped (a panic, `unreachable`, stack overflow); the message is the trap's, the backtrace goes to the log | no |
+//! | `Runtime.Trap` | the guest trapped (a panic, `unreachable`, stack overflow), or a host call it made failed inside the host (a panic in wasmtime's WASI code); the message is the trap's, the backtrace goes to the log | no |
 //! | `Runtime.OutOfMemory` | the guest trapped after its linear memory could not grow past `memory_mb` | no |
 //! | `Runtime.NoResponse` | the handler returned without setting a response (or without finishing it) | yes (no, if it leaked the response) |
 //! | `Runtime.ResponseError` | the guest answered with a `wasi:http` error code, or its body failed | yes |
 //! | `Function.ResponseSizeTooLarge` | the response payload (for an HTTP request, the response body) is over 6 MB | yes, unless the guest then trapped |
 //! | `Runtime.InvalidEvent` | an HTTP event that does not make a request (bad method, bad base64) | yes |
-//! | `Runtime.InitError` | a per-request instantiation failed (e.g. the pool is full) | no |
+//! | `Runtime.InitError` | a per-request instantiation failed (e.g. the pool is full), or did not finish by the deadline | no |
 //! | `Runtime.ExitError` | the instance was stopped during the invocation | no |
 //!
 //! Messages read `RequestId: <id> Error: <what>`, as Lambda's do.

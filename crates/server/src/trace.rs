@@ -82,7 +82,13 @@ pub(crate) async fn services_span(request: Request, next: Next) -> Response {
         header(request.headers(), "traceparent"),
         header(request.headers(), "x-amzn-trace-id"),
     );
-    let method = request.method().as_str().to_owned();
+    // A method outside HTTP's standard ones is `_OTHER`, as OpenTelemetry's HTTP
+    // conventions name it: the client chooses it, and it names the span.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" | "CONNECT"
+        | "TRACE") => m.to_owned(),
+        _ => "_OTHER".to_owned(),
+    };
     let (span, request) = match call(&request) {
         Call::Aws { service, operation } => {
             // The table is named in the body: read it here (the handler reads the

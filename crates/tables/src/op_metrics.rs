@@ -81,9 +81,6 @@ pub(crate) fn outcome_label(result: &Result<Json, ApiError>) -> &'static str {
     }
 }
 
-/// The one table a request names: `TableName`, the single table of a batch's
-/// `RequestItems`, the table every action of a transaction names, or a tagging
-/// request's table ARN. `None` when it names none or several.
 /// Most distinct tables that get a `table` label of their own in a node's life: a
 /// Prometheus series is kept until the node stops, also for a table deleted since.
 /// DynamoDB's default quota of tables a region is 2,500.
@@ -108,6 +105,9 @@ impl TableLabels {
     }
 }
 
+/// The one table a request names: `TableName`, the single table of a batch's
+/// `RequestItems`, the table every action of a transaction names, or a tagging
+/// request's table ARN. `None` when it names none or several.
 pub(crate) fn named_table(body: &Json) -> Option<&str> {
     if let Some(name) = body.get("TableName").and_then(Json::as_str) {
         return Some(name);

@@ -106,7 +106,12 @@ fn summary(entry: &Value) -> String {
         entry["error"]["errorType"].as_str(),
         entry["error"]["errorMessage"].as_str(),
     ) {
-        (Some(kind), Some(message)) => format!("{kind}: {message}"),
+        // The function's own words, escaped where they would command the terminal.
+        (Some(kind), Some(message)) => format!(
+            "{}: {}",
+            super::printable(kind, &[]),
+            super::printable(message, &[])
+        ),
         _ => "-".to_owned(),
     };
     format!(
