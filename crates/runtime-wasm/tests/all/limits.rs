@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use nimbus_core::InstanceMode;
+use nimbus_core::{InstanceMode, Runtime as _};
 
 use crate::support::{body, error, get, invoke, invoke_within, result, spec, start};
 
@@ -257,4 +257,97 @@ async fn a_constructor_that_waits_on_the_host_ends_at_the_timeout() {
     let mut instance = start(spec).await;
     let report = invoke(&mut instance, "r-quick", get("/count")).await;
     assert_eq!(body(&report)["count"], 1);
+}
+
+/// A component whose core module's start function, run as it is instantiated, waits a
+/// minute on a WASI clock; its handler traps if it is ever called.
+const WAITS_AT_START: &str = r#"
+(component
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow 0))))
+  ))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer 1 $pollable (type))
+    (export "pollable" (type (eq 0)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))
+  ))
+  (import "wasi:http/types@0.2.0" (instance $types
+    (export "incoming-request" (type (sub resource)))
+    (export "response-outparam" (type (sub resource)))
+  ))
+  (alias export $types "incoming-request" (type $request))
+  (alias export $types "response-outparam" (type $outparam))
+  (alias export $clock "subscribe-duration" (func $subscribe))
+  (alias export $poll "[method]pollable.block" (func $block))
+  (core func $subscribe_lowered (canon lower (func $subscribe)))
+  (core func $block_lowered (canon lower (func $block)))
+  (core module $m
+    (import "host" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "host" "block" (func $block (param i32)))
+    (func $start (call $block (call $subscribe (i64.const 60000000000))))
+    (start $start)
+    (func (export "handle") (param i32 i32) unreachable)
+  )
+  (core instance $host
+    (export "subscribe" (func $subscribe_lowered))
+    (export "block" (func $block_lowered))
+  )
+  (core instance $i (instantiate $m (with "host" (instance $host))))
+  (func $handle (param "request" (own $request)) (param "response-out" (own $outparam))
+    (canon lift (core func $i "handle")))
+  (instance $handler (export "handle" (func $handle)))
+  (export "wasi:http/incoming-handler@0.2.0" (instance $handler))
+)
+"#;
+
+#[tokio::test]
+async fn instantiation_that_waits_on_the_host_ends_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("waits.wasm");
+    std::fs::write(
+        &code,
+        wat::parse_str(WAITS_AT_START).expect("the text is a component"),
+    )
+    .unwrap();
+    let waiting = |mode| {
+        let mut spec = spec("waits-at-start", mode);
+        spec.code = code.clone();
+        spec.timeout = Duration::from_secs(1);
+        spec
+    };
+    let mut instance = start(waiting(InstanceMode::PerRequest)).await;
+    let started = Instant::now();
+    let report = invoke_within(
+        &mut instance,
+        "r-waits",
+        get("/count"),
+        Duration::from_secs(1),
+    )
+    .await;
+    let (error_type, document) = error(&report);
+    assert_eq!(error_type, "Runtime.InitError", "{document}");
+    assert!(
+        document["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within the function's timeout"),
+        "{document}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it ended at its deadline, not after the guest's minute"
+    );
+    let refused = crate::support::runtime()
+        .start(std::sync::Arc::new(waiting(InstanceMode::Reuse)))
+        .await
+        .err()
+        .expect("a reuse instance that cannot instantiate in time does not start");
+    assert!(
+        refused
+            .reason
+            .contains("did not finish within the function's timeout"),
+        "{refused:?}"
+    );
 }
