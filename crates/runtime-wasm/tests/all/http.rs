@@ -8,7 +8,8 @@ use nimbus_runtime_wasm::{EVENT_SOURCE_HEADER, REQUEST_ID_HEADER, component_path
 use serde_json::{Value as Json, json};
 
 use crate::support::{
-    self, body, error, get, http_response, invoke, invoke_request, result, spec, start,
+    self, assert_failed, body, error, get, http_response, invoke, invoke_request, result, spec,
+    start,
 };
 
 fn header<'a>(echo: &'a Json, name: &str) -> Option<&'a str> {
@@ -239,14 +240,10 @@ async fn responses_carry_status_headers_cookies_and_binary_bodies() {
 async fn a_response_over_6_mb_is_refused() {
     let mut instance = start(spec("big", InstanceMode::Reuse)).await;
     let report = invoke(&mut instance, "r-big", get("/big?7000000")).await;
-    let (error_type, document) = error(&report);
-    assert_eq!(error_type, "Function.ResponseSizeTooLarge");
-    assert!(
-        document["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("exceeded maximum allowed payload size (6291456 bytes)"),
-        "{document}"
+    assert_failed(
+        &report,
+        "Function.ResponseSizeTooLarge",
+        "exceeded maximum allowed payload size (6291456 bytes)",
     );
     // A large response within the limit is fine.
     let report = invoke(&mut instance, "r-ok", get("/big?1000000")).await;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use nimbus_core::{InstanceMode, Runtime as _};
 
-use crate::support::{body, error, get, invoke, invoke_within, result, spec, start};
+use crate::support::{assert_failed, body, error, get, invoke, invoke_within, result, spec, start};
 
 #[tokio::test]
 async fn a_trap_fails_the_invocation_and_a_new_instance_works() {
@@ -132,15 +132,7 @@ async fn growing_beyond_memory_mb_is_out_of_memory() {
     bomb.memory_mb = 128;
     let mut instance = start(bomb).await;
     let report = invoke(&mut instance, "r-oom", get("/oom")).await;
-    let (error_type, document) = error(&report);
-    assert_eq!(error_type, "Runtime.OutOfMemory", "{document}");
-    assert!(
-        document["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("linear memory limit 128 MB"),
-        "{document}"
-    );
+    assert_failed(&report, "Runtime.OutOfMemory", "linear memory limit 128 MB");
     assert!(!report.reusable);
     assert!(
         report.max_memory_mb.is_some_and(|mb| mb > 64 && mb <= 128),
@@ -169,15 +161,7 @@ async fn header_fields_and_resources_a_guest_keeps_in_the_host_are_bounded() {
     let report = invoke(&mut instance, "r-small", get("/field?1000")).await;
     assert_eq!(text(&report), "accepted");
     let report = invoke(&mut instance, "r-big", get("/field?1048576")).await;
-    let (error_type, document) = error(&report);
-    assert_eq!(error_type, "Runtime.Trap", "{document}");
-    assert!(
-        document["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("Field size limit 65536 exceeded"),
-        "{document}"
-    );
+    assert_failed(&report, "Runtime.Trap", "Field size limit 65536 exceeded");
     assert!(!report.reusable);
     instance.stop().await;
 
@@ -203,14 +187,10 @@ async fn a_host_call_that_panics_ends_only_its_request() {
     // wasmtime-wasi-http collects `fields.from-list` into an `http::HeaderMap` before it
     // checks the size, and the map panics past 24,576 names.
     let report = invoke(&mut instance, "r-many", get("/names?30000")).await;
-    let (error_type, document) = error(&report);
-    assert_eq!(error_type, "Runtime.Trap", "{document}");
-    assert!(
-        document["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("a host call of the component failed"),
-        "{document}"
+    assert_failed(
+        &report,
+        "Runtime.Trap",
+        "a host call of the component failed",
     );
     assert!(!report.reusable);
     instance.stop().await;
@@ -326,14 +306,10 @@ async fn instantiation_that_waits_on_the_host_ends_at_the_deadline() {
         Duration::from_secs(1),
     )
     .await;
-    let (error_type, document) = error(&report);
-    assert_eq!(error_type, "Runtime.InitError", "{document}");
-    assert!(
-        document["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("did not finish within the function's timeout"),
-        "{document}"
+    assert_failed(
+        &report,
+        "Runtime.InitError",
+        "did not finish within the function's timeout",
     );
     assert!(
         started.elapsed() < Duration::from_secs(30),

@@ -183,6 +183,14 @@ pub(crate) fn body(report: &Report) -> Json {
     serde_json::from_str(result["body"].as_str().expect("a string body")).expect("a JSON body")
 }
 
+/// Asserts that the invocation failed with `error_type` and a message containing `text`.
+pub(crate) fn assert_failed(report: &Report, error_type: &str, text: &str) {
+    let (got, document) = error(report);
+    assert_eq!(got, error_type, "{document}");
+    let message = document["errorMessage"].as_str().expect("an error message");
+    assert!(message.contains(text), "{document}");
+}
+
 /// The error type and document of a failed invocation.
 pub(crate) fn error(report: &Report) -> (String, Json) {
     match &report.outcome {
