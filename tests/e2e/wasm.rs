@@ -130,6 +130,8 @@ fn faults_end_their_request_and_the_next_one_succeeds() {
         ("/stack", 502, "Internal Server Error"),
         ("/oom", 502, "Internal Server Error"),
         ("/loop", 503, "Service Unavailable"),
+        // A host call that panics in wasmtime-wasi-http (a header map past 24,576 names).
+        ("/names?30000", 502, "Internal Server Error"),
     ] {
         let r = get(path);
         assert_eq!(r.status, status, "{path}: {}", r.body);
@@ -145,6 +147,17 @@ fn faults_end_their_request_and_the_next_one_succeeds() {
             node.logs()
         );
     }
+    // The panic is a line of the node's log, not Rust's default report.
+    assert!(
+        node.wait_for_log("panicked: ", Duration::from_secs(10)),
+        "the panic is not logged:\n{}",
+        node.logs()
+    );
+    assert!(
+        !node.stderr().contains("' panicked at "),
+        "{}",
+        node.stderr()
+    );
 }
 
 #[test]

@@ -49,11 +49,14 @@ pub(crate) struct WriterGuard {
     handle: Arc<Handle>,
 }
 
+/// The writer thread's name.
+pub(crate) const THREAD_NAME: &str = "nimbus-log";
+
 /// Starts a writer thread writing to `out`.
 pub(crate) fn start<W: Write + Send + 'static>(out: W) -> (LineWriter, WriterGuard) {
     let spool = Arc::new(Spool::new(SPOOLED_BYTES));
     let started = std::thread::Builder::new()
-        .name("nimbus-log".to_owned())
+        .name(THREAD_NAME.to_owned())
         .spawn({
             let spool = Arc::clone(&spool);
             move || run(out, &spool)

@@ -186,6 +186,7 @@ impl LogArgs {
         let (writer, guard) = crate::log_writer::start(std::io::stderr());
         let json = matches!(self.log_format, LogFormat::Json);
         subscriber(&spec, json, &writer).init();
+        install_panic_hook();
         // Function lines reach the node's log when its level lets their events through.
         let log = if !tracing::event_enabled!(target: FUNCTION_TARGET, tracing::Level::INFO) {
             NodeLog::Off
@@ -203,6 +204,52 @@ impl LogArgs {
             _writer: guard,
         })
     }
+}
+
+/// The target of the node log's line for a panic.
+const PANIC_TARGET: &str = "nimbus::panic";
+
+thread_local! {
+    /// Set while this thread's panic is being logged: a panic inside the logging itself
+    /// then takes Rust's default report instead of looping.
+    static REPORTING_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes a panic a line of the node's log (an `error` with its message, place, thread
+/// and, under `RUST_BACKTRACE`, the backtrace) instead of Rust's default text on stderr,
+/// which would break a JSON log's one object per line. A panic is caught where a fault can
+/// be contained (a wasm guest's host call, a connection's task), so the node goes on and
+/// the line is what is left of it. The log writer's own thread, a panic while one is being
+/// logged, and a log that lets no error through keep the default report.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let own = name != crate::log_writer::THREAD_NAME
+            && tracing::event_enabled!(target: PANIC_TARGET, tracing::Level::ERROR)
+            && !REPORTING_PANIC.with(|r| r.replace(true));
+        if !own {
+            return default(info);
+        }
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(target: PANIC_TARGET, thread = name, location, %backtrace, "panicked: {message}");
+        } else {
+            tracing::error!(target: PANIC_TARGET, thread = name, location, "panicked: {message}");
+        }
+        REPORTING_PANIC.with(|r| r.set(false));
+    }));
 }
 
 #[cfg(test)]
