@@ -1,7 +1,8 @@
 """The Lambda API, driven through boto3's `lambda` client against a running Nimbus.
 
 Run by the Rust end-to-end tests with NIMBUS_ENDPOINT set to the services endpoint and
-an app whose functions are: `echo` (returns its event), `fails` (throws), `streams`
+an app whose functions are: `echo` (returns its event), `context` (returns its
+`context.clientContext`), `fails` (throws), `streams`
 (streams "one " then "two"), `breaks` (streams "partial" then throws).
 """
 
@@ -47,6 +48,16 @@ class Invoke(unittest.TestCase):
         self.assertIn("START RequestId:", log)
         self.assertIn("REPORT RequestId:", log)
 
+    def test_a_client_context_reaches_the_function_decoded(self):
+        sent = {"custom": {"tenant": "t-1"}, "env": {"locale": "en"}}
+        encoded = base64.b64encode(json.dumps(sent).encode()).decode()
+        response = CLIENT.invoke(FunctionName="context", Payload=b"{}", ClientContext=encoded)
+        self.assertNotIn("FunctionError", response)
+        self.assertEqual(json.loads(response["Payload"].read()), sent)
+        with self.assertRaises(ClientError) as e:
+            CLIENT.invoke(FunctionName="context", Payload=b"{}", ClientContext="not base64 json")
+        self.assertEqual(e.exception.response["Error"]["Code"], "InvalidRequestContentException")
+
     def test_a_function_error_is_unhandled_with_its_document(self):
         response = CLIENT.invoke(FunctionName="fails", Payload=b"{}")
         self.assertEqual(response["FunctionError"], "Unhandled")
@@ -61,7 +72,7 @@ class Invoke(unittest.TestCase):
 
     def test_get_and_list_functions(self):
         names = sorted(f["FunctionName"] for f in CLIENT.list_functions()["Functions"])
-        self.assertEqual(names, ["breaks", "echo", "fails", "streams"])
+        self.assertEqual(names, ["breaks", "context", "echo", "fails", "streams"])
         config = CLIENT.get_function(FunctionName="echo")["Configuration"]
         self.assertEqual(config["Runtime"], "nodejs20.x")
 

@@ -168,6 +168,70 @@ fn event_invocations_are_accepted_with_202_and_run_with_their_request_id() {
     wait_recorded(&node, &out, Duration::from_secs(60), |lines| {
         lines.iter().any(|l| l["event"]["from"] == "aws-cli")
     });
+    // `$LATEST` is the one version there is, as a qualifier of the name or a parameter.
+    for (name, qualifier) in [("ok:$LATEST", None), ("ok", Some("$LATEST"))] {
+        let mut args = vec![
+            "--endpoint-url",
+            &url,
+            "lambda",
+            "invoke",
+            "--function-name",
+            name,
+            "--invocation-type",
+            "Event",
+            "--payload",
+            r#"{"from":"qualified"}"#,
+        ];
+        if let Some(qualifier) = qualifier {
+            args.extend(["--qualifier", qualifier]);
+        }
+        args.push(response_file.to_str().unwrap());
+        let printed: Value = serde_json::from_str(&run_client(&aws, &args, &url)).unwrap();
+        assert_eq!(
+            printed["StatusCode"], 202,
+            "{name} {qualifier:?}: {printed}"
+        );
+    }
+    wait_recorded(&node, &out, Duration::from_secs(60), |lines| {
+        lines
+            .iter()
+            .filter(|l| l["event"]["from"] == "qualified")
+            .count()
+            == 2
+    });
+    // Any other version or alias is not there.
+    for path in [
+        "/2015-03-31/functions/ok:7/invocations",
+        "/2015-03-31/functions/ok/invocations?Qualifier=live",
+    ] {
+        let r = http(
+            node.services(),
+            "POST",
+            path,
+            &[("x-amz-invocation-type", "Event")],
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
+    // A Lambda operation Nimbus does not serve is refused in Lambda's shape.
+    let r = http(
+        node.services(),
+        "GET",
+        "/2015-03-31/event-source-mappings/",
+        &[],
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "x-amzn-errortype" && v == "UnknownOperationException"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.json()["Type"], "User");
 
     // The request id of the 202 is the one the function runs with.
     let id = invoke_event(&node, "ok", r#"{"from":"http"}"#);
@@ -195,7 +259,7 @@ fn event_invocations_are_accepted_with_202_and_run_with_their_request_id() {
             .any(|l| l["id"] == id.as_str() && l["event"]["from"] == "nimbus")
     });
 
-    // Refusals in Lambda's shape: unknown function, payload over 256 KB, not JSON.
+    // Refusals in Lambda's shape: unknown function, payload over 1 MB, not JSON.
     let r = http(
         node.services(),
         "POST",
@@ -210,7 +274,7 @@ fn event_invocations_are_accepted_with_202_and_run_with_their_request_id() {
             .iter()
             .any(|(k, v)| k == "x-amzn-errortype" && v == "ResourceNotFoundException")
     );
-    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(256 * 1024));
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024));
     let r = http(
         node.services(),
         "POST",
@@ -229,7 +293,7 @@ fn event_invocations_are_accepted_with_202_and_run_with_their_request_id() {
         r.json()["message"]
             .as_str()
             .unwrap()
-            .contains("is too large for the Event invocation type (limit 262144 bytes)"),
+            .contains("is too large for the Event invocation type (limit 1048576 bytes)"),
         "{}",
         r.body
     );

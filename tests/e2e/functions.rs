@@ -1213,6 +1213,7 @@ fn boto3_lambda_client_invokes_and_streams() {
     std::fs::write(
         dir.join("js/index.js"),
         r#"exports.echo = async (event) => event;
+exports.context = async (event, context) => context.clientContext ?? null;
 exports.fails = async () => { throw new Error('no luck'); };
 exports.streams = awslambda.streamifyResponse(async (event, stream) => {
   stream.setContentType('text/plain');
@@ -1229,7 +1230,7 @@ exports.breaks = awslambda.streamifyResponse(async (event, stream) => {
     )
     .unwrap();
     let mut manifest = String::from("name = \"lambda-api\"\n");
-    for name in ["echo", "fails", "streams", "breaks"] {
+    for name in ["echo", "context", "fails", "streams", "breaks"] {
         manifest.push_str(&format!(
             "\n[functions.{name}]\nruntime = \"nodejs20.x\"\ncode = \"js\"\nhandler = \"index.{name}\"\n"
         ));

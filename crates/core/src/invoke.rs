@@ -36,7 +36,8 @@ pub struct Invocation {
     pub deadline: SystemTime,
     /// The X-Ray style trace header to pass on, if any.
     pub trace_id: Option<String>,
-    /// The client context (base64 JSON, as `X-Amz-Client-Context` carries it), if any.
+    /// The client context, if any: the JSON itself (decoded from the base64 that
+    /// `X-Amz-Client-Context` carries), as the runtime hands it on.
     pub client_context: Option<String>,
     /// Where a streamed response goes as the function writes it, when the caller can
     /// pass one on ([`InvokeOptions::stream`]).

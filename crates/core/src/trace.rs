@@ -57,6 +57,16 @@ fn hex_u128(s: &str) -> Option<u128> {
     hex(s, 32)
 }
 
+/// An X-Ray `Root` value (`1-<8 hex>-<24 hex>`) as a trace id; zero is not valid.
+fn xray_root(value: &str) -> Option<u128> {
+    let mut parts = value.trim().split('-');
+    let (one, time, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    if one != "1" || parts.next().is_some() {
+        return None;
+    }
+    Some(hex(time, 8)? << 96 | hex(rest, 24)?).filter(|&id| id != 0)
+}
+
 fn hex_u64(s: &str) -> Option<u64> {
     hex(s, 16).and_then(|n| u64::try_from(n).ok())
 }
@@ -118,20 +128,23 @@ impl TraceContext {
                 continue;
             };
             match key.trim() {
-                "Root" => {
-                    let mut parts = value.trim().split('-');
-                    let (one, time, rest) = (parts.next()?, parts.next()?, parts.next()?);
-                    if one != "1" || parts.next().is_some() {
-                        return None;
-                    }
-                    root = Some(hex(time, 8)? << 96 | hex(rest, 24)?);
-                }
+                "Root" => root = Some(xray_root(value)?),
                 "Parent" => parent = Some(hex_u64(value.trim())?),
                 "Sampled" => sampled = value.trim() != "0",
                 _ => {}
             }
         }
         TraceContext::new(root?, parent?, sampled)
+    }
+
+    /// Whether an X-Ray trace header has a valid `Root` field (a header from a client that
+    /// starts a trace has no `Parent`).
+    pub fn has_xray_root(header: &str) -> bool {
+        header.split(';').any(|field| {
+            field
+                .split_once('=')
+                .is_some_and(|(key, value)| key.trim() == "Root" && xray_root(value).is_some())
+        })
     }
 
     /// The X-Ray trace header: the trace id's first 8 hex digits are the `Root`'s time

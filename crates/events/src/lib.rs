@@ -40,7 +40,9 @@ mod worker;
 
 pub use event::{AttemptError, BadEventId, Event, EventId, EventMeta};
 pub use queue::{AsyncQueue, FollowUp, Settlement, now_ms};
-pub use record::{Condition, DeadLetter, Response, invocation_record, timestamp};
+pub use record::{
+    Condition, DeadLetter, MAX_EVENT_PAYLOAD, Response, invocation_record, timestamp,
+};
 pub use schedule::{
     Clock, Cron, CronError, Fired, LocalLease, ScheduleError, ScheduleLease, ScheduleState,
     Scheduler, Schedules, SystemClock, Timetable, describe, rule_arn, scheduled_event,

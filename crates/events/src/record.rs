@@ -10,6 +10,11 @@ use crate::{
     event::{self, Event, EventId},
 };
 
+/// The largest payload of an asynchronous invocation, Lambda's limit (1 MB). A
+/// destination's invocation record is an asynchronous invocation too: one that would be
+/// larger goes without its payloads.
+pub const MAX_EVENT_PAYLOAD: usize = 1024 * 1024;
+
 /// Why an event's delivery ended, as Lambda's invocation records name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Condition {
@@ -172,10 +177,26 @@ pub fn invocation_record(
             json!({ "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" }),
             as_json(doc),
         ),
-        Response::None => return record.to_string().into_bytes(),
+        Response::None => return within_limit(&mut record),
     };
     record["responseContext"] = context;
     record["responsePayload"] = payload;
+    within_limit(&mut record)
+}
+
+/// The record's bytes; above [`MAX_EVENT_PAYLOAD`] without its request and response
+/// payloads, as Lambda drops them from a record too large for its destination. Otherwise
+/// a cycle of destinations (A's success goes to B, B's to A) would double the record at
+/// every hop.
+fn within_limit(record: &mut Value) -> Vec<u8> {
+    let bytes = record.to_string().into_bytes();
+    if bytes.len() <= MAX_EVENT_PAYLOAD {
+        return bytes;
+    }
+    if let Some(fields) = record.as_object_mut() {
+        fields.remove("requestPayload");
+        fields.remove("responsePayload");
+    }
     record.to_string().into_bytes()
 }
 
@@ -254,6 +275,38 @@ mod tests {
         let v: Value = serde_json::from_slice(&record).unwrap();
         assert!(v.get("responseContext").is_none());
         assert_eq!(v["requestContext"]["condition"], "EventAgeExceeded");
+    }
+
+    #[test]
+    fn a_record_over_the_payload_limit_goes_without_its_payloads() {
+        // A payload that (as in a cycle of destinations) is itself a record: request and
+        // response together are over the limit although each is under it.
+        let half = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_EVENT_PAYLOAD / 2));
+        let mut e = Event::new(
+            EventId::random(),
+            "orders",
+            half.clone().into_bytes(),
+            EventMeta::default(),
+            0,
+        );
+        e.attempts = 1;
+        let arn = "arn:aws:lambda:us-east-1:000000000000:function:orders";
+        let response = Response::Returned(half.as_bytes());
+        let record = invocation_record(&e, arn, Condition::Success, response, 0);
+        assert!(record.len() <= MAX_EVENT_PAYLOAD, "{}", record.len());
+        let v: Value = serde_json::from_slice(&record).unwrap();
+        assert!(v.get("requestPayload").is_none());
+        assert!(v.get("responsePayload").is_none());
+        assert_eq!(v["requestContext"]["condition"], "Success");
+        assert_eq!(v["responseContext"]["statusCode"], 200);
+        // Under the limit, both stay.
+        let small = invocation_record(&e, arn, Condition::Success, Response::Returned(b"1"), 0);
+        let v: Value = serde_json::from_slice(&small).unwrap();
+        assert_eq!(
+            v["requestPayload"]["pad"].as_str().map(str::len),
+            Some(MAX_EVENT_PAYLOAD / 2)
+        );
+        assert_eq!(v["responsePayload"], 1);
     }
 
     #[test]

@@ -7,13 +7,17 @@ use std::sync::Arc;
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::{Path, State, rejection::BytesRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{BytesRejection, QueryRejection},
+    },
     http::{HeaderMap, HeaderValue, Response, StatusCode},
     routing::{get, post},
 };
 use base64::Engine as _;
 use nimbus_core::{
     AppSpec, FunctionSpec, Invoke, InvokeError, InvokeOptions, Outcome, RuntimeKind, invoke_to_end,
+    trace::TraceContext,
 };
 use nimbus_events::{AsyncQueue, EventMeta};
 use serde_json::{Value as Json, json};
@@ -29,8 +33,8 @@ pub(crate) struct Lambda {
 /// Lambda's most bytes returned in `X-Amz-Log-Result`.
 pub(crate) const LOG_TAIL: usize = 4096;
 
-/// Lambda's largest payload of an asynchronous invocation (256 KB).
-pub(crate) const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
+/// Lambda's largest payload of an asynchronous invocation (1 MB).
+pub(crate) const MAX_ASYNC_PAYLOAD: usize = nimbus_events::MAX_EVENT_PAYLOAD;
 
 /// Lambda's largest request of a synchronous invocation (6 MB).
 pub(crate) const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -49,8 +53,14 @@ pub(crate) fn router(lambda: Arc<Lambda>) -> Router {
 }
 
 pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    // Lambda says whose fault it was: the caller's, or the service's (a 5xx).
+    let whose = if status.is_server_error() {
+        "Service"
+    } else {
+        "User"
+    };
     let mut response = Response::new(Body::from(
-        json!({ "Type": "User", "message": message }).to_string(),
+        json!({ "Type": whose, "message": message }).to_string(),
     ));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -69,10 +79,37 @@ fn json_response(body: &Json) -> Response<Body> {
     response
 }
 
-/// A function name from a path, which may also be a full or partial ARN.
+/// A function name from a path, which may also be a full or partial ARN, either with a
+/// `:qualifier` (a version or an alias).
 pub(crate) fn function_name(name: &str) -> &str {
-    name.rsplit_once(":function:")
-        .map_or(name, |(_, rest)| rest.split(':').next().unwrap_or(rest))
+    let name = name
+        .rsplit_once(":function:")
+        .map_or(name, |(_, rest)| rest);
+    name.split(':').next().unwrap_or(name)
+}
+
+/// The qualifier a path's function name carries (`orders:$LATEST`, `...:function:orders:7`).
+fn qualifier(name: &str) -> Option<&str> {
+    let name = name
+        .rsplit_once(":function:")
+        .map_or(name, |(_, rest)| rest);
+    name.split_once(':').map(|(_, qualifier)| qualifier)
+}
+
+/// The `Qualifier` query parameter of Lambda's function paths.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct QualifierQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+/// The path's function name with the query's `Qualifier`, when the name has none of its
+/// own.
+pub(crate) fn qualified(name: String, query: Option<Query<QualifierQuery>>) -> String {
+    match query.and_then(|Query(q)| q.qualifier) {
+        Some(q) if qualifier(&name).is_none() => format!("{name}:{q}"),
+        _ => name,
+    }
 }
 
 fn arn(region: &str, name: &str) -> String {
@@ -88,7 +125,12 @@ fn not_found(region: &str, name: &str) -> Response<Body> {
 }
 
 impl Lambda {
+    /// The function a path names. Only `$LATEST` is served: Nimbus publishes no versions
+    /// and has no aliases, so any other qualifier names a function that is not there.
     pub(crate) fn function(&self, name: &str) -> Option<&FunctionSpec> {
+        if qualifier(name).is_some_and(|q| q != "$LATEST") {
+            return None;
+        }
         self.app.as_ref()?.functions.get(function_name(name))
     }
 
@@ -132,7 +174,9 @@ async fn list_functions(State(lambda): State<Arc<Lambda>>) -> Response<Body> {
 async fn get_function(
     State(lambda): State<Arc<Lambda>>,
     Path(name): Path<String>,
+    query: Result<Query<QualifierQuery>, QueryRejection>,
 ) -> Response<Body> {
+    let name = qualified(name, query.ok());
     match lambda.function(&name) {
         Some(f) => json_response(&json!({
             "Configuration": lambda.configuration(f),
@@ -212,13 +256,14 @@ impl Lambda {
                 )));
             }
         }
+        let client_context = client_context(headers)?;
         Ok(Prepared {
             function: function.name.clone(),
             payload: payload.to_vec(),
             options: InvokeOptions {
                 request_id: None,
-                trace_id: header("x-amzn-trace-id"),
-                client_context: header("x-amz-client-context"),
+                trace_id: caller_trace(headers),
+                client_context,
                 stream: None,
                 request: None,
             },
@@ -252,6 +297,41 @@ impl Lambda {
 }
 
 /// Lambda's answer to a synchronous invocation's request over 6 MB.
+/// The caller's client context (`X-Amz-Client-Context`, base64 of a JSON object) as the
+/// function gets it: the JSON itself, which the runtimes parse. `Err` is the answer to a
+/// header that is not base64 of JSON.
+fn client_context(headers: &HeaderMap) -> Result<Option<String>, Box<Response<Body>>> {
+    let Some(header) = headers.get("x-amz-client-context") else {
+        return Ok(None);
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(header.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+    match decoded {
+        Some(text) => Ok(Some(text)),
+        None => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Client context must be a valid Base64-encoded JSON object.",
+        ))),
+    }
+}
+
+/// The longest X-Ray trace header passed on (Lambda's own `TraceHeader.XAmznTraceId`
+/// is at most 8,192 characters).
+const MAX_TRACE_HEADER: usize = 8192;
+
+/// The caller's X-Ray trace header, passed on as sent (a client's `Root=...;Sampled=1`
+/// without a `Parent`, or with a `Lineage`, is as valid as a full one), or `None` when it is
+/// absent, not text, longer than [`MAX_TRACE_HEADER`] or without a valid `Root`.
+fn caller_trace(headers: &HeaderMap) -> Option<String> {
+    let header = headers.get("x-amzn-trace-id")?.to_str().ok()?;
+    (header.len() <= MAX_TRACE_HEADER && TraceContext::has_xray_root(header))
+        .then(|| header.to_owned())
+}
+
 fn too_large() -> Response<Body> {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -287,12 +367,6 @@ async fn invoke_async(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    let header = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
     let Some(function) = lambda.function(name) else {
         return not_found(&lambda.region, function_name(name));
     };
@@ -322,8 +396,9 @@ async fn invoke_async(
         // The event carries the context of the request that enqueued it.
         trace_id: nimbus_core::trace::current()
             .map(|cx| cx.xray())
-            .or_else(|| header("x-amzn-trace-id")),
-        client_context: header("x-amz-client-context"),
+            .or_else(|| caller_trace(headers)),
+        // Lambda passes a client context to synchronous invocations only.
+        client_context: None,
     };
     match lambda
         .events
@@ -352,9 +427,11 @@ async fn invoke_async(
 async fn invoke(
     State(lambda): State<Arc<Lambda>>,
     Path(name): Path<String>,
+    query: Result<Query<QualifierQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
+    let name = qualified(name, query.ok());
     let body = match read_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
@@ -408,4 +485,82 @@ async fn invoke(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_trace(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-trace-id", HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn function_names_may_be_arns_and_carry_a_qualifier() {
+        for (path, name, q) in [
+            ("orders", "orders", None),
+            ("orders:$LATEST", "orders", Some("$LATEST")),
+            ("123456789012:function:orders", "orders", None),
+            (
+                "arn:aws:lambda:us-east-1:123456789012:function:orders:7",
+                "orders",
+                Some("7"),
+            ),
+        ] {
+            assert_eq!((function_name(path), qualifier(path)), (name, q), "{path}");
+        }
+        let query = |q: &str| {
+            Some(Query(QualifierQuery {
+                qualifier: Some(q.to_owned()),
+            }))
+        };
+        assert_eq!(qualified("orders".to_owned(), query("live")), "orders:live");
+        assert_eq!(qualified("orders:7".to_owned(), query("live")), "orders:7");
+        assert_eq!(qualified("orders".to_owned(), None), "orders");
+    }
+
+    #[test]
+    fn a_client_context_is_passed_on_decoded() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "x-amz-client-context",
+                HeaderValue::from_str(value).unwrap(),
+            );
+            headers
+        };
+        // base64 of {"custom":{"a":"b"}}
+        let decoded = client_context(&with("eyJjdXN0b20iOnsiYSI6ImIifX0=")).unwrap();
+        assert_eq!(decoded.as_deref(), Some(r#"{"custom":{"a":"b"}}"#));
+        assert_eq!(client_context(&HeaderMap::new()).unwrap(), None);
+        // Not base64; base64 of something that is not JSON.
+        for bad in ["{\"custom\":{}}", "bm90IGpzb24="] {
+            let refused = client_context(&with(bad)).unwrap_err();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_caller_trace_header_with_a_root_is_passed_on_as_sent() {
+        for raw in [
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+            "Sampled=0; Parent=53995c3f42cd8ad8;Root=1-5759e988-bd862e3fe1be46a994272793;Lineage=a87bd80c:0",
+        ] {
+            assert_eq!(caller_trace(&with_trace(raw)).as_deref(), Some(raw));
+        }
+    }
+
+    #[test]
+    fn a_caller_trace_header_that_is_not_one_is_dropped() {
+        let long = format!(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Pad={}",
+            "x".repeat(MAX_TRACE_HEADER)
+        );
+        for raw in ["", "hello", "Root=2-0-0;Parent=1", "Root=1-xyz-0", &long] {
+            assert_eq!(caller_trace(&with_trace(raw)), None, "{raw}");
+        }
+        assert_eq!(caller_trace(&HeaderMap::new()), None);
+    }
 }

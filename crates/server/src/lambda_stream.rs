@@ -11,7 +11,10 @@ use std::sync::Arc;
 use aws_smithy_types::event_stream::{Header, HeaderValue as EventHeader, Message};
 use axum::{
     body::{Body, Bytes},
-    extract::{Path, State, rejection::BytesRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{BytesRejection, QueryRejection},
+    },
     http::{HeaderMap, HeaderValue, Response, StatusCode},
 };
 use base64::Engine as _;
@@ -92,9 +95,11 @@ fn complete(result: &Result<InvokeResult, InvokeError>, tail: bool) -> Bytes {
 pub(crate) async fn invoke_with_response_stream(
     State(lambda): State<Arc<Lambda>>,
     Path(name): Path<String>,
+    query: Result<Query<crate::lambda::QualifierQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
+    let name = crate::lambda::qualified(name, query.ok());
     let body = match crate::lambda::read_body(body) {
         Ok(body) => body,
         Err(response) => return *response,

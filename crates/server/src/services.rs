@@ -7,7 +7,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, Method, StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -47,8 +47,26 @@ pub(crate) fn router(
 
 /// AWS JSON-protocol requests name their operation in `X-Amz-Target`; DynamoDB's and
 /// DynamoDB Streams' go to the table store, the rest get `UnknownOperationException` in
-/// the same protocol's shape. Anything else gets a plain 404.
-async fn aws(State(services): State<Arc<Services>>, headers: HeaderMap, body: Bytes) -> Response {
+/// the same protocol's shape. A path of a dated REST API (Lambda's `/2015-03-31/...`,
+/// `/2019-09-25/...`) that no route serves gets `UnknownOperationException` in Lambda's
+/// shape. Anything else gets a plain 404.
+async fn aws(
+    State(services): State<Arc<Services>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if is_rest_api_path(uri.path()) && !headers.contains_key("x-amz-target") {
+        return crate::lambda::error(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            &format!(
+                "{method} {} is not an operation this version of Nimbus supports",
+                uri.path()
+            ),
+        );
+    }
     let Some(target) = headers.get("x-amz-target") else {
         return (
             StatusCode::NOT_FOUND,
@@ -67,4 +85,41 @@ async fn aws(State(services): State<Arc<Services>>, headers: HeaderMap, body: By
         ErrorKind::UnknownOperation,
         format!("Operation {target} is not supported by this version of Nimbus"),
     ))
+}
+
+/// Whether `path` is under an AWS REST API's version date, `/YYYY-MM-DD/`.
+fn is_rest_api_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.len() > 12
+        && bytes[0] == b'/'
+        && bytes[11] == b'/'
+        && bytes[1..11].iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rest_api_path;
+
+    #[test]
+    fn rest_api_paths_start_with_a_version_date() {
+        for path in [
+            "/2015-03-31/event-source-mappings/",
+            "/2019-09-25/functions/f/event-invoke-config",
+            "/2014-11-13/functions/f/invoke-async/",
+        ] {
+            assert!(is_rest_api_path(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/healthz",
+            "/2015-03-31",
+            "/2015-3-31/x",
+            "/nimbus/v1/functions",
+        ] {
+            assert!(!is_rest_api_path(path), "{path}");
+        }
+    }
 }
