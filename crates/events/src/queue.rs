@@ -42,7 +42,7 @@ const AGE: TableDefinition<'static, (&str, u64, u128), ()> = TableDefinition::ne
 const COUNT: TableDefinition<'static, &str, u64> = TableDefinition::new("count");
 
 /// About the most bytes of dead letters one page of [`AsyncQueue::dead_letters`] holds
-/// (an entry may hold a 256 KB payload and a 6 MB error).
+/// (an entry may hold a 1 MB payload and a 6 MB error).
 const PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most jobs committed together.
@@ -107,7 +107,7 @@ enum Job {
     Settle(Box<Settle>, oneshot::Sender<Result<bool, QueueError>>),
     Redrive {
         function: String,
-        ids: Option<Vec<EventId>>,
+        ids: Vec<EventId>,
         now_ms: u64,
         reply: oneshot::Sender<Result<Vec<EventId>, QueueError>>,
     },
@@ -382,23 +382,64 @@ impl AsyncQueue {
     /// Moves `function`'s dead letters (all of them, or those of `ids` that exist) back
     /// into the queue, due now, with their attempts reset and their age counted from now;
     /// returns the ids moved. They keep their ids, so the function sees the same request
-    /// id as before.
+    /// id as before. The move is made in several commits when there are many.
     ///
     /// # Errors
-    /// When the commit fails (nothing moved).
+    /// When a commit fails: the entries of that commit and the ones after it stay where
+    /// they were (those of earlier commits are moved).
     pub async fn redrive(
         &self,
         function: &str,
         ids: Option<Vec<EventId>>,
     ) -> Result<Vec<EventId>, QueueError> {
-        let (tx, rx) = oneshot::channel();
-        let job = Job::Redrive {
-            function: function.to_owned(),
-            ids,
-            now_ms: now_ms(),
-            reply: tx,
+        // In commits of a bounded size: the writer serves every enqueue, lease and settle
+        // of the node, which wait while it moves a store that may hold thousands of
+        // entries of megabytes each.
+        let chunks = match ids {
+            Some(ids) => ids
+                .chunks(REDRIVE_ENTRIES)
+                .map(<[EventId]>::to_vec)
+                .collect(),
+            None => self.dead_chunks(function)?,
         };
-        self.submit(job, rx).await
+        let mut moved = Vec::new();
+        for chunk in chunks {
+            let (tx, rx) = oneshot::channel();
+            let job = Job::Redrive {
+                function: function.to_owned(),
+                ids: chunk,
+                now_ms: now_ms(),
+                reply: tx,
+            };
+            moved.extend(self.submit(job, rx).await?);
+        }
+        Ok(moved)
+    }
+
+    /// The ids of `function`'s dead letters, in chunks of at most [`REDRIVE_ENTRIES`]
+    /// entries and (but for a single larger entry) [`REDRIVE_BYTES`].
+    fn dead_chunks(&self, function: &str) -> Result<Vec<Vec<EventId>>, QueueError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let dead = txn.open_table(DEAD).map_err(storage)?;
+        let (mut chunks, mut chunk, mut bytes) = (Vec::new(), Vec::new(), 0);
+        for entry in dead
+            .range((function, 0u128)..=(function, u128::MAX))
+            .map_err(storage)?
+        {
+            let (key, value) = entry.map_err(storage)?;
+            let size = value.value().len();
+            if !chunk.is_empty() && (chunk.len() == REDRIVE_ENTRIES || bytes + size > REDRIVE_BYTES)
+            {
+                chunks.push(std::mem::take(&mut chunk));
+                bytes = 0;
+            }
+            chunk.push(EventId::from_u128(key.value().1));
+            bytes += size;
+        }
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+        Ok(chunks)
     }
 }
 
@@ -694,23 +735,9 @@ impl<'txn> Tables<'txn> {
     fn redrive(
         &mut self,
         function: &str,
-        ids: Option<Vec<EventId>>,
+        ids: Vec<EventId>,
         now_ms: u64,
     ) -> Result<Vec<EventId>, QueueError> {
-        let ids = match ids {
-            Some(ids) => ids,
-            None => {
-                let mut all = Vec::new();
-                for entry in self
-                    .dead
-                    .range((function, 0u128)..=(function, u128::MAX))
-                    .map_err(storage)?
-                {
-                    all.push(EventId::from_u128(entry.map_err(storage)?.0.value().1));
-                }
-                all
-            }
-        };
         let mut moved = Vec::with_capacity(ids.len());
         for id in ids {
             let key = (function, id.as_u128());
@@ -738,6 +765,13 @@ impl<'txn> Tables<'txn> {
         Ok(moved)
     }
 }
+
+/// Most dead letters one commit of a redrive moves.
+const REDRIVE_ENTRIES: usize = 500;
+
+/// Most bytes of dead letters one commit of a redrive moves (a single larger entry goes
+/// alone).
+const REDRIVE_BYTES: usize = 32 << 20;
 
 /// Longest the writer waits for the callers of the last group to come back.
 const LINGER: Duration = Duration::from_micros(300);
@@ -1320,5 +1354,52 @@ mod tests {
         let txn = queue.db.begin_read().unwrap();
         let dead = txn.open_table(DEAD).unwrap();
         assert!(dead.get(("f", bad.as_u128())).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn redriving_a_large_store_moves_it_in_bounded_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(&dir);
+        let count = 2 * REDRIVE_ENTRIES + 1;
+        let mut ids = Vec::new();
+        let txn = queue.db.begin_write().unwrap();
+        {
+            let mut dead = txn.open_table(DEAD).unwrap();
+            for _ in 0..count {
+                let event = Event::new(
+                    EventId::random(),
+                    "f",
+                    b"{}".to_vec(),
+                    EventMeta::default(),
+                    0,
+                );
+                ids.push(event.id);
+                let letter = DeadLetter {
+                    event,
+                    condition: Condition::RetriesExhausted,
+                    dead_ms: 0,
+                };
+                dead.insert(("f", letter.id().as_u128()), letter.encode().as_slice())
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let chunks = queue.dead_chunks("f").unwrap();
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            [REDRIVE_ENTRIES, REDRIVE_ENTRIES, 1]
+        );
+        let mut moved = queue.redrive("f", None).await.unwrap();
+        moved.sort_unstable();
+        ids.sort_unstable();
+        assert_eq!(moved, ids);
+        assert_eq!(queue.pending("f").unwrap(), count);
+        assert!(
+            queue
+                .dead_letters("f", None, usize::MAX)
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 }

@@ -359,6 +359,12 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         .invoker
         .invoke(&target.name, event.payload.clone(), options)
         .await;
+    // An invocation that did not run (a throttle, no instance) is no attempt: as on
+    // Lambda, such events are retried until `max_event_age`, whatever `max_retries` says.
+    if let Err(e @ (InvokeError::Throttled | InvokeError::Unavailable(_))) = &result {
+        not_run(shared, target, event, e, max_age).await;
+        return;
+    }
     event.attempts = event.attempts.saturating_add(1);
     event.first_attempt_ms.get_or_insert(started);
     event.last_attempt_ms = Some(started);
@@ -402,11 +408,10 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         shared.config.retry_cap,
         event.attempts,
     );
-    let at = now_ms().saturating_add(millis(delay));
-    if at.saturating_sub(event.enqueued_ms) > max_age {
+    let Some(at) = retry_at(&event, delay, max_age) else {
         give_up(shared, target, event, Condition::EventAgeExceeded).await;
         return;
-    }
+    };
     tracing::info!(
         function = %target.name,
         request_id = %event.id,
@@ -415,8 +420,50 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         error_type = event.last_error.as_ref().map(|e| e.error_type.as_str()),
         "async invocation failed; retrying"
     );
+    retry(shared, target, event, at).await;
+}
+
+/// When a retry after `delay` is due, or `None` when it would come after `max_age`.
+fn retry_at(event: &Event, delay: Duration, max_age: u64) -> Option<u64> {
+    let at = now_ms().saturating_add(millis(delay));
+    (at.saturating_sub(event.enqueued_ms) <= max_age).then_some(at)
+}
+
+/// Puts `event` back in the queue, due at `at`.
+async fn retry(shared: &Shared, target: &Target, event: Event, at: u64) {
     metrics::counter!("nimbus_async_retries_total", "function" => target.name.clone()).increment(1);
     settle(shared, event, Settlement::Retry { at_ms: at }, None).await;
+}
+
+/// Puts back an event whose invocation did not run, for a retry after a backoff that
+/// grows with the event's age (the event keeps no count of its throttles), or gives it up
+/// once the retry would come after `max_age`.
+async fn not_run(
+    shared: &Shared,
+    target: &Target,
+    mut event: Event,
+    e: &InvokeError,
+    max_age: u64,
+) {
+    event.last_error = Some(invoke_error(e));
+    let base = millis(shared.config.retry_base).max(1);
+    let age = now_ms().saturating_sub(event.enqueued_ms);
+    // One doubling of the bound per doubling of the age: 1 s, 2 s, 4 s... as the event
+    // has waited 1 s, 2 s, 4 s.
+    let doublings = (age / base).max(1).ilog2().saturating_add(1);
+    let delay = backoff(shared.config.retry_base, shared.config.retry_cap, doublings);
+    let Some(at) = retry_at(&event, delay, max_age) else {
+        give_up(shared, target, event, Condition::EventAgeExceeded).await;
+        return;
+    };
+    tracing::info!(
+        function = %target.name,
+        request_id = %event.id,
+        retry_in_ms = millis(delay),
+        error = %e,
+        "async invocation could not run; retrying"
+    );
+    retry(shared, target, event, at).await;
 }
 
 async fn give_up(shared: &Shared, target: &Target, event: Event, condition: Condition) {
@@ -705,34 +752,55 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn throttles_are_failed_attempts_and_zero_retries_means_one_attempt() {
+    async fn throttles_are_retried_until_the_event_is_too_old_whatever_max_retries() {
         let dir = tempfile::tempdir().unwrap();
         let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
         let fake = Arc::new(Fake::default());
         fake.set("busy", Behaviour::Throttle);
+        fake.set("full", Behaviour::Throttle);
         let policy = AsyncPolicy {
             max_retries: 0,
+            ..AsyncPolicy::default()
+        };
+        let short = AsyncPolicy {
+            max_retries: 0,
+            max_event_age: Duration::from_millis(300),
             ..AsyncPolicy::default()
         };
         let mut worker = AsyncWorker::new(
             Arc::clone(&queue),
             Arc::clone(&fake) as Arc<dyn Invoke>,
-            [spec("busy", 10, policy)],
+            [spec("busy", 10, policy), spec("full", 10, short)],
             config(),
         );
         worker.start();
-        queue
-            .enqueue("busy", b"{}".to_vec(), EventMeta::default())
-            .await
-            .unwrap();
-        wait_dead(&queue, "busy", 1).await;
-        assert_eq!(fake.calls("busy").len(), 1);
-        let dead = queue.dead_letters("busy", None, usize::MAX).unwrap().0;
-        assert_eq!(
-            dead[0].to_json()["error"]["errorType"],
-            "TooManyRequestsException"
-        );
+        for function in ["busy", "full"] {
+            queue
+                .enqueue(function, b"{}".to_vec(), EventMeta::default())
+                .await
+                .unwrap();
+        }
+        // Throttled three times with no retry to spare, then it runs, once.
+        fake.wait_calls("busy", 3).await;
+        fake.set("busy", Behaviour::Succeed);
+        let calls = fake.calls("busy").len();
+        fake.wait_calls("busy", calls + 1).await;
+        // One that is never let run is given up when it is too old, as never run.
+        wait_dead(&queue, "full", 1).await;
+        let dead = queue.dead_letters("full", None, usize::MAX).unwrap().0;
+        let dead = dead[0].to_json();
+        assert_eq!(dead["condition"], "EventAgeExceeded");
+        assert_eq!(dead["attempts"], 0);
+        assert_eq!(dead["error"]["errorType"], "TooManyRequestsException");
+        assert!(fake.calls("full").len() > 1);
         worker.stop(Duration::from_secs(1)).await;
+        assert!(
+            queue
+                .dead_letters("busy", None, usize::MAX)
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

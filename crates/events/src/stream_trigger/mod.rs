@@ -16,9 +16,10 @@
 //! - Starting position: `TRIM_HORIZON` reads from the oldest retained record; `LATEST`
 //!   starts after the newest record at the trigger's first start, stored at once as its
 //!   first checkpoint so that a restart does not skip what came in between.
-//! - Failures (a function error, a timeout, a throttle, no instance): the batch is tried
-//!   again after a backoff, up to `max_retries` retries; records older than
-//!   `max_event_age` are not sent again. With `bisect_on_error`, a batch that fails with a
+//! - Failures (a function error, a timeout): the batch is tried again after a backoff,
+//!   up to `max_retries` retries; records older than `max_event_age` are not sent again.
+//!   An invocation that did not run (a throttle, no instance) uses up no retry, as on
+//!   Lambda: the batch is tried again until its records are too old. With `bisect_on_error`, a batch that fails with a
 //!   function error is split in two and each half tried (splitting uses up no retry).
 //!   Records given up go, as Lambda's on-failure record (where they lie in the stream),
 //!   to the trigger's `on_failure` function through the async queue; then the trigger
@@ -28,6 +29,11 @@
 //!   the rest retried (Lambda's `ReportBatchItemFailures`, here on whenever the response
 //!   has that shape).
 //! - A trigger that is not enabled does not run, and its checkpoint stays as it was.
+//! - A checkpoint belongs to one stream (its ARN, kept beside it). When the table is
+//!   deleted and created again, or its stream turned off and on, the new stream is
+//!   numbered from 1 again: the trigger sees the new ARN and reads the new stream from
+//!   its oldest record, whatever its starting position (every record of the new stream
+//!   came after the trigger started).
 //!
 //! The trigger reads through [`ChangeSource`], which the server implements on the table
 //! store: this crate does not depend on the tables. A source tells of new commits
@@ -64,6 +70,13 @@ pub struct Change {
     /// The trace context (W3C `traceparent`) of the request that made the change, if
     /// it was traced.
     pub trace: Option<String>,
+}
+
+impl Change {
+    /// The ARN of the stream the record is in (its `eventSourceARN`).
+    pub fn stream_arn(&self) -> Option<&str> {
+        self.record.get("eventSourceARN")?.as_str()
+    }
 }
 
 /// A table's current stream.

@@ -25,9 +25,20 @@ enum Attempt {
     Partial(usize),
     /// The function failed (an error it raised, a timeout, a crash).
     FunctionError,
-    /// The batch failed otherwise: the invocation did not run (a throttle, no instance)
-    /// or the function reported failures that name no record of the batch.
+    /// The function reported failures that name no record of the batch, or does not
+    /// exist.
     Failed,
+    /// The invocation did not run (a throttle, no instance): no attempt, as on Lambda,
+    /// which retries these until the records expire.
+    NotRun,
+}
+
+/// Where a trigger stands: after record `after` (from the stream's start for `None`) of
+/// the stream whose ARN is `stream` (not yet known for `None`).
+#[derive(Debug)]
+struct Cursor {
+    after: Option<u64>,
+    stream: Option<String>,
 }
 
 /// What woke a wait.
@@ -87,40 +98,68 @@ impl Trigger {
     /// Runs until `stop` turns true.
     pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut commits = self.shared.source.commits(&self.table);
-        let Some(mut checkpoint) = self.start(&mut stop).await else {
+        let Some(mut cursor) = self.start(&mut stop).await else {
             return;
         };
         tracing::info!(
             trigger = %self.id,
             function = %self.function,
-            checkpoint = ?checkpoint,
+            checkpoint = ?cursor.after,
             "stream trigger started"
         );
         loop {
-            let Some(batch) = self.next_batch(checkpoint, &mut commits, &mut stop).await else {
+            let Some(batch) = self.next_batch(&mut cursor, &mut commits, &mut stop).await else {
                 return;
             };
-            if !self.deliver(batch, &mut checkpoint, &mut stop).await {
+            if !self.deliver(batch, &mut cursor, &mut stop).await {
                 return;
             }
         }
     }
 
-    /// The checkpoint to start after: the stored one, else the starting position's
+    /// Where to start: after the stored checkpoint, else at the starting position
     /// (`LATEST` stores its own at once). `None` when stopping.
-    async fn start(&self, stop: &mut watch::Receiver<bool>) -> Option<Option<u64>> {
+    async fn start(&self, stop: &mut watch::Receiver<bool>) -> Option<Cursor> {
         loop {
-            match self.shared.checkpoints.get(&self.id) {
-                Ok(Some(seq)) => return Some(Some(seq)),
-                Ok(None) => match self.starting_position {
-                    StartingPosition::TrimHorizon => return Some(None),
+            let stored = self
+                .shared
+                .checkpoints
+                .get(&self.id)
+                .and_then(|after| Ok((after, self.shared.checkpoints.stream(&self.id)?)));
+            match stored {
+                Ok((Some(seq), stream)) => {
+                    return Some(Cursor {
+                        after: Some(seq),
+                        stream,
+                    });
+                }
+                Ok((None, _)) => match self.starting_position {
+                    StartingPosition::TrimHorizon => {
+                        return Some(Cursor {
+                            after: None,
+                            stream: None,
+                        });
+                    }
                     StartingPosition::Latest => {
+                        // The stream first, so that a stream replaced in between is
+                        // read from its start rather than skipped.
+                        let stream = self.shared.source.stream(&self.table).map(|s| s.arn);
                         match self.shared.source.latest(&self.table).await {
                             // Sequence numbers start at 1: after 0 is the whole of an empty stream.
                             Ok(latest) => {
                                 let seq = latest.unwrap_or(0);
-                                match self.shared.checkpoints.set(&self.id, seq).await {
-                                    Ok(()) => return Some(Some(seq)),
+                                match self
+                                    .shared
+                                    .checkpoints
+                                    .set(&self.id, seq, stream.as_deref())
+                                    .await
+                                {
+                                    Ok(()) => {
+                                        return Some(Cursor {
+                                            after: Some(seq),
+                                            stream,
+                                        });
+                                    }
                                     Err(e) => {
                                         tracing::error!(trigger = %self.id, error = %e, "cannot store the trigger's starting checkpoint");
                                     }
@@ -142,11 +181,11 @@ impl Trigger {
         }
     }
 
-    /// The next batch after `after`: up to `batch_size` records, waiting up to the
-    /// batching window for it to fill once it has one. `None` when stopping.
+    /// The next batch after `cursor`: up to `batch_size` records of one stream, waiting
+    /// up to the batching window for it to fill once it has one. `None` when stopping.
     async fn next_batch(
         &self,
-        after: Option<u64>,
+        cursor: &mut Cursor,
         commits: &mut watch::Receiver<u64>,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Vec<Change>> {
@@ -160,11 +199,21 @@ impl Trigger {
             match self
                 .shared
                 .source
-                .read(&self.table, after, self.batch_size)
+                .read(&self.table, cursor.after, self.batch_size)
                 .await
             {
-                Ok(batch) if !batch.is_empty() => break batch,
+                Ok(batch) if !batch.is_empty() => {
+                    if self.replaced(cursor, batch[0].stream_arn()).await {
+                        continue;
+                    }
+                    break batch;
+                }
                 Ok(_) => {
+                    // A new stream not yet past the old checkpoint reads as empty.
+                    let current = self.shared.source.stream(&self.table).map(|s| s.arn);
+                    if self.replaced(cursor, current.as_deref()).await {
+                        continue;
+                    }
                     if let Wake::Stop = wait(commits, stop, Instant::now() + poll).await {
                         return None;
                     }
@@ -177,7 +226,7 @@ impl Trigger {
                 }
             }
         };
-        if let (Some(after), Some(first)) = (after, batch.first())
+        if let (Some(after), Some(first)) = (cursor.after, batch.first())
             && first.sequence > after.saturating_add(1)
         {
             tracing::warn!(
@@ -203,7 +252,15 @@ impl Trigger {
                 .read(&self.table, last, self.batch_size - batch.len())
                 .await
             {
-                Ok(more) => batch.extend(more),
+                Ok(more) => {
+                    // Records of one stream only: a read after the table was replaced
+                    // comes from the new stream.
+                    let stream = batch[0].stream_arn().map(str::to_owned);
+                    let more = more
+                        .into_iter()
+                        .take_while(|c| c.stream_arn() == stream.as_deref());
+                    batch.extend(more);
+                }
                 Err(e) => {
                     tracing::warn!(trigger = %self.id, error = %e, "cannot read the table stream; delivering the batch as it is");
                     break;
@@ -214,18 +271,20 @@ impl Trigger {
     }
 
     /// Delivers `batch`, retrying, bisecting and giving up as the trigger says, and
-    /// moves `checkpoint` past every record done with. `false` when stopping (the
+    /// moves `cursor` past every record done with. `false` when stopping (the
     /// records not done with are delivered again after the restart).
     async fn deliver(
         &self,
         batch: Vec<Change>,
-        checkpoint: &mut Option<u64>,
+        cursor: &mut Cursor,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         // Batches to try, front first, each with the failed attempts it has had. They
         // are consecutive in the stream, so working front first keeps the order.
         let mut pending: VecDeque<(Vec<Change>, u32)> = VecDeque::from([(batch, 0)]);
         let max_age = u64::try_from(self.retry.max_event_age.as_millis()).unwrap_or(u64::MAX);
+        // Invocations in a row that did not run, for their backoff.
+        let mut not_run = 0u32;
         while let Some((mut records, attempts)) = pending.pop_front() {
             let now = now_ms();
             let expired = records
@@ -241,7 +300,7 @@ impl Trigger {
                     "skipping stream records older than max_event_age"
                 );
                 if !self
-                    .give_up(&old, AGE_EXCEEDED, attempts, None, checkpoint, stop)
+                    .give_up(&old, AGE_EXCEEDED, attempts, None, cursor, stop)
                     .await
                 {
                     return false;
@@ -251,10 +310,20 @@ impl Trigger {
                 continue;
             }
             let (attempt, last) = self.invoke(&records).await;
+            if let Attempt::NotRun = attempt {
+                not_run = not_run.saturating_add(1);
+                let config = &self.shared.config;
+                if !pause(backoff(config.retry_base, config.retry_cap, not_run), stop).await {
+                    return false;
+                }
+                pending.push_front((records, attempts));
+                continue;
+            }
+            not_run = 0;
             let failed = match attempt {
                 Attempt::Success => {
                     let done = records.last().map(|c| c.sequence);
-                    self.advance(checkpoint, done).await;
+                    self.advance(cursor, done).await;
                     continue;
                 }
                 Attempt::Partial(first_failed) => {
@@ -264,7 +333,7 @@ impl Trigger {
                     } else {
                         // Progress: the record now first has failed once.
                         let done = records.last().map(|c| c.sequence);
-                        self.advance(checkpoint, done).await;
+                        self.advance(cursor, done).await;
                         (rest, 1)
                     }
                 }
@@ -275,7 +344,9 @@ impl Trigger {
                     pending.push_front((records, attempts));
                     continue;
                 }
-                Attempt::FunctionError | Attempt::Failed => (records, attempts + 1),
+                Attempt::FunctionError | Attempt::Failed | Attempt::NotRun => {
+                    (records, attempts + 1)
+                }
             };
             let (records, attempts) = failed;
             if attempts > self.retry.max_retries {
@@ -291,7 +362,7 @@ impl Trigger {
                         RETRIES_EXHAUSTED,
                         attempts,
                         Some(&last),
-                        checkpoint,
+                        cursor,
                         stop,
                     )
                     .await
@@ -374,13 +445,13 @@ impl Trigger {
             },
             Err(e) => {
                 tracing::warn!(trigger = %self.id, error = %e, "stream trigger invocation did not run");
-                let status = match e {
-                    InvokeError::NotFound(_) => 404,
-                    InvokeError::Throttled => 429,
-                    InvokeError::Unavailable(_) => 500,
+                let (attempt, status) = match e {
+                    InvokeError::NotFound(_) => (Attempt::Failed, 404),
+                    InvokeError::Throttled => (Attempt::NotRun, 429),
+                    InvokeError::Unavailable(_) => (Attempt::NotRun, 500),
                 };
                 (
-                    Attempt::Failed,
+                    attempt,
                     LastAttempt {
                         request_id,
                         status,
@@ -399,7 +470,7 @@ impl Trigger {
         condition: &str,
         attempts: u32,
         last: Option<&LastAttempt>,
-        checkpoint: &mut Option<u64>,
+        cursor: &mut Cursor,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         match &self.on_failure {
@@ -460,19 +531,59 @@ impl Trigger {
             ),
         }
         let done = records.last().map(|c| c.sequence);
-        self.advance(checkpoint, done).await;
+        self.advance(cursor, done).await;
         true
     }
 
-    /// Moves the checkpoint to `done` and stores it.
-    async fn advance(&self, checkpoint: &mut Option<u64>, done: Option<u64>) {
+    /// Whether `seen`, the stream just read, replaced the cursor's: the table was deleted
+    /// and created again, or its stream turned off and on, and the new stream is numbered
+    /// from 1 again. The cursor then moves to the new stream's start (stored at once) and
+    /// the caller reads again. A cursor that knows no stream yet takes `seen` as its own.
+    async fn replaced(&self, cursor: &mut Cursor, seen: Option<&str>) -> bool {
+        let Some(seen) = seen else {
+            return false;
+        };
+        match &cursor.stream {
+            Some(known) if known != seen => {
+                tracing::warn!(
+                    trigger = %self.id,
+                    old = %known,
+                    new = %seen,
+                    "the table's stream was replaced (the table was created again, or its stream turned off and on); the trigger starts at the new stream's oldest record"
+                );
+                *cursor = Cursor {
+                    after: None,
+                    stream: Some(seen.to_owned()),
+                };
+                // After 0 is the whole stream. On failure a restart finds the old
+                // checkpoint and its stream, and replaces them again.
+                if let Err(e) = self.shared.checkpoints.set(&self.id, 0, Some(seen)).await {
+                    tracing::error!(trigger = %self.id, error = %e, "cannot store the trigger's checkpoint");
+                }
+                true
+            }
+            Some(_) => false,
+            None => {
+                cursor.stream = Some(seen.to_owned());
+                false
+            }
+        }
+    }
+
+    /// Moves the cursor to `done` and stores it.
+    async fn advance(&self, cursor: &mut Cursor, done: Option<u64>) {
         let Some(done) = done else {
             return;
         };
-        *checkpoint = Some(done);
+        cursor.after = Some(done);
         // On failure the trigger goes on from memory; a restart delivers again from the
         // last stored checkpoint (at least once).
-        if let Err(e) = self.shared.checkpoints.set(&self.id, done).await {
+        if let Err(e) = self
+            .shared
+            .checkpoints
+            .set(&self.id, done, cursor.stream.as_deref())
+            .await
+        {
             tracing::error!(trigger = %self.id, error = %e, "cannot store the trigger's checkpoint");
         }
     }

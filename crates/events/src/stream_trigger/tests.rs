@@ -18,6 +18,8 @@ use crate::queue::now_ms;
 /// A table's stream in memory.
 struct FakeSource {
     changes: Mutex<Vec<Change>>,
+    /// The current stream's label: [`FakeSource::replace`] makes a new stream.
+    label: Mutex<u64>,
     commits: watch::Sender<u64>,
 }
 
@@ -25,6 +27,7 @@ impl FakeSource {
     fn new() -> Arc<FakeSource> {
         Arc::new(FakeSource {
             changes: Mutex::new(Vec::new()),
+            label: Mutex::new(1),
             commits: watch::channel(0).0,
         })
     }
@@ -32,6 +35,7 @@ impl FakeSource {
     /// Commits `n` changes (one commit), created at `created_ms`; returns their sequence
     /// numbers.
     fn commit_at(&self, n: usize, created_ms: u64) -> Vec<u64> {
+        let arn = self.arn();
         let mut changes = self.changes.lock().unwrap();
         let mut added = Vec::new();
         for _ in 0..n {
@@ -40,6 +44,7 @@ impl FakeSource {
                 sequence: seq,
                 created_ms,
                 record: json!({
+                    "eventSourceARN": arn,
                     "eventName": "INSERT",
                     "dynamodb": {
                         "Keys": { "pk": { "S": format!("k{seq}") } },
@@ -58,12 +63,24 @@ impl FakeSource {
     fn commit(&self, n: usize) -> Vec<u64> {
         self.commit_at(n, now_ms())
     }
+
+    fn arn(&self) -> String {
+        let label = *self.label.lock().unwrap();
+        format!("arn:aws:dynamodb:us-east-1:000000000000:table/Users/stream/{label}")
+    }
+
+    /// The table deleted and created again: a new, empty stream, numbered from 1.
+    fn replace(&self) {
+        let mut changes = self.changes.lock().unwrap();
+        *self.label.lock().unwrap() += 1;
+        changes.clear();
+    }
 }
 
 impl ChangeSource for FakeSource {
-    fn stream(&self, table: &str) -> Option<StreamName> {
+    fn stream(&self, _table: &str) -> Option<StreamName> {
         Some(StreamName {
-            arn: format!("arn:aws:dynamodb:us-east-1:000000000000:table/{table}/stream/1"),
+            arn: self.arn(),
             shard_id: "shardId-00000000000000000001-00000001".to_owned(),
         })
     }
@@ -441,26 +458,35 @@ async fn failed_batches_are_retried_then_sent_to_on_failure() {
 }
 
 #[tokio::test]
-async fn throttles_are_retried_like_failures() {
+async fn throttles_are_retried_without_using_up_retries() {
     let node = Node::new();
     node.source.commit(1);
     let calls = Arc::new(Mutex::new(0));
     let counted = Arc::clone(&calls);
+    // Throttled and then without an instance, four times in all, with no retry to spare.
     let invoker = FakeInvoke::new(move |_| {
         let mut n = counted.lock().unwrap();
         *n += 1;
-        if *n == 1 {
-            Err(InvokeError::Throttled)
-        } else {
-            Ok(Outcome::Response(Vec::new()))
+        match *n {
+            1 | 2 => Err(InvokeError::Throttled),
+            3 | 4 => Err(InvokeError::Unavailable("no instance".to_owned())),
+            _ => Ok(Outcome::Response(Vec::new())),
         }
     });
-    let triggers = node.start(&Spec::default(), &invoker);
-    until("the retry succeeds", || {
+    let triggers = node.start(
+        &Spec {
+            max_retries: 0,
+            on_failure: Some("dlq"),
+            ..Spec::default()
+        },
+        &invoker,
+    );
+    until("the batch runs", || {
         node.checkpoints().get(ID).unwrap() == Some(1)
     })
     .await;
-    assert_eq!(invoker.batches(), [vec![1], vec![1]]);
+    assert_eq!(invoker.batches(), vec![vec![1]; 5]);
+    assert!(node.on_failure_records("dlq").await.is_empty());
     triggers.stop(GRACE).await;
 }
 
@@ -693,4 +719,66 @@ fn trigger_ids_name_table_and_function() {
     let events = [one.clone(), schedule, one.clone(), one];
     let ids: Vec<String> = trigger_ids(&events).into_iter().map(|(id, _)| id).collect();
     assert_eq!(ids, ["Users/project", "Users/project#2", "Users/project#3"]);
+}
+
+#[tokio::test]
+async fn a_replaced_stream_is_read_from_its_start() {
+    for position in [StartingPosition::TrimHorizon, StartingPosition::Latest] {
+        let node = Node::new();
+        let invoker = FakeInvoke::ok();
+        let spec = Spec {
+            position,
+            ..Spec::default()
+        };
+        let triggers = node.start(&spec, &invoker);
+        until("the trigger runs", || {
+            node.checkpoints().get(ID).unwrap().is_some()
+                || position == StartingPosition::TrimHorizon
+        })
+        .await;
+        node.source.commit(5);
+        until("the first stream is delivered", || invoker.delivered() == 5).await;
+        // The new stream starts at 1 again, below the checkpoint: first fewer records
+        // than the checkpoint (an empty read), then more.
+        node.source.replace();
+        node.source.commit(3);
+        until("the new stream's records are delivered", || {
+            invoker.delivered() == 8
+        })
+        .await;
+        node.source.commit(4);
+        until("and its later ones", || invoker.delivered() == 12).await;
+        assert_eq!(
+            invoker.batches()[1..].concat(),
+            [1, 2, 3, 4, 5, 6, 7],
+            "{position:?}"
+        );
+        triggers.stop(GRACE).await;
+        assert_eq!(node.checkpoints().get(ID).unwrap(), Some(7));
+        assert_eq!(
+            node.checkpoints().stream(ID).unwrap(),
+            Some(node.source.arn())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_replaced_while_the_trigger_was_stopped_is_read_from_its_start() {
+    let node = Node::new();
+    let invoker = FakeInvoke::ok();
+    node.source.commit(6);
+    let triggers = node.start(&Spec::default(), &invoker);
+    until("the first stream is delivered", || invoker.delivered() == 6).await;
+    triggers.stop(GRACE).await;
+    // Created again with more records than the checkpoint: without the stream's ARN
+    // the trigger would take up at 7.
+    node.source.replace();
+    node.source.commit(9);
+    let triggers = node.start(&Spec::default(), &invoker);
+    until("the new stream is delivered", || invoker.delivered() == 15).await;
+    assert_eq!(
+        invoker.batches()[1..].concat(),
+        (1..=9).collect::<Vec<u64>>()
+    );
+    triggers.stop(GRACE).await;
 }
