@@ -154,6 +154,51 @@ fn clients_that_do_not_finish_their_headers_are_disconnected() {
 }
 
 #[test]
+fn request_bodies_are_bounded_in_time_and_size() {
+    let app = tempfile::tempdir().unwrap();
+    echo_app(app.path());
+    let node = Builder::up(app.path())
+        .arg("--body-read-timeout")
+        .arg("1s")
+        .start();
+    // Headers that announce 100 bytes, then 10 of them and nothing more.
+    let mut slow = connect(node.gateway());
+    slow.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .unwrap();
+    assert_eq!(
+        wait_closed(&mut slow, Duration::from_millis(200)),
+        None,
+        "answered before the body read timeout"
+    );
+    let sent = wait_closed(&mut slow, CLOSE_BOUND)
+        .unwrap_or_else(|| panic!("still open after {CLOSE_BOUND:?}"));
+    let sent = String::from_utf8_lossy(&sent);
+    assert!(sent.starts_with("HTTP/1.1 408 "), "{sent}");
+    assert!(sent.ends_with(r#"{"message":"Request Timeout"}"#), "{sent}");
+    // A body sent in time is served.
+    let ok = http(node.gateway(), "POST", "/echo", &[], "hello").unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["body"], "hello");
+    // A body whose event would be over Lambda's 6 MB, or over API Gateway's 10 MB itself.
+    for size in [7 << 20, 11 << 20] {
+        let big = "x".repeat(size);
+        let r = http(node.gateway(), "POST", "/echo", &[], &big).unwrap();
+        assert_eq!(r.status, 413, "{size}: {}", r.body);
+        assert_eq!(r.json(), json!({ "message": "Request Entity Too Large" }));
+    }
+    // The services listener has the same time limit.
+    let mut slow = connect(node.services());
+    slow.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    let sent = wait_closed(&mut slow, CLOSE_BOUND)
+        .unwrap_or_else(|| panic!("the services: still open after {CLOSE_BOUND:?}"));
+    let sent = String::from_utf8_lossy(&sent);
+    assert!(sent.starts_with("HTTP/1.1 4"), "{sent}");
+}
+
+#[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
     let node = Builder::serve()
         .env("NIMBUS_KEEP_ALIVE_TIMEOUT", "1s")
@@ -395,7 +440,7 @@ fn echo_app(dir: &Path) {
     }
     std::fs::write(
         dir.join("nimbus.toml"),
-        "name = \"limits-echo\"\n\n[functions.echo]\nruntime = \"provided.al2023\"\ncode = \"echo\"\n\n[[routes]]\nroute = \"GET /echo\"\nfunction = \"echo\"\n",
+        "name = \"limits-echo\"\n\n[functions.echo]\nruntime = \"provided.al2023\"\ncode = \"echo\"\n\n[[routes]]\nroute = \"ANY /echo\"\nfunction = \"echo\"\n",
     )
     .unwrap();
 }

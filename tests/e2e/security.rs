@@ -197,10 +197,9 @@ fn api_keys_are_checked_and_held_to_their_usage_plans() {
     }
     let ok = get(Some("env-key-0123456789abcdefgh"));
     assert_eq!(ok.status, 200, "{}", ok.body);
-    assert_eq!(
-        ok.json()["requestContext"]["identity"]["apiKeyId"],
-        "from-env"
-    );
+    let identity = &ok.json()["requestContext"]["identity"];
+    assert_eq!(identity["apiKeyId"], "from-env");
+    assert_eq!(identity["apiKey"], "env-key-0123456789abcdefgh");
     // The bursty plan: two at once, then 429 with Retry-After.
     assert_eq!(get(Some(PARTNER)).status, 200);
     assert_eq!(get(Some(PARTNER)).status, 200);
@@ -314,14 +313,35 @@ fn the_jwt_authorizer_checks_signature_claims_and_scopes() {
         // Unsigned.
         get("/jwt", &token("none", &claims(json!({})), &good_key)),
     ];
-    for r in refused {
+    // Each says why in `www-authenticate`, as API Gateway does.
+    let challenge = |r: &crate::harness::Response| {
+        header(r, "www-authenticate")
+            .unwrap_or_else(|| panic!("no www-authenticate: {:?}", r.headers))
+            .to_owned()
+    };
+    for r in &refused {
         assert_eq!(r.status, 401, "{}", r.body);
         assert_eq!(r.json(), json!({"message": "Unauthorized"}));
+        let challenge = challenge(r);
+        assert!(
+            challenge.starts_with(r#"Bearer scope="" error="invalid_token" error_description=""#),
+            "{challenge}"
+        );
     }
+    assert!(
+        challenge(&refused[2]).contains("expired"),
+        "{}",
+        challenge(&refused[2])
+    );
     // A valid token without the route's scope is forbidden.
     let r = get("/admin", &token("RS256", &claims(json!({})), &good_key));
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.json(), json!({"message": "Forbidden"}));
+    assert!(
+        challenge(&r).contains(r#"error="insufficient_scope""#),
+        "{}",
+        challenge(&r)
+    );
 }
 
 #[test]

@@ -65,15 +65,33 @@ fn header_text(value: &axum::http::HeaderValue) -> String {
     }
 }
 
-/// Header values by lowercased name, in order.
-fn header_lists(headers: &HeaderMap) -> BTreeMap<String, Vec<String>> {
-    headers
+/// Header values by lowercased name, in order, with the client's address added to
+/// `x-forwarded-for` as API Gateway adds it: a function that trusts the last address of
+/// the list gets the one that connected, whatever the client wrote before it.
+fn header_lists(headers: &HeaderMap, source_ip: &str) -> BTreeMap<String, Vec<String>> {
+    let mut lists: BTreeMap<String, Vec<String>> = headers
         .keys()
         .map(|name| {
             let values = headers.get_all(name).iter().map(header_text).collect();
             (name.as_str().to_owned(), values)
         })
-        .collect()
+        .collect();
+    let forwarded = lists.entry("x-forwarded-for".to_owned()).or_default();
+    match forwarded.last_mut() {
+        Some(last) => {
+            last.push_str(", ");
+            last.push_str(source_ip);
+        }
+        None => forwarded.push(source_ip.to_owned()),
+    }
+    lists
+}
+
+/// The address of the client, `requestContext.http.sourceIp`.
+fn source_ip(facts: &RequestFacts<'_>) -> String {
+    facts
+        .peer
+        .map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string())
 }
 
 /// Query parameters, URL-decoded, by name, in order.
@@ -180,7 +198,8 @@ fn v2(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
     let raw_query = facts.uri.query().unwrap_or("").to_owned();
     let mut headers = Map::new();
     let mut cookies = Vec::new();
-    for (name, values) in header_lists(facts.headers) {
+    let source_ip = source_ip(facts);
+    for (name, values) in header_lists(facts.headers, &source_ip) {
         if name == "cookie" {
             for v in &values {
                 cookies.extend(
@@ -216,7 +235,7 @@ fn v2(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
                 "method": facts.method.as_str(),
                 "path": facts.uri.path(),
                 "protocol": protocol_of(facts.version),
-                "sourceIp": facts.peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string()),
+                "sourceIp": source_ip,
                 "userAgent": user_agent,
             },
             "requestId": facts.request_id,
@@ -250,18 +269,19 @@ fn v2(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
 fn params(params: &[(String, String)]) -> Json {
     params
         .iter()
-        .map(|(k, v)| (k.clone(), Json::String(decode_path(v))))
+        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
         .collect::<Map<_, _>>()
         .into()
 }
 
-/// Percent-decoding of a path segment (`+` stays `+`).
-fn decode_path(s: &str) -> String {
+/// Percent-decoding of a path (`+` stays `+`).
+pub(crate) fn decode_path(s: &str) -> String {
     decode(&s.replace('+', "%2B"))
 }
 
 fn v1(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
-    let lists = header_lists(facts.headers);
+    let source_ip = source_ip(facts);
+    let lists = header_lists(facts.headers, &source_ip);
     let headers: Map<String, Json> = lists
         .iter()
         .map(|(k, v)| {
@@ -303,7 +323,7 @@ fn v1(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
         RouteKey::Default => match facts.uri.path().strip_prefix('/') {
             Some(rest) if !rest.is_empty() => (
                 "/{proxy+}".to_owned(),
-                vec![("proxy".to_owned(), rest.to_owned())],
+                vec![("proxy".to_owned(), decode_path(rest))],
             ),
             _ => ("/".to_owned(), Vec::new()),
         },
@@ -332,7 +352,7 @@ fn v1(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
             "extendedRequestId": facts.request_id,
             "httpMethod": facts.method.as_str(),
             "identity": {
-                "sourceIp": facts.peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string()),
+                "sourceIp": source_ip,
                 "userAgent": user_agent,
                 "accessKey": Json::Null, "accountId": Json::Null, "caller": Json::Null,
                 "cognitoAuthenticationProvider": Json::Null, "cognitoAuthenticationType": Json::Null,

@@ -96,8 +96,9 @@ pub(crate) struct VerifiedToken {
 
 /// Why a request's token was refused.
 ///
-/// The reason is for the operator's log, never for the client, which gets API Gateway's
-/// bare answer.
+/// The reason goes to the operator's log, and to the client in the `error_description` of
+/// the `www-authenticate` header, as API Gateway tells why ("the token does not have a
+/// valid audience"); the body is API Gateway's bare answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub(crate) struct Unauthorized {
@@ -509,7 +510,7 @@ impl Unauthorized {
         }
     }
 
-    /// Why the token was refused, for a debug log line.
+    /// Why the token was refused, for a debug log line and the `www-authenticate` header.
     pub(crate) fn reason(&self) -> &str {
         &self.reason
     }

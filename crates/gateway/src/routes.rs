@@ -1,6 +1,6 @@
 //! Matching requests to routes.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use nimbus_core::{HttpMethod, PathSegment, RouteKey, RoutePath, RouteSpec};
 
@@ -98,15 +98,25 @@ impl RouteTable {
     }
 
     /// Finds the route for a request: a route for the method first, then `ANY`, then
-    /// `$default`. `method` is the request's method as sent.
+    /// `$default`. `method` is the request's method as sent, `path` its path as sent.
+    ///
+    /// The path is matched percent-decoded (`%2F` included; `+` stays `+`), as API
+    /// Gateway decodes it: `/%61dmin/x` meets the route, and the auth, of `/admin/x`, and
+    /// `/items/a%2Fb` is two segments below `/items`. The parameters are decoded pieces
+    /// of it, as `pathParameters` carry them.
     pub fn find(&self, method: &str, path: &str) -> Option<Match<'_>> {
+        let path: Cow<'_, str> = if path.contains('%') {
+            Cow::Owned(crate::event::decode_path(path))
+        } else {
+            Cow::Borrowed(path)
+        };
         let specific = method
             .parse::<HttpMethod>()
             .ok()
             .filter(|m| *m != HttpMethod::Any)
             .and_then(|m| self.by_method.get(&m));
         for router in specific.into_iter().chain(std::iter::once(&self.any)) {
-            if let Ok(found) = router.at(path) {
+            if let Ok(found) = router.at(&path) {
                 return Some(Match {
                     route: &self.routes[*found.value],
                     key: &self.keys[*found.value],
@@ -179,6 +189,40 @@ mod tests {
         assert_eq!(key("GET", "/pets/cat/1"), "GET /pets/{proxy+}");
         assert_eq!(key("DELETE", "/x"), "ANY /{proxy+}");
         assert_eq!(key("GET", "/"), "$default");
+    }
+
+    #[test]
+    fn paths_are_matched_decoded() {
+        let table = RouteTable::new(&[
+            route("GET /admin/{proxy+}", "admin"),
+            route("GET /items/{id}", "item"),
+            route("ANY /{proxy+}", "public"),
+        ])
+        .unwrap();
+        let found = |p: &str| {
+            let m = table.find("GET", p).unwrap();
+            (m.route.function.clone(), m.params)
+        };
+        let param = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+        assert_eq!(
+            found("/%61dmin/users"),
+            ("admin".to_owned(), param("proxy", "users"))
+        );
+        assert_eq!(
+            found("/admin/a%20b+c"),
+            ("admin".to_owned(), param("proxy", "a b+c"))
+        );
+        assert_eq!(
+            found("/items/caf%C3%A9"),
+            ("item".to_owned(), param("id", "café"))
+        );
+        // An encoded slash separates segments: no longer one `{id}`.
+        assert_eq!(
+            found("/items/a%2Fb"),
+            ("public".to_owned(), param("proxy", "items/a/b"))
+        );
+        // A malformed escape stays as it is.
+        assert_eq!(found("/items/%zz"), ("item".to_owned(), param("id", "%zz")));
     }
 
     #[test]

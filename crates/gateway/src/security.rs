@@ -51,6 +51,8 @@ pub(crate) struct Refusal {
     status: StatusCode,
     message: &'static str,
     retry_after: Option<u64>,
+    /// The `www-authenticate` header: why a bearer token was refused.
+    challenge: Option<String>,
 }
 
 impl Refusal {
@@ -58,16 +60,19 @@ impl Refusal {
         status: StatusCode::UNAUTHORIZED,
         message: "Unauthorized",
         retry_after: None,
+        challenge: None,
     };
     pub(crate) const FORBIDDEN: Refusal = Refusal {
         status: StatusCode::FORBIDDEN,
         message: "Forbidden",
         retry_after: None,
+        challenge: None,
     };
     const AUTHORIZER_FAILED: Refusal = Refusal {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: "Internal Server Error",
         retry_after: None,
+        challenge: None,
     };
 
     fn throttled(wait: Duration) -> Refusal {
@@ -75,6 +80,39 @@ impl Refusal {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: "Too Many Requests",
             retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            challenge: None,
+        }
+    }
+
+    /// A JWT authorizer's refusal: 401 for a missing or invalid token, 403 for a valid one
+    /// without the route's scopes, with API Gateway's `www-authenticate` header (`Bearer
+    /// scope="..." error="invalid_token" error_description="..."`), which clients read to
+    /// tell an expired token (refresh it) from a wrong one.
+    pub(crate) fn bearer(insufficient_scope: bool, scopes: &[String], reason: &str) -> Refusal {
+        // Quoted-string text: printable ASCII without `"` and `\`, and not too long (a
+        // reason may quote the token's own claims).
+        let quoted = |text: &str| -> String {
+            text.chars()
+                .map(|c| match c {
+                    '"' | '\\' => '\'',
+                    ' '..='~' => c,
+                    _ => '?',
+                })
+                .take(256)
+                .collect()
+        };
+        let (base, error) = if insufficient_scope {
+            (Refusal::FORBIDDEN, "insufficient_scope")
+        } else {
+            (Refusal::UNAUTHORIZED, "invalid_token")
+        };
+        Refusal {
+            challenge: Some(format!(
+                "Bearer scope=\"{}\" error=\"{error}\" error_description=\"{}\"",
+                quoted(&scopes.join(" ")),
+                quoted(reason)
+            )),
+            ..base
         }
     }
 
@@ -85,6 +123,13 @@ impl Refusal {
             response
                 .headers_mut()
                 .insert("retry-after", HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            response.headers_mut().insert("www-authenticate", challenge);
         }
         response
     }
@@ -134,6 +179,7 @@ impl DailyQuota {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 message: "Limit Exceeded",
                 retry_after: Some((today + 1) * DAY - now),
+                challenge: None,
             });
         }
         used.1 += 1;
@@ -187,20 +233,21 @@ impl ApiKeys {
         })
     }
 
-    /// Admits a request carrying a known key within its plan; returns the key's name.
-    pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<&str, Refusal> {
-        let key = headers
+    /// Admits a request carrying a known key within its plan; returns the key's name and
+    /// the key.
+    pub(crate) fn admit<'h>(&self, headers: &'h HeaderMap) -> Result<(&str, &'h str), Refusal> {
+        let value = headers
             .get(&self.header)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| self.by_value.get(v))
             .ok_or(Refusal::FORBIDDEN)?;
+        let key = self.by_value.get(value).ok_or(Refusal::FORBIDDEN)?;
         if let Some(limiter) = &key.limiter {
             take(limiter)?;
         }
         if let Some(quota) = &key.quota {
             quota.take()?;
         }
-        Ok(&key.name)
+        Ok((&key.name, value))
     }
 }
 
@@ -397,8 +444,9 @@ mod tests {
         assert_eq!(keys.admit(&HeaderMap::new()), Err(Refusal::FORBIDDEN));
         assert_eq!(keys.admit(&with_key("wrong")), Err(Refusal::FORBIDDEN));
         let good = with_key("k-0123456789abcdefghij");
-        assert_eq!(keys.admit(&good), Ok("partner"));
-        assert_eq!(keys.admit(&good), Ok("partner"));
+        let admitted = Ok(("partner", "k-0123456789abcdefghij"));
+        assert_eq!(keys.admit(&good), admitted);
+        assert_eq!(keys.admit(&good), admitted);
         let refused = keys.admit(&good).unwrap_err();
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(refused.retry_after, Some(1));

@@ -32,6 +32,15 @@ use crate::{
 /// Largest request body the gateway accepts (API Gateway's 10 MB).
 const MAX_BODY: usize = 10 * 1024 * 1024;
 
+/// The largest event a function gets: Lambda's 6 MB request limit. A request whose event
+/// would be larger gets 413, as API Gateway answers when Lambda refuses the invocation.
+/// (A wasm component gets the HTTP request itself, up to [`MAX_BODY`].)
+const MAX_EVENT: usize = 6 * 1024 * 1024;
+
+fn too_large() -> Response<Body> {
+    reply::message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+}
+
 /// Why the gateway cannot serve an app.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -168,7 +177,8 @@ const APIGW_REQUEST_ID: HeaderName = HeaderName::from_static("apigw-requestid");
 enum Authorized {
     Nobody,
     Jwt(Json_),
-    ApiKey(String),
+    /// The key's name (its id) and its value.
+    ApiKey(String, String),
     Lambda(Json_),
 }
 
@@ -280,11 +290,9 @@ async fn serve<'g>(
         Ok(a) => a,
         Err(refusal) => return done(refusal.response()),
     };
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return done(reply::message(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Request Entity Too Large",
-        ));
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => return done(unreadable_body(&e)),
     };
     let facts = crate::event::RequestFacts {
         method: &parts.method,
@@ -315,6 +323,10 @@ async fn serve<'g>(
         *raw.headers_mut() = parts.headers;
         (Vec::new(), Some(raw))
     } else {
+        // The event is larger than the body (escaped, or base64 for binary bodies).
+        if body.len() > MAX_EVENT {
+            return done(too_large());
+        }
         let mut event = crate::event::build(&found, &facts);
         let authorized = match (&found.route.auth, authorized) {
             (RouteAuth::Lambda { authorizer }, _) => {
@@ -328,6 +340,9 @@ async fn serve<'g>(
         };
         put_authorizer(&mut event, found.route.payload, authorized);
         let payload = serde_json::to_vec(&event).expect("serialising JSON values cannot fail");
+        if payload.len() > MAX_EVENT {
+            return done(too_large());
+        }
         (payload, None)
     };
     let version = found.route.payload;
@@ -429,6 +444,34 @@ fn authorizer_event(
     }
 }
 
+/// The answer to a request whose body could not be read: 413 above [`MAX_BODY`], 408
+/// when it did not come within the listener's body read timeout (an I/O error of kind
+/// `TimedOut`), else 400 (a malformed or broken-off body). The 408 and the 400 close the
+/// connection: what is left of such a body cannot be told from a next request.
+fn unreadable_body(e: &axum::Error) -> Response<Body> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut timed_out = false;
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return too_large();
+        }
+        timed_out |= error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        source = error.source();
+    }
+    let mut response = if timed_out {
+        reply::message(StatusCode::REQUEST_TIMEOUT, "Request Timeout")
+    } else {
+        reply::message(StatusCode::BAD_REQUEST, "Bad Request")
+    };
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// The checks that need only the headers: JWT and API keys.
 async fn authorize_before_body(
     gw: &Gateway,
@@ -445,26 +488,27 @@ async fn authorize_before_body(
             match jwt.verify(header, scopes).await {
                 Ok(token) => Ok(Authorized::Jwt(token.authorizer_context())),
                 // A valid token without the route's scopes is forbidden, not unauthorized.
-                Err(why) if why.is_insufficient_scope() => {
-                    tracing::debug!(reason = why.reason(), "JWT lacks the route's scopes");
-                    Err(Refusal::FORBIDDEN)
-                }
                 Err(why) => {
                     tracing::debug!(reason = why.reason(), "JWT refused");
-                    Err(Refusal::UNAUTHORIZED)
+                    Err(Refusal::bearer(
+                        why.is_insufficient_scope(),
+                        scopes,
+                        why.reason(),
+                    ))
                 }
             }
         }
         RouteAuth::ApiKey => {
             let keys = gw.api_keys.as_ref().ok_or(Refusal::FORBIDDEN)?;
             keys.admit(headers)
-                .map(|name| Authorized::ApiKey(name.to_owned()))
+                .map(|(name, value)| Authorized::ApiKey(name.to_owned(), value.to_owned()))
         }
     }
 }
 
-/// Fills `requestContext.authorizer` (and, for 1.0, `identity.apiKey`) as API Gateway
-/// does for each kind of authorizer.
+/// Fills `requestContext.authorizer` (and, for 1.0, `identity.apiKey` and
+/// `identity.apiKeyId`: the key and its id, here its name) as API Gateway does for each
+/// kind of authorizer.
 fn put_authorizer(event: &mut Json_, version: PayloadVersion, authorized: Authorized) {
     let Some(context) = event
         .get_mut("requestContext")
@@ -479,10 +523,11 @@ fn put_authorizer(event: &mut Json_, version: PayloadVersion, authorized: Author
         (Authorized::Jwt(jwt), PayloadVersion::V1) => jwt,
         (Authorized::Lambda(lambda), PayloadVersion::V2) => json!({ "lambda": lambda }),
         (Authorized::Lambda(lambda), PayloadVersion::V1) => lambda,
-        (Authorized::ApiKey(name), version) => {
+        (Authorized::ApiKey(name, value), version) => {
             if version == PayloadVersion::V1
                 && let Some(identity) = context.get_mut("identity").and_then(Json_::as_object_mut)
             {
+                identity.insert("apiKey".into(), json!(value));
                 identity.insert("apiKeyId".into(), json!(name));
             }
             return;

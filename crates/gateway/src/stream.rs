@@ -72,13 +72,18 @@ pub(crate) async fn respond(
     let mut first = Vec::new();
     if content_type.eq_ignore_ascii_case(HTTP_INTEGRATION) {
         let mut buffered = Vec::new();
+        // Where the search for the delimiter resumes: only new bytes, and the seven
+        // before them that a delimiter split across chunks may begin in, are looked at
+        // (a prelude sent a byte at a time would otherwise be scanned anew each time).
+        let mut searched = 0;
         let split = loop {
-            if let Some(at) = buffered
+            if let Some(at) = buffered[searched..]
                 .windows(DELIMITER.len())
                 .position(|w| w == DELIMITER)
             {
-                break Some(at);
+                break Some(searched + at);
             }
+            searched = buffered.len().saturating_sub(DELIMITER.len() - 1);
             if buffered.len() > MAX_PRELUDE {
                 break None;
             }
@@ -221,6 +226,27 @@ mod tests {
         assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
         assert_eq!(response.headers()["content-type"], "text/plain");
         assert_eq!(body_of(response).await.unwrap(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_prelude_sent_a_byte_at_a_time_is_found() {
+        let (tx, rx) = mpsc::channel(8);
+        let sender = tokio::spawn(async move {
+            let whole = [&br#"{"statusCode":201}"#[..], &[0; 8], b"\0body"].concat();
+            for byte in whole {
+                tx.send(StreamPart::Chunk(vec![byte])).await.unwrap();
+            }
+        });
+        let response = respond(
+            HTTP_INTEGRATION.to_owned(),
+            rx,
+            finished(Outcome::Response(Vec::new())),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        // The delimiter is the first eight NULs; a ninth belongs to the body.
+        assert_eq!(body_of(response).await.unwrap(), b"\0body");
+        sender.await.unwrap();
     }
 
     #[tokio::test]

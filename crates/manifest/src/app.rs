@@ -550,12 +550,19 @@ fn cors(cx: &mut Cx<'_>, field: Field<'_>) -> Option<CorsSpec> {
         max_age: max_age.map_or(Some(None), |d| d.map(Some))?,
         allow_credentials: allow_credentials?,
     };
-    if spec.allow_credentials && spec.allow_origins.iter().any(|o| o == "*") {
+    // A scheme wildcard (`https://*`) admits every site of that scheme: with credentials
+    // it would hand any such site the user's credentialed responses, as `*` would.
+    if spec.allow_credentials
+        && let Some(wildcard) = spec
+            .allow_origins
+            .iter()
+            .find(|o| *o == "*" || o.ends_with("://*"))
+    {
         cx.sink.push(
             span,
             path,
-            "allow_credentials = true with allow_origins = [\"*\"]",
-            "explicit origins when credentials are allowed (browsers refuse `*` with credentials)",
+            format!("allow_credentials = true with allow_origins containing \"{wildcard}\""),
+            "explicit origins when credentials are allowed (a wildcard would let any site read credentialed responses)",
         );
         return None;
     }

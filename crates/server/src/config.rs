@@ -28,6 +28,10 @@ pub struct Config {
     /// first byte of each later HTTP/1 request. A client that is not done by then is
     /// disconnected without a response.
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body, counted from the end of its
+    /// headers; past it the request is refused (the gateway answers 408) and the
+    /// connection closed.
+    pub body_read_timeout: Duration,
     /// How long a connection with no request in flight is kept open for the next one
     /// before the server closes it (HTTP/2: sends GOAWAY).
     pub keep_alive_timeout: Duration,
@@ -62,6 +66,8 @@ impl Config {
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
     /// The default header read timeout, hyper's own and nginx's order of magnitude.
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default body read timeout: 10 MB at about 1.5 Mbit/s.
+    pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
     /// The default keep-alive idle timeout (nginx's `keepalive_timeout`).
     pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
     /// The default header size limit: API Gateway's quota for HTTP APIs, "total combined
@@ -83,6 +89,7 @@ impl Default for Config {
             python_sdk: None,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: Self::DEFAULT_BODY_READ_TIMEOUT,
             keep_alive_timeout: Self::DEFAULT_KEEP_ALIVE_TIMEOUT,
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
             tls_cert: None,

@@ -14,6 +14,12 @@
 //!   hyper's own `header_read_timeout` does. That timer of hyper's is not used because it
 //!   also runs while a keep-alive connection waits for its next request, which would make
 //!   any keep-alive timeout longer than the header timeout unreachable.
+//! - **Body read timeout** (`body_read_timeout`): a request's body must be received in
+//!   full within the timeout, counted from the end of its headers. Past it, the body reads
+//!   as an error of kind [`io::ErrorKind::TimedOut`]: the gateway answers `408 Request
+//!   Timeout` (the services endpoint its own error for an unreadable body), and the
+//!   connection is closed. Without it a client that sends headers announcing a body and
+//!   then nothing would hold its connection, and what it sent, for ever.
 //! - **Keep-alive** (`keep_alive_timeout`): a connection with no request in flight (the
 //!   last response fully sent) for this long is shut down gracefully: HTTP/1 closes it,
 //!   HTTP/2 sends GOAWAY. A request that started meanwhile is always finished.
@@ -79,6 +85,7 @@ const MIN_BUFFER_BYTES: usize = 8192;
 pub(crate) struct Limits {
     max_connections: u32,
     header_read_timeout: Duration,
+    body_read_timeout: Duration,
     keep_alive_timeout: Duration,
     max_header_bytes: usize,
 }
@@ -92,6 +99,7 @@ impl Limits {
         Limits {
             max_connections: u32::try_from(max_connections).unwrap_or(u32::MAX),
             header_read_timeout: config.header_read_timeout,
+            body_read_timeout: config.body_read_timeout,
             keep_alive_timeout: config.keep_alive_timeout,
             max_header_bytes: config.max_header_bytes,
         }
@@ -333,7 +341,13 @@ where
     } = conn;
     let service = {
         let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            let deadline = Instant::now() + limits.body_read_timeout;
+            let mut request = request.map(|body| Deadline {
+                body,
+                deadline,
+                timer: None,
+            });
             let version = request.version();
             let in_flight = InFlight::start(&activity, version == Version::HTTP_2);
             let too_large = head_size(&request) > limits.max_header_bytes;
@@ -433,6 +447,48 @@ fn header_fields_too_large(version: Version) -> Response<Body> {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// A request body that must be received by `deadline` (the body read timeout); past it,
+/// an error of kind [`io::ErrorKind::TimedOut`]. The timer is made only when the body
+/// first has to be waited for: a body that is already in (most are) costs none.
+struct Deadline {
+    body: Incoming,
+    deadline: Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl HttpBody for Deadline {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(io::Error::other)));
+        }
+        let deadline = self.deadline;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request body was not received within the body read timeout",
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Which timeout ended a connection's wait.
@@ -683,6 +739,7 @@ mod tests {
         let limits = Limits {
             max_connections: 1,
             header_read_timeout: Duration::from_millis(50),
+            body_read_timeout: Duration::from_millis(50),
             keep_alive_timeout: Duration::from_millis(100),
             max_header_bytes: 1024,
         };

@@ -98,6 +98,10 @@ pub(crate) struct ListenArgs {
     /// request) before it is disconnected.
     #[arg(long, env = "NIMBUS_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     header_read_timeout: std::time::Duration,
+    /// How long a client may take to send a request's body (from the end of its headers)
+    /// before the request is refused with 408 and the connection closed.
+    #[arg(long, env = "NIMBUS_BODY_READ_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    body_read_timeout: std::time::Duration,
     /// How long a connection with no request in flight is kept open for the next one.
     #[arg(long, env = "NIMBUS_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = positive_duration)]
     keep_alive_timeout: std::time::Duration,
@@ -226,6 +230,7 @@ impl ListenArgs {
             python_sdk: None,
             max_connections: self.max_connections,
             header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
             keep_alive_timeout: self.keep_alive_timeout,
             max_header_bytes: self.max_header_bytes,
             tls_cert: self.tls_cert.clone(),
