@@ -172,6 +172,46 @@ fn a_timeout_ends_the_instance_and_the_next_call_works() {
 }
 
 #[test]
+fn a_start_up_longer_than_the_timeout_does_not_count_against_it() {
+    let app = tempfile::tempdir().unwrap();
+    // Initialises for 1.5 s, with a 1 s timeout: on Lambda the init phase has a limit of
+    // its own.
+    let bootstrap = shell_bootstrap(r#"printf '%s' '{"ok":true}'"#).replacen(
+        "while true",
+        "sleep 1.5\nwhile true",
+        1,
+    );
+    write_app(
+        app.path(),
+        &[("slow_start", &bootstrap, "timeout = \"1s\"")],
+        &[("GET /{any+}", "slow_start")],
+    );
+    let node = Builder::up(app.path()).start();
+    let r = http(node.gateway(), "GET", "/first", &[], "").unwrap();
+    assert_eq!(r.status, 200, "{}", node.logs());
+    assert!(
+        node.wait_for_log("Init Duration", Duration::from_secs(5)),
+        "{}",
+        node.logs()
+    );
+    let logs = node.logs();
+    let report = logs
+        .lines()
+        .find(|l| l.contains("Init Duration"))
+        .unwrap_or_else(|| panic!("no REPORT with an init duration:\n{logs}"));
+    let figure = |label: &str| -> f64 {
+        let at = report
+            .find(&format!("\t{label}: "))
+            .unwrap_or_else(|| panic!("{label}: {report}"));
+        let rest = &report[at + label.len() + 3..];
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    // The REPORT's `Duration` is the run's alone, as Lambda's.
+    assert!(figure("Init Duration") >= 1500.0, "{report}");
+    assert!(figure("Duration") < 1000.0, "{report}");
+}
+
+#[test]
 fn a_crash_is_a_502_and_does_not_hurt_the_next_invocation_or_other_functions() {
     let app = tempfile::tempdir().unwrap();
     let crashy =
@@ -421,12 +461,12 @@ fn beyond_the_queue_bound_callers_get_429() {
 fn idle_instances_stop_and_min_warm_ones_are_there_first() {
     let app = tempfile::tempdir().unwrap();
     let markers = tempfile::tempdir().unwrap();
-    // Each instance leaves a file named after its pid when it starts.
-    let bootstrap = shell_bootstrap(r#"printf '%s' '"ok"'"#).replacen(
-        "#!/bin/sh\n",
-        "#!/bin/sh\ntouch \"$MARKERS/$$\"\n",
-        1,
-    );
+    // Each instance leaves a file named after its pid when it starts; `/warm/crash`
+    // kills the one that serves it.
+    let respond =
+        r#"case "$EVENT" in *'"rawPath":"/warm/crash"'*) kill -9 $$;; esac; printf '%s' '"ok"'"#;
+    let bootstrap =
+        shell_bootstrap(respond).replacen("#!/bin/sh\n", "#!/bin/sh\ntouch \"$MARKERS/$$\"\n", 1);
     let env = format!(
         "concurrency = {{ max = 5, min_warm = 2 }}\nenvironment = {{ MARKERS = \"{}\" }}",
         markers.path().display()
@@ -437,7 +477,11 @@ fn idle_instances_stop_and_min_warm_ones_are_there_first() {
             ("warm", &bootstrap, &env),
             ("cold", &shell_bootstrap(r#"printf '%s' '"ok"'"#), ""),
         ],
-        &[("GET /warm", "warm"), ("GET /cold", "cold")],
+        &[
+            ("GET /warm", "warm"),
+            ("GET /warm/crash", "warm"),
+            ("GET /cold", "cold"),
+        ],
     );
     let node = Builder::up(app.path())
         .arg("--idle-timeout")
@@ -452,6 +496,19 @@ fn idle_instances_stop_and_min_warm_ones_are_there_first() {
     let r = http(node.gateway(), "GET", "/warm", &[], "").unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(started(), 2, "the request used a warm instance");
+    // A warm instance lost is replaced without waiting for a request.
+    let r = http(node.gateway(), "GET", "/warm/crash", &[], "").unwrap();
+    assert_eq!(r.status, 502);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while started() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        started(),
+        3,
+        "the lost warm instance is replaced\n{}",
+        node.logs()
+    );
     let r = http(node.gateway(), "GET", "/cold", &[], "").unwrap();
     assert_eq!(r.status, 200);
     wait_for_an_idle_stop(&node);

@@ -92,6 +92,9 @@ struct Pool {
     waiting: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
     metrics: PoolMetrics,
+    /// Whether a [`Pool::top_up`] is running (one at a time, or two would both start
+    /// the instances missing).
+    topping_up: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -145,6 +148,35 @@ impl Pool {
             since: Instant::now(),
             generation,
         });
+    }
+
+    /// Starts instances until there are `min_warm`, idle or busy: after an instance was
+    /// lost (a time-out, a crash, an instance that ended while idle), so that the next
+    /// caller does not pay the cold start `min_warm` is there to spare it.
+    async fn top_up(&self) {
+        let (function, generation) = self.loaded();
+        let min_warm = function.concurrency.min_warm as usize;
+        if min_warm == 0 || self.topping_up.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let have = {
+            let mut idle = lock(&self.idle);
+            // Instances that ended while idle are no longer warm.
+            let (alive, ended): (Vec<Idle>, Vec<Idle>) =
+                idle.drain(..).partition(|i| i.instance.is_alive());
+            *idle = alive;
+            for i in ended {
+                tokio::spawn(i.instance.stop());
+            }
+            idle.iter().filter(|i| i.generation == generation).count()
+        } + self.metrics.busy.load(Ordering::Relaxed);
+        for _ in have..min_warm {
+            match self.runtime.start(Arc::clone(&function)).await {
+                Ok(instance) => self.put_back(instance, generation),
+                Err(e) => tracing::warn!(error = %e, "cannot start a warm instance"),
+            }
+        }
+        self.topping_up.store(false, Ordering::Release);
     }
 
     /// Starts instances until `min_warm` are idle.
@@ -234,6 +266,7 @@ impl Dispatcher {
                         waiting: AtomicUsize::new(0),
                         idle: Mutex::new(Vec::new()),
                         metrics,
+                        topping_up: std::sync::atomic::AtomicBool::new(false),
                     }),
                 ))
             })
@@ -337,6 +370,7 @@ impl Dispatcher {
                 tracing::debug!(function = %pool.loaded().0.name, "stopping an idle instance");
                 idle.instance.stop().await;
             }
+            pool.top_up().await;
         }
     }
 
@@ -503,7 +537,10 @@ impl Dispatcher {
         let report = execution.in_scope(instance.invoke(invocation)).await;
         trace::finish(&mut execution, &report.outcome, report.init_duration);
         drop(execution);
-        let duration = started.elapsed();
+        // As Lambda's `Duration`, the run without the start-up (`Init Duration`).
+        let duration = started
+            .elapsed()
+            .saturating_sub(report.init_duration.unwrap_or_default());
         let ms = duration.as_secs_f64() * 1000.0;
         let end_line = lines::end(&function, &request_id);
         let outcome_kind = match &report.outcome {
@@ -548,6 +585,10 @@ impl Dispatcher {
             pool.put_back(instance, generation);
         } else {
             tokio::spawn(instance.stop());
+            if function.concurrency.min_warm > 0 {
+                let pool = Arc::clone(pool);
+                tokio::spawn(async move { pool.top_up().await });
+            }
         }
         drop(permits);
         let tail = [start_line, Some(report.log_tail), end_line, report_line];

@@ -18,8 +18,14 @@ use http_body_util::BodyExt as _;
 use nimbus_core::{Invocation, Outcome, ResponseStream, StreamPart};
 use tokio::sync::{mpsc, oneshot};
 
-/// Largest response a function may return (Lambda's 6 MB for synchronous invocations).
-pub(crate) const MAX_RESPONSE: usize = 6 * 1024 * 1024;
+/// Largest response a function may return: Lambda's 6 MB for synchronous invocations,
+/// which Lambda counts as 6,291,556 bytes (its refusal names that figure).
+pub(crate) const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
+
+/// Most connections the Runtime API of one instance serves at once; more wait in the
+/// accept backlog. A runtime uses one or two (`/next`, and an answer); the bound keeps a
+/// function from holding the node's file descriptors with idle connections.
+const MAX_CONNECTIONS: usize = 16;
 /// Largest streamed response (Lambda's 20 MB soft limit for response streaming).
 pub(crate) const MAX_STREAMED: usize = 20 * 1024 * 1024;
 
@@ -34,6 +40,9 @@ struct Current {
     request_id: String,
     done: oneshot::Sender<Outcome>,
     stream: Option<ResponseStream>,
+    /// Whether an answer (`/response` or `/error`) is being received: a second one is
+    /// refused before its body is read.
+    answering: bool,
 }
 
 /// Shared between the API handlers and the instance.
@@ -44,8 +53,12 @@ pub(crate) struct ApiState {
     finished: Mutex<VecDeque<String>>,
     /// An init error the runtime reported before its first invocation.
     init_error: Mutex<Option<Outcome>>,
+    /// Whether an `/init/error` is being received.
+    init_answering: std::sync::atomic::AtomicBool,
     /// When the runtime first asked for an invocation: the end of its initialisation.
     pub(crate) first_next: Mutex<Option<Instant>>,
+    /// Told once, when `first_next` is set.
+    pub(crate) initialised: tokio::sync::Notify,
     function_arn: String,
 }
 
@@ -56,7 +69,9 @@ impl ApiState {
             current: Mutex::new(None),
             finished: Mutex::new(VecDeque::new()),
             init_error: Mutex::new(None),
+            init_answering: std::sync::atomic::AtomicBool::new(false),
             first_next: Mutex::new(None),
+            initialised: tokio::sync::Notify::new(),
             function_arn,
         })
     }
@@ -94,10 +109,17 @@ impl ApiState {
         }
     }
 
-    /// Where the current invocation `request_id` streams to, if its caller streams.
-    fn stream_of(&self, request_id: &str) -> Result<Option<ResponseStream>, StatusCode> {
-        match &*Self::lock(&self.current) {
-            Some(c) if c.request_id == request_id => Ok(c.stream.clone()),
+    /// Takes the answering of the current invocation `request_id`, before its body is
+    /// read: one answer at a time, so that what a runtime can make the node hold is one
+    /// payload, and a second answer (another `/response` during a streamed one) is
+    /// refused. Gives where the invocation streams to, if its caller streams.
+    fn claim(&self, request_id: &str) -> Result<Option<ResponseStream>, StatusCode> {
+        match &mut *Self::lock(&self.current) {
+            Some(c) if c.request_id == request_id && !c.answering => {
+                c.answering = true;
+                Ok(c.stream.clone())
+            }
+            Some(c) if c.request_id == request_id => Err(StatusCode::FORBIDDEN),
             _ => Err(self.not_current(request_id)),
         }
     }
@@ -105,6 +127,83 @@ impl ApiState {
     /// The init error, if the runtime reported one.
     pub(crate) fn init_error(&self) -> Option<Outcome> {
         Self::lock(&self.init_error).clone()
+    }
+}
+
+/// The Runtime API's listener, holding at most [`MAX_CONNECTIONS`] connections.
+pub(crate) struct Capped {
+    listener: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Capped {
+    pub(crate) fn new(listener: tokio::net::TcpListener) -> Capped {
+        Capped {
+            listener,
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        }
+    }
+}
+
+impl axum::serve::Listener for Capped {
+    type Io = CappedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (CappedStream, std::net::SocketAddr) {
+        // The semaphore is never closed.
+        let permit = Arc::clone(&self.permits).acquire_owned().await.ok();
+        let (stream, peer) = axum::serve::Listener::accept(&mut self.listener).await;
+        (
+            CappedStream {
+                stream,
+                _permit: permit,
+            },
+            peer,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection of [`Capped`], holding its place until it closes.
+pub(crate) struct CappedStream {
+    stream: tokio::net::TcpStream,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl tokio::io::AsyncRead for CappedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -136,6 +235,8 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
         let mut first = ApiState::lock(&state.first_next);
         if first.is_none() {
             *first = Some(Instant::now());
+            // A permit is kept if nobody waits yet.
+            state.initialised.notify_one();
         }
     }
     let pending = state.pending.lock().await.recv().await;
@@ -159,6 +260,7 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
         request_id: invocation.request_id.clone(),
         done,
         stream: invocation.stream,
+        answering: false,
     });
     let deadline_ms = invocation
         .deadline
@@ -190,11 +292,15 @@ async fn response(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    let sink = match state.claim(&id) {
+        Ok(sink) => sink,
+        Err(status) => return answer_error(status),
+    };
     let streaming = headers
         .get("lambda-runtime-function-response-mode")
         .is_some_and(|mode| mode.as_bytes().eq_ignore_ascii_case(b"streaming"));
     if streaming {
-        return streamed(&state, &id, &headers, body).await;
+        return streamed(&state, &id, &headers, body, sink).await;
     }
     match payload(body).await {
         Ok(body) => answer(&state, &id, Outcome::Response(body.to_vec())),
@@ -239,11 +345,8 @@ async fn streamed(
     id: &str,
     headers: &HeaderMap,
     mut body: axum::body::Body,
+    sink: Option<ResponseStream>,
 ) -> Response {
-    let sink = match state.stream_of(id) {
-        Ok(sink) => sink,
-        Err(status) => return answer_error(status),
-    };
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -312,6 +415,9 @@ async fn error(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    if let Err(status) = state.claim(&id) {
+        return answer_error(status);
+    }
     // An error body is a response payload, with its limit; one too large still ends the
     // invocation instead of leaving it to its time-out.
     let body = match payload(body).await {
@@ -351,7 +457,7 @@ fn answer_error(status: StatusCode) -> Response {
         StatusCode::FORBIDDEN => error_body(
             StatusCode::FORBIDDEN,
             "InvalidStateTransition",
-            "State transition from Ready to InvocationResponse failed: the invocation was already answered",
+            "State transition from Ready to InvocationResponse failed: the invocation is answered already",
         ),
         status => error_body(status, "InvalidRequestID", "Invalid request ID"),
     }
@@ -362,6 +468,19 @@ async fn init_error(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    // Only during the start-up, one at a time, as on Lambda (after the first `/next` the
+    // runtime reports errors per invocation).
+    if ApiState::lock(&state.first_next).is_some()
+        || state
+            .init_answering
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        return error_body(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "State transition to InitError failed: the runtime is not initialising",
+        );
+    }
     // Held to the response's limit as `/error` is; a larger one is still an init error.
     let outcome = match payload(body).await {
         Ok(body) => Outcome::Error {
@@ -391,4 +510,105 @@ async fn init_error(
         r#"{"status":"OK"}"#,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use axum::body::{Body, Bytes};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn call(app: &Router, method: &str, path: &str, body: Body) -> Response {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(body)
+            .unwrap();
+        app.clone().oneshot(request).await.unwrap()
+    }
+
+    /// An API whose runtime has taken invocation `r-1`; its outcome comes on the receiver.
+    async fn taken() -> (Arc<ApiState>, Router, oneshot::Receiver<Outcome>) {
+        let (tx, rx) = mpsc::channel(1);
+        let state = ApiState::new(rx, "arn".to_owned());
+        let app = router(Arc::clone(&state));
+        let (done, outcome) = oneshot::channel();
+        let invocation = Invocation {
+            request_id: "r-1".to_owned(),
+            payload: b"{}".to_vec(),
+            request: None,
+            deadline: SystemTime::now() + Duration::from_secs(60),
+            trace_id: None,
+            client_context: None,
+            stream: None,
+        };
+        tx.send(Pending { invocation, done }).await.unwrap();
+        let next = call(
+            &app,
+            "GET",
+            "/2018-06-01/runtime/invocation/next",
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(next.status(), StatusCode::OK);
+        (state, app, outcome)
+    }
+
+    #[tokio::test]
+    async fn a_second_answer_while_the_first_is_received_is_refused() {
+        let (_state, app, outcome) = taken().await;
+        // A response whose body is still coming.
+        let (chunks, body) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let stream = futures_util::stream::unfold(body, |mut body| async move {
+            body.recv().await.map(|chunk| (chunk, body))
+        });
+        let first = tokio::spawn({
+            let app = app.clone();
+            async move {
+                call(
+                    &app,
+                    "POST",
+                    "/2018-06-01/runtime/invocation/r-1/response",
+                    Body::from_stream(stream),
+                )
+                .await
+            }
+        });
+        // The second chunk finds room once the first is read: the first answer has
+        // claimed the invocation by then.
+        chunks.send(Ok(Bytes::from_static(b"\"par"))).await.unwrap();
+        chunks.send(Ok(Bytes::from_static(b"ti"))).await.unwrap();
+        let second = call(
+            &app,
+            "POST",
+            "/2018-06-01/runtime/invocation/r-1/error",
+            Body::from("{}"),
+        )
+        .await;
+        assert_eq!(second.status(), StatusCode::FORBIDDEN);
+        chunks.send(Ok(Bytes::from_static(b"al\""))).await.unwrap();
+        drop(chunks);
+        assert_eq!(first.await.unwrap().status(), StatusCode::ACCEPTED);
+        match outcome.await.unwrap() {
+            Outcome::Response(body) => assert_eq!(body, b"\"partial\""),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_init_error_after_the_start_up_is_refused() {
+        let (state, app, _outcome) = taken().await;
+        let r = call(
+            &app,
+            "POST",
+            "/2018-06-01/runtime/init/error",
+            Body::from("{}"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(state.init_error().is_none());
+    }
 }

@@ -40,6 +40,11 @@ const LOG_TAIL_BYTES: usize = 4096;
 const MAX_LINE_BYTES: usize = 256 * 1024;
 /// How often memory is checked during an invocation.
 const MEMORY_CHECK: Duration = Duration::from_millis(100);
+
+/// Lambda's limit on a function's initialisation (its init phase), which does not count
+/// against the first invocation's timeout. A function whose timeout is longer may take as
+/// long as its timeout (Lambda then starts it again within the invocation).
+const INIT_LIMIT: Duration = Duration::from_secs(10);
 /// How long a stopping instance gets between SIGTERM-like shutdown and the kill.
 const STOP_GRACE: Duration = Duration::from_millis(500);
 
@@ -400,7 +405,7 @@ impl ProcessInstance {
         let state = ApiState::new(pending_rx, arn);
         let router = crate::api::router(Arc::clone(&state));
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(crate::api::Capped::new(listener), router).await;
         });
         let started = Instant::now();
         let mut cmd = command(&config, &function);
@@ -485,10 +490,44 @@ impl ProcessInstance {
         kill_now(&self.kill);
     }
 
-    async fn run(&mut self, invocation: Invocation) -> Report {
+    /// Waits for the end of the start-up: the runtime's first `/next`, or its exit
+    /// (which the invocation then reports); `false` when neither came within the init
+    /// limit.
+    async fn initialised(&self) -> bool {
+        let limit = INIT_LIMIT.max(self.function.timeout);
+        let mut exited = self.exited.clone();
+        let remaining = limit.saturating_sub(self.started.elapsed());
+        tokio::select! {
+            () = self.state.initialised.notified() => true,
+            _ = exited.wait_for(Option::is_some) => true,
+            () = tokio::time::sleep(remaining) => lock(&self.state.first_next).is_some(),
+        }
+    }
+
+    async fn run(&mut self, mut invocation: Invocation) -> Report {
         let request_id = invocation.request_id.clone();
         let first = !self.invoked;
         self.invoked = true;
+        // The init phase is not the invocation's: the timeout counts from the end of the
+        // start-up (the runtime's first `/next`), as on Lambda, where a cold start whose
+        // init takes longer than the function's timeout still succeeds.
+        if first && !self.initialised().await {
+            self.kill_now();
+            let message = format!(
+                "RequestId: {request_id} Error: the runtime did not initialise within {:.2} seconds",
+                INIT_LIMIT.max(self.function.timeout).as_secs_f64()
+            );
+            return Report {
+                outcome: Outcome::platform_error(nimbus_core::TIMEOUT_ERROR, &message),
+                reusable: false,
+                init_duration: Some(self.started.elapsed()),
+                log_tail: String::new(),
+                max_memory_mb: Some(self.peak_mb),
+            };
+        }
+        if first {
+            invocation.deadline = SystemTime::now() + self.function.timeout;
+        }
         {
             let mut out = lock(&self.output);
             // A line begun since the last invocation ended is the last one's (or the
