@@ -181,34 +181,46 @@ fn a_start_up_longer_than_the_timeout_does_not_count_against_it() {
         "sleep 1.5\nwhile true",
         1,
     );
+    // Reports an init error and stays up: the invocation gets that error, not a time-out.
+    let init_fails = r#"#!/bin/sh
+curl -sS -o /dev/null -X POST "http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/init/error" -H 'Lambda-Runtime-Function-Error-Type: Custom.NoConfig' --data-binary '{"errorType":"Custom.NoConfig","errorMessage":"no config"}'
+sleep 30
+"#;
     write_app(
         app.path(),
-        &[("slow_start", &bootstrap, "timeout = \"1s\"")],
+        &[
+            ("slow_start", &bootstrap, "timeout = \"1s\""),
+            ("init_fails", init_fails, "timeout = \"1s\""),
+        ],
         &[("GET /{any+}", "slow_start")],
     );
     let node = Builder::up(app.path()).start();
     let r = http(node.gateway(), "GET", "/first", &[], "").unwrap();
     assert_eq!(r.status, 200, "{}", node.logs());
+    // The REPORT line's figures, as the node log's JSON carries them.
     assert!(
-        node.wait_for_log("Init Duration", Duration::from_secs(5)),
+        node.wait_for_log("\"init_ms\"", Duration::from_secs(5)),
         "{}",
         node.logs()
     );
-    let logs = node.logs();
-    let report = logs
+    let report: serde_json::Value = node
+        .stderr()
         .lines()
-        .find(|l| l.contains("Init Duration"))
-        .unwrap_or_else(|| panic!("no REPORT with an init duration:\n{logs}"));
-    let figure = |label: &str| -> f64 {
-        let at = report
-            .find(&format!("\t{label}: "))
-            .unwrap_or_else(|| panic!("{label}: {report}"));
-        let rest = &report[at + label.len() + 3..];
-        rest.split(' ').next().unwrap().parse().unwrap()
-    };
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["function"] == "slow_start" && l["init_ms"].is_number())
+        .unwrap_or_else(|| panic!("no REPORT with an init duration:\n{}", node.logs()));
     // The REPORT's `Duration` is the run's alone, as Lambda's.
-    assert!(figure("Init Duration") >= 1500.0, "{report}");
-    assert!(figure("Duration") < 1000.0, "{report}");
+    assert!(report["init_ms"].as_f64().unwrap() >= 1500.0, "{report}");
+    assert!(report["duration_ms"].as_f64().unwrap() < 1000.0, "{report}");
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/init_fails/invocations",
+        &[],
+        "{}",
+    )
+    .unwrap();
+    assert_eq!(r.json()["errorType"], "Custom.NoConfig", "{}", r.body);
 }
 
 #[test]

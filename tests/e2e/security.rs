@@ -324,7 +324,8 @@ fn the_jwt_authorizer_checks_signature_claims_and_scopes() {
         assert_eq!(r.json(), json!({"message": "Unauthorized"}));
         let challenge = challenge(r);
         assert!(
-            challenge.starts_with(r#"Bearer scope="" error="invalid_token" error_description=""#),
+            challenge
+                .starts_with(r#"Bearer scope="read" error="invalid_token" error_description=""#),
             "{challenge}"
         );
     }

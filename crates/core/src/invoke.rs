@@ -226,6 +226,10 @@ pub struct Report {
     pub log_tail: String,
     /// The instance's peak memory during the invocation, in MB, when measured.
     pub max_memory_mb: Option<u64>,
+    /// How long the invocation itself ran, when the runtime timed it: a runtime whose
+    /// instances initialise inside their first invocation (a process's start-up) times
+    /// the run alone, which is Lambda's `Duration`. `None` lets the caller time the call.
+    pub run_duration: Option<Duration>,
 }
 
 /// Why an instance could not be started.

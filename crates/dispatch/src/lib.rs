@@ -156,7 +156,9 @@ impl Pool {
     async fn top_up(&self) {
         let (function, generation) = self.loaded();
         let min_warm = function.concurrency.min_warm as usize;
-        if min_warm == 0 || self.topping_up.swap(true, Ordering::AcqRel) {
+        // Not once the node is stopping (its permits are closed).
+        if min_warm == 0 || self.permits.is_closed() || self.topping_up.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let have = {
@@ -537,10 +539,9 @@ impl Dispatcher {
         let report = execution.in_scope(instance.invoke(invocation)).await;
         trace::finish(&mut execution, &report.outcome, report.init_duration);
         drop(execution);
-        // As Lambda's `Duration`, the run without the start-up (`Init Duration`).
-        let duration = started
-            .elapsed()
-            .saturating_sub(report.init_duration.unwrap_or_default());
+        // As Lambda's `Duration`, the run without the start-up (`Init Duration`): as the
+        // runtime timed it when the start-up happened inside the call.
+        let duration = report.run_duration.unwrap_or_else(|| started.elapsed());
         let ms = duration.as_secs_f64() * 1000.0;
         let end_line = lines::end(&function, &request_id);
         let outcome_kind = match &report.outcome {
@@ -685,6 +686,7 @@ mod tests {
                     init_duration: None,
                     log_tail: String::new(),
                     max_memory_mb: None,
+                    run_duration: None,
                 }
             })
         }

@@ -107,6 +107,7 @@ mod tests {
             init_duration: init,
             log_tail: String::new(),
             max_memory_mb,
+            run_duration: None,
         }
     }
 

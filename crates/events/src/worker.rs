@@ -359,9 +359,10 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         .invoker
         .invoke(&target.name, event.payload.clone(), options)
         .await;
-    // An invocation that did not run (a throttle, no instance) is no attempt: as on
-    // Lambda, such events are retried until `max_event_age`, whatever `max_retries` says.
-    if let Err(e @ (InvokeError::Throttled | InvokeError::Unavailable(_))) = &result {
+    // A throttled invocation did not run, and is no attempt: as on Lambda, such events
+    // are retried until `max_event_age`, whatever `max_retries` says. (An instance that
+    // could not start is a failed attempt, as a Lambda init failure is a function error.)
+    if let Err(e @ InvokeError::Throttled) = &result {
         not_run(shared, target, event, e, max_age).await;
         return;
     }

@@ -87,6 +87,32 @@ fn header_lists(headers: &HeaderMap, source_ip: &str) -> BTreeMap<String, Vec<St
     lists
 }
 
+/// Adds the client's address to a request's `x-forwarded-for`, as [`header_lists`] does
+/// for an event: for a component, which gets the request itself.
+pub(crate) fn forward_for(headers: &mut HeaderMap, peer: Option<std::net::SocketAddr>) {
+    use axum::http::{HeaderValue, header::HeaderName};
+    let source_ip = peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string());
+    let name = HeaderName::from_static("x-forwarded-for");
+    let mut values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+    // The last line carries the address after what it held (kept as sent if the two
+    // cannot make one header value).
+    let last = values.pop();
+    let joined = last.as_ref().and_then(|last| {
+        HeaderValue::from_str(&format!("{}, {source_ip}", header_text(last))).ok()
+    });
+    match (joined, last) {
+        (Some(joined), _) => values.push(joined),
+        (None, last) => {
+            values.extend(last);
+            values.extend(HeaderValue::from_str(&source_ip).ok());
+        }
+    }
+    headers.remove(&name);
+    for value in values {
+        headers.append(&name, value);
+    }
+}
+
 /// The address of the client, `requestContext.http.sourceIp`.
 fn source_ip(facts: &RequestFacts<'_>) -> String {
     facts
@@ -533,6 +559,20 @@ mod tests {
         assert_eq!(q["b"], ["x y"]);
         assert_eq!(q["c"], [""]);
         assert_eq!(q["d e"], ["f g"]);
+    }
+
+    #[test]
+    fn a_requests_forwarded_for_ends_with_the_client() {
+        let peer = Some(std::net::SocketAddr::from(([192, 0, 2, 7], 5000)));
+        let mut headers = HeaderMap::new();
+        forward_for(&mut headers, peer);
+        assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        headers.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        forward_for(&mut headers, peer);
+        let values: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(values, ["10.0.0.1", "10.0.0.2, 192.0.2.7"]);
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub(crate) struct VerifiedToken {
 #[error("{reason}")]
 pub(crate) struct Unauthorized {
     reason: String,
+    /// What of the reason the client is told: without the authorizer's settings (its
+    /// issuer, audiences, keys), which the operator's log line carries.
+    public: String,
     insufficient_scope: bool,
 }
 
@@ -290,10 +293,11 @@ impl JwtAuthorizer {
         let scopes = &checked.scopes;
         if !required_scopes.is_empty() && !required_scopes.iter().any(|s| scopes.contains(s)) {
             return Err(Unauthorized {
-                reason: format!(
-                    "the token's scopes {scopes:?} hold none of the route's {required_scopes:?}"
-                ),
                 insufficient_scope: true,
+                ..Unauthorized::hiding(
+                    "the token does not have a scope the route needs",
+                    format!("its scopes {scopes:?} hold none of {required_scopes:?}"),
+                )
             });
         }
         Ok(VerifiedToken {
@@ -323,10 +327,10 @@ impl JwtAuthorizer {
     async fn check(&self, token: &str) -> Result<Checked, Unauthorized> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| unreadable_header(token))?;
         if !self.algorithms.contains(&header.alg) {
-            return Err(Unauthorized::new(format!(
-                "algorithm {:?} is not one the authorizer accepts",
-                header.alg
-            )));
+            return Err(Unauthorized::hiding(
+                "the token's signing algorithm is not accepted",
+                format!("{:?}", header.alg),
+            ));
         }
         // Only what is used is kept across the wait for keys: a whole header is large.
         let jsonwebtoken::Header { alg, kid, .. } = header;
@@ -407,10 +411,10 @@ impl JwtAuthorizer {
     fn check_issuer(&self, claims: &Map<String, Value>) -> Result<(), Unauthorized> {
         match claims.get("iss") {
             Some(Value::String(iss)) if *iss == self.issuer => Ok(()),
-            Some(iss) => Err(Unauthorized::new(format!(
-                "iss {iss} is not the issuer {:?}",
-                self.issuer
-            ))),
+            Some(iss) => Err(Unauthorized::hiding(
+                "the token does not have a valid issuer",
+                format!("iss {iss} is not {:?}", self.issuer),
+            )),
             None => Err(Unauthorized::new("the token has no `iss` claim")),
         }
     }
@@ -436,10 +440,10 @@ impl JwtAuthorizer {
             let got = claims
                 .get(name)
                 .map_or("nothing".to_owned(), Value::to_string);
-            Err(Unauthorized::new(format!(
-                "the token does not have a valid audience: {name} is {got}, expected one of {:?}",
-                self.audiences
-            )))
+            Err(Unauthorized::hiding(
+                "the token does not have a valid audience",
+                format!("{name} is {got}, expected one of {:?}", self.audiences),
+            ))
         }
     }
 }
@@ -503,16 +507,34 @@ fn flatten_claims(claims: &Map<String, Value>) -> Value {
 }
 
 impl Unauthorized {
+    /// A refusal whose reason the client may be told whole.
     fn new(reason: impl Into<String>) -> Unauthorized {
+        let reason = reason.into();
         Unauthorized {
-            reason: reason.into(),
+            public: reason.clone(),
+            reason,
             insufficient_scope: false,
         }
     }
 
-    /// Why the token was refused, for a debug log line and the `www-authenticate` header.
+    /// A refusal the client is told `public` of, and the operator's log `detail` too.
+    fn hiding(public: &str, detail: String) -> Unauthorized {
+        Unauthorized {
+            reason: format!("{public}: {detail}"),
+            public: public.to_owned(),
+            insufficient_scope: false,
+        }
+    }
+
+    /// Why the token was refused, for a debug log line.
     pub(crate) fn reason(&self) -> &str {
         &self.reason
+    }
+
+    /// Why the token was refused, for the client (the `www-authenticate` header's
+    /// `error_description`): the authorizer's settings left out.
+    pub(crate) fn public(&self) -> &str {
+        &self.public
     }
 
     /// Whether the token was valid but lacked every scope the route asks for (OAuth's
@@ -593,18 +615,25 @@ impl KeySet {
             _ => self.keys.iter().collect(),
         };
         match (kid, candidates.as_slice()) {
-            (Some(kid), []) => Err(Unauthorized::new(format!(
-                "no key has the token's kid {kid:?}"
-            ))),
-            (None, [_, _, ..]) => Err(Unauthorized::new(format!(
-                "the token has no kid and the JWKS holds {} keys",
-                candidates.len()
-            ))),
+            (Some(kid), []) => Err(Unauthorized::hiding(
+                "the token's signing key is not known",
+                format!("no key has the kid {kid:?}"),
+            )),
+            (None, [_, _, ..]) => Err(Unauthorized::hiding(
+                "the token's signing key is not known",
+                format!(
+                    "the token has no kid and the JWKS holds {} keys",
+                    candidates.len()
+                ),
+            )),
             _ => candidates
                 .into_iter()
                 .find(|k| k.suits(alg))
                 .ok_or_else(|| {
-                    Unauthorized::new(format!("the token's key is not a key for {alg:?}"))
+                    Unauthorized::hiding(
+                        "the token's signing key is not known",
+                        format!("no key is a key for {alg:?}"),
+                    )
                 }),
         }
     }
@@ -1216,7 +1245,12 @@ mod tests {
         let auth = jwks_file().await;
         let changed = |changes: Value| rsa1(&with(claims(), changes));
         let other_issuer = changed(json!({ "iss": "https://evil.example.com/" }));
-        rejects(&auth, &other_issuer, "is not the issuer").await;
+        rejects(
+            &auth,
+            &other_issuer,
+            "is not \"https://issuer.example.com/\"",
+        )
+        .await;
         rejects(&auth, &changed(json!({ "iss": null })), "no `iss`").await;
         let other_audience = changed(json!({ "aud": "someone-else" }));
         rejects(&auth, &other_audience, "valid audience").await;
@@ -1239,6 +1273,12 @@ mod tests {
             &claims(),
         );
         rejects(&auth, &unknown, "kid \"rsa-9\"").await;
+        // The client is told why without the authorizer's settings.
+        let refused = auth
+            .verify(Some(&format!("Bearer {unknown}")), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.public(), "the token's signing key is not known");
         let no_kid = sign(Algorithm::RS256, None, "rsa-1-private.pem", &claims());
         rejects(&auth, &no_kid, "no kid and the JWKS holds 3 keys").await;
         // A JWKS of one key serves tokens without kid.
@@ -1316,7 +1356,7 @@ mod tests {
             "ec-1-private.pem",
             &claims(),
         );
-        rejects(&jwks, &es_as_rsa, "not a key for ES256").await;
+        rejects(&jwks, &es_as_rsa, "no key is a key for ES256").await;
     }
 
     #[tokio::test]
@@ -1353,7 +1393,11 @@ mod tests {
         assert!(err.is_insufficient_scope());
         assert_eq!(
             err.to_string(),
-            "the token's scopes [] hold none of the route's [\"read\"]"
+            "the token does not have a scope the route needs: its scopes [] hold none of [\"read\"]"
+        );
+        assert_eq!(
+            err.public(),
+            "the token does not have a scope the route needs"
         );
     }
 

@@ -321,6 +321,7 @@ async fn serve<'g>(
         *raw.uri_mut() = parts.uri;
         *raw.version_mut() = parts.version;
         *raw.headers_mut() = parts.headers;
+        crate::event::forward_for(raw.headers_mut(), peer);
         (Vec::new(), Some(raw))
     } else {
         // The event is larger than the body (escaped, or base64 for binary bodies).
@@ -493,7 +494,7 @@ async fn authorize_before_body(
                     Err(Refusal::bearer(
                         why.is_insufficient_scope(),
                         scopes,
-                        why.reason(),
+                        why.public(),
                     ))
                 }
             }

@@ -103,7 +103,7 @@ impl LineWriter {
     }
 
     /// Waits until the lines queued before this call are written (or `wait` has passed).
-    fn flush_within(&self, wait: Duration) {
+    pub(crate) fn flush_within(&self, wait: Duration) {
         let _ = self.handle.spool.flush().recv_timeout(wait);
     }
 }

@@ -186,7 +186,7 @@ impl LogArgs {
         let (writer, guard) = crate::log_writer::start(std::io::stderr());
         let json = matches!(self.log_format, LogFormat::Json);
         subscriber(&spec, json, &writer).init();
-        install_panic_hook();
+        install_panic_hook(writer.clone());
         // Function lines reach the node's log when its level lets their events through.
         let log = if !tracing::event_enabled!(target: FUNCTION_TARGET, tracing::Level::INFO) {
             NodeLog::Off
@@ -221,14 +221,18 @@ thread_local! {
 /// be contained (a wasm guest's host call, a connection's task), so the node goes on and
 /// the line is what is left of it. The log writer's own thread, a panic while one is being
 /// logged, and a log that lets no error through keep the default report.
-fn install_panic_hook() {
+fn install_panic_hook(writer: crate::log_writer::LineWriter) {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
+        // A thread whose locals are gone (a panic in their destructors) cannot say it is
+        // already reporting: the default report then.
         let own = name != crate::log_writer::THREAD_NAME
             && tracing::event_enabled!(target: PANIC_TARGET, tracing::Level::ERROR)
-            && !REPORTING_PANIC.with(|r| r.replace(true));
+            && REPORTING_PANIC
+                .try_with(|r| !r.replace(true))
+                .unwrap_or(false);
         if !own {
             return default(info);
         }
@@ -248,7 +252,10 @@ fn install_panic_hook() {
         } else {
             tracing::error!(target: PANIC_TARGET, thread = name, location, "panicked: {message}");
         }
-        REPORTING_PANIC.with(|r| r.set(false));
+        // Out before an abort that may follow (a panic while unwinding), as the default
+        // report would be; bounded, so that a stalled stderr does not hold the panic.
+        writer.flush_within(std::time::Duration::from_millis(100));
+        let _ = REPORTING_PANIC.try_with(|r| r.set(false));
     }));
 }
 

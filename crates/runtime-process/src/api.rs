@@ -57,7 +57,7 @@ pub(crate) struct ApiState {
     init_answering: std::sync::atomic::AtomicBool,
     /// When the runtime first asked for an invocation: the end of its initialisation.
     pub(crate) first_next: Mutex<Option<Instant>>,
-    /// Told once, when `first_next` is set.
+    /// Told when the start-up ends: the first `/next`, or an `/init/error`.
     pub(crate) initialised: tokio::sync::Notify,
     function_arn: String,
 }
@@ -500,6 +500,8 @@ async fn init_error(
         ),
     };
     *ApiState::lock(&state.init_error) = Some(outcome.clone());
+    // The start-up is over: an invocation waiting for it gets the error.
+    state.initialised.notify_one();
     // An invocation already waiting gets the init error as its outcome.
     if let Some(current) = ApiState::lock(&state.current).take() {
         let _ = current.done.send(outcome);

@@ -490,9 +490,9 @@ impl ProcessInstance {
         kill_now(&self.kill);
     }
 
-    /// Waits for the end of the start-up: the runtime's first `/next`, or its exit
-    /// (which the invocation then reports); `false` when neither came within the init
-    /// limit.
+    /// Waits for the end of the start-up: the runtime's first `/next`, its
+    /// `/init/error`, or its exit (which the invocation then reports); `false` when none
+    /// came within the init limit.
     async fn initialised(&self) -> bool {
         let limit = INIT_LIMIT.max(self.function.timeout);
         let mut exited = self.exited.clone();
@@ -511,23 +511,36 @@ impl ProcessInstance {
         // The init phase is not the invocation's: the timeout counts from the end of the
         // start-up (the runtime's first `/next`), as on Lambda, where a cold start whose
         // init takes longer than the function's timeout still succeeds.
-        if first && !self.initialised().await {
-            self.kill_now();
-            let message = format!(
-                "RequestId: {request_id} Error: the runtime did not initialise within {:.2} seconds",
-                INIT_LIMIT.max(self.function.timeout).as_secs_f64()
-            );
-            return Report {
-                outcome: Outcome::platform_error(nimbus_core::TIMEOUT_ERROR, &message),
-                reusable: false,
-                init_duration: Some(self.started.elapsed()),
-                log_tail: String::new(),
-                max_memory_mb: Some(self.peak_mb),
-            };
-        }
         if first {
+            let initialised = self.initialised().await;
+            // A start-up that failed (and said so) or never ended: the invocation does
+            // not run.
+            let failed = if initialised {
+                self.state.init_error()
+            } else {
+                let message = format!(
+                    "RequestId: {request_id} Error: the runtime did not initialise within {:.2} seconds",
+                    INIT_LIMIT.max(self.function.timeout).as_secs_f64()
+                );
+                Some(Outcome::platform_error(
+                    nimbus_core::TIMEOUT_ERROR,
+                    &message,
+                ))
+            };
+            if let Some(outcome) = failed {
+                self.kill_now();
+                return Report {
+                    outcome,
+                    reusable: false,
+                    init_duration: Some(self.started.elapsed()),
+                    log_tail: String::new(),
+                    max_memory_mb: Some(self.peak_mb),
+                    run_duration: Some(Duration::ZERO),
+                };
+            }
             invocation.deadline = SystemTime::now() + self.function.timeout;
         }
+        let running = Instant::now();
         {
             let mut out = lock(&self.output);
             // A line begun since the last invocation ended is the last one's (or the
@@ -648,6 +661,7 @@ impl ProcessInstance {
             init_duration,
             log_tail,
             max_memory_mb: Some(self.peak_mb),
+            run_duration: Some(running.elapsed()),
         }
     }
 

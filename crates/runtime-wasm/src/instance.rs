@@ -385,6 +385,7 @@ impl WasmInstance {
             init_duration,
             log_tail,
             max_memory_mb: Some(u64::try_from(peak.div_ceil(1 << 20)).unwrap_or(u64::MAX)),
+            run_duration: None,
         }
     }
 

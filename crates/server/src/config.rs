@@ -30,7 +30,7 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long a client may take to send a request's body, counted from the end of its
     /// headers; past it the request is refused (the gateway answers 408) and the
-    /// connection closed.
+    /// HTTP/1 connection closed.
     pub body_read_timeout: Duration,
     /// How long a connection with no request in flight is kept open for the next one
     /// before the server closes it (HTTP/2: sends GOAWAY).

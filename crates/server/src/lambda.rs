@@ -296,10 +296,9 @@ impl Lambda {
     }
 }
 
-/// Lambda's answer to a synchronous invocation's request over 6 MB.
 /// The caller's client context (`X-Amz-Client-Context`, base64 of a JSON object) as the
-/// function gets it: the JSON itself, which the runtimes parse. `Err` is the answer to a
-/// header that is not base64 of JSON.
+/// function gets it: the JSON object itself, on one line (it travels as a header), which
+/// the runtimes parse. `Err` is the answer to a header that is not base64 of an object.
 fn client_context(headers: &HeaderMap) -> Result<Option<String>, Box<Response<Body>>> {
     let Some(header) = headers.get("x-amz-client-context") else {
         return Ok(None);
@@ -307,10 +306,9 @@ fn client_context(headers: &HeaderMap) -> Result<Option<String>, Box<Response<Bo
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(header.as_bytes())
         .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Map<String, Json>>(&bytes).ok());
     match decoded {
-        Some(text) => Ok(Some(text)),
+        Some(object) => Ok(Some(Json::Object(object).to_string())),
         None => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "InvalidRequestContentException",
@@ -332,6 +330,7 @@ fn caller_trace(headers: &HeaderMap) -> Option<String> {
         .then(|| header.to_owned())
 }
 
+/// Lambda's answer to a synchronous invocation's request over 6 MB.
 fn too_large() -> Response<Body> {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -535,8 +534,12 @@ mod tests {
         let decoded = client_context(&with("eyJjdXN0b20iOnsiYSI6ImIifX0=")).unwrap();
         assert_eq!(decoded.as_deref(), Some(r#"{"custom":{"a":"b"}}"#));
         assert_eq!(client_context(&HeaderMap::new()).unwrap(), None);
-        // Not base64; base64 of something that is not JSON.
-        for bad in ["{\"custom\":{}}", "bm90IGpzb24="] {
+        // Pretty-printed: passed on as one line.
+        let pretty = base64::engine::general_purpose::STANDARD.encode("{\n  \"custom\": {}\n}");
+        let compact = client_context(&with(&pretty)).unwrap();
+        assert_eq!(compact.as_deref(), Some(r#"{"custom":{}}"#));
+        // Not base64; base64 of something that is not JSON; of JSON that is no object.
+        for bad in ["{\"custom\":{}}", "bm90IGpzb24=", "MTIz"] {
             let refused = client_context(&with(bad)).unwrap_err();
             assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
         }

@@ -18,7 +18,7 @@
 //!   full within the timeout, counted from the end of its headers. Past it, the body reads
 //!   as an error of kind [`io::ErrorKind::TimedOut`]: the gateway answers `408 Request
 //!   Timeout` (the services endpoint its own error for an unreadable body), and the
-//!   connection is closed. Without it a client that sends headers announcing a body and
+//!   HTTP/1 connection is closed. Without it a client that sends headers announcing a body and
 //!   then nothing would hold its connection, and what it sent, for ever.
 //! - **Keep-alive** (`keep_alive_timeout`): a connection with no request in flight (the
 //!   last response fully sent) for this long is shut down gracefully: HTTP/1 closes it,

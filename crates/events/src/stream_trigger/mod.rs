@@ -18,8 +18,8 @@
 //!   first checkpoint so that a restart does not skip what came in between.
 //! - Failures (a function error, a timeout): the batch is tried again after a backoff,
 //!   up to `max_retries` retries; records older than `max_event_age` are not sent again.
-//!   An invocation that did not run (a throttle, no instance) uses up no retry, as on
-//!   Lambda: the batch is tried again until its records are too old. With `bisect_on_error`, a batch that fails with a
+//!   A throttled invocation uses up no retry, as on Lambda: the batch is tried again
+//!   until its records are too old. With `bisect_on_error`, a batch that fails with a
 //!   function error is split in two and each half tried (splitting uses up no retry).
 //!   Records given up go, as Lambda's on-failure record (where they lie in the stream),
 //!   to the trigger's `on_failure` function through the async queue; then the trigger

@@ -25,11 +25,11 @@ enum Attempt {
     Partial(usize),
     /// The function failed (an error it raised, a timeout, a crash).
     FunctionError,
-    /// The function reported failures that name no record of the batch, or does not
-    /// exist.
+    /// The function reported failures that name no record of the batch, does not
+    /// exist, or could not start.
     Failed,
-    /// The invocation did not run (a throttle, no instance): no attempt, as on Lambda,
-    /// which retries these until the records expire.
+    /// The invocation was throttled: no attempt, as on Lambda, which retries throttles
+    /// until the records expire.
     NotRun,
 }
 
@@ -448,7 +448,9 @@ impl Trigger {
                 let (attempt, status) = match e {
                     InvokeError::NotFound(_) => (Attempt::Failed, 404),
                     InvokeError::Throttled => (Attempt::NotRun, 429),
-                    InvokeError::Unavailable(_) => (Attempt::NotRun, 500),
+                    // An instance that could not start is a failed attempt, as a Lambda
+                    // init failure is a function error.
+                    InvokeError::Unavailable(_) => (Attempt::Failed, 500),
                 };
                 (
                     attempt,
@@ -475,14 +477,20 @@ impl Trigger {
     ) -> bool {
         match &self.on_failure {
             Some(destination) => {
-                let stream = self
-                    .shared
-                    .source
-                    .stream(&self.table)
-                    .unwrap_or_else(|| StreamName {
-                        arn: String::new(),
+                let current = self.shared.source.stream(&self.table);
+                // The records' own stream: the table's current one unless it was replaced
+                // since (whose shard is then not known here).
+                let stream = match (records.first().and_then(Change::stream_arn), current) {
+                    (Some(arn), Some(current)) if arn != current.arn => StreamName {
+                        arn: arn.to_owned(),
                         shard_id: String::new(),
-                    });
+                    },
+                    (_, Some(current)) => current,
+                    (arn, None) => StreamName {
+                        arn: arn.unwrap_or_default().to_owned(),
+                        shard_id: String::new(),
+                    },
+                };
                 let payload = on_failure_record(
                     records,
                     &stream,
