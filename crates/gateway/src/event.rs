@@ -495,6 +495,12 @@ pub mod fuzzing {
         ))
     }
 
+    /// A request's headers as the gateway hands the request to a wasm component: with
+    /// the client's address added to `x-forwarded-for`, for the peer [`event`] fills in.
+    pub fn pass_on(headers: &mut HeaderMap) {
+        forward_for(headers, None);
+    }
+
     /// The request body an event carries, decoded (empty when it has none); `None` when
     /// `body` and `isBase64Encoded` disagree.
     pub fn body(event: &Json) -> Option<Vec<u8>> {

@@ -538,6 +538,7 @@ mod tests {
                 HeaderValue::from_bytes(value).ok()?,
             );
         }
+        nimbus_gateway::fuzzing::pass_on(request.headers_mut());
         Some((request, event.to_string().into_bytes()))
     }
 
@@ -612,13 +613,23 @@ mod tests {
         assert_eq!(header("cookie"), [b"s=1; t=2; u=3"]);
         assert_eq!(header("host"), [b"api.test:3000"]);
         assert_eq!(header("x-latin"), ["caf\u{fffd}".as_bytes()]);
+        // The gateway adds the client's address.
+        assert_eq!(header("x-forwarded-for"), [b"127.0.0.1"]);
         assert!(header("content-length").is_empty());
         assert_eq!(body, [0, 159, 146, 150, 255]);
         // Names in order, as the event's map has them; the cookies, then the host, last.
         let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             names,
-            ["accept", "content-type", "x-a", "x-latin", "cookie", "host"]
+            [
+                "accept",
+                "content-type",
+                "x-a",
+                "x-forwarded-for",
+                "x-latin",
+                "cookie",
+                "host"
+            ]
         );
     }
 

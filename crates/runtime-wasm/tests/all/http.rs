@@ -94,9 +94,10 @@ fn client_request(
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    let request = request
+    let mut request = request
         .body(bytes::Bytes::copy_from_slice(body))
         .expect("a valid request");
+    nimbus_gateway::fuzzing::pass_on(request.headers_mut());
     (request, event.to_string().into_bytes())
 }
 
