@@ -28,6 +28,7 @@ pub struct Cli {
 /// Parses the command line, runs the command, and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_open_files_limit();
     let log_writer = match cli.logging.init() {
         Ok(guard) => guard,
         Err(e) => {
@@ -55,5 +56,51 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as servers do: each listener
+/// serves up to 10,000 connections by default (`--max-connections`), and every function
+/// instance holds pipes and sockets, where a usual soft limit is 1,024. Function
+/// processes inherit the raised limit.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // An unlimited hard limit is left alone: not every system takes it as a soft one.
+    let raise = matches!((limit.current, limit.maximum), (Some(current), Some(maximum)) if current < maximum);
+    if raise
+        && let Err(e) = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+    {
+        // Not fatal: the node runs, with fewer connections and instances at once.
+        eprintln!("warning: cannot raise the limit on open files: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_one() {
+        let before = getrlimit(Resource::Nofile);
+        let Some(hard) = before.maximum else {
+            return; // No finite hard limit: the soft one cannot be below it.
+        };
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(hard.min(256)),
+                maximum: Some(hard),
+            },
+        )
+        .unwrap();
+        super::raise_open_files_limit();
+        assert_eq!(getrlimit(Resource::Nofile).current, Some(hard));
     }
 }
