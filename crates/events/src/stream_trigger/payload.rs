@@ -6,6 +6,24 @@ use serde_json::{Value, json};
 use super::{Change, StreamName};
 use crate::record::timestamp;
 
+/// The largest event a batch makes: Lambda's 6 MB invocation payload, which also bounds
+/// its stream batches.
+pub(crate) const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
+
+/// How many of `changes`, from the first, fit in one event of at most
+/// [`MAX_BATCH_BYTES`]; at least one.
+pub(crate) fn fitting(changes: &[Change]) -> usize {
+    // `{"Records":[` and `]}`, and a comma between records.
+    let mut size = 14;
+    for (n, change) in changes.iter().enumerate() {
+        size += serde_json::to_vec(&change.record).map_or(0, |r| r.len()) + usize::from(n > 0);
+        if size > MAX_BATCH_BYTES {
+            return n.max(1);
+        }
+    }
+    changes.len()
+}
+
 /// Lambda's DynamoDB stream event for `changes`: `{"Records": [...]}`.
 pub fn stream_event(changes: &[Change]) -> Vec<u8> {
     let records: Vec<&Value> = changes.iter().map(|c| &c.record).collect();
@@ -163,6 +181,29 @@ mod tests {
         assert_eq!(event["Records"][0]["eventID"], "id1");
         assert_eq!(event["Records"][1]["eventID"], "id2");
         assert_eq!(event["Records"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_batch_is_cut_to_lambdas_payload_limit() {
+        // Records of 800 KB (an item's old and new images at DynamoDB's 400 KB each).
+        let big = |seq: u64| {
+            let mut c = change(seq);
+            c.record["dynamodb"]["NewImage"] = json!({ "pad": { "S": "x".repeat(800 * 1024) } });
+            c
+        };
+        let batch: Vec<Change> = (1..=10).map(big).collect();
+        let n = fitting(&batch);
+        assert_eq!(n, 7);
+        assert!(stream_event(&batch[..n]).len() <= MAX_BATCH_BYTES);
+        assert!(stream_event(&batch[..=n]).len() > MAX_BATCH_BYTES);
+        // Small records all fit; one record alone always makes a batch.
+        assert_eq!(fitting(&[change(1), change(2)]), 2);
+        let huge = {
+            let mut c = change(1);
+            c.record["pad"] = json!("x".repeat(MAX_BATCH_BYTES));
+            c
+        };
+        assert_eq!(fitting(&[huge, change(2)]), 1);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use tokio::{sync::watch, time::Instant};
 
 use super::{
     Change, Shared, StreamName,
-    payload::{BatchResponse, LastAttempt, batch_response, on_failure_record, stream_event},
+    payload::{
+        BatchResponse, LastAttempt, batch_response, fitting, on_failure_record, stream_event,
+    },
 };
 use crate::{EventMeta, queue::now_ms, worker::backoff};
 
@@ -236,6 +238,7 @@ impl Trigger {
             );
         }
         if self.window.is_zero() {
+            batch.truncate(fitting(&batch));
             return Some(batch);
         }
         let deadline = Instant::now() + self.window;
@@ -267,6 +270,8 @@ impl Trigger {
                 }
             }
         }
+        // The rest of what was read comes again in the next batch.
+        batch.truncate(fitting(&batch));
         Some(batch)
     }
 
