@@ -172,12 +172,8 @@ impl Pool {
             }
             idle.iter().filter(|i| i.generation == generation).count()
         } + self.metrics.busy.load(Ordering::Relaxed);
-        for _ in have..min_warm {
-            match self.runtime.start(Arc::clone(&function)).await {
-                Ok(instance) => self.put_back(instance, generation),
-                Err(e) => tracing::warn!(error = %e, "cannot start a warm instance"),
-            }
-        }
+        self.start_warm(&function, generation, min_warm.saturating_sub(have))
+            .await;
         self.topping_up.store(false, Ordering::Release);
     }
 
@@ -188,8 +184,14 @@ impl Pool {
             .iter()
             .filter(|i| i.generation == generation)
             .count();
-        for _ in have..function.concurrency.min_warm as usize {
-            match self.runtime.start(Arc::clone(&function)).await {
+        let missing = (function.concurrency.min_warm as usize).saturating_sub(have);
+        self.start_warm(&function, generation, missing).await;
+    }
+
+    /// Starts `count` idle instances of `function`.
+    async fn start_warm(&self, function: &Arc<FunctionSpec>, generation: u64, count: usize) {
+        for _ in 0..count {
+            match self.runtime.start(Arc::clone(function)).await {
                 Ok(instance) => self.put_back(instance, generation),
                 Err(e) => tracing::warn!(error = %e, "cannot start a warm instance"),
             }

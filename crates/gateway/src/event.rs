@@ -76,48 +76,60 @@ fn header_lists(headers: &HeaderMap, source_ip: &str) -> BTreeMap<String, Vec<St
             (name.as_str().to_owned(), values)
         })
         .collect();
-    let forwarded = lists.entry("x-forwarded-for".to_owned()).or_default();
-    match forwarded.last_mut() {
-        Some(last) => {
-            last.push_str(", ");
-            last.push_str(source_ip);
-        }
-        None => forwarded.push(source_ip.to_owned()),
-    }
+    let values = lists.entry("x-forwarded-for".to_owned()).or_default();
+    let last = values.pop();
+    values.push(forwarded(last.as_deref(), source_ip));
     lists
+}
+
+/// The last `x-forwarded-for` line with the client's address after what it held.
+fn forwarded(last: Option<&str>, source_ip: &str) -> String {
+    match last {
+        Some(last) => format!("{last}, {source_ip}"),
+        None => source_ip.to_owned(),
+    }
 }
 
 /// Adds the client's address to a request's `x-forwarded-for`, as [`header_lists`] does
 /// for an event: for a component, which gets the request itself.
 pub(crate) fn forward_for(headers: &mut HeaderMap, peer: Option<std::net::SocketAddr>) {
-    use axum::http::{HeaderValue, header::HeaderName};
-    let source_ip = peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string());
+    use axum::http::{HeaderValue, header::Entry, header::HeaderName};
+    let source_ip = source_ip_of(peer);
+    let Ok(address) = HeaderValue::from_str(&source_ip) else {
+        return;
+    };
     let name = HeaderName::from_static("x-forwarded-for");
-    let mut values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
-    // The last line carries the address after what it held (kept as sent if the two
-    // cannot make one header value).
+    let mut entry = match headers.entry(name) {
+        // Most requests carry none.
+        Entry::Vacant(vacant) => {
+            vacant.insert(address);
+            return;
+        }
+        Entry::Occupied(occupied) => occupied,
+    };
+    // The last line carries the address after what it held; kept as sent, with the
+    // address on a line of its own, if the two cannot make one header value.
+    let mut values: Vec<HeaderValue> = entry.iter().cloned().collect();
     let last = values.pop();
     let joined = last.as_ref().and_then(|last| {
-        HeaderValue::from_str(&format!("{}, {source_ip}", header_text(last))).ok()
+        HeaderValue::from_str(&forwarded(Some(&header_text(last)), &source_ip)).ok()
     });
-    match (joined, last) {
-        (Some(joined), _) => values.push(joined),
-        (None, last) => {
-            values.extend(last);
-            values.extend(HeaderValue::from_str(&source_ip).ok());
-        }
+    match joined {
+        Some(joined) => values.push(joined),
+        None => values.extend(last.into_iter().chain([address])),
     }
-    headers.remove(&name);
+    let mut values = values.into_iter();
+    if let Some(first) = values.next() {
+        entry.insert(first);
+    }
     for value in values {
-        headers.append(&name, value);
+        entry.append(value);
     }
 }
 
 /// The address of the client, `requestContext.http.sourceIp`.
-fn source_ip(facts: &RequestFacts<'_>) -> String {
-    facts
-        .peer
-        .map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string())
+fn source_ip_of(peer: Option<std::net::SocketAddr>) -> String {
+    peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string())
 }
 
 /// Query parameters, URL-decoded, by name, in order.
@@ -224,7 +236,7 @@ fn v2(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
     let raw_query = facts.uri.query().unwrap_or("").to_owned();
     let mut headers = Map::new();
     let mut cookies = Vec::new();
-    let source_ip = source_ip(facts);
+    let source_ip = source_ip_of(facts.peer);
     for (name, values) in header_lists(facts.headers, &source_ip) {
         if name == "cookie" {
             for v in &values {
@@ -306,7 +318,7 @@ pub(crate) fn decode_path(s: &str) -> String {
 }
 
 fn v1(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
-    let source_ip = source_ip(facts);
+    let source_ip = source_ip_of(facts.peer);
     let lists = header_lists(facts.headers, &source_ip);
     let headers: Map<String, Json> = lists
         .iter()

@@ -82,18 +82,23 @@ fn json_response(body: &Json) -> Response<Body> {
 /// A function name from a path, which may also be a full or partial ARN, either with a
 /// `:qualifier` (a version or an alias).
 pub(crate) fn function_name(name: &str) -> &str {
-    let name = name
-        .rsplit_once(":function:")
-        .map_or(name, |(_, rest)| rest);
-    name.split(':').next().unwrap_or(name)
+    split_name(name).0
 }
 
 /// The qualifier a path's function name carries (`orders:$LATEST`, `...:function:orders:7`).
 fn qualifier(name: &str) -> Option<&str> {
+    split_name(name).1
+}
+
+/// A path's function name (a name or an ARN) as the name and its qualifier, if any.
+fn split_name(name: &str) -> (&str, Option<&str>) {
     let name = name
         .rsplit_once(":function:")
         .map_or(name, |(_, rest)| rest);
-    name.split_once(':').map(|(_, qualifier)| qualifier)
+    match name.split_once(':') {
+        Some((name, qualifier)) => (name, Some(qualifier)),
+        None => (name, None),
+    }
 }
 
 /// The `Qualifier` query parameter of Lambda's function paths.
