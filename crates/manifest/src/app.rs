@@ -12,6 +12,7 @@ use nimbus_core::{
 use crate::{
     context::Cx,
     decode::{Field, Obj},
+    diagnostic::Span,
     events, functions, routes,
     support::Feature,
     tables,
@@ -81,15 +82,27 @@ fn auth(cx: &mut Cx<'_>, field: Field<'_>) -> AuthSpec {
         return spec;
     };
     if let Some(f) = obj.take("jwt") {
+        cx.declared_jwt = true;
         let (span, path) = (f.span.clone(), f.path.clone());
-        if cx.require_feature(Feature::JwtAuth, span, &path, "[auth.jwt]".to_owned()) {
-            spec.jwt = jwt(cx, f);
+        if cx.require_feature(
+            Feature::JwtAuth,
+            span.clone(),
+            &path,
+            "[auth.jwt]".to_owned(),
+        ) {
+            spec.jwt = reported(cx, span, path, |cx| jwt(cx, f));
         }
     }
     if let Some(f) = obj.take("api_key") {
+        cx.declared_api_key = true;
         let (span, path) = (f.span.clone(), f.path.clone());
-        if cx.require_feature(Feature::ApiKeys, span, &path, "[auth.api_key]".to_owned()) {
-            spec.api_key = api_key(cx, f);
+        if cx.require_feature(
+            Feature::ApiKeys,
+            span.clone(),
+            &path,
+            "[auth.api_key]".to_owned(),
+        ) {
+            spec.api_key = reported(cx, span, path, |cx| api_key(cx, f));
         }
     }
     if let Some(f) = obj.take("lambda")
@@ -97,13 +110,39 @@ fn auth(cx: &mut Cx<'_>, field: Field<'_>) -> AuthSpec {
     {
         for (name, f) in table.entries() {
             cx.declared_authorizers.insert(name.value.clone());
-            if let Some(authorizer) = lambda_authorizer(cx, &name.value, f) {
+            let (span, path) = (name.span.clone(), name.path.clone());
+            if let Some(authorizer) =
+                reported(cx, span, path, |cx| lambda_authorizer(cx, &name.value, f))
+            {
                 spec.lambda.insert(name.value.clone(), authorizer);
             }
         }
     }
     obj.finish(&mut cx.sink);
     spec
+}
+
+/// Decodes a declared authorizer and makes sure a refusal fails the manifest. Routes that
+/// use a declared but invalid authorizer are not reported again (and `auth = "lambda"`
+/// ones are dropped), so an authorizer refused without a problem in the sink would leave
+/// its routes unprotected or missing while the manifest passed.
+fn reported<T>(
+    cx: &mut Cx<'_>,
+    span: Span,
+    path: String,
+    decode: impl FnOnce(&mut Cx<'_>) -> Option<T>,
+) -> Option<T> {
+    let before = cx.sink.count();
+    let decoded = decode(cx);
+    if decoded.is_none() && cx.sink.count() == before {
+        cx.sink.push(
+            span,
+            path,
+            "an authorizer Nimbus cannot use",
+            "a valid authorizer",
+        );
+    }
+    decoded
 }
 
 /// `{ rate = N, burst = M }`: a token bucket.
@@ -150,11 +189,22 @@ fn lambda_authorizer(
     let identity_source = obj.take("identity_source").map_or_else(
         || Some(vec!["$request.header.authorization".to_owned()]),
         |f| {
+            let (span, path) = (f.span.clone(), f.path.clone());
             let items = f.strings(
                 &mut cx.sink,
                 "an array such as [\"$request.header.authorization\"]",
             )?;
-            let mut ok = !items.is_empty();
+            // Without a source every request would carry the same (empty) identity.
+            if items.is_empty() {
+                cx.sink.push(
+                    span,
+                    path,
+                    "an empty array",
+                    "at least one identity source: $request.header.NAME or $request.querystring.NAME",
+                );
+                return None;
+            }
+            let mut ok = true;
             for item in &items {
                 let valid = ["$request.header.", "$request.querystring."]
                     .iter()
@@ -275,15 +325,13 @@ fn jwt(cx: &mut Cx<'_>, field: Field<'_>) -> Option<JwtAuthSpec> {
                 }
             }
             "jwks_url" => {
-                // Keys fetched in clear text could be swapped in transit; plain http is
-                // only for a key server on this machine.
-                let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-                    .iter()
-                    .any(|p| s.value.starts_with(p));
-                if s.value.starts_with("https://") || local {
+                if s.value.starts_with("https://") || is_local_http(&s.value) {
                     Some(JwtKeys::JwksUrl(s.value.clone()))
                 } else {
-                    s.reject(&mut cx.sink, "an https:// URL (http:// only for localhost)");
+                    s.reject(
+                        &mut cx.sink,
+                        "an https:// URL, or http:// with the host exactly localhost, 127.0.0.1 or [::1] (keys fetched in clear text from elsewhere could be swapped in transit)",
+                    );
                     None
                 }
             }
@@ -382,8 +430,9 @@ fn api_key(cx: &mut Cx<'_>, field: Field<'_>) -> Option<ApiKeyAuthSpec> {
         .map(|items| {
             let mut keys = Vec::new();
             let mut ok = true;
+            let mut seen = SeenKeys::default();
             for item in items {
-                match api_key_entry(cx, item, &plans, &declared) {
+                match api_key_entry(cx, item, &plans, &declared, &mut seen) {
                     Some(key) => keys.push(key),
                     None => ok = false,
                 }
@@ -440,11 +489,22 @@ fn usage_plan(cx: &mut Cx<'_>, field: Field<'_>) -> Option<UsagePlan> {
 /// Shortest literal API key accepted (API Gateway's minimum is 20 characters).
 const MIN_KEY_LENGTH: usize = 20;
 
+/// The keys read so far, each by the path of the first key that has it. The gateway finds
+/// a key by its value and names it by its name (in logs, `apiKeyId` and quotas): two keys
+/// sharing either would be merged, the last one winning with its plan.
+#[derive(Default)]
+struct SeenKeys {
+    names: BTreeMap<String, String>,
+    values: BTreeMap<String, String>,
+    envs: BTreeMap<String, String>,
+}
+
 fn api_key_entry(
     cx: &mut Cx<'_>,
     field: Field<'_>,
     plans: &BTreeMap<String, UsagePlan>,
     declared: &[String],
+    seen: &mut SeenKeys,
 ) -> Option<ApiKeySpec> {
     let mut obj = field.table(
         &mut cx.sink,
@@ -464,6 +524,19 @@ fn api_key_entry(
         .and_then(|f| f.string(&mut cx.sink, "a plan name"));
     let (span, path) = (obj.span.clone(), obj.path.clone());
     obj.finish(&mut cx.sink);
+    let name = name.and_then(|n| match seen.names.get(&n.value) {
+        Some(first) => {
+            n.reject(
+                &mut cx.sink,
+                format!("a name no other key has (`{first}` has it)"),
+            );
+            None
+        }
+        None => {
+            seen.names.insert(n.value.clone(), path.clone());
+            Some(n)
+        }
+    });
     let value = match (value, value_env) {
         (Some(v), None) => {
             if v.value.len() < MIN_KEY_LENGTH || v.value.chars().any(char::is_whitespace) {
@@ -472,11 +545,33 @@ fn api_key_entry(
                     format!("a key of at least {MIN_KEY_LENGTH} characters without spaces"),
                 );
                 None
+            } else if let Some(first) = seen.values.get(&v.value) {
+                // The value is a secret: the message names the other key, not the value.
+                cx.sink.push(
+                    v.span,
+                    v.path,
+                    format!("the value of `{first}`"),
+                    "a value no other key has",
+                );
+                None
             } else {
+                seen.values.insert(v.value.clone(), path.clone());
                 Some(ApiKeyValue::Literal(v.value))
             }
         }
-        (None, Some(e)) => Some(ApiKeyValue::Env(e.value)),
+        (None, Some(e)) => match seen.envs.get(&e.value) {
+            Some(first) => {
+                e.reject(
+                    &mut cx.sink,
+                    format!("a variable no other key reads (`{first}` reads it)"),
+                );
+                None
+            }
+            None => {
+                seen.envs.insert(e.value.clone(), path.clone());
+                Some(ApiKeyValue::Env(e.value))
+            }
+        },
         (a, b) => {
             let found = if a.is_some() && b.is_some() {
                 "both `value` and `value_env`"
@@ -504,6 +599,29 @@ fn api_key_entry(
         value: value?,
         plan: plan?,
     })
+}
+
+/// Whether `url` is plain `http://` to this machine: keys fetched in clear text could be
+/// swapped in transit, so only a key server here may be reached that way. The authority
+/// (up to the first `/`, `?` or `#`) must be exactly `localhost`, `127.0.0.1` or `[::1]`
+/// and an optional port; anything else, such as `localhost.evil.example`, a user info
+/// (`localhost@evil.example`) or a `\` (a path separator to the fetching client), is
+/// refused rather than interpreted.
+fn is_local_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let port = ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .find_map(|host| authority.strip_prefix(host));
+    match port {
+        Some("") => true,
+        Some(port) => port.strip_prefix(':').is_some_and(|p| {
+            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0)
+        }),
+        None => false,
+    }
 }
 
 /// An HTTP token (RFC 9110): header names and methods.
@@ -567,4 +685,63 @@ fn cors(cx: &mut Cx<'_>, field: Field<'_>) -> Option<CorsSpec> {
         return None;
     }
     supported.then_some(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_key_servers_are_this_machine_only() {
+        for local in [
+            "http://localhost/jwks.json",
+            "http://localhost",
+            "http://127.0.0.1:8080/jwks",
+            "http://[::1]:9000/.well-known/jwks.json",
+            "http://localhost?x=1",
+        ] {
+            assert!(is_local_http(local), "{local}");
+        }
+        for remote in [
+            "http://localhost.evil.example/",
+            "http://localhost@evil.example/",
+            "http://localhost:80@evil.example/",
+            "http://user@localhost/",
+            "http://127.0.0.1.nip.io/",
+            "http://[::1].evil.example/",
+            "http://localhost\\@evil.example/",
+            "http://localhost:/",
+            "http://localhost:+80/",
+            "http://localhost:0/",
+            "http://localhost:65536/",
+            "http://LOCALHOST/",
+            "http://evil.example/localhost",
+            "https://localhost/",
+        ] {
+            assert!(!is_local_http(remote), "{remote}");
+        }
+    }
+
+    #[test]
+    fn an_authorizer_refused_without_a_problem_fails_the_manifest() {
+        let mut cx = Cx {
+            sink: Default::default(),
+            base_dir: std::path::Path::new("."),
+            support: crate::Support::everything(),
+            declared_functions: Default::default(),
+            declared_tables: Default::default(),
+            declared_authorizers: Default::default(),
+            declared_jwt: false,
+            declared_api_key: false,
+        };
+        let silent: Option<()> = reported(&mut cx, 0..4, "auth.jwt".to_owned(), |_| None);
+        assert_eq!(silent, None);
+        assert_eq!(cx.sink.count(), 1);
+        // A refusal that was reported is not reported twice.
+        reported(&mut cx, 0..4, "auth.jwt".to_owned(), |cx| {
+            cx.sink.push(0..4, "auth.jwt.issuer", "42", "a string");
+            None::<()>
+        });
+        assert_eq!(cx.sink.count(), 2);
+    }
 }

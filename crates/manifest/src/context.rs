@@ -23,6 +23,10 @@ pub(crate) struct Cx<'a> {
     pub(crate) declared_tables: BTreeSet<String>,
     /// Every Lambda authorizer name the manifest declares, valid or not.
     pub(crate) declared_authorizers: BTreeSet<String>,
+    /// Whether the manifest has `[auth.jwt]`, valid or not.
+    pub(crate) declared_jwt: bool,
+    /// Whether the manifest has `[auth.api_key]`, valid or not.
+    pub(crate) declared_api_key: bool,
 }
 
 impl Cx<'_> {

@@ -84,6 +84,11 @@ impl Sink {
         });
     }
 
+    /// How many problems have been reported so far.
+    pub(crate) fn count(&self) -> usize {
+        self.raw.len()
+    }
+
     /// Places every problem in `source` and sorts them by position.
     pub(crate) fn finish(self, file: &std::path::Path, source: &str) -> Option<Diagnostics> {
         if self.raw.is_empty() {

@@ -326,6 +326,11 @@ fn environment(cx: &mut Cx<'_>, field: Field<'_>) -> Option<BTreeMap<String, Str
             ok = false;
         }
         match value.string(&mut cx.sink, "a string (quote numbers and booleans)") {
+            // A C string ends at NUL: no process could be started with this variable.
+            Some(value) if value.value.contains('\0') => {
+                value.reject(&mut cx.sink, "a string without NUL characters");
+                ok = false;
+            }
             Some(value) => {
                 env.insert(name.value, value.value);
             }

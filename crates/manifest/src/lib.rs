@@ -88,6 +88,8 @@ pub fn parse(
         declared_functions: Default::default(),
         declared_tables: Default::default(),
         declared_authorizers: Default::default(),
+        declared_jwt: false,
+        declared_api_key: false,
     };
     let root = match toml_span::parse(source) {
         Ok(value) => value,

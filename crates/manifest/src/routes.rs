@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use nimbus_core::{
-    AuthSpec, FunctionSpec, HttpMethod, PayloadVersion, RouteAuth, RouteKey, RoutePath, RouteSpec,
-    RuntimeKind,
+    AuthSpec, FunctionSpec, HttpMethod, PathSegment, PayloadVersion, RouteAuth, RouteKey,
+    RoutePath, RouteSpec, RuntimeKind,
 };
 
 use crate::{context::Cx, decode::Field, support::Feature};
@@ -20,6 +20,8 @@ pub(crate) fn decode(
     };
     // Route keys seen so far by shape, to report duplicates where the second one stands.
     let mut seen: BTreeMap<(Option<HttpMethod>, String), String> = BTreeMap::new();
+    // Every distinct method and path so far, for the pairs the router refuses.
+    let mut placed: Vec<(HttpMethod, RoutePath, String)> = Vec::new();
     let mut routes = Vec::new();
     for item in items {
         let Some(mut obj) = item.table(&mut cx.sink, "a route with `route` and `function`") else {
@@ -71,8 +73,22 @@ pub(crate) fn decode(
                     &mut cx.sink,
                     format!("a route that no earlier route already matches (`{first}` does)"),
                 );
+            } else if let RouteKey::Route { method, path } = parsed
+                && let Some((_, _, first)) = placed
+                    .iter()
+                    .find(|(m, p, _)| m == method && router_conflict(p, path))
+            {
+                key.reject(
+                    &mut cx.sink,
+                    format!(
+                        "a route the router can hold beside `{first}`: a `{{name}}` and a `{{name+}}` cannot follow the same segments (a `{{name+}}` route also matches a single segment)"
+                    ),
+                );
             } else {
                 seen.insert(shape, key.value.clone());
+                if let RouteKey::Route { method, path } = parsed {
+                    placed.push((*method, path.clone(), key.value.clone()));
+                }
             }
         }
 
@@ -97,7 +113,8 @@ pub(crate) fn decode(
                         &kind.path,
                         format!("{:?}", kind.value),
                     );
-                    if supported && auth.jwt.is_none() {
+                    // Declared but invalid: reported already.
+                    if supported && auth.jwt.is_none() && !cx.declared_jwt {
                         kind.reject(
                             &mut cx.sink,
                             "an authorizer the app declares: add [auth.jwt]",
@@ -112,7 +129,8 @@ pub(crate) fn decode(
                         &kind.path,
                         format!("{:?}", kind.value),
                     );
-                    if supported && auth.api_key.is_none() {
+                    // Declared but invalid: reported already.
+                    if supported && auth.api_key.is_none() && !cx.declared_api_key {
                         kind.reject(
                             &mut cx.sink,
                             "an authorizer the app declares: add [auth.api_key]",
@@ -245,7 +263,64 @@ pub(crate) fn parse_route_key(s: &str) -> Result<RouteKey, String> {
         return Err(shape.to_owned());
     };
     let path: RoutePath = path.parse().map_err(|e| format!("a valid path: {e}"))?;
+    check_path(&path)?;
     Ok(RouteKey::Route { method, path })
+}
+
+/// The most `{name}` parameters a path may have: the gateway's router (matchit 0.8)
+/// renames them `{a}` to `{y}` and panics at the 26th. A greedy `{name+}` is not renamed
+/// and does not count.
+const MAX_PARAMS: usize = 25;
+
+/// What the core's path syntax allows but the gateway cannot match.
+fn check_path(path: &RoutePath) -> Result<(), String> {
+    for segment in path.segments() {
+        // The gateway matches the percent-decoded path, so an escape in a literal never
+        // matches what it stands for. Characters a literal cannot hold (non-ASCII ones,
+        // spaces) are refused by the path syntax itself: a parameter matches them.
+        if let PathSegment::Literal(text) = segment
+            && text.contains('%')
+        {
+            return Err(format!(
+                "a valid path: segment `{text}` has `%`, but requests are matched percent-decoded, so an escape does not match the character it encodes: write the character itself, or match characters a literal cannot hold with a `{{name}}` parameter"
+            ));
+        }
+    }
+    let params = path
+        .segments()
+        .iter()
+        .filter(|s| matches!(s, PathSegment::Param(_)))
+        .count();
+    if params > MAX_PARAMS {
+        return Err(format!(
+            "a valid path: {params} `{{name}}` parameters, more than the {MAX_PARAMS} the router holds (a greedy `{{name+}}` is not counted)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the gateway's router refuses to hold both paths (of the same method). It
+/// refuses a `{name}` and a `{name+}` at the same position after the same segments (a
+/// literal, or a parameter whatever its name), whatever follows; it holds every other
+/// pair of different paths, a literal beside either kind of parameter included.
+fn router_conflict(a: &RoutePath, b: &RoutePath) -> bool {
+    let same = |x: &PathSegment, y: &PathSegment| match (x, y) {
+        (PathSegment::Literal(x), PathSegment::Literal(y)) => x == y,
+        (PathSegment::Param(_), PathSegment::Param(_))
+        | (PathSegment::Greedy(_), PathSegment::Greedy(_)) => true,
+        _ => false,
+    };
+    a.segments()
+        .iter()
+        .zip(b.segments())
+        .find(|(x, y)| !same(x, y))
+        .is_some_and(|pair| {
+            matches!(
+                pair,
+                (PathSegment::Param(_), PathSegment::Greedy(_))
+                    | (PathSegment::Greedy(_), PathSegment::Param(_))
+            )
+        })
 }
 
 #[cfg(test)]
@@ -263,5 +338,43 @@ mod tests {
         assert!(parse_route_key("GET users").is_err());
         assert!(parse_route_key("GET  /users").is_err());
         assert!(parse_route_key("FETCH /").is_err());
+    }
+
+    #[test]
+    fn literals_hold_no_escapes() {
+        assert!(parse_route_key("GET /caf%C3%A9").is_err());
+        assert!(parse_route_key("GET /a/{id}/100%25").is_err());
+        assert!(parse_route_key("GET /a+b/~c/d:e@f").is_ok());
+    }
+
+    #[test]
+    fn paths_hold_at_most_25_parameters() {
+        let params = |n: usize| (0..n).map(|i| format!("/{{p{i}}}")).collect::<String>();
+        assert!(parse_route_key(&format!("GET {}", params(25))).is_ok());
+        assert!(parse_route_key(&format!("GET {}", params(26))).is_err());
+        // The greedy segment is not renamed by the router, so it does not count.
+        assert!(parse_route_key(&format!("GET {}/{{rest+}}", params(25))).is_ok());
+    }
+
+    #[test]
+    fn router_conflicts_are_a_parameter_beside_a_greedy_segment() {
+        let conflict = |a: &str, b: &str| {
+            let (a, b): (RoutePath, RoutePath) = (a.parse().unwrap(), b.parse().unwrap());
+            assert_eq!(router_conflict(&a, &b), router_conflict(&b, &a));
+            router_conflict(&a, &b)
+        };
+        // The pairs matchit 0.8.4's own tests refuse.
+        assert!(conflict("/users/{id}", "/users/{proxy+}"));
+        assert!(conflict("/cmd/{tool}/{sub}", "/cmd/{path+}"));
+        assert!(conflict("/{id}", "/{path+}"));
+        assert!(conflict("/{a}/x/{b}", "/{c}/x/{d+}"));
+        // The pairs it holds.
+        assert!(!conflict("/users/me", "/users/{proxy+}"));
+        assert!(!conflict("/users/me", "/users/{id}"));
+        assert!(!conflict("/users", "/users/{proxy+}"));
+        assert!(!conflict("/", "/{proxy+}"));
+        assert!(!conflict("/a/{id}", "/b/{proxy+}"));
+        assert!(!conflict("/{a}/foo", "/{b}/bar"));
+        assert!(!conflict("/users/{id}/posts", "/users/{uid}/{rest+}"));
     }
 }

@@ -7,6 +7,7 @@ use nimbus_core::{IndexSpec, KeyAttribute, Projection, ScalarType, StreamView, T
 use crate::{
     context::Cx,
     decode::{Field, Str},
+    diagnostic::Span,
     support::Feature,
 };
 
@@ -142,6 +143,8 @@ struct RawIndex {
     name: Str,
     partition_key: Option<KeyAttribute>,
     sort_key: Option<KeyAttribute>,
+    /// Where `sort_key` is written, for problems with it.
+    sort_key_place: Option<(Span, String)>,
     projection: Projection,
 }
 
@@ -169,12 +172,14 @@ fn index(cx: &mut Cx<'_>, field: Field<'_>, kind: IndexKind) -> Option<RawIndex>
             .and_then(|f| key_attribute(cx, f)),
         IndexKind::Local => None,
     };
-    let sort_key = match kind {
-        IndexKind::Global => obj.take("sort_key").and_then(|f| key_attribute(cx, f)),
-        IndexKind::Local => obj
-            .require(&mut cx.sink, "sort_key", KEY_EXPECTED)
-            .and_then(|f| key_attribute(cx, f)),
+    let sort_key_field = match kind {
+        IndexKind::Global => obj.take("sort_key"),
+        IndexKind::Local => obj.require(&mut cx.sink, "sort_key", KEY_EXPECTED),
     };
+    let sort_key_place = sort_key_field
+        .as_ref()
+        .map(|f| (f.span.clone(), f.path.clone()));
+    let sort_key = sort_key_field.and_then(|f| key_attribute(cx, f));
     let projection = obj
         .take("projection")
         .map_or(Some(Projection::All), |f| projection(cx, f));
@@ -205,6 +210,7 @@ fn index(cx: &mut Cx<'_>, field: Field<'_>, kind: IndexKind) -> Option<RawIndex>
         name,
         partition_key,
         sort_key,
+        sort_key_place,
         projection: projection?,
     })
 }
@@ -225,7 +231,21 @@ fn projection(cx: &mut Cx<'_>, field: Field<'_>) -> Option<Projection> {
     let mut obj = field.table(&mut cx.sink, expected)?;
     let include = obj
         .require(&mut cx.sink, "include", "the attributes to project")
-        .and_then(|f| f.strings(&mut cx.sink, "an array of attribute names"));
+        .and_then(|f| {
+            let (span, path) = (f.span.clone(), f.path.clone());
+            let list = f.strings(&mut cx.sink, "an array of attribute names")?;
+            // DynamoDB refuses an INCLUDE projection without attributes.
+            if list.is_empty() {
+                cx.sink.push(
+                    span,
+                    path,
+                    "an empty array",
+                    "at least one attribute (\"keys_only\" projects the keys alone)",
+                );
+                return None;
+            }
+            Some(list)
+        });
     obj.finish(&mut cx.sink);
     Some(Projection::Include(
         include?.into_iter().map(|s| s.value).collect(),
@@ -289,6 +309,24 @@ fn check_indexes(
         let Some(partition_key) = partition_key else {
             continue;
         };
+        if let (Some(sort), Some((span, path))) = (&raw.sort_key, &raw.sort_key_place)
+            && sort.name == partition_key.name
+        {
+            let whose = match kind {
+                IndexKind::Global => "the index's",
+                IndexKind::Local => "the table's",
+            };
+            cx.sink.push(
+                span.clone(),
+                path.clone(),
+                format!("sort key `{}`", sort.name),
+                format!(
+                    "a sort key other than {whose} partition key `{}` (DynamoDB needs two attributes)",
+                    partition_key.name
+                ),
+            );
+            continue;
+        }
         let mut clash = false;
         for key in std::iter::once(&partition_key).chain(raw.sort_key.as_ref()) {
             match types.get(&key.name) {
