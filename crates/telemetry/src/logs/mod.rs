@@ -53,9 +53,14 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    /// The time as RFC 3339 with milliseconds (`2024-05-01T12:00:00.123Z`).
+    /// The time as RFC 3339 with milliseconds (`2024-05-01T12:00:00.123Z`); times after
+    /// the year 9999 as its last millisecond.
     pub fn rfc3339(&self) -> String {
-        humantime::format_rfc3339_millis(from_millis(self.time)).to_string()
+        // A line read back from a damaged segment may carry any time, and one past the
+        // year 9999 has no four-digit year: humantime fails to write it, which
+        // `to_string` turns into a panic.
+        humantime::format_rfc3339_millis(from_millis(self.time.min(LAST_RFC3339_MILLIS)))
+            .to_string()
     }
 
     /// The line as the admin API answers it: `{"time", "timestamp", "request_id",
@@ -69,6 +74,9 @@ impl LogLine {
         })
     }
 }
+
+/// The last millisecond RFC 3339 can write, 9999-12-31T23:59:59.999Z, in epoch ms.
+const LAST_RFC3339_MILLIS: u64 = 253_402_300_799_999;
 
 /// How much of each function's log is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,8 +154,8 @@ pub(crate) fn is_function_name(name: &str) -> bool {
 }
 
 /// A point in time as `--since` and `--until` take it: an RFC 3339 time
-/// (`2024-05-01T12:00:00Z`), a duration before `now` (`10m`, `1h 30m`), or epoch
-/// milliseconds.
+/// (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00.5+02:00`; UTC without an offset), a
+/// duration before `now` (`10m`, `1h 30m`), or epoch milliseconds.
 ///
 /// # Errors
 /// A message saying what was expected.
@@ -156,7 +164,7 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(from_millis(ms));
     }
-    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+    if let Some(t) = parse_rfc3339(text) {
         return Ok(t);
     }
     if let Ok(d) = humantime::parse_duration(text) {
@@ -167,6 +175,28 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     Err(format!(
         "{text:?} is not a time: expected a duration before now such as 10m or 2h, an RFC 3339 time such as 2024-05-01T12:00:00Z, or epoch milliseconds"
     ))
+}
+
+/// An RFC 3339 time with any offset, or without one (then UTC, as `2024-05-01 12:00:00`
+/// always was here); `None` when `text` is not one or is before 1970.
+fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    // Everything after `YYYY-MM-DDTHH:MM:SS` is an optional fraction, then the offset.
+    let offsetless = text.as_bytes().get(19..).is_some_and(|rest| match rest {
+        [] => true,
+        [b'.', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    });
+    let utc;
+    let text = if offsetless {
+        utc = format!("{text}Z");
+        &utc
+    } else {
+        text
+    };
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let seconds = u64::try_from(t.unix_timestamp()).ok()?;
+    Some(UNIX_EPOCH + Duration::new(seconds, t.nanosecond()))
 }
 
 #[cfg(test)]
@@ -190,6 +220,64 @@ mod tests {
         );
         let err = parse_time("yesterday", now).unwrap_err();
         assert!(err.contains("not a time"), "{err}");
+    }
+
+    #[test]
+    fn times_parse_with_any_offset() {
+        let now = from_millis(1_700_000_000_000);
+        // 2024-05-01T10:00:00Z.
+        let ten = 1_714_557_600_000;
+        for (text, ms) in [
+            ("2024-05-01T12:00:00+02:00", ten),
+            ("2024-05-01T12:00:00.000+02:00", ten),
+            ("2024-05-01T05:30:00.250-04:30", ten + 250),
+            ("2024-05-01t10:00:00.25z", ten + 250),
+            ("2024-05-01T10:00:00.123456789Z", ten + 123),
+            ("2024-05-01T10:00:00+00:00", ten),
+            ("2024-05-01T10:00:00-00:00", ten),
+            ("2024-05-01 10:00:00", ten),
+            ("2024-05-01T10:00:00.5", ten + 500),
+            ("2024-05-02T00:30:00+14:30", ten),
+        ] {
+            assert_eq!(parse_time(text, now).map(to_millis), Ok(ms), "{text}");
+        }
+        for bad in [
+            "2024-05-01T12:00:00+2",
+            "2024-05-01T12:00:00+0200",
+            "2024-05-01T12:00:00+24:00",
+            "2024-05-01T12:00:00.000+02:00x",
+            "2024-05-01T12:00:00 +02:00",
+            "2024-05-01T12:00:00.",
+            "2024-05-01T12:00:00.+02:00",
+            "2024-05-01T12:00",
+            "2024-13-01T12:00:00Z",
+            "2024-02-30T12:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T01:00:00+02:00",
+            "2024-05-01T12:00:00Zulu",
+            "2024-05-01T12:00:00é",
+        ] {
+            let err = parse_time(bad, now).unwrap_err();
+            assert!(err.contains("not a time"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn any_stored_time_can_be_written() {
+        let line = |time| LogLine {
+            time,
+            request_id: None,
+            message: "m".to_owned(),
+        };
+        assert_eq!(
+            line(1_700_000_000_123).rfc3339(),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(line(0).rfc3339(), "1970-01-01T00:00:00.000Z");
+        for time in [253_402_300_800_000, u64::MAX] {
+            assert_eq!(line(time).rfc3339(), "9999-12-31T23:59:59.999Z");
+            assert_eq!(line(time).to_json()["timestamp"], time);
+        }
     }
 
     #[test]

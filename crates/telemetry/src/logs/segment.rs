@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{LogLine, Position, Retention};
+use super::{LogLine, Position, Retention, to_millis};
 
 /// A segment's file name: its number, zero-padded so that names sort as numbers do.
 pub(crate) fn file_name(seq: u64) -> String {
@@ -39,21 +39,36 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
-/// How much of the tail of a segment is read to find its newest line at startup.
+/// How much of the tail of a segment is read first to find its newest line at startup.
 const TAIL_BYTES: u64 = 64 * 1024;
 
 /// The time of the newest complete line of a segment file, if it has one.
 fn newest_time(path: &Path) -> io::Result<Option<u64>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
-    Ok(tail
-        .split(|&b| b == b'\n')
-        .rev()
-        .find_map(|line| serde_json::from_slice::<LogLine>(line).ok())
-        .map(|line| line.time))
+    // Lines may be longer than the first window (a process function logs lines of up to
+    // 256 KiB): a window holding only the end of one line is widened until a whole line
+    // fits in it or it reaches the start of the file.
+    let mut window = TAIL_BYTES;
+    loop {
+        let start = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut tail = Vec::new();
+        (&mut file).take(len - start).read_to_end(&mut tail)?;
+        let mut lines = tail.split(|&b| b == b'\n');
+        if start > 0 {
+            // The window's first piece may be the end of a line cut by it.
+            lines.next();
+        }
+        let newest = lines
+            .rev()
+            .find_map(|line| serde_json::from_slice::<LogLine>(line).ok())
+            .map(|line| line.time);
+        if newest.is_some() || start == 0 {
+            return Ok(newest);
+        }
+        window = window.saturating_mul(4);
+    }
 }
 
 /// The time of the first line of a segment file, if it has one.
@@ -88,6 +103,10 @@ pub(crate) struct FunctionLog {
     /// The newest segment, open for appending. After a restart the old newest segment is
     /// left as it is (its last line may be torn) and a new one is started.
     active: Option<BufWriter<File>>,
+    /// The next segment's number. It only grows, even when every segment has been
+    /// removed for age, so that a line's position is greater than any before it (a
+    /// follower skips lines at or before the end of the history it read).
+    next_seq: u64,
     total: u64,
     dirty: bool,
 }
@@ -98,13 +117,16 @@ impl FunctionLog {
         let mut segments = VecDeque::new();
         let mut total = 0;
         for (seq, path) in list(&dir)? {
-            let bytes = std::fs::metadata(&path)?.len();
+            let meta = std::fs::metadata(&path)?;
+            let bytes = meta.len();
             // Lines are written a little out of order across threads: the newest in a
             // segment is nearly always its last, and a stray earlier one is no older
-            // than its first.
+            // than its first. A segment without a whole line (empty, or torn by a crash)
+            // counts as written when the file last was: 0 would have the age bound
+            // remove it at once.
             let newest = match newest_time(&path)? {
                 Some(t) => t.max(oldest_time(&path)?.unwrap_or(0)),
-                None => 0,
+                None => to_millis(meta.modified()?),
             };
             total += bytes;
             segments.push_back(Segment {
@@ -114,10 +136,12 @@ impl FunctionLog {
                 newest,
             });
         }
+        let next_seq = segments.back().map_or(1, |s| s.seq + 1);
         Ok(FunctionLog {
             dir,
             segments,
             active: None,
+            next_seq,
             total,
             dirty: false,
         })
@@ -129,6 +153,7 @@ impl FunctionLog {
             dir,
             segments: VecDeque::new(),
             active: None,
+            next_seq: 1,
             total: 0,
             dirty: false,
         }
@@ -169,7 +194,8 @@ impl FunctionLog {
         self.flush()?;
         self.active = None;
         std::fs::create_dir_all(&self.dir)?;
-        let seq = self.segments.back().map_or(1, |s| s.seq + 1);
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let path = self.dir.join(file_name(seq));
         let file = File::options().create(true).append(true).open(&path)?;
         let bytes = file.metadata()?.len();
@@ -181,7 +207,12 @@ impl FunctionLog {
             newest: 0,
         });
         self.active = Some(BufWriter::with_capacity(64 * 1024, file));
-        while self.total > retention.max_bytes && self.segments.len() > 1 {
+        self.trim(retention.max_bytes)
+    }
+
+    /// Removes the oldest segments while the log exceeds `max_bytes`, never the newest.
+    pub(crate) fn trim(&mut self, max_bytes: u64) -> io::Result<()> {
+        while self.total > max_bytes && self.segments.len() > 1 {
             self.remove_oldest()?;
         }
         Ok(())

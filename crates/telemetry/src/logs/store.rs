@@ -159,6 +159,19 @@ struct Followers {
     by_function: HashMap<String, broadcast::Sender<Arc<Followed>>>,
 }
 
+impl Followers {
+    /// What [`LogStore::subscribe`] does, under the lock.
+    fn subscribe(&mut self, function: &str) -> broadcast::Receiver<Arc<Followed>> {
+        if self.closed {
+            return broadcast::channel(1).0.subscribe();
+        }
+        self.by_function
+            .entry(function.to_owned())
+            .or_insert_with(|| broadcast::channel(FOLLOW_BUFFER).0)
+            .subscribe()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -248,6 +261,7 @@ impl LogStore {
             failing: false,
         };
         writer.sweep();
+        writer.trim();
         let writer = std::thread::Builder::new()
             .name("nimbus-log-store".to_owned())
             .spawn({
@@ -326,15 +340,7 @@ impl LogStore {
     /// query's [`end`](QueryResult::end). The receiver ends when the store stops
     /// following ([`LogStore::close_followers`]).
     pub fn subscribe(&self, function: &str) -> broadcast::Receiver<Arc<Followed>> {
-        let mut followers = lock(&self.inner.followers);
-        if followers.closed {
-            return broadcast::channel(1).0.subscribe();
-        }
-        followers
-            .by_function
-            .entry(function.to_owned())
-            .or_insert_with(|| broadcast::channel(FOLLOW_BUFFER).0)
-            .subscribe()
+        lock(&self.inner.followers).subscribe(function)
     }
 
     /// Ends every follow, now and later: at shutdown, so that open follows do not hold
@@ -396,13 +402,7 @@ impl Writer {
 
     /// Writes the spooled records in `batch`, flushes them, then sends them to followers.
     fn write(&mut self, mut batch: &[u8]) {
-        let followed: HashMap<String, broadcast::Sender<Arc<Followed>>> = {
-            let mut followers = lock(&self.followers);
-            followers
-                .by_function
-                .retain(|_, sender| sender.receiver_count() > 0);
-            followers.by_function.clone()
-        };
+        // Every written line, borrowed from the batch, until the followers are known.
         let mut fresh = Vec::new();
         let mut encoded = Vec::with_capacity(256);
         while let Some(record) = Spooled::decode(&mut batch) {
@@ -423,22 +423,12 @@ impl Writer {
             let Some(log) = self.logs.get_mut(function) else {
                 continue;
             };
-            let sender = followed.get(function);
             let mut failed = None;
             for message in lines {
                 encoded.clear();
                 encode_line(&mut encoded, time, request_id, message);
                 match log.append(&encoded, time, &self.retention) {
-                    Ok(position) => {
-                        if let Some(sender) = sender {
-                            let line = LogLine {
-                                time,
-                                request_id: request_id.map(str::to_owned),
-                                message: message.to_owned(),
-                            };
-                            fresh.push((sender, Followed { line, position }));
-                        }
-                    }
+                    Ok(position) => fresh.push((function, time, request_id, message, position)),
                     Err(e) => {
                         failed = Some(e);
                         break;
@@ -450,8 +440,26 @@ impl Writer {
             }
         }
         self.flush_all();
-        for (sender, followed) in fresh {
-            let _ = sender.send(Arc::new(followed));
+        // The followers are looked up only now that the lines are on disk. A follower
+        // subscribes (under this lock) before it reads its history: one not found here
+        // subscribed after this lookup, so after the flush, and its history holds these
+        // lines; one found here gets them here as well, and skips by position those its
+        // history held. Looked up before the lines were written, a follower subscribing
+        // in between would get them neither way.
+        let mut followers = lock(&self.followers);
+        followers
+            .by_function
+            .retain(|_, sender| sender.receiver_count() > 0);
+        for (function, time, request_id, message, position) in fresh {
+            let Some(sender) = followers.by_function.get(function) else {
+                continue;
+            };
+            let line = LogLine {
+                time,
+                request_id: request_id.map(str::to_owned),
+                message: message.to_owned(),
+            };
+            let _ = sender.send(Arc::new(Followed { line, position }));
         }
     }
 
@@ -484,6 +492,16 @@ impl Writer {
             .map_or(0, to_millis);
         for (function, log) in &mut self.logs {
             if let Err(e) = log.sweep(cutoff) {
+                tracing::warn!(function, error = %e, "cannot remove old log segments");
+            }
+        }
+    }
+
+    /// Removes the oldest segments past the size bound. Appends keep to it as they
+    /// rotate; this applies it at start, to what a node with a larger bound left.
+    fn trim(&mut self) {
+        for (function, log) in &mut self.logs {
+            if let Err(e) = log.trim(self.retention.max_bytes) {
                 tracing::warn!(function, error = %e, "cannot remove old log segments");
             }
         }
@@ -774,5 +792,136 @@ mod tests {
         let messages: Vec<&str> = lines.lines.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(messages, ["one", "two"]);
         assert_eq!(lines.end.segment, 2);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_tail_read_at_start_keeps_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(TestClock(Mutex::new(from_millis(1_600_000_000_000))));
+        let retention = Retention {
+            max_age: Duration::from_secs(3600),
+            ..Retention::default()
+        };
+        let store = LogStore::open_with_clock(dir.path(), retention, clock.clone()).unwrap();
+        store.append("f", None, "short");
+        // The segment's newest line is this one, not its first, and far longer than the
+        // 64 KiB first read back at start.
+        clock.advance(Duration::from_secs(7200));
+        let long = "x".repeat(70_000);
+        store.append("f", None, &long);
+        store.flush();
+        drop(store);
+
+        clock.advance(Duration::from_secs(1800));
+        let store = LogStore::open_with_clock(dir.path(), retention, clock.clone()).unwrap();
+        let lines = store.query("f", &Query::default()).unwrap().lines;
+        let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages, ["short", long.as_str()]);
+    }
+
+    #[test]
+    fn positions_keep_growing_after_the_age_bound_empties_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(TestClock(Mutex::new(from_millis(1_600_000_000_000))));
+        let retention = Retention {
+            max_bytes: 8 * 1024,
+            max_age: Duration::from_secs(3600),
+        };
+        let store = LogStore::open_with_clock(dir.path(), retention, clock.clone()).unwrap();
+        // Longer than the line after, so that a log numbered afresh ends before it.
+        store.append("f", None, &"before ".repeat(100));
+        store.flush();
+        let history = store.query("f", &Query::default()).unwrap();
+        let mut follow = store.subscribe("f");
+
+        clock.advance(Duration::from_secs(7200));
+        store.flush();
+        assert!(
+            store
+                .query("f", &Query::default())
+                .unwrap()
+                .lines
+                .is_empty()
+        );
+        store.append("f", None, "after");
+        store.flush();
+        let followed = follow.try_recv().unwrap();
+        assert_eq!(followed.line.message, "after");
+        assert!(
+            followed.position > history.end,
+            "{:?} is not after {:?}",
+            followed.position,
+            history.end
+        );
+        assert_eq!(
+            store.query("f", &Query::default()).unwrap().end,
+            followed.position
+        );
+    }
+
+    #[test]
+    fn a_follower_arriving_while_a_batch_is_written_gets_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), Retention::default()).unwrap();
+        // Holding the followers' lock holds the writer where it looks for followers.
+        let mut followers = lock(&store.inner.followers);
+        store.append("f", None, "racing");
+        // The writer has the line on disk before it looks for followers, so it shows up
+        // while the writer waits for the lock. (Looking first, the writer would wait with
+        // nothing written, and this wait would fail.)
+        let deadline = std::time::Instant::now() + FLUSH_WAIT;
+        while store
+            .query("f", &Query::default())
+            .unwrap()
+            .lines
+            .is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer looks for followers before it writes"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A follower arrives now: it subscribes, then reads its history.
+        let mut follow = followers.subscribe("f");
+        let history = store.query("f", &Query::default()).unwrap();
+        drop(followers);
+        store.flush();
+
+        let mut seen: Vec<String> = history.lines.iter().map(|l| l.message.clone()).collect();
+        while let Ok(followed) = follow.try_recv() {
+            if followed.position > history.end {
+                seen.push(followed.line.message.clone());
+            }
+        }
+        assert_eq!(seen, ["racing"]);
+    }
+
+    #[test]
+    fn a_restart_with_a_smaller_size_bound_applies_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let large = Retention {
+            max_bytes: 64 * 1024,
+            ..Retention::default()
+        };
+        let store = LogStore::open(dir.path(), large).unwrap();
+        for i in 0..1000 {
+            store.append("f", None, &format!("line {i:04} {}", "x".repeat(40)));
+        }
+        store.flush();
+        drop(store);
+        assert!(dir_bytes(&dir.path().join("f")) > 32 * 1024);
+
+        let small = Retention {
+            max_bytes: 16 * 1024,
+            ..Retention::default()
+        };
+        let store = LogStore::open(dir.path(), small).unwrap();
+        assert!(dir_bytes(&dir.path().join("f")) <= small.max_bytes);
+        let lines = store.query("f", &Query::default()).unwrap().lines;
+        assert_eq!(
+            lines.last().unwrap().message,
+            format!("line 0999 {}", "x".repeat(40))
+        );
     }
 }
