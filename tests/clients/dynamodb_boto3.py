@@ -452,6 +452,187 @@ class Reads(unittest.TestCase):
         self.assertEqual(filtered["ScannedCount"], 31)
 
 
+class IndexReads(unittest.TestCase):
+    """Reads through indexes that do not project every attribute, and Query's rules."""
+
+    def setUp(self):
+        name = fresh("projected")
+        CLIENT.create_table(
+            TableName=name,
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+                {"AttributeName": "status", "AttributeType": "S"},
+                {"AttributeName": "total", "AttributeType": "N"},
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by-status",
+                    "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
+            LocalSecondaryIndexes=[
+                {
+                    "IndexName": "by-total",
+                    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "total", "KeyType": "RANGE"}],
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["colour"]},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.table = RESOURCE.Table(name)
+        for i in range(3):
+            self.table.put_item(Item={"pk": "p", "sk": i, "status": "open", "total": 10 - i, "colour": "red", "name": f"n{i}"})
+
+    def test_an_index_defaults_to_its_projected_attributes(self):
+        items = self.table.query(IndexName="by-status", KeyConditionExpression=Key("status").eq("open"))["Items"]
+        self.assertEqual(sorted(i["sk"] for i in items), [0, 1, 2])
+        self.assertEqual(set(items[0]), {"pk", "sk", "status"})
+        code, message, _ = error_of(
+            lambda: self.table.query(IndexName="by-status", KeyConditionExpression=Key("status").eq("open"), Select="ALL_ATTRIBUTES")
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("projection type is not ALL", message)
+
+    def test_a_local_index_fetches_the_rest_from_the_table(self):
+        projected = self.table.query(IndexName="by-total", KeyConditionExpression=Key("pk").eq("p"))["Items"]
+        self.assertEqual([set(i) for i in projected], [{"pk", "sk", "total", "colour"}] * 3)
+        whole = self.table.query(IndexName="by-total", KeyConditionExpression=Key("pk").eq("p"), Select="ALL_ATTRIBUTES")["Items"]
+        self.assertEqual([i["name"] for i in whole], ["n2", "n1", "n0"], "in the index's order, whole items")
+        named = self.table.query(
+            IndexName="by-total", KeyConditionExpression=Key("pk").eq("p"), ProjectionExpression="#n", ExpressionAttributeNames={"#n": "name"}
+        )["Items"]
+        self.assertEqual(named, [{"name": "n2"}, {"name": "n1"}, {"name": "n0"}])
+        filtered = self.table.query(IndexName="by-total", KeyConditionExpression=Key("pk").eq("p"), FilterExpression=Attr("name").eq("n1"))
+        self.assertEqual((filtered["Count"], filtered["ScannedCount"]), (1, 3))
+
+    def test_query_rules(self):
+        code, message, _ = error_of(
+            lambda: self.table.query(KeyConditionExpression=Key("pk").eq("p"), FilterExpression=Attr("sk").gt(0))
+        )
+        self.assertEqual(
+            (code, message),
+            ("ValidationException", "Filter Expression can only contain non-primary key attributes: Primary key attribute: sk"),
+        )
+        # A scan may filter on keys, and a query on the table's keys through an index.
+        self.assertEqual(self.table.scan(FilterExpression=Attr("sk").gt(0))["Count"], 2)
+        through = self.table.query(IndexName="by-status", KeyConditionExpression=Key("status").eq("open"), FilterExpression=Attr("sk").gt(0))
+        self.assertEqual(through["Count"], 2)
+        code, message, _ = error_of(lambda: self.table.scan(Select="ALL_PROJECTED_ATTRIBUTES"))
+        self.assertEqual(
+            (code, message), ("ValidationException", "ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName")
+        )
+        code, message, _ = error_of(lambda: self.table.scan(Select="SPECIFIC_ATTRIBUTES"))
+        self.assertEqual(
+            (code, message),
+            ("ValidationException", "Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES"),
+        )
+
+
+class Edges(unittest.TestCase):
+    """Behaviour DynamoDB's documentation and its clients rely on at the edges."""
+
+    def test_an_update_that_only_removes_creates_nothing(self):
+        table = simple_table()
+        out = table.update_item(Key={"pk": "none"}, UpdateExpression="REMOVE a, b.c", ReturnValues="ALL_NEW")
+        self.assertNotIn("Attributes", out)
+        self.assertNotIn("Item", table.get_item(Key={"pk": "none"}))
+        CLIENT.update_item(TableName=table.name, Key={"pk": {"S": "legacy"}}, AttributeUpdates={"a": {"Action": "DELETE"}})
+        self.assertNotIn("Item", table.get_item(Key={"pk": "legacy"}))
+        table.update_item(Key={"pk": "made"}, UpdateExpression="SET a = :one REMOVE b", ExpressionAttributeValues={":one": 1})
+        self.assertEqual(table.get_item(Key={"pk": "made"})["Item"], {"pk": "made", "a": 1})
+
+    def test_contains_on_binary_and_size_in_utf16_units(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "x", "d": b"hi there", "s": "\u00e9\U0001d11e"})
+        table.update_item(
+            Key={"pk": "x"},
+            UpdateExpression="SET ok = :t",
+            ConditionExpression="contains(d, :part) AND size(s) = :three",
+            ExpressionAttributeValues={":t": True, ":part": b"here", ":three": 3},
+        )
+        self.assertTrue(table.get_item(Key={"pk": "x"})["Item"]["ok"])
+
+    def test_empty_placeholder_maps_and_return_values(self):
+        table = simple_table()
+        code, message, _ = error_of(
+            lambda: CLIENT.update_item(
+                TableName=table.name,
+                Key={"pk": {"S": "k"}},
+                UpdateExpression="REMOVE #a",
+                ExpressionAttributeNames={"#a": "a"},
+                ExpressionAttributeValues={},
+            )
+        )
+        self.assertEqual((code, message), ("ValidationException", "ExpressionAttributeValues must not be empty"))
+        code, message, _ = error_of(
+            lambda: CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "k"}}, ExpressionAttributeNames={"#a": "a"})
+        )
+        self.assertEqual(
+            (code, message), ("ValidationException", "ExpressionAttributeNames can only be specified when using expressions")
+        )
+        code, message, _ = error_of(lambda: CLIENT.put_item(TableName=table.name, Item={"pk": {"S": "k"}}, ReturnValues="ALL_NEW"))
+        self.assertEqual((code, message), ("ValidationException", "Return values set to invalid value"))
+
+    def test_key_conditions_go_with_a_projection_expression(self):
+        table = composite_table()
+        table.put_item(Item={"pk": "k", "sk": 1, "name": "one", "other": 2})
+        page = CLIENT.query(
+            TableName=table.name,
+            KeyConditions={"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "k"}]}},
+            ProjectionExpression="#n",
+            ExpressionAttributeNames={"#n": "name"},
+        )
+        self.assertEqual(page["Items"], [{"name": {"S": "one"}}])
+
+    def test_one_index_created_or_deleted_per_update(self):
+        table = simple_table()
+        table.put_item(Item={"pk": "a", "colour": "red", "size": "L"})
+        definitions = [
+            {"AttributeName": "colour", "AttributeType": "S"},
+            {"AttributeName": "size", "AttributeType": "S"},
+        ]
+        create = lambda index, attr: {
+            "Create": {
+                "IndexName": index,
+                "KeySchema": [{"AttributeName": attr, "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        }
+        code, message, _ = error_of(
+            lambda: CLIENT.update_table(
+                TableName=table.name,
+                AttributeDefinitions=definitions,
+                GlobalSecondaryIndexUpdates=[create("g-one", "colour"), create("g-two", "size")],
+            )
+        )
+        self.assertEqual(code, "LimitExceededException")
+        self.assertIn("Only 1 online index", message)
+        CLIENT.update_table(TableName=table.name, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[create("gix", "colour")])
+        CLIENT.update_table(TableName=table.name, GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "gix"}}])
+        CLIENT.update_table(TableName=table.name, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[create("gix", "size")])
+        self.assertEqual(table.query(IndexName="gix", KeyConditionExpression=Key("size").eq("L"))["Count"], 1)
+        self.assertEqual(table.query(IndexName="gix", KeyConditionExpression=Key("size").eq("red"))["Count"], 0)
+
+    def test_batch_capacity_is_charged_per_item(self):
+        table = simple_table()
+        out = CLIENT.batch_write_item(
+            RequestItems={
+                table.name: [{"PutRequest": {"Item": {"pk": {"S": f"k{i}"}, "v": {"S": "x" * 100}}}} for i in range(3)]
+                + [{"DeleteRequest": {"Key": {"pk": {"S": "missing"}}}}]
+            },
+            ReturnConsumedCapacity="TOTAL",
+        )
+        self.assertEqual(out["ConsumedCapacity"], [{"TableName": table.name, "CapacityUnits": 4.0}])
+        got = CLIENT.batch_get_item(
+            RequestItems={table.name: {"Keys": [{"pk": {"S": "k0"}}, {"pk": {"S": "k1"}}, {"pk": {"S": "none"}}]}},
+            ReturnConsumedCapacity="TOTAL",
+        )
+        self.assertEqual(got["ConsumedCapacity"], [{"TableName": table.name, "CapacityUnits": 1.5}])
+
+
 class Legacy(unittest.TestCase):
     """The parameters older code still sends."""
 

@@ -249,6 +249,50 @@ fn protocol_errors_have_dynamodb_shapes() {
         r.json()["__type"],
         "com.amazon.coral.service#UnknownOperationException"
     );
+    // What the SDKs refuse before sending, the service refuses too.
+    let table = json!({
+        "TableName": "Edges",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST"
+    });
+    assert_eq!(call(&node, "CreateTable", &table).status, 200);
+    for (op, body, message) in [
+        (
+            "Scan",
+            json!({"TableName": "Edges", "Segment": 0, "TotalSegments": 0}),
+            "Member must have value greater than or equal to 1",
+        ),
+        (
+            "Query",
+            json!({"TableName": "Edges", "KeyConditionExpression": "pk = :p",
+                   "ExpressionAttributeValues": {":p": {"S": "x"}}, "Limit": -1}),
+            "Member must have value greater than or equal to 1",
+        ),
+        (
+            "BatchGetItem",
+            json!({"RequestItems": {"Edges": {"Keys": []}}}),
+            "Member must have length greater than or equal to 1",
+        ),
+    ] {
+        let r = call(&node, op, &body);
+        assert_eq!(r.status, 400, "{op}");
+        assert_eq!(
+            r.json()["__type"],
+            "com.amazon.coral.validate#ValidationException",
+            "{op}"
+        );
+        let text = r.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert!(text.contains(message), "{op}: {text}");
+    }
+    // A table ARN names the table.
+    let r = call(
+        &node,
+        "DescribeTable",
+        &json!({"TableName": "arn:aws:dynamodb:us-east-1:000000000000:table/Edges"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["Table"]["TableName"], "Edges");
 }
 
 #[test]

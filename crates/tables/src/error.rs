@@ -34,6 +34,10 @@ pub enum ErrorKind {
     ExpiredIterator,
     /// A DynamoDB Streams read reached records already trimmed from the stream.
     TrimmedDataAccess,
+    /// A limit on concurrent table changes (one index created or deleted per UpdateTable).
+    LimitExceeded,
+    /// A transaction with the same `ClientRequestToken` is still in progress.
+    TransactionInProgress,
     /// Something failed inside Nimbus.
     InternalServerError,
 }
@@ -69,6 +73,10 @@ impl ErrorKind {
             }
             ErrorKind::TrimmedDataAccess => {
                 "com.amazonaws.dynamodb.v20120810#TrimmedDataAccessException"
+            }
+            ErrorKind::LimitExceeded => "com.amazonaws.dynamodb.v20120810#LimitExceededException",
+            ErrorKind::TransactionInProgress => {
+                "com.amazonaws.dynamodb.v20120810#TransactionInProgressException"
             }
             ErrorKind::InternalServerError => {
                 "com.amazonaws.dynamodb.v20120810#InternalServerError"

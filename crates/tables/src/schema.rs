@@ -124,6 +124,15 @@ pub struct IndexDef {
     pub throughput: Option<(u64, u64)>,
 }
 
+impl IndexDef {
+    /// Whether `other` holds the same entries: same name, key and projection (their
+    /// throughput may differ). An index changed otherwise must be built again.
+    #[must_use]
+    pub fn same_entries(&self, other: &IndexDef) -> bool {
+        self.name == other.name && self.key == other.key && self.projection == other.projection
+    }
+}
+
 /// Stream settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamDef {

@@ -1100,6 +1100,208 @@ async fn update_table_backfills_new_indexes_and_drops_removed_ones() {
     db.drop_schema().await;
 }
 
+/// The embedded engine maintains indexes from the catalog as of each write too: a write
+/// whose caller read the definition before an UpdateTable reaches the new index, an index
+/// whose key changed under the same name is built again, and a write to a table deleted
+/// meanwhile is refused and stores nothing.
+#[tokio::test]
+async fn embedded_writes_follow_the_catalog_not_the_callers_copy() {
+    let engine = Embedded::in_memory().expect("an in-memory engine");
+    let plain = table("evolving", None);
+    engine.create_table(plain.clone()).await.expect("create");
+    let plain = Arc::new(plain);
+    write_ok(
+        &engine,
+        vec![put(
+            &plain,
+            item(&[("pk", s("a")), ("color", s("red")), ("size", s("L"))]),
+        )],
+    )
+    .await;
+    let mut indexed = (*plain).clone();
+    indexed.global_indexes.push(index(
+        "g",
+        ("color", KeyType::S),
+        None,
+        ProjectionType::KeysOnly,
+    ));
+    engine
+        .update_table(indexed.clone())
+        .await
+        .expect("add an index");
+    let indexed = Arc::new(indexed);
+    // A writer still holding the definition without the index.
+    write_ok(
+        &engine,
+        vec![put(
+            &plain,
+            item(&[("pk", s("b")), ("color", s("red")), ("size", s("S"))]),
+        )],
+    )
+    .await;
+    let red = read(&engine, partition(&indexed, Some("g"), &s("red"))).await;
+    assert_eq!(
+        attr(&red, "pk"),
+        [&s("a"), &s("b")],
+        "backfilled, and kept by a stale writer"
+    );
+
+    // The same index name with another key: its old entries go, the new key's come.
+    let mut rekeyed = (*plain).clone();
+    rekeyed.global_indexes.push(index(
+        "g",
+        ("size", KeyType::S),
+        None,
+        ProjectionType::KeysOnly,
+    ));
+    engine
+        .update_table(rekeyed.clone())
+        .await
+        .expect("rekey the index");
+    let rekeyed = Arc::new(rekeyed);
+    let all = read(&engine, scan(&rekeyed, Some("g"))).await;
+    assert_eq!(
+        attr(&all, "size"),
+        [&s("L"), &s("S")],
+        "entries keyed by size only"
+    );
+
+    engine
+        .delete_table(Arc::clone(&rekeyed))
+        .await
+        .expect("delete");
+    match engine
+        .write(vec![put(&plain, item(&[("pk", s("late"))]))])
+        .await
+    {
+        Err(WriteFailure::Rejected(reasons)) => {
+            assert_eq!(reasons.len(), 1);
+            let e = reasons[0].as_ref().expect("the write is refused");
+            assert_eq!(e.kind, ErrorKind::ResourceNotFound, "{e:?}");
+        }
+        other => panic!("a write to a deleted table must be refused, got {other:?}"),
+    }
+    engine
+        .create_table((*plain).clone())
+        .await
+        .expect("create again, same id");
+    assert!(
+        read(&engine, scan(&plain, None)).await.items.is_empty(),
+        "the refused write stored nothing"
+    );
+}
+
+async fn call(
+    tables: &nimbus_tables::api::Tables,
+    op: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let target = format!("DynamoDB_20120810.{op}");
+    tables.handle(&target, body.to_string().as_bytes()).await
+}
+
+/// Two nodes on one database: each sees the tables and indexes the other makes, neither
+/// replaces the other's table by creating one of the same name, and a change starts from
+/// the other's latest definition.
+#[tokio::test]
+async fn nodes_sharing_a_database_see_each_others_tables() {
+    use nimbus_tables::api::Tables;
+    use serde_json::json;
+
+    let db = fresh().await;
+    let a = Tables::open(Arc::new(Postgres::connect(&db.url).await.expect("node a")))
+        .await
+        .expect("open a");
+    let b = Tables::open(Arc::new(Postgres::connect(&db.url).await.expect("node b")))
+        .await
+        .expect("open b");
+    let create = json!({
+        "TableName": "Orders",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST"
+    });
+    call(&a, "CreateTable", create.clone())
+        .await
+        .expect("a creates");
+    call(
+        &a,
+        "PutItem",
+        json!({"TableName": "Orders", "Item": {"pk": {"S": "1"}, "status": {"S": "open"}}}),
+    )
+    .await
+    .expect("a writes");
+    let described = call(&b, "DescribeTable", json!({"TableName": "Orders"}))
+        .await
+        .expect("b sees the table a made");
+    assert_eq!(described["Table"]["ItemCount"], 1);
+    let e = call(&b, "CreateTable", create)
+        .await
+        .expect_err("b may not replace it");
+    assert_eq!(e.kind, ErrorKind::ResourceInUse, "{e:?}");
+    let got = call(
+        &b,
+        "GetItem",
+        json!({"TableName": "Orders", "Key": {"pk": {"S": "1"}}}),
+    )
+    .await
+    .expect("b reads");
+    assert_eq!(
+        got["Item"]["status"]["S"], "open",
+        "a's item is still there"
+    );
+
+    call(
+        &a,
+        "UpdateTable",
+        json!({
+            "TableName": "Orders",
+            "AttributeDefinitions": [{"AttributeName": "status", "AttributeType": "S"}],
+            "GlobalSecondaryIndexUpdates": [{"Create": {
+                "IndexName": "by-status",
+                "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"}
+            }}]
+        }),
+    )
+    .await
+    .expect("a adds an index");
+    let found = call(
+        &b,
+        "Query",
+        json!({
+            "TableName": "Orders",
+            "IndexName": "by-status",
+            "KeyConditionExpression": "#s = :s",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":s": {"S": "open"}}
+        }),
+    )
+    .await
+    .expect("b queries the index a made");
+    assert_eq!(found["Count"], 1);
+    // A change on b starts from a's definition: the index a made survives it.
+    call(
+        &b,
+        "TagResource",
+        json!({
+            "ResourceArn": described["Table"]["TableArn"],
+            "Tags": [{"Key": "team", "Value": "x"}]
+        }),
+    )
+    .await
+    .expect("b tags");
+    let after = call(&a, "DescribeTable", json!({"TableName": "Orders"}))
+        .await
+        .expect("a describes");
+    assert_eq!(
+        after["Table"]["GlobalSecondaryIndexes"][0]["IndexName"], "by-status",
+        "{after}"
+    );
+    drop((a, b));
+    db.drop_schema().await;
+}
+
 #[tokio::test]
 async fn get_many_reads_every_key_in_order() {
     let db = fresh().await;
@@ -1558,7 +1760,7 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
     let refused = engine.write(vec![put_if_absent(&def, b1.clone())]).await;
     assert!(matches!(refused, Err(WriteFailure::Rejected(_))));
     let records = engine
-        .stream_records(Arc::clone(&def), label.clone(), None, 100)
+        .stream_records(Arc::clone(&def), label.clone(), None, 100, usize::MAX)
         .await
         .expect("read the stream");
     let events: Vec<StreamEvent> = records.iter().map(|r| r.event).collect();
@@ -1595,12 +1797,21 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
             label.clone(),
             Some(records[1].sequence),
             100,
+            usize::MAX,
         )
         .await
         .expect("read on");
     assert_eq!(rest, records[2..].to_vec());
+    // A byte budget ends the page with the record that goes past it, at least one.
+    for (budget, expected) in [(0, 1), (records[0].size_bytes, 2)] {
+        let page = engine
+            .stream_records(Arc::clone(&def), label.clone(), None, 100, budget)
+            .await
+            .expect("read within a budget");
+        assert_eq!(page, records[..expected].to_vec(), "budget {budget}");
+    }
     let other = engine
-        .stream_records(Arc::clone(&def), "other".to_owned(), None, 100)
+        .stream_records(Arc::clone(&def), "other".to_owned(), None, 100, usize::MAX)
         .await
         .expect("read another label");
     assert!(other.is_empty());
@@ -1610,7 +1821,7 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
         .await
         .expect("trim");
     let trimmed = engine
-        .stream_records(Arc::clone(&def), label.clone(), None, 100)
+        .stream_records(Arc::clone(&def), label.clone(), None, 100, usize::MAX)
         .await
         .expect("read after trim");
     assert!(trimmed.is_empty());
@@ -1618,7 +1829,7 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
     // never mistakes a new record for one it has read.
     write_ok(engine, vec![put(&def, a1.clone())]).await;
     let after_trim = engine
-        .stream_records(Arc::clone(&def), label, None, 100)
+        .stream_records(Arc::clone(&def), label, None, 100, usize::MAX)
         .await
         .expect("read a write after the trim");
     assert_eq!(after_trim.len(), 1);

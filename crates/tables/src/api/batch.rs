@@ -45,6 +45,11 @@ pub(super) async fn batch_get_item(tables: &Tables, req: &Req<'_>) -> Result<Jso
         let keys = table_req.opt_array("Keys")?.ok_or_else(|| {
             ApiError::validation("1 validation error detected: Value null at 'requestItems.member.keys' failed to satisfy constraint: Member must not be null")
         })?;
+        if keys.is_empty() {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '[]' at 'requestItems.{table_name}.member.keys' failed to satisfy constraint: Member must have length greater than or equal to 1"
+            )));
+        }
         total += keys.len();
         if total > MAX_BATCH_GET {
             return Err(ApiError::validation(
@@ -74,21 +79,19 @@ pub(super) async fn batch_get_item(tables: &Tables, req: &Req<'_>) -> Result<Jso
         let keys = keys.into_iter().map(|k| (Arc::clone(&def), k)).collect();
         let found = tables.engine.get_many(keys).await.map_err(internal)?;
         let mut items = Vec::new();
-        let mut bytes = 0;
-        for item in found.into_iter().flatten() {
-            bytes += item_size(&item);
-            items.push(item_to_json(&Projection::apply_opt(
-                projection.as_ref(),
-                item,
-            )));
+        // Each key is read as a GetItem is: its item rounded up to 4 KB on its own, a
+        // missing one still a read.
+        let mut units = 0.0;
+        for item in found {
+            units += capacity::read_units(item.as_ref().map_or(0, item_size), consistent);
+            if let Some(item) = item {
+                items.push(item_to_json(&Projection::apply_opt(
+                    projection.as_ref(),
+                    item,
+                )));
+            }
         }
-        if let Some(c) = capacity::consumed(
-            report,
-            &def,
-            capacity::read_units(bytes, consistent),
-            true,
-            None,
-        ) {
+        if let Some(c) = capacity::consumed(report, &def, units, true, None) {
             consumed.push(c);
         }
         responses.insert(def.name.clone(), Json::Array(items));
@@ -117,7 +120,9 @@ pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<J
     let report = Report::from_req(req)?;
     let mut writes = Vec::new();
     let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut sizes: Vec<(Arc<crate::schema::TableDef>, usize)> = Vec::new();
+    let mut tables_written: Vec<Arc<crate::schema::TableDef>> = Vec::new();
+    // Which of `tables_written` each write is to.
+    let mut table_of: Vec<usize> = Vec::new();
     for (table_name, body) in requests {
         let def = tables.table(table_name)?;
         let Json::Array(entries) = body else {
@@ -131,7 +136,6 @@ pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<J
                 "1 validation error detected: Value '[]' at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to 25, Member must have length greater than or equal to 1]",
             ));
         }
-        let mut table_bytes = 0;
         for entry in entries {
             let entry = Req::parse(entry)?;
             let (key, action) = match (
@@ -141,7 +145,6 @@ pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<J
                 (Some(put), None) => {
                     let item = put.item("Item")?;
                     let key = check_item(&def, &item)?;
-                    table_bytes += item_size(&item);
                     (key, WriteAction::Put(item))
                 }
                 (None, Some(delete)) => {
@@ -159,6 +162,7 @@ pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<J
                 ));
             }
             seen.push((table_name.clone(), key.clone()));
+            table_of.push(tables_written.len());
             writes.push(ItemWrite {
                 table: Arc::clone(&def),
                 key,
@@ -170,15 +174,15 @@ pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<J
                 }),
             });
         }
-        sizes.push((def, table_bytes));
+        tables_written.push(def);
     }
     if writes.is_empty() {
         return Err(ApiError::validation(
             "1 validation error detected: Value '{}' at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1",
         ));
     }
-    match tables.write(writes).await {
-        Ok(_) => {}
+    let written = match tables.write(writes).await {
+        Ok(written) => written,
         Err(WriteFailure::Rejected(mut reasons)) => {
             return Err(reasons
                 .iter_mut()
@@ -186,14 +190,24 @@ pub(super) async fn batch_write_item(tables: &Tables, req: &Req<'_>) -> Result<J
                 .unwrap_or_else(ApiError::internal));
         }
         Err(WriteFailure::Storage(e)) => return Err(internal(e)),
-    }
+    };
     let mut out = json!({ "UnprocessedItems": {} });
     if report != Report::None {
-        out["ConsumedCapacity"] = sizes
+        // Each write is charged on its own, by the larger of the item before and after
+        // (a delete of a missing item is still one unit).
+        let mut units = vec![0.0; tables_written.len()];
+        for (w, table) in written.iter().zip(&table_of) {
+            units[*table] += capacity::write_units(
+                w.new
+                    .as_ref()
+                    .map_or(0, item_size)
+                    .max(w.old.as_ref().map_or(0, item_size)),
+            );
+        }
+        out["ConsumedCapacity"] = tables_written
             .iter()
-            .filter_map(|(def, bytes)| {
-                capacity::consumed(report, def, capacity::write_units(*bytes), false, None)
-            })
+            .zip(units)
+            .filter_map(|(def, units)| capacity::consumed(report, def, units, false, None))
             .collect();
     }
     Ok(out)

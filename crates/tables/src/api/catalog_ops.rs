@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::{
     Tables, internal,
-    request::{Req, check_name},
+    request::{Req, check_name, table_name_of},
 };
 use crate::{
     error::{ApiError, ErrorKind},
@@ -91,7 +91,7 @@ pub fn table_def_from_spec(spec: &nimbus_core::TableSpec) -> TableDef {
 }
 
 fn table_name<'a>(req: &Req<'a>) -> Result<&'a str, ApiError> {
-    let name = req.str("TableName")?;
+    let name = table_name_of(req.str("TableName")?);
     check_name("tableName", name)?;
     Ok(name)
 }
@@ -191,8 +191,8 @@ fn projection(p: Option<Req<'_>>) -> Result<ProjectionType, ApiError> {
 
 fn throughput(t: Option<Req<'_>>) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(t) = t else { return Ok(None) };
-    let read = t.opt_u64("ReadCapacityUnits")?;
-    let write = t.opt_u64("WriteCapacityUnits")?;
+    let read = t.opt_u64("ReadCapacityUnits", 0)?;
+    let write = t.opt_u64("WriteCapacityUnits", 0)?;
     match (read, write) {
         (Some(r), Some(w)) if r >= 1 && w >= 1 => Ok(Some((r, w))),
         (Some(_), Some(_)) => Err(ApiError::validation(
@@ -384,18 +384,23 @@ pub(super) async fn create_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
         created: now(),
         deletion_protection: req.opt_bool("DeletionProtectionEnabled")?.unwrap_or(false),
     };
-    let _ddl = tables.ddl.lock().await;
+    let _ddl = tables.lock_ddl().await?;
     if tables.table(name).is_ok() {
         return Err(ApiError::new(
             ErrorKind::ResourceInUse,
             format!("Table already exists: {name}"),
         ));
     }
-    tables
-        .engine
-        .create_table(def.clone())
-        .await
-        .map_err(internal)?;
+    if let Err(e) = tables.engine.create_table(def.clone()).await {
+        return Err(if tables.created_elsewhere(name).await {
+            ApiError::new(
+                ErrorKind::ResourceInUse,
+                format!("Table already exists: {name}"),
+            )
+        } else {
+            internal(e)
+        });
+    }
     let def = tables.set_table(def);
     Ok(json!({ "TableDescription": describe(&def, None) }))
 }
@@ -469,7 +474,7 @@ pub(super) async fn describe_table(tables: &Tables, req: &Req<'_>) -> Result<Jso
 }
 
 pub(super) fn list_tables(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
-    let limit = req.opt_u64("Limit")?.unwrap_or(100);
+    let limit = req.opt_u64("Limit", 0)?.unwrap_or(100);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value {} 100",
@@ -499,7 +504,7 @@ pub(super) fn list_tables(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiErr
 
 pub(super) async fn delete_table(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
     let name = table_name(req)?;
-    let _ddl = tables.ddl.lock().await;
+    let _ddl = tables.lock_ddl().await?;
     let def = tables.table(name)?;
     if def.deletion_protection {
         return Err(ApiError::validation(
@@ -524,7 +529,7 @@ pub(super) async fn delete_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
 
 pub(super) async fn update_table(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
     let name = table_name(req)?;
-    let _ddl = tables.ddl.lock().await;
+    let _ddl = tables.lock_ddl().await?;
     let mut def = (*tables.table(name)?).clone();
     let mut changed = false;
     let mut types = def.attribute_definitions.clone();
@@ -549,8 +554,18 @@ pub(super) async fn update_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
         changed = true;
     }
     if let Some(t) = throughput(req.opt_struct("ProvisionedThroughput")?)? {
+        if def.billing_mode == "PAY_PER_REQUEST" {
+            return Err(ApiError::invalid_parameter(
+                "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST",
+            ));
+        }
         def.throughput = Some(t);
         changed = true;
+    }
+    if def.billing_mode == "PROVISIONED" && def.throughput.is_none() {
+        return Err(ApiError::invalid_parameter(
+            "ProvisionedThroughput must be specified when BillingMode is PROVISIONED",
+        ));
     }
     if let Some(p) = req.opt_bool("DeletionProtectionEnabled")? {
         def.deletion_protection = p;
@@ -578,10 +593,20 @@ pub(super) async fn update_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
         }
         changed = true;
     }
-    for update in req
+    let index_updates = req
         .opt_array("GlobalSecondaryIndexUpdates")?
-        .map_or(&[][..], Vec::as_slice)
-    {
+        .map_or(&[][..], Vec::as_slice);
+    let creates_or_deletes = index_updates
+        .iter()
+        .filter(|u| u.get("Create").is_some() || u.get("Delete").is_some())
+        .count();
+    if creates_or_deletes > 1 {
+        return Err(ApiError::new(
+            ErrorKind::LimitExceeded,
+            "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table",
+        ));
+    }
+    for update in index_updates {
         let u = Req::parse(update)?;
         if let Some(create) = u.opt_struct("Create")? {
             let index_name = create.str("IndexName")?;
@@ -669,7 +694,7 @@ pub(super) async fn update_time_to_live(tables: &Tables, req: &Req<'_>) -> Resul
         ApiError::validation("1 validation error detected: Value null at 'timeToLiveSpecification.enabled' failed to satisfy constraint: Member must not be null")
     })?;
     let attribute = spec.str("AttributeName")?;
-    let _ddl = tables.ddl.lock().await;
+    let _ddl = tables.lock_ddl().await?;
     let mut def = (*tables.table(name)?).clone();
     match (enabled, &def.ttl_attribute) {
         (true, Some(_)) => {
@@ -726,7 +751,7 @@ fn table_from_arn(tables: &Tables, req: &Req<'_>) -> Result<Arc<TableDef>, ApiEr
 }
 
 pub(super) async fn tag_resource(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
-    let _ddl = tables.ddl.lock().await;
+    let _ddl = tables.lock_ddl().await?;
     let mut def = (*table_from_arn(tables, req)?).clone();
     let tags = req.opt_array("Tags")?.ok_or_else(|| {
         ApiError::validation("1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null")
@@ -746,7 +771,7 @@ pub(super) async fn tag_resource(tables: &Tables, req: &Req<'_>) -> Result<Json,
 }
 
 pub(super) async fn untag_resource(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
-    let _ddl = tables.ddl.lock().await;
+    let _ddl = tables.lock_ddl().await?;
     let mut def = (*table_from_arn(tables, req)?).clone();
     for key in string_array(req, "TagKeys")? {
         def.tags.remove(&key);

@@ -31,6 +31,11 @@ impl Condition {
         self.0
             .eval(item.unwrap_or_else(|| EMPTY.get_or_init(Item::new)))
     }
+
+    /// The top-level attributes the condition reads.
+    pub(crate) fn top_level_attributes(&self) -> impl Iterator<Item = &str> {
+        self.0.top_level_attributes()
+    }
 }
 
 /// A parsed update (UpdateExpression or AttributeUpdates).
@@ -55,6 +60,12 @@ impl Update {
     /// The top-level attributes the update writes or removes.
     pub(crate) fn top_level_attributes(&self) -> impl Iterator<Item = &str> {
         self.0.top_level_attributes()
+    }
+
+    /// Whether the update only takes attributes away (REMOVE, DELETE): on an item that
+    /// does not exist it does nothing, and creates no item.
+    pub(crate) fn only_removes(&self) -> bool {
+        self.0.set.is_empty() && self.0.add.is_empty()
     }
 }
 
@@ -263,10 +274,23 @@ impl ExprMaps {
     pub(crate) fn from_req(req: &Req<'_>) -> Result<ExprMaps, ApiError> {
         let names = req.names()?;
         let values = req.values()?;
+        if names.as_ref().is_some_and(HashMap::is_empty) {
+            return Err(ApiError::validation(
+                "ExpressionAttributeNames must not be empty",
+            ));
+        }
+        if values.as_ref().is_some_and(HashMap::is_empty) {
+            return Err(ApiError::validation(
+                "ExpressionAttributeValues must not be empty",
+            ));
+        }
+        // A Query's legacy KeyConditions may go with the expression parameters (DynamoDB
+        // takes KeyConditions with a ProjectionExpression or FilterExpression); the other
+        // legacy parameters may not.
         let legacy_used: Vec<&str> = PAIRS
             .iter()
             .map(|(l, _)| *l)
-            .filter(|l| req.get(l).is_some())
+            .filter(|l| *l != "KeyConditions" && req.get(l).is_some())
             .collect();
         let expression_used: Vec<&str> = [
             "ConditionExpression",
@@ -285,6 +309,24 @@ impl ExprMaps {
                 expression_used.join(", ")
             )));
         }
+        let key_conditions = req.get("KeyConditions").is_some();
+        if key_conditions && req.get("KeyConditionExpression").is_some() {
+            return Err(ApiError::validation(
+                "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {KeyConditions} Expression parameters: {KeyConditionExpression}",
+            ));
+        }
+        if expression_used.is_empty() {
+            if names.is_some() {
+                return Err(ApiError::validation(
+                    "ExpressionAttributeNames can only be specified when using expressions",
+                ));
+            }
+            if values.is_some() {
+                return Err(ApiError::validation(
+                    "ExpressionAttributeValues can only be specified when using expressions",
+                ));
+            }
+        }
         let mut maps = ExprMaps {
             has_names: names.is_some(),
             has_values: values.is_some(),
@@ -292,13 +334,8 @@ impl ExprMaps {
             values: values.unwrap_or_default(),
             legacy: HashMap::new(),
         };
-        if legacy_used.is_empty() {
+        if legacy_used.is_empty() && !key_conditions {
             return Ok(maps);
-        }
-        if maps.has_names || maps.has_values {
-            return Err(ApiError::validation(
-                "ExpressionAttributeNames and ExpressionAttributeValues can only be specified when using expressions",
-            ));
         }
         let operator = req
             .opt_enum("ConditionalOperator", &["AND", "OR"])?

@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 use super::{
     Tables,
     capacity::{self, Report},
-    exprs::{Condition, ExprMaps, Exprs, Projection},
+    exprs::{Condition, ExprMaps, Exprs, Projection, Update},
     internal,
     keys::{MAX_ITEM_BYTES, check_index_keys, check_item, check_key},
     request::Req,
@@ -61,16 +61,15 @@ impl Guard {
     }
 }
 
-fn return_values<'a>(req: &Req<'a>, allowed: &[&str], op: &str) -> Result<&'a str, ApiError> {
+/// `ReturnValues`, one of `allowed` for the operation (DynamoDB's message for another
+/// valid value names none).
+fn return_values<'a>(req: &Req<'a>, allowed: &[&str]) -> Result<&'a str, ApiError> {
     let all = ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"];
     let value = req.opt_enum("ReturnValues", &all)?.unwrap_or("NONE");
     if allowed.contains(&value) {
         Ok(value)
     } else {
-        Err(ApiError::validation(format!(
-            "ReturnValues can only be {} on {op}",
-            allowed.join(" or ")
-        )))
+        Err(ApiError::validation("Return values set to invalid value"))
     }
 }
 
@@ -96,7 +95,7 @@ pub(super) async fn put_item(tables: &Tables, req: &Req<'_>) -> Result<Json, Api
     let def = tables.table(req.str("TableName")?)?;
     let item = req.item("Item")?;
     let key = check_item(&def, &item)?;
-    let returns = return_values(req, &["NONE", "ALL_OLD"], "PutItem")?;
+    let returns = return_values(req, &["NONE", "ALL_OLD"])?;
     let report = Report::from_req(req)?;
     let maps = ExprMaps::from_req(req)?;
     let exprs = maps.exprs();
@@ -150,7 +149,7 @@ pub(super) async fn get_item(tables: &Tables, req: &Req<'_>) -> Result<Json, Api
 pub(super) async fn delete_item(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
     let def = tables.table(req.str("TableName")?)?;
     let key = check_key(&def, &req.item("Key")?)?;
-    let returns = return_values(req, &["NONE", "ALL_OLD"], "DeleteItem")?;
+    let returns = return_values(req, &["NONE", "ALL_OLD"])?;
     let report = Report::from_req(req)?;
     let maps = ExprMaps::from_req(req)?;
     let exprs = maps.exprs();
@@ -189,7 +188,6 @@ pub(super) async fn update_item(tables: &Tables, req: &Req<'_>) -> Result<Json, 
     let returns = return_values(
         req,
         &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"],
-        "UpdateItem",
     )?
     .to_owned();
     let report = Report::from_req(req)?;
@@ -216,6 +214,9 @@ pub(super) async fn update_item(tables: &Tables, req: &Req<'_>) -> Result<Json, 
             key,
             decide: Box::new(move |old| {
                 guard.check(old)?;
+                if old.is_none() && decide_update.as_ref().is_some_and(Update::only_removes) {
+                    return Ok(WriteAction::Keep);
+                }
                 let mut item = old.cloned().unwrap_or_else(|| key_item.clone());
                 if let Some(update) = &decide_update {
                     update.apply(&mut item)?;

@@ -42,6 +42,8 @@ pub struct Tables {
     ddl: tokio::sync::Mutex<()>,
     /// Recent transaction tokens.
     tokens: transact::Tokens,
+    /// When the catalog was last read from a shared engine (ms since the Unix epoch).
+    refreshed: std::sync::atomic::AtomicU64,
     /// Per table: a counter bumped after each committed write group that may have added
     /// stream records, so that stream triggers wake at once ([`Tables::stream_commits`]).
     commits: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -65,6 +67,7 @@ impl Tables {
             catalog: RwLock::new(catalog),
             ddl: tokio::sync::Mutex::new(()),
             tokens: transact::Tokens::default(),
+            refreshed: std::sync::atomic::AtomicU64::new(now_millis()),
             commits: Mutex::new(HashMap::new()),
             labels: crate::op_metrics::TableLabels::default(),
         })
@@ -131,8 +134,72 @@ impl Tables {
         result
     }
 
-    /// Runs one operation on its parsed body.
+    /// Runs one operation on its parsed body. On an engine other nodes share, the
+    /// catalog is read again every [`CATALOG_REFRESH_MS`] and when a request names a table
+    /// or index this node does not know (another node may have just made it); the
+    /// request then runs once more.
     async fn run(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
+        if !self.engine.shared() {
+            return self.run_once(operation, body).await;
+        }
+        let now = now_millis();
+        let last = self.refreshed.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) >= CATALOG_REFRESH_MS
+            && self
+                .refreshed
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            // Skipped while this node changes a table: the change sets its own result.
+            if let Ok(_ddl) = self.ddl.try_lock()
+                && let Err(e) = self.refresh().await
+            {
+                tracing::warn!(error = %e, "cannot read the table catalog");
+            }
+        }
+        match self.run_once(operation, body).await {
+            Err(e) if unknown_to_this_node(&e) => {
+                if let Ok(_ddl) = self.ddl.try_lock() {
+                    self.refresh().await.map_err(internal)?;
+                }
+                self.run_once(operation, body).await
+            }
+            other => other,
+        }
+    }
+
+    /// Reads the catalog from the engine again.
+    async fn refresh(&self) -> Result<(), EngineError> {
+        let defs = self.engine.catalog().await?;
+        let catalog = defs
+            .into_iter()
+            .map(|def| (def.name.clone(), Arc::new(def)))
+            .collect();
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = catalog;
+        self.refreshed
+            .store(now_millis(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes the lock of table changes; on a shared engine the catalog is then read
+    /// again, so that the change starts from what other nodes have done.
+    async fn lock_ddl(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, ApiError> {
+        let guard = self.ddl.lock().await;
+        if self.engine.shared() {
+            self.refresh().await.map_err(internal)?;
+        }
+        Ok(guard)
+    }
+
+    async fn run_once(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
         let req = request::Req::parse(body)?;
         match operation {
             "CreateTable" => catalog_ops::create_table(self, &req).await,
@@ -171,12 +238,12 @@ impl Tables {
         self.labels.label(&def.name)
     }
 
-    /// A table's definition.
+    /// A table's definition, by its name or ARN.
     pub(crate) fn table(&self, name: &str) -> Result<Arc<TableDef>, ApiError> {
         self.catalog
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
+            .get(request::table_name_of(name))
             .cloned()
             .ok_or_else(ApiError::table_not_found)
     }
@@ -226,7 +293,7 @@ impl Tables {
     /// # Errors
     /// When the engine fails.
     pub async fn ensure_table(&self, spec: &nimbus_core::TableSpec) -> Result<bool, ApiError> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.lock_ddl().await?;
         let def = table_def_from_spec(spec);
         if let Ok(existing) = self.table(&spec.name) {
             // A table's key cannot change; say so rather than serve a table the app does
@@ -257,14 +324,49 @@ impl Tables {
                     "the table's indexes differ from nimbus.toml; change them with UpdateTable"
                 );
             }
+            // A stream or TTL the manifest declares is turned on (stream triggers read
+            // the stream; without it they would never fire). One it no longer declares
+            // is left on: turning it off would end the stream its readers are reading.
+            let mut changed = (*existing).clone();
+            let view = |d: &TableDef| d.stream.as_ref().map(|s| s.view_type.clone());
+            if def.stream.is_some() && view(&existing) != view(&def) {
+                changed.stream.clone_from(&def.stream);
+            } else if def.stream.is_none() && existing.stream.is_some() {
+                tracing::warn!(
+                    table = %spec.name,
+                    "the table has a stream nimbus.toml does not declare; turn it off with UpdateTable"
+                );
+            }
+            if def.ttl_attribute.is_some() && existing.ttl_attribute != def.ttl_attribute {
+                changed.ttl_attribute.clone_from(&def.ttl_attribute);
+            }
+            if changed != *existing {
+                tracing::info!(
+                    table = %spec.name,
+                    stream = ?view(&changed),
+                    ttl_attribute = ?changed.ttl_attribute,
+                    "applying the stream and TTL nimbus.toml declares to the existing table"
+                );
+                self.replace_table(changed).await?;
+            }
             return Ok(false);
         }
-        self.engine
-            .create_table(def.clone())
-            .await
-            .map_err(internal)?;
+        if let Err(e) = self.engine.create_table(def.clone()).await {
+            // Another node starting with the same manifest made it first.
+            return if self.created_elsewhere(&spec.name).await {
+                Ok(false)
+            } else {
+                Err(internal(e))
+            };
+        }
         self.set_table(def);
         Ok(true)
+    }
+
+    /// After a creation failed: whether another node sharing the engine has created a
+    /// table of that name (the catalog is read again to see).
+    async fn created_elsewhere(&self, name: &str) -> bool {
+        self.engine.shared() && self.refresh().await.is_ok() && self.table(name).is_ok()
     }
 }
 
@@ -281,6 +383,24 @@ fn describe_key(key: &crate::schema::KeySchema) -> String {
         .map(|a| format!("{} ({})", a.name, a.ty.as_str()))
         .collect::<Vec<_>>()
         .join(" + ")
+}
+
+/// How often (ms) a node reads the catalog of an engine other nodes share.
+const CATALOG_REFRESH_MS: u64 = 2_000;
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether an error says a table or index is unknown here (and may exist on a node that
+/// shares the engine).
+fn unknown_to_this_node(e: &ApiError) -> bool {
+    e.kind == ErrorKind::ResourceNotFound
+        || (e.kind == ErrorKind::Validation
+            && e.message
+                .starts_with("The table does not have the specified index"))
 }
 
 /// A request body: a JSON document, `{}` when empty.

@@ -111,7 +111,10 @@ fn exclusive_start(source: &Source<'_>, req: &Req<'_>) -> Result<Option<Vec<u8>>
     source.encode_position(&start).map(Some).ok_or_else(invalid)
 }
 
-fn select<'a>(req: &Req<'a>, has_projection: bool) -> Result<&'a str, ApiError> {
+/// The `Select` a read answers with: as given (checked against the projection and the
+/// source), else `SPECIFIC_ATTRIBUTES` with a projection, `ALL_PROJECTED_ATTRIBUTES` on
+/// an index and `ALL_ATTRIBUTES` on a table, as DynamoDB defaults.
+fn select<'a>(req: &Req<'a>, has_projection: bool, index: bool) -> Result<&'a str, ApiError> {
     let select = req.opt_enum(
         "Select",
         &[
@@ -123,27 +126,27 @@ fn select<'a>(req: &Req<'a>, has_projection: bool) -> Result<&'a str, ApiError> 
     )?;
     match select {
         Some("SPECIFIC_ATTRIBUTES") if !has_projection => Err(ApiError::validation(
-            "1 validation error detected: Value null at 'projectionExpression' failed to satisfy constraint: Select SPECIFIC_ATTRIBUTES requires ProjectionExpression or AttributesToGet",
+            "Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES",
         )),
         Some(s) if s != "SPECIFIC_ATTRIBUTES" && has_projection => {
             Err(ApiError::validation(format!(
                 "Cannot specify the ProjectionExpression or AttributesToGet when choosing to get {s}"
             )))
         }
+        Some("ALL_PROJECTED_ATTRIBUTES") if !index => Err(ApiError::validation(
+            "ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName",
+        )),
         Some(s) => Ok(s),
         None if has_projection => Ok("SPECIFIC_ATTRIBUTES"),
+        None if index => Ok("ALL_PROJECTED_ATTRIBUTES"),
         None => Ok("ALL_ATTRIBUTES"),
     }
 }
 
 fn limit(req: &Req<'_>) -> Result<Option<usize>, ApiError> {
-    match req.opt_u64("Limit")? {
-        Some(0) => Err(ApiError::validation(
-            "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
-        )),
-        Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
-        None => Ok(None),
-    }
+    Ok(req
+        .opt_u64("Limit", 1)?
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
 }
 
 fn intersect_start(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
@@ -184,11 +187,29 @@ fn end_of(prefix: &[u8]) -> Bound<Vec<u8>> {
     key::prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded)
 }
 
+/// The table's items for entries read from a local index (in the same order; an item
+/// deleted since the index was read is left out).
+async fn fetch_from_table(
+    tables: &Tables,
+    def: &Arc<TableDef>,
+    entries: Vec<Item>,
+) -> Result<Vec<Item>, ApiError> {
+    let keys = entries
+        .iter()
+        .filter_map(|entry| def.encoded_key(entry))
+        .map(|key| (Arc::clone(def), key))
+        .collect();
+    let items = tables.engine.get_many(keys).await.map_err(internal)?;
+    Ok(items.into_iter().flatten().collect())
+}
+
 /// Runs a read and shapes the response: filter, projection, Select, counts, paging.
+/// `query` is whether it is a Query (whose filter may not name the key attributes).
 #[allow(clippy::too_many_arguments)]
 async fn run(
     tables: &Tables,
     req: &Req<'_>,
+    query: bool,
     source: &Source<'_>,
     def: &Arc<TableDef>,
     exprs: Exprs<'_>,
@@ -200,7 +221,17 @@ async fn run(
     let filter = exprs.condition(req, "FilterExpression")?;
     let projection = exprs.projection(req)?;
     exprs.finish()?;
-    let select = select(req, projection.is_some())?;
+    if query
+        && let Some(filter) = &filter
+        && let Some(key) = filter
+            .top_level_attributes()
+            .find(|name| source.key().attrs().any(|a| a.name == *name))
+    {
+        return Err(ApiError::validation(format!(
+            "Filter Expression can only contain non-primary key attributes: Primary key attribute: {key}"
+        )));
+    }
+    let select = select(req, projection.is_some(), source.index.is_some())?;
     if select == "ALL_ATTRIBUTES"
         && let Some(index) = source.index
         && source.global
@@ -239,8 +270,19 @@ async fn run(
         .truncated
         .then(|| page.items.last().map(|item| source.last_key(item)))
         .flatten();
+    // A local index that does not project every attribute has the rest fetched from the
+    // table when the read asks for them (all attributes, a projection or a filter), as
+    // DynamoDB does; a global index refuses such a Select above.
+    let fetch = source.index.is_some_and(|index| {
+        !source.global && index.projection != crate::schema::ProjectionType::All
+    }) && (select == "ALL_ATTRIBUTES" || projection.is_some() || filter.is_some());
+    let page_items = if fetch {
+        fetch_from_table(tables, def, page.items).await?
+    } else {
+        page.items
+    };
     let mut items = Vec::new();
-    for item in page.items {
+    for item in page_items {
         if filter.as_ref().is_none_or(|f| f.eval(Some(&item))) {
             items.push(item);
         }
@@ -357,7 +399,10 @@ pub(super) async fn query(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiErr
         }
     };
     let forward = req.opt_bool("ScanIndexForward")?.unwrap_or(true);
-    run(tables, req, &source, &def, exprs, start, end, forward, None).await
+    run(
+        tables, req, true, &source, &def, exprs, start, end, forward, None,
+    )
+    .await
 }
 
 /// DynamoDB's order of two key values of one type.
@@ -381,10 +426,10 @@ fn show(v: &AttributeValue) -> String {
 pub(super) async fn scan(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
     let def = tables.table(req.str("TableName")?)?;
     let source = source(&def, req)?;
-    let segment = match (req.opt_u64("Segment")?, req.opt_u64("TotalSegments")?) {
+    let segment = match (req.opt_u64("Segment", 0)?, req.opt_u64("TotalSegments", 1)?) {
         (None, None) => None,
         (Some(segment), Some(total)) => {
-            if !(1..=1_000_000).contains(&total) {
+            if total > 1_000_000 {
                 return Err(ApiError::validation(format!(
                     "1 validation error detected: Value '{total}' at 'totalSegments' failed to satisfy constraint: Member must have value less than or equal to 1000000"
                 )));
@@ -412,6 +457,7 @@ pub(super) async fn scan(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiErro
     run(
         tables,
         req,
+        false,
         &source,
         &def,
         exprs,

@@ -87,14 +87,15 @@ impl<'a> Req<'a> {
         }
     }
 
-    /// An optional non-negative integer member.
-    pub(crate) fn opt_u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
+    /// An optional integer member of at least `min` (the member's documented minimum,
+    /// named in the error for a smaller or negative value).
+    pub(crate) fn opt_u64(&self, key: &str, min: u64) -> Result<Option<u64>, ApiError> {
         match self.get(key) {
             None => Ok(None),
             Some(Json::Number(n)) => match n.as_u64() {
-                Some(v) => Ok(Some(v)),
-                None => Err(ApiError::validation(format!(
-                    "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to 0",
+                Some(v) if v >= min => Ok(Some(v)),
+                _ => Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to {min}",
                     camel(key)
                 ))),
             },
@@ -187,6 +188,27 @@ impl<'a> Req<'a> {
                 allowed.join(", ")
             ))),
         }
+    }
+}
+
+/// The table name in `name`: `name` itself, or the name part of a table ARN
+/// (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME`), which DynamoDB takes wherever it takes
+/// a table name.
+pub(crate) fn table_name_of(name: &str) -> &str {
+    let mut parts = name.splitn(6, ':');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("arn"), Some(_), Some("dynamodb"), Some(_), Some(_), Some(resource)) => resource
+            .strip_prefix("table/")
+            .filter(|table| !table.contains('/'))
+            .unwrap_or(name),
+        _ => name,
     }
 }
 

@@ -40,6 +40,9 @@ const ITERATOR_LIFETIME_MS: u64 = 15 * 60 * 1000;
 const MAX_RECORDS: u64 = 1000;
 /// GetRecords stops adding records once a page holds this many bytes.
 const MAX_PAGE_BYTES: usize = 1024 * 1024;
+/// The most bytes of records [`Tables::stream_changes`] reads at once: a Lambda
+/// synchronous payload, which a stream trigger's batch never exceeds.
+const STREAM_CHANGES_BYTES: usize = 6 * 1024 * 1024;
 /// ListStreams' and DescribeStream's largest and default `Limit`.
 const MAX_LIST: u64 = 100;
 /// Digits of a sequence number as DynamoDB prints it.
@@ -114,7 +117,22 @@ impl Tables {
     }
 
     /// Up to `limit` records of the stream after `after` (from the oldest retained one
-    /// for `None`).
+    /// for `None`), ending with the one that takes their size past `max_bytes`.
+    async fn records_within(
+        &self,
+        def: &Arc<TableDef>,
+        label: &str,
+        after: Option<u64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StreamRecord>, ApiError> {
+        self.engine
+            .stream_records(Arc::clone(def), label.to_owned(), after, limit, max_bytes)
+            .await
+            .map_err(internal)
+    }
+
+    /// Up to `limit` records of the stream after `after`, within a page's 1 MB.
     async fn records(
         &self,
         def: &Arc<TableDef>,
@@ -122,10 +140,8 @@ impl Tables {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StreamRecord>, ApiError> {
-        self.engine
-            .stream_records(Arc::clone(def), label.to_owned(), after, limit)
+        self.records_within(def, label, after, limit, MAX_PAGE_BYTES)
             .await
-            .map_err(internal)
     }
 
     /// The sequence number of the stream's first record at or after `seq`.
@@ -235,7 +251,11 @@ impl Tables {
             return Ok(Vec::new());
         };
         let arn = stream_arn(&def, &stream);
-        let records = self.records(&def, &stream.label, after, limit).await?;
+        // A trigger's batch is cut to Lambda's 6 MB payload; the records' JSON is larger
+        // than their sizes, so reading up to 6 MB of them is always enough.
+        let records = self
+            .records_within(&def, &stream.label, after, limit, STREAM_CHANGES_BYTES)
+            .await?;
         Ok(records
             .iter()
             .map(|r| {
@@ -390,9 +410,8 @@ fn limit(req: &Req<'_>, max: u64) -> Result<usize, ApiError> {
             "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value {c}"
         ))
     };
-    let n = match req.opt_u64("Limit")? {
+    let n = match req.opt_u64("Limit", 1)? {
         None => max,
-        Some(0) => return Err(constraint(0, "greater than or equal to 1")),
         Some(n) if n > max => return Err(constraint(n, &format!("less than or equal to {max}"))),
         Some(n) => n,
     };
@@ -1498,5 +1517,42 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// A table first declared without a stream gets one when the manifest declares it
+    /// (stream triggers read it), keeps one the manifest drops, and gets the declared TTL.
+    #[tokio::test]
+    async fn a_declared_stream_and_ttl_reach_an_existing_table() {
+        let t = tables().await;
+        let mut spec = nimbus_core::TableSpec {
+            name: "Users".to_owned(),
+            partition_key: nimbus_core::KeyAttribute {
+                name: "pk".to_owned(),
+                ty: nimbus_core::ScalarType::S,
+            },
+            sort_key: None,
+            global_indexes: vec![],
+            local_indexes: vec![],
+            ttl_attribute: None,
+            stream: None,
+        };
+        assert!(t.ensure_table(&spec).await.unwrap(), "created");
+        assert!(t.stream_info("Users").is_none());
+        spec.stream = Some(nimbus_core::StreamView::NewImage);
+        spec.ttl_attribute = Some("expires".to_owned());
+        assert!(!t.ensure_table(&spec).await.unwrap(), "not created again");
+        let def = t.table("Users").unwrap();
+        assert_eq!(def.stream.as_ref().unwrap().view_type, "NEW_IMAGE");
+        assert_eq!(def.ttl_attribute.as_deref(), Some("expires"));
+        let label = def.stream.as_ref().unwrap().label.clone();
+        // Declared again alike: nothing changes, the stream keeps its label.
+        assert!(!t.ensure_table(&spec).await.unwrap());
+        assert_eq!(
+            t.table("Users").unwrap().stream.as_ref().unwrap().label,
+            label
+        );
+        spec.stream = None;
+        assert!(!t.ensure_table(&spec).await.unwrap());
+        assert!(t.table("Users").unwrap().stream.is_some(), "left on");
     }
 }

@@ -27,40 +27,124 @@ const MAX_ACTIONS: usize = 100;
 /// How long a ClientRequestToken makes a retry idempotent.
 const TOKEN_WINDOW: Duration = Duration::from_secs(600);
 
-/// Responses to recent TransactWriteItems by ClientRequestToken, so that a retry within
-/// ten minutes is answered without running again.
+/// TransactWriteItems by ClientRequestToken: those in progress, and those that succeeded
+/// in the last ten minutes, so that a retry is answered without running again.
 #[derive(Default)]
 pub(crate) struct Tokens {
-    seen: Mutex<HashMap<String, (Instant, u64)>>,
+    seen: Mutex<HashMap<String, Token>>,
+}
+
+/// What a token's first request became.
+enum Token {
+    /// Still running.
+    Running(Fingerprint),
+    /// Succeeded at the time.
+    Done(Instant, Fingerprint),
+}
+
+/// A request's SHA-256, without its token and capacity setting.
+type Fingerprint = [u8; 32];
+
+/// A token claimed for a running request, released when the request fails.
+struct Claim<'a> {
+    tokens: &'a Tokens,
+    token: &'a str,
+    fingerprint: Fingerprint,
+    /// The writes went to the engine.
+    submitted: bool,
+    done: bool,
+}
+
+impl Claim<'_> {
+    /// Records the request's success: a retry with the token is answered from now on.
+    fn succeeded(mut self) {
+        self.tokens.lock().insert(
+            self.token.to_owned(),
+            Token::Done(Instant::now(), self.fingerprint),
+        );
+        self.done = true;
+    }
+
+    /// Records that the writes were refused or failed in storage: nothing changed, so a
+    /// retry runs them again.
+    fn failed(mut self) {
+        self.tokens.lock().remove(self.token);
+        self.done = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut seen = self.tokens.lock();
+        if self.submitted {
+            // The caller went away while the writes were with the engine, which applies
+            // a write it was handed: a retry must not apply them twice.
+            seen.insert(
+                self.token.to_owned(),
+                Token::Done(Instant::now(), self.fingerprint),
+            );
+        } else {
+            seen.remove(self.token);
+        }
+    }
 }
 
 impl Tokens {
-    /// `Some(true)` when the token was used with the same request, `Some(false)` with a
-    /// different one, `None` when unknown.
-    fn check(&self, token: &str, fingerprint: u64) -> Option<bool> {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.retain(|_, (at, _)| at.elapsed() < TOKEN_WINDOW);
-        seen.get(token).map(|(_, f)| *f == fingerprint)
-    }
-
-    fn remember(&self, token: &str, fingerprint: u64) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {
         self.seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(token.to_owned(), (Instant::now(), fingerprint));
+    }
+
+    /// Claims `token` for a request, as DynamoDB answers a token's reuse: a retry of a
+    /// request that succeeded returns `Ok(None)`; one still running is
+    /// `TransactionInProgressException`; a different request is
+    /// `IdempotentParameterMismatchException`.
+    fn claim<'a>(
+        &'a self,
+        token: &'a str,
+        fingerprint: Fingerprint,
+    ) -> Result<Option<Claim<'a>>, ApiError> {
+        let mut seen = self.lock();
+        seen.retain(|_, t| match t {
+            Token::Running(_) => true,
+            Token::Done(at, _) => at.elapsed() < TOKEN_WINDOW,
+        });
+        match seen.get(token) {
+            None => {
+                seen.insert(token.to_owned(), Token::Running(fingerprint));
+                Ok(Some(Claim {
+                    tokens: self,
+                    token,
+                    fingerprint,
+                    submitted: false,
+                    done: false,
+                }))
+            }
+            Some(Token::Running(f) | Token::Done(_, f)) if *f != fingerprint => Err(ApiError::new(
+                ErrorKind::IdempotentParameterMismatch,
+                "Request parameters do not match the previous request with the same client token",
+            )),
+            Some(Token::Running(_)) => Err(ApiError::new(
+                ErrorKind::TransactionInProgress,
+                "The transaction with the given request token is already in progress.",
+            )),
+            Some(Token::Done(..)) => Ok(None),
+        }
     }
 }
 
-fn fingerprint(req: &Json) -> u64 {
+fn fingerprint(req: &Json) -> Fingerprint {
+    use sha2::Digest as _;
     let mut body = req.clone();
     if let Some(o) = body.as_object_mut() {
         o.remove("ClientRequestToken");
         o.remove("ReturnConsumedCapacity");
     }
-    u64::from(crc32fast::hash(body.to_string().as_bytes()))
+    sha2::Sha256::digest(body.to_string().as_bytes()).into()
 }
 
 pub(super) async fn transact_write_items(
@@ -76,20 +160,14 @@ pub(super) async fn transact_write_items(
             "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to {MAX_ACTIONS}, Member must have length greater than or equal to 1"
         )));
     }
-    let token = req.opt_str("ClientRequestToken")?;
     let print = fingerprint(raw);
-    if let Some(token) = token {
-        match tables.tokens.check(token, print) {
-            Some(true) => return Ok(json!({})),
-            Some(false) => {
-                return Err(ApiError::new(
-                    ErrorKind::IdempotentParameterMismatch,
-                    "Request parameters do not match the previous request with the same client token",
-                ));
-            }
-            None => {}
-        }
-    }
+    let claim = match req.opt_str("ClientRequestToken")? {
+        Some(token) => match tables.tokens.claim(token, print)? {
+            Some(claim) => Some(claim),
+            None => return Ok(json!({})),
+        },
+        None => None,
+    };
     let mut writes = Vec::with_capacity(actions.len());
     let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
     for action in actions {
@@ -169,6 +247,9 @@ pub(super) async fn transact_write_items(
                     key,
                     Box::new(move |old| {
                         guard.check(old)?;
+                        if old.is_none() && update.only_removes() {
+                            return Ok(WriteAction::Keep);
+                        }
                         let mut item = old.cloned().unwrap_or(key_item);
                         update.apply(&mut item)?;
                         if item_size(&item) > MAX_ITEM_BYTES {
@@ -195,13 +276,20 @@ pub(super) async fn transact_write_items(
             decide,
         });
     }
-    match tables.write(writes).await {
-        Ok(_) => {
-            if let Some(token) = token {
-                tables.tokens.remember(token, print);
-            }
-            Ok(json!({}))
+    let mut claim = claim;
+    if let Some(claim) = &mut claim {
+        claim.submitted = true;
+    }
+    let result = tables.write(writes).await;
+    if let Some(claim) = claim {
+        if result.is_ok() {
+            claim.succeeded();
+        } else {
+            claim.failed();
         }
+    }
+    match result {
+        Ok(_) => Ok(json!({})),
         Err(WriteFailure::Rejected(reasons)) => Err(cancelled(reasons)),
         Err(WriteFailure::Storage(e)) => Err(internal(e)),
     }
@@ -281,4 +369,48 @@ pub(super) async fn transact_get_items(tables: &Tables, req: &Req<'_>) -> Result
         });
     }
     Ok(json!({ "Responses": responses }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(result: Result<Option<Claim<'_>>, ApiError>) -> Result<bool, ErrorKind> {
+        result.map(|claim| claim.is_some()).map_err(|e| e.kind)
+    }
+
+    #[test]
+    fn a_token_is_claimed_once_and_answers_retries_by_what_became_of_it() {
+        let tokens = Tokens::default();
+        let (a, b) = ([1; 32], [2; 32]);
+        let running = tokens
+            .claim("t", a)
+            .unwrap()
+            .expect("a new token is claimed");
+        assert_eq!(
+            kind(tokens.claim("t", a)),
+            Err(ErrorKind::TransactionInProgress)
+        );
+        assert_eq!(
+            kind(tokens.claim("t", b)),
+            Err(ErrorKind::IdempotentParameterMismatch)
+        );
+        running.succeeded();
+        assert_eq!(kind(tokens.claim("t", a)), Ok(false), "answered, not run");
+        assert_eq!(
+            kind(tokens.claim("t", b)),
+            Err(ErrorKind::IdempotentParameterMismatch)
+        );
+
+        // A refused request releases its token: the retry runs.
+        tokens.claim("u", a).unwrap().expect("claimed").failed();
+        let retry = tokens.claim("u", a).unwrap().expect("claimed again");
+        // A request dropped before its writes were handed on releases it too ...
+        drop(retry);
+        let mut handed_on = tokens.claim("u", a).unwrap().expect("claimed again");
+        // ... but one dropped after them counts as done: the engine applies what it took.
+        handed_on.submitted = true;
+        drop(handed_on);
+        assert_eq!(kind(tokens.claim("u", a)), Ok(false));
+    }
 }

@@ -6,6 +6,7 @@
 //! durable commit, and a write is acknowledged only after that commit.
 
 use std::{
+    collections::HashMap,
     ops::Bound,
     path::Path,
     sync::{Arc, mpsc},
@@ -23,7 +24,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    schema::TableDef,
+    schema::{IndexDef, TableDef},
     value::{Item, item_from_json, item_size, item_to_json},
 };
 
@@ -37,6 +38,11 @@ const STREAM_SEQUENCES: TableDefinition<'static, &str, u64> =
 
 /// Most write requests committed together.
 const MAX_GROUP: usize = 512;
+
+/// The writer thread's copy of the catalog, by table name. The writer applies every
+/// table change, so its copy is the catalog as of each write; a caller's definition may be
+/// older (read before an UpdateTable or DeleteTable that was queued ahead of its write).
+type Catalog = HashMap<String, Arc<TableDef>>;
 
 fn err(e: impl std::fmt::Display) -> EngineError {
     EngineError::from_display(e)
@@ -112,16 +118,23 @@ impl Embedded {
 
     fn start(db: Database) -> Result<Embedded, EngineError> {
         let db = Arc::new(db);
+        let mut catalog = Catalog::new();
         {
             let txn = db.begin_write().map_err(EngineError::from_display)?;
-            txn.open_table(CATALOG).map_err(EngineError::from_display)?;
+            let table = txn.open_table(CATALOG).map_err(EngineError::from_display)?;
+            for entry in table.iter().map_err(err)? {
+                let (name, value) = entry.map_err(err)?;
+                let def: TableDef = serde_json::from_slice(value.value()).map_err(err)?;
+                catalog.insert(name.value().to_owned(), Arc::new(def));
+            }
+            drop(table);
             txn.commit().map_err(EngineError::from_display)?;
         }
         let (jobs, rx) = mpsc::channel();
         let writer_db = Arc::clone(&db);
         std::thread::Builder::new()
             .name("nimbus-tables-writer".to_owned())
-            .spawn(move || writer(&writer_db, &rx))
+            .spawn(move || writer(&writer_db, &rx, catalog))
             .map_err(EngineError::from_display)?;
         Ok(Embedded { db, jobs })
     }
@@ -162,7 +175,7 @@ impl Embedded {
 }
 
 /// The writer thread: group commit.
-fn writer(db: &Database, rx: &mpsc::Receiver<Job>) {
+fn writer(db: &Database, rx: &mpsc::Receiver<Job>, mut catalog: Catalog) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -171,7 +184,7 @@ fn writer(db: &Database, rx: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_group(db, group);
+        run_group(db, group, &mut catalog);
     }
 }
 
@@ -184,7 +197,7 @@ enum Done {
     Ddl(oneshot::Sender<Result<(), EngineError>>),
 }
 
-fn run_group(db: &Database, group: Vec<Job>) {
+fn run_group(db: &Database, group: Vec<Job>, catalog: &mut Catalog) {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -209,13 +222,20 @@ fn run_group(db: &Database, group: Vec<Job>) {
     let mut done = Vec::with_capacity(group.len());
     let mut jobs = group.into_iter();
     let mut failure = None;
+    // A group's table changes go to a copy of the catalog, kept only if the group commits.
+    let mut staged: Option<Catalog> = None;
     for job in jobs.by_ref() {
         let (d, outcome) = match job {
-            Job::Write((writes, trace), tx) => match apply_writes(&txn, writes, trace) {
-                Ok(result) => (Done::Write(tx, result), Ok(())),
-                Err(e) => (Done::Write(tx, Ok(Vec::new())), Err(e)),
-            },
-            Job::Ddl(ddl, tx) => (Done::Ddl(tx), apply_ddl(&txn, *ddl)),
+            Job::Write((writes, trace), tx) => {
+                match apply_writes(&txn, writes, trace, staged.as_ref().unwrap_or(catalog)) {
+                    Ok(result) => (Done::Write(tx, result), Ok(())),
+                    Err(e) => (Done::Write(tx, Ok(Vec::new())), Err(e)),
+                }
+            }
+            Job::Ddl(ddl, tx) => {
+                let staged = staged.get_or_insert_with(|| catalog.clone());
+                (Done::Ddl(tx), apply_ddl(&txn, *ddl, staged))
+            }
         };
         done.push(d);
         if let Err(e) = outcome {
@@ -232,6 +252,9 @@ fn run_group(db: &Database, group: Vec<Job>) {
     };
     match failure {
         None => {
+            if let Some(staged) = staged {
+                *catalog = staged;
+            }
             for d in done {
                 match d {
                     Done::Write(tx, result) => {
@@ -270,11 +293,39 @@ fn fail_all(done: impl Iterator<Item = Done>, e: &EngineError) {
 /// Decides every write of one request against the current state, then applies them all,
 /// or none when a decision refuses (`Ok(Err(reasons))`). `Err` is a storage failure, which
 /// abandons the whole transaction.
+///
+/// Indexes and streams are maintained from `catalog`'s definitions, not the callers':
+/// a write made while an UpdateTable was applied reaches the indexes that exist now, and a
+/// write to a table deleted meanwhile is refused (`ResourceNotFoundException`) rather than
+/// storing items no table owns.
 fn apply_writes(
     txn: &WriteTransaction,
-    writes: Vec<ItemWrite>,
+    mut writes: Vec<ItemWrite>,
     trace: Option<String>,
+    catalog: &Catalog,
 ) -> Result<Result<Vec<Written>, Vec<Option<ApiError>>>, EngineError> {
+    let mut gone = false;
+    let refusals: Vec<Option<ApiError>> = writes
+        .iter_mut()
+        .map(|write| {
+            match catalog
+                .get(&write.table.name)
+                .filter(|def| def.id == write.table.id)
+            {
+                Some(def) => {
+                    write.table = Arc::clone(def);
+                    None
+                }
+                None => {
+                    gone = true;
+                    Some(ApiError::table_not_found())
+                }
+            }
+        })
+        .collect();
+    if gone {
+        return Ok(Err(refusals));
+    }
     let mut current = Vec::with_capacity(writes.len());
     for write in writes {
         let name = items_table(&write.table);
@@ -383,7 +434,7 @@ fn update_indexes(
     Ok(())
 }
 
-fn apply_ddl(txn: &WriteTransaction, ddl: Ddl) -> Result<(), EngineError> {
+fn apply_ddl(txn: &WriteTransaction, ddl: Ddl, defs: &mut Catalog) -> Result<(), EngineError> {
     match ddl {
         Ddl::Create(def) => {
             let mut catalog = txn.open_table(CATALOG).map_err(err)?;
@@ -401,6 +452,7 @@ fn apply_ddl(txn: &WriteTransaction, ddl: Ddl) -> Result<(), EngineError> {
                 )))
                 .map_err(err)?;
             }
+            defs.insert(def.name.clone(), Arc::new(def));
             Ok(())
         }
         Ddl::Update(def) => {
@@ -419,25 +471,26 @@ fn apply_ddl(txn: &WriteTransaction, ddl: Ddl) -> Result<(), EngineError> {
                 .insert(def.name.as_str(), json.as_slice())
                 .map_err(err)?;
             drop(catalog);
-            let kept = |name: &str| {
+            // An index whose key or projection changed is dropped and built again.
+            let kept = |index: &IndexDef| {
                 def.global_indexes
                     .iter()
                     .chain(&def.local_indexes)
-                    .any(|i| i.name == name)
+                    .any(|i| i.same_entries(index))
             };
-            let existed = |name: &str| {
+            let existed = |index: &IndexDef| {
                 previous
                     .global_indexes
                     .iter()
                     .chain(&previous.local_indexes)
-                    .any(|i| i.name == name)
+                    .any(|i| i.same_entries(index))
             };
             for index in previous
                 .global_indexes
                 .iter()
                 .chain(&previous.local_indexes)
             {
-                if !kept(&index.name) {
+                if !kept(index) {
                     txn.delete_table(TableDefinition::<&[u8], &[u8]>::new(&index_table(
                         &previous,
                         &index.name,
@@ -450,7 +503,7 @@ fn apply_ddl(txn: &WriteTransaction, ddl: Ddl) -> Result<(), EngineError> {
                 .open_table(TableDefinition::<&[u8], &[u8]>::new(&items_table(&def)))
                 .map_err(err)?;
             for index in def.global_indexes.iter().chain(&def.local_indexes) {
-                if existed(&index.name) {
+                if existed(index) {
                     continue;
                 }
                 let mut table = txn
@@ -469,6 +522,7 @@ fn apply_ddl(txn: &WriteTransaction, ddl: Ddl) -> Result<(), EngineError> {
                     }
                 }
             }
+            defs.insert(def.name.clone(), Arc::new(def));
             Ok(())
         }
         Ddl::Trim(def, before) => {
@@ -509,6 +563,7 @@ fn apply_ddl(txn: &WriteTransaction, ddl: Ddl) -> Result<(), EngineError> {
                 )))
                 .map_err(err)?;
             }
+            defs.remove(&def.name);
             Ok(())
         }
     }
@@ -657,6 +712,7 @@ impl TableEngine for Embedded {
         label: String,
         after: Option<u64>,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'_, Result<Vec<StreamRecord>, EngineError>> {
         self.read(move |db| {
             let txn = db.begin_read().map_err(err)?;
@@ -668,13 +724,15 @@ impl TableEngine for Embedded {
             };
             let start = after.map_or(0, |a| a.saturating_add(1));
             let mut out = Vec::new();
+            let mut bytes = 0;
             for entry in stream.range(start..).map_err(err)? {
-                if out.len() >= limit {
+                if out.len() >= limit || bytes > max_bytes {
                     break;
                 }
                 let (_, value) = entry.map_err(err)?;
                 let record = StreamRecord::from_bytes(value.value()).map_err(EngineError)?;
                 if record.stream_label == label {
+                    bytes += record.size_bytes;
                     out.push(record);
                 }
             }

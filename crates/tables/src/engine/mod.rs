@@ -187,13 +187,16 @@ pub trait TableEngine: Send + Sync + 'static {
     fn write(&self, writes: Vec<ItemWrite>) -> BoxFuture<'_, Result<Vec<Written>, WriteFailure>>;
 
     /// Records of a table's stream `label` with sequence numbers above `after`, in
-    /// order, at most `limit`.
+    /// order, at most `limit`, ending with the record whose size
+    /// ([`StreamRecord::size_bytes`]) takes their sum past `max_bytes` (so at least one):
+    /// a reader's page is bounded by bytes as well as records.
     fn stream_records(
         &self,
         table: Arc<TableDef>,
         label: String,
         after: Option<u64>,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'_, Result<Vec<StreamRecord>, EngineError>>;
 
     /// Deletes a table's stream records created before `before` (epoch seconds), in
@@ -206,4 +209,10 @@ pub trait TableEngine: Send + Sync + 'static {
 
     /// A table's item count and size.
     fn stats(&self, table: Arc<TableDef>) -> BoxFuture<'_, Result<TableStats, EngineError>>;
+
+    /// Whether other nodes may change the catalog (a cluster on one database), so that a
+    /// node's copy of it must be read again.
+    fn shared(&self) -> bool {
+        false
+    }
 }

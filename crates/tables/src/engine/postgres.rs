@@ -144,6 +144,9 @@ impl Postgres {
 }
 
 /// Wraps any error with its text.
+/// Stream records read per statement.
+const STREAM_READ_BATCH: usize = 32;
+
 fn err(e: impl std::fmt::Display) -> EngineError {
     EngineError::from_display(e)
 }
@@ -228,6 +231,10 @@ impl TableEngine for Postgres {
         Box::pin(write::write(&self.pool, writes, trace))
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn stats(&self, table: Arc<TableDef>) -> BoxFuture<'_, Result<TableStats, EngineError>> {
         Box::pin(async move { read::stats(&self.pool, &table).await })
     }
@@ -238,25 +245,51 @@ impl TableEngine for Postgres {
         label: String,
         after: Option<u64>,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'_, Result<Vec<StreamRecord>, EngineError>> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(err)?;
-            let after = i64::try_from(after.unwrap_or(0)).map_err(err)?;
-            let limit = i64::try_from(limit).map_err(err)?;
-            let rows = client
-                .query(
+            let statement = client
+                .prepare_cached(
                     "SELECT record FROM nimbus_tables_stream
                      WHERE table_id = $1 AND label = $2 AND seq > $3 ORDER BY seq LIMIT $4",
-                    &[&table.id, &label, &after, &limit],
                 )
                 .await
                 .map_err(err)?;
-            rows.iter()
-                .map(|row| {
-                    let bytes: &[u8] = row.try_get(0).map_err(err)?;
-                    StreamRecord::from_bytes(bytes).map_err(EngineError)
-                })
-                .collect()
+            // Read in small batches, so that a page of large records stops at its byte
+            // budget instead of loading `limit` of them first.
+            let mut after = i64::try_from(after.unwrap_or(0)).map_err(err)?;
+            let mut out: Vec<StreamRecord> = Vec::new();
+            let mut bytes = 0;
+            while out.len() < limit && bytes <= max_bytes {
+                let batch = (limit - out.len()).min(STREAM_READ_BATCH);
+                let rows = client
+                    .query(
+                        &statement,
+                        &[
+                            &table.id,
+                            &label,
+                            &after,
+                            &i64::try_from(batch).map_err(err)?,
+                        ],
+                    )
+                    .await
+                    .map_err(err)?;
+                for row in &rows {
+                    if bytes > max_bytes {
+                        break;
+                    }
+                    let record = StreamRecord::from_bytes(row.try_get(0).map_err(err)?)
+                        .map_err(EngineError)?;
+                    bytes += record.size_bytes;
+                    after = i64::try_from(record.sequence).map_err(err)?;
+                    out.push(record);
+                }
+                if rows.len() < batch {
+                    break;
+                }
+            }
+            Ok(out)
         })
     }
 

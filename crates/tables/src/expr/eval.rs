@@ -20,11 +20,12 @@ pub(crate) fn scalar_cmp(a: &AttributeValue, b: &AttributeValue) -> Option<Order
     }
 }
 
-/// What `size()` answers for a value: the length of a string (in UTF-8 bytes) or binary,
-/// the number of elements of a set, list or map; nothing for other types.
+/// What `size()` answers for a value: the length of a string (in UTF-16 code units, as
+/// DynamoDB counts: `size("é𝄞")` is 3) or binary (bytes), the number of elements of a set,
+/// list or map; nothing for other types.
 fn size_of(value: &AttributeValue) -> Option<usize> {
     Some(match value {
-        AttributeValue::S(s) => s.len(),
+        AttributeValue::S(s) => s.encode_utf16().count(),
         AttributeValue::B(b) => b.len(),
         AttributeValue::Ss(s) => s.len(),
         AttributeValue::Ns(s) => s.len(),
@@ -112,11 +113,14 @@ impl Condition {
     }
 }
 
-/// `contains(a, member)`: a substring of a string, a member of a set, an element of a
-/// list.
+/// `contains(a, member)`: a substring of a string, a run of bytes of a binary, a member
+/// of a set, an element of a list.
 fn contains(a: &AttributeValue, member: &AttributeValue) -> bool {
     match (a, member) {
         (AttributeValue::S(a), AttributeValue::S(m)) => a.contains(m.as_str()),
+        (AttributeValue::B(a), AttributeValue::B(m)) => {
+            m.is_empty() || a.windows(m.len()).any(|w| w == m.as_slice())
+        }
         (AttributeValue::Ss(set), AttributeValue::S(m)) => set.binary_search(m).is_ok(),
         (AttributeValue::Ns(set), AttributeValue::N(m)) => set.binary_search(m).is_ok(),
         (AttributeValue::Bs(set), AttributeValue::B(m)) => set.binary_search(m).is_ok(),
@@ -145,7 +149,7 @@ mod tests {
             "bs": {"BS": ["AQ=="]},
             "l": {"L": [{"S": "x"}, {"N": "1"}]},
             "m": {"M": {"k": {"S": "v"}, "nest": {"M": {"deep": {"N": "5"}}}}},
-            "uni": {"S": "é"},
+            "uni": {"S": "é𝄞"},
         }))
         .unwrap()
     }
@@ -159,11 +163,13 @@ mod tests {
             (":c", json!({"S": "c"})),
             (":n1", json!({"N": "1"})),
             (":n2", json!({"N": "2"})),
+            (":n3", json!({"N": "3"})),
             (":n5", json!({"N": "5"})),
             (":n10", json!({"N": "10.0"})),
             (":n20", json!({"N": "20"})),
             (":b", json!({"B": "AQID"})),
             (":b1", json!({"B": "AQ=="})),
+            (":b4", json!({"B": "BA=="})),
             (":ss", json!({"SS": ["b", "a"]})),
             (":l", json!({"L": [{"S": "x"}, {"N": "1"}]})),
             (":m", json!({"M": {"k": {"S": "v"}}})),
@@ -245,6 +251,9 @@ mod tests {
         assert!(holds("contains(ss, :a)") && !holds("contains(ss, :c)"));
         assert!(holds("contains(ns, :n2)") && !holds("contains(ns, :n5)"));
         assert!(holds("contains(bs, :b1)") && !holds("contains(bs, :b)"));
+        assert!(
+            holds("contains(b, :b1)") && holds("contains(b, :b)") && !holds("contains(b, :b4)")
+        );
         assert!(holds("contains(l, :x)") && holds("contains(l, :n1)") && !holds("contains(l, :a)"));
         assert!(!holds("contains(ss, :n1)") && !holds("contains(n, :n1)"));
         assert!(holds("contains(:s, :he)"));
@@ -255,7 +264,7 @@ mod tests {
         assert!(holds("size(s) = :n5") && holds("size(b) < :n5"));
         assert!(holds("size(ss) = :n2") && holds("size(ns) = :n2") && holds("size(bs) = :n1"));
         assert!(holds("size(l) = :n2") && holds("size(m) = :n2") && holds("size(m.nest) = :n1"));
-        assert!(holds("size(uni) = :n2"), "UTF-8 bytes");
+        assert!(holds("size(uni) = :n3"), "UTF-16 code units");
         assert!(!holds("size(n) >= :n1") && !holds("size(t) >= :n1") && !holds("size(z) >= :n1"));
         assert!(holds("size(:s) = :n5"));
     }

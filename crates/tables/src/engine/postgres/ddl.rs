@@ -56,14 +56,19 @@ fn def_json(def: &TableDef) -> Result<String, EngineError> {
 pub(super) async fn create_table(pool: &Pool, def: &TableDef) -> Result<(), EngineError> {
     let mut client = pool.get().await.map_err(err)?;
     let txn = begin(&mut client, &[&def.id]).await?;
-    // As in the embedded engine, a definition under an existing name replaces it.
-    txn.execute(
-        "INSERT INTO nimbus_tables_catalog (name, id, def) VALUES ($1, $2, $3::text::jsonb)
-         ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, def = EXCLUDED.def",
-        &[&def.name, &def.id, &def_json(def)?],
-    )
-    .await
-    .map_err(err)?;
+    // Another node may have created a table of that name since this one read the
+    // catalog: its table stays, and this creation fails.
+    let inserted = txn
+        .execute(
+            "INSERT INTO nimbus_tables_catalog (name, id, def) VALUES ($1, $2, $3::text::jsonb)
+             ON CONFLICT (name) DO NOTHING",
+            &[&def.name, &def.id, &def_json(def)?],
+        )
+        .await
+        .map_err(err)?;
+    if inserted == 0 {
+        return Err(EngineError(format!("table {} already exists", def.name)));
+    }
     txn.commit().await.map_err(err)
 }
 
@@ -112,8 +117,9 @@ pub(super) async fn update_table(pool: &Pool, def: &TableDef) -> Result<(), Engi
     )
     .await
     .map_err(err)?;
+    // An index whose key or projection changed is dropped and built again.
     let dropped: Vec<&str> = indexes(&previous)
-        .filter(|old| !indexes(def).any(|i| i.name == old.name))
+        .filter(|old| !indexes(def).any(|i| i.same_entries(old)))
         .map(|i| i.name.as_str())
         .collect();
     if !dropped.is_empty() {
@@ -126,7 +132,7 @@ pub(super) async fn update_table(pool: &Pool, def: &TableDef) -> Result<(), Engi
         .map_err(err)?;
     }
     let added: Vec<&IndexDef> = indexes(def)
-        .filter(|new| !indexes(&previous).any(|i| i.name == new.name))
+        .filter(|new| !indexes(&previous).any(|i| i.same_entries(new)))
         .collect();
     if !added.is_empty() {
         backfill(&txn, def, &added).await?;
