@@ -1381,4 +1381,27 @@ fn route_changes_apply_without_dropping_requests_in_flight() {
         http(node.gateway(), "GET", "/b", &[], "").unwrap().body,
         "GET /b"
     );
+    // A new function (routed) needs a restart: the whole edit is refused, so no route
+    // names a function that is not running.
+    let mut with_new = manifest(&["GET /slow", "GET /b"]);
+    with_new.push_str(
+        "\n[functions.g]\nruntime = \"nodejs20.x\"\ncode = \"js\"\nhandler = \"index.handler\"\n\n[[routes]]\nroute = \"GET /c\"\nfunction = \"g\"\n",
+    );
+    std::fs::write(dir.join("nimbus.toml"), with_new).unwrap();
+    assert!(
+        node.wait_for_log(
+            "a new function needs a restart of nimbus up",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(
+        http(node.gateway(), "GET", "/c", &[], "").unwrap().status,
+        404
+    );
+    assert_eq!(
+        http(node.gateway(), "GET", "/b", &[], "").unwrap().body,
+        "GET /b"
+    );
 }

@@ -195,31 +195,51 @@ impl Running {
                 return;
             }
         };
+        // What a running node cannot take is refused as a whole, before anything
+        // changes: routes naming a function that is not running would answer 500, and
+        // the gateway would hand a function whose runtime kind changed requests in the
+        // other kind's form.
+        for (name, function) in &app.functions {
+            let refusal = match self.app.functions.get(name) {
+                None => "a new function needs a restart of nimbus up",
+                Some(old) if old.runtime.kind != function.runtime.kind => {
+                    "a function's runtime kind changed; that needs a restart of nimbus up"
+                }
+                Some(_) => continue,
+            };
+            tracing::error!(function = %name, "{refusal}; the app keeps running as it was");
+            return;
+        }
+        let mut app = app;
+        // Functions are prepared before the routes change, so that a function whose
+        // dependencies cannot be installed keeps its old settings and the routes never
+        // name settings that are not running.
+        let mut changed = Vec::new();
+        for (name, function) in &mut app.functions {
+            let Some(old) = self.app.functions.get(name) else {
+                continue;
+            };
+            if old == function {
+                continue;
+            }
+            if let Err(e) = prepare_function(function, &self.deps_root, false, progress).await {
+                tracing::error!(function = %name, error = %format!("{e:#}"), "cannot install the function's dependencies; it keeps its old settings (saving {MANIFEST_FILE} again retries)");
+                *function = old.clone();
+                continue;
+            }
+            changed.push(function.clone());
+        }
         if let Err(e) = self.reloader.reload(app.clone()).await {
             tracing::error!(error = %e, "the new routes cannot be served; the app keeps running as it was");
             return;
         }
-        for (name, function) in &app.functions {
-            match self.app.functions.get(name) {
-                Some(old) if old == function => {}
-                Some(_) => {
-                    if let Err(e) =
-                        prepare_function(function, &self.deps_root, false, progress).await
-                    {
-                        tracing::error!(function = %name, error = %format!("{e:#}"), "cannot install the function's dependencies; it keeps its old settings");
-                        continue;
-                    }
-                    if let Err(e) = self.dispatcher.reload(function.clone()).await {
-                        tracing::warn!(function = %name, error = %e, "restart nimbus up to apply this change");
-                        continue;
-                    }
-                    // Queued async events follow the new policy, timeout and concurrency.
-                    self.async_settings.update(function.clone());
-                }
-                None => {
-                    tracing::warn!(function = %name, "a new function needs a restart of nimbus up")
-                }
+        for function in changed {
+            if let Err(e) = self.dispatcher.reload(function.clone()).await {
+                tracing::warn!(function = %function.name, error = %e, "restart nimbus up to apply this change");
+                continue;
             }
+            // Queued async events follow the new policy, timeout and concurrency.
+            self.async_settings.update(function);
         }
         for name in self.app.functions.keys() {
             if !app.functions.contains_key(name) {
@@ -233,8 +253,6 @@ impl Running {
             tracing::warn!("[[events]] changes (schedules) take effect when nimbus up restarts");
         }
         tracing::info!(routes = app.routes.len(), "app reloaded");
-        // Functions keep their old settings where a reload was refused; the next code
-        // change reloads them with the settings now in the manifest.
         self.app = app;
     }
 }
@@ -353,6 +371,12 @@ pub(crate) fn start(
                 running.reload_app(&progress).await;
             }
             for (function, dependencies, path) in changed {
+                // The settings now running: a manifest change in the same batch may have
+                // changed them (or removed the function), and reloading the copy taken
+                // before it would bring the old settings back.
+                let Some(function) = running.app.functions.get(&function.name).cloned() else {
+                    continue;
+                };
                 tracing::info!(function = %function.name, path = %path.display(), "function code changed; reloading");
                 // A wasm function's Cargo package is built again before every reload.
                 let rebuild = dependencies
