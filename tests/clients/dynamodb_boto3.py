@@ -164,7 +164,15 @@ class Tables(unittest.TestCase):
 
     def test_expired_items_are_deleted(self):
         # The suite's node sweeps every 200 ms (--ttl-sweep-interval).
-        table = simple_table()
+        name = fresh("expiring")
+        CLIENT.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
+        )
+        table = RESOURCE.Table(name)
         CLIENT.update_time_to_live(
             TableName=table.name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"}
         )
@@ -172,12 +180,26 @@ class Tables(unittest.TestCase):
         table.put_item(Item={"pk": "old", "exp": now - 60})
         table.put_item(Item={"pk": "future", "exp": now + 3600})
         table.put_item(Item={"pk": "text", "exp": "not a number"})
+        table.put_item(Item={"pk": "mine"})
+        table.delete_item(Key={"pk": "mine"})
         deadline = time.time() + 10
         while "Item" in table.get_item(Key={"pk": "old"}) and time.time() < deadline:
             time.sleep(0.1)
         self.assertNotIn("Item", table.get_item(Key={"pk": "old"}))
         self.assertIn("Item", table.get_item(Key={"pk": "future"}))
         self.assertIn("Item", table.get_item(Key={"pk": "text"}))
+        # The expired item's REMOVE names DynamoDB's TTL service; a caller's does not.
+        streams = boto3.client("dynamodbstreams", **SESSION)
+        arn = CLIENT.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        removes = {
+            r["dynamodb"]["Keys"]["pk"]["S"]: r.get("userIdentity")
+            for r in streams.get_records(ShardIterator=iterator)["Records"]
+            if r["eventName"] == "REMOVE"
+        }
+        self.assertEqual(removes["old"], {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"})
+        self.assertIsNone(removes["mine"])
 
     def test_update_table_adds_and_backfills_an_index(self):
         table = simple_table()

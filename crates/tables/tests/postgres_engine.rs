@@ -1825,6 +1825,14 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
         .await
         .expect("read after trim");
     assert!(trimmed.is_empty());
+    assert_eq!(
+        engine
+            .stream_last_sequence(Arc::clone(&def))
+            .await
+            .expect("the last sequence"),
+        records[3].sequence,
+        "the last number given out outlives the records"
+    );
     // Numbering goes on after every record was trimmed: a reader holding a position
     // never mistakes a new record for one it has read.
     write_ok(engine, vec![put(&def, a1.clone())]).await;

@@ -261,6 +261,12 @@ impl Tables {
             .map(|r| {
                 let mut record = record_json(&def, &stream, r);
                 record["eventSourceARN"] = Json::String(arn.clone());
+                if r.by_ttl {
+                    record["userIdentity"] = json!({
+                        "type": "Service",
+                        "principalId": TTL_PRINCIPAL,
+                    });
+                }
                 StreamChange {
                     sequence: r.sequence,
                     created_ms: (r.created.max(0.0) * 1000.0) as u64,
@@ -653,6 +659,31 @@ async fn get_shard_iterator(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiE
         .first()
         .map(|r| r.sequence);
     let position = match (first, kind, at) {
+        // An empty stream whose records were all trimmed: a position before the last
+        // record given out lost records (each record after a reader's position was in
+        // this stream, older streams of the table having older numbers).
+        (None, _, Some(seq)) if seq > 0 => {
+            let wanted = if kind == "AT_SEQUENCE_NUMBER" {
+                seq
+            } else {
+                seq + 1
+            };
+            let last = tables
+                .engine
+                .stream_last_sequence(Arc::clone(&def))
+                .await
+                .map_err(internal)?;
+            if wanted <= last {
+                return Err(trimmed());
+            }
+            if wanted > last + 1 {
+                return Err(ApiError::validation(format!(
+                    "Invalid SequenceNumber: {} is beyond the end of shard {shard}",
+                    sequence.unwrap_or_default()
+                )));
+            }
+            Position::After(last)
+        }
         // An empty stream: every iterator starts at the next record written.
         (None, _, _) => Position::Horizon,
         (Some(first), "LATEST", _) => {
@@ -775,15 +806,27 @@ fn record_json(def: &TableDef, stream: &StreamDef, r: &StreamRecord) -> Json {
     if let Some(old) = &r.old_image {
         dynamodb["OldImage"] = item_to_json(old);
     }
-    json!({
+    let mut record = json!({
         "eventID": event_id(def, stream, r.sequence),
         "eventName": r.event.as_str(),
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
         "awsRegion": REGION,
         "dynamodb": dynamodb,
-    })
+    });
+    if r.by_ttl {
+        // How DynamoDB Streams marks the deletion of an expired item (a Lambda event
+        // spells the members in lower camel case: see `stream_changes`).
+        record["userIdentity"] = json!({
+            "Type": "Service",
+            "PrincipalId": TTL_PRINCIPAL,
+        });
+    }
+    record
 }
+
+/// Who deletes expired items.
+const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
 /// A record's id: 32 hex digits, the same each time the record is read, so that
 /// consumers can recognise a record they have seen.
@@ -1237,6 +1280,40 @@ mod tests {
         assert_eq!(seqs(&read(&t, &after_second, None).await.0), [s[1] + 1]);
         let horizon = iterator(&t, &arn, &shard, "TRIM_HORIZON", None).await;
         assert_eq!(seqs(&read(&t, &horizon, None).await.0), [s[1] + 1]);
+
+        // Every record trimmed: a position before the last one is still refused, the
+        // last one resumes at the next record written, and one past it is invalid.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        t.engine
+            .trim_streams(Arc::clone(&def), f64::MAX)
+            .await
+            .unwrap();
+        assert!(t.records(&def, &label, None, 1).await.unwrap().is_empty());
+        let third = s[1] + 1;
+        let e = refused(
+            &t,
+            "GetShardIterator",
+            json!({ "StreamArn": arn, "ShardId": shard, "ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": sequence_string(s[1]) }),
+        )
+        .await;
+        assert_eq!(e.kind, ErrorKind::TrimmedDataAccess);
+        let resume = iterator(
+            &t,
+            &arn,
+            &shard,
+            "AFTER_SEQUENCE_NUMBER",
+            Some(&sequence_string(third)),
+        )
+        .await;
+        let e = refused(
+            &t,
+            "GetShardIterator",
+            json!({ "StreamArn": arn, "ShardId": shard, "ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": sequence_string(third + 2) }),
+        )
+        .await;
+        assert_eq!(e.kind, ErrorKind::Validation, "{e:?}");
+        put(&t, "Orders", "d", 4).await;
+        assert_eq!(seqs(&read(&t, &resume, None).await.0), [third + 1]);
     }
 
     #[tokio::test]
@@ -1554,5 +1631,59 @@ mod tests {
         spec.stream = None;
         assert!(!t.ensure_table(&spec).await.unwrap());
         assert!(t.table("Users").unwrap().stream.is_some(), "left on");
+    }
+
+    /// An expired item's deletion names DynamoDB's TTL service as its `userIdentity`, in
+    /// the Lambda event's spelling for stream triggers; a caller's deletion names none.
+    #[tokio::test]
+    async fn an_expired_items_removal_names_the_ttl_service() {
+        let t = tables().await;
+        dynamodb(
+            &t,
+            "CreateTable",
+            json!({
+                "TableName": "Sessions",
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "BillingMode": "PAY_PER_REQUEST",
+                "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "KEYS_ONLY"}
+            }),
+        )
+        .await;
+        dynamodb(
+            &t,
+            "UpdateTimeToLive",
+            json!({"TableName": "Sessions",
+                   "TimeToLiveSpecification": {"Enabled": true, "AttributeName": "exp"}}),
+        )
+        .await;
+        for (pk, exp) in [("old", "100"), ("mine", "99999999999")] {
+            dynamodb(
+                &t,
+                "PutItem",
+                json!({"TableName": "Sessions", "Item": {"pk": {"S": pk}, "exp": {"N": exp}}}),
+            )
+            .await;
+        }
+        dynamodb(
+            &t,
+            "DeleteItem",
+            json!({"TableName": "Sessions", "Key": {"pk": {"S": "mine"}}}),
+        )
+        .await;
+        assert_eq!(t.sweep_expired(1_000.0).await.unwrap(), 1);
+        let changes = t.stream_changes("Sessions", None, 10).await.unwrap();
+        let removes: Vec<&Json> = changes
+            .iter()
+            .map(|c| &c.record)
+            .filter(|r| r["eventName"] == "REMOVE")
+            .collect();
+        assert_eq!(removes.len(), 2);
+        assert_eq!(removes[0]["dynamodb"]["Keys"]["pk"]["S"], "mine");
+        assert!(removes[0].get("userIdentity").is_none());
+        assert_eq!(
+            removes[1]["userIdentity"],
+            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+        );
     }
 }

@@ -96,7 +96,7 @@ impl Tables {
                         // Checked again at write time: the item may have changed since.
                         decide: Box::new(move |current| {
                             Ok(match current {
-                                Some(item) if expired(item, &attr, now) => WriteAction::Delete,
+                                Some(item) if expired(item, &attr, now) => WriteAction::Expire,
                                 _ => WriteAction::Keep,
                             })
                         }),

@@ -351,6 +351,7 @@ fn apply_writes(
         action,
     } in decided
     {
+        let by_ttl = matches!(action, WriteAction::Expire);
         let new = match action {
             WriteAction::Keep => {
                 written.push(Written {
@@ -360,7 +361,7 @@ fn apply_writes(
                 continue;
             }
             WriteAction::Put(item) => Some(item),
-            WriteAction::Delete => None,
+            WriteAction::Delete | WriteAction::Expire => None,
         };
         let name = items_table(&def);
         let mut table = txn
@@ -381,6 +382,7 @@ fn apply_writes(
         if let Some(mut record) = StreamRecord::for_write(&def, old.as_ref(), new.as_ref(), created)
         {
             record.trace.clone_from(&trace);
+            record.by_ttl = by_ttl;
             let name = stream_table(&def);
             let mut stream = txn
                 .open_table(TableDefinition::<u64, &[u8]>::new(&name))
@@ -737,6 +739,33 @@ impl TableEngine for Embedded {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn stream_last_sequence(
+        &self,
+        table: Arc<TableDef>,
+    ) -> BoxFuture<'_, Result<u64, EngineError>> {
+        self.read_inline(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let counted = match txn.open_table(STREAM_SEQUENCES) {
+                Ok(counters) => counters
+                    .get(table.id.as_str())
+                    .map_err(err)?
+                    .map_or(0, |v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => 0,
+                Err(e) => return Err(err(e)),
+            };
+            let newest =
+                match txn.open_table(TableDefinition::<u64, &[u8]>::new(&stream_table(&table))) {
+                    Ok(stream) => stream
+                        .last()
+                        .map_err(err)?
+                        .map_or(0, |(seq, _)| seq.value()),
+                    Err(redb::TableError::TableDoesNotExist(_)) => 0,
+                    Err(e) => return Err(err(e)),
+                };
+            Ok(counted.max(newest))
         })
     }
 

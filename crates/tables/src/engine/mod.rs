@@ -37,6 +37,9 @@ pub enum WriteAction {
     Put(Item),
     /// Delete the item.
     Delete,
+    /// Delete the item as DynamoDB's TTL service does: its stream record names the
+    /// service as the one who deleted it.
+    Expire,
     /// Leave it as it is (a condition check).
     Keep,
 }
@@ -198,6 +201,12 @@ pub trait TableEngine: Send + Sync + 'static {
         limit: usize,
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<Vec<StreamRecord>, EngineError>>;
+
+    /// The last sequence number given to a record of the table's streams (0 for none):
+    /// the counter outlives trimming, so that a reader can tell records trimmed away
+    /// from records never written.
+    fn stream_last_sequence(&self, table: Arc<TableDef>)
+    -> BoxFuture<'_, Result<u64, EngineError>>;
 
     /// Deletes a table's stream records created before `before` (epoch seconds), in
     /// every stream of the table.

@@ -293,6 +293,26 @@ impl TableEngine for Postgres {
         })
     }
 
+    fn stream_last_sequence(
+        &self,
+        table: Arc<TableDef>,
+    ) -> BoxFuture<'_, Result<u64, EngineError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(err)?;
+            let row = client
+                .query_one(
+                    "SELECT greatest(
+                        coalesce((SELECT last_seq FROM nimbus_tables_stream_sequences WHERE table_id = $1), 0),
+                        coalesce((SELECT max(seq) FROM nimbus_tables_stream WHERE table_id = $1), 0))",
+                    &[&table.id],
+                )
+                .await
+                .map_err(err)?;
+            let last: i64 = row.try_get(0).map_err(err)?;
+            u64::try_from(last).map_err(err)
+        })
+    }
+
     fn trim_streams(
         &self,
         table: Arc<TableDef>,

@@ -66,6 +66,9 @@ pub struct StreamRecord {
     /// The trace context (W3C `traceparent`) of the request that made the change, so
     /// that a stream trigger's run joins its trace; not part of DynamoDB's record.
     pub trace: Option<String>,
+    /// Whether DynamoDB's TTL service made the change (an expired item's deletion), which
+    /// the record's `userIdentity` says.
+    pub by_ttl: bool,
 }
 
 impl StreamRecord {
@@ -106,6 +109,7 @@ impl StreamRecord {
             created,
             size_bytes,
             trace: None,
+            by_ttl: false,
         })
     }
 
@@ -127,6 +131,9 @@ impl StreamRecord {
         }
         if let Some(trace) = &self.trace {
             j["trace"] = Json::from(trace.as_str());
+        }
+        if self.by_ttl {
+            j["ttl"] = Json::Bool(true);
         }
         serde_json::to_vec(&j).expect("serialising JSON values cannot fail")
     }
@@ -159,6 +166,7 @@ impl StreamRecord {
                 .ok_or("no size")?,
             // Records written before traces were kept have none.
             trace: j.get("trace").and_then(Json::as_str).map(str::to_owned),
+            by_ttl: j.get("ttl").and_then(Json::as_bool).unwrap_or(false),
         })
     }
 }
@@ -186,6 +194,7 @@ mod tests {
             keys,
             created: 1_700_000_000.5,
             trace: trace.map(str::to_owned),
+            by_ttl: false,
         }
     }
 
@@ -197,6 +206,11 @@ mod tests {
         assert_eq!(StreamRecord::from_bytes(&r.to_bytes()).unwrap(), r);
         let r = record(None);
         assert_eq!(StreamRecord::from_bytes(&r.to_bytes()).unwrap(), r);
+        let r = StreamRecord {
+            by_ttl: true,
+            ..record(None)
+        };
+        assert_eq!(StreamRecord::from_bytes(&r.to_bytes()).unwrap(), r);
     }
 
     #[test]
@@ -205,5 +219,6 @@ mod tests {
         let r = StreamRecord::from_bytes(old).unwrap();
         assert_eq!(r.sequence, 3);
         assert_eq!(r.trace, None);
+        assert!(!r.by_ttl);
     }
 }

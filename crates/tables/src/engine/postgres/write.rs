@@ -201,6 +201,7 @@ pub(super) async fn write(
         action,
     } in decided
     {
+        let by_ttl = matches!(action, WriteAction::Expire);
         let new = match action {
             WriteAction::Keep => {
                 written.push(Written {
@@ -210,7 +211,7 @@ pub(super) async fn write(
                 continue;
             }
             WriteAction::Put(item) => Some(item),
-            WriteAction::Delete => None,
+            WriteAction::Delete | WriteAction::Expire => None,
         };
         // The catalog's definition as of this transaction, which lists the indexes that
         // exist now even when the caller's copy is stale.
@@ -226,6 +227,7 @@ pub(super) async fn write(
         if let Some(mut record) = StreamRecord::for_write(def, old.as_ref(), new.as_ref(), created)
         {
             record.trace.clone_from(&trace);
+            record.by_ttl = by_ttl;
             records.push((def.id.clone(), record));
         }
         written.push(Written { old, new });
