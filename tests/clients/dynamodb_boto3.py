@@ -685,6 +685,29 @@ class Legacy(unittest.TestCase):
         self.assertEqual(code, "ValidationException")
         self.assertIn("Can not use both expression and non-expression parameters", message)
 
+    def test_wide_legacy_requests_and_list_add(self):
+        # DynamoDBMapper sends every attribute as AttributeUpdates; the expression size
+        # and operator limits apply to expressions, not to these parameters.
+        table = simple_table()
+        attrs = {f"attribute_number_{i:03d}": {"Action": "PUT", "Value": {"N": str(i)}} for i in range(150)}
+        CLIENT.update_item(TableName=table.name, Key={"pk": {"S": "wide"}}, AttributeUpdates=attrs)
+        got = CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "wide"}}, AttributesToGet=list(attrs) + ["pk"])["Item"]
+        self.assertEqual(len(got), 151)
+        scan = CLIENT.scan(
+            TableName=table.name,
+            ScanFilter={name: {"ComparisonOperator": "NOT_NULL"} for name in attrs},
+        )
+        self.assertEqual(scan["Count"], 1)
+        # Legacy ADD of a list appends to it, or makes it.
+        for values in (["a"], ["b", "c"]):
+            CLIENT.update_item(
+                TableName=table.name,
+                Key={"pk": {"S": "list"}},
+                AttributeUpdates={"l": {"Action": "ADD", "Value": {"L": [{"S": v} for v in values]}}},
+            )
+        got = CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "list"}})["Item"]
+        self.assertEqual(got["l"], {"L": [{"S": "a"}, {"S": "b"}, {"S": "c"}]})
+
     def test_key_conditions_query_filter_scan_filter(self):
         table = composite_table()
         for i in range(6):

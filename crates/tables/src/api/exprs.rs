@@ -230,6 +230,15 @@ fn legacy_updates(updates: &Map<String, Json>, synth: &mut Synth<'_>) -> Result<
             .transpose()?;
         match (spec.opt_str("Action")?.unwrap_or("PUT"), value) {
             ("PUT", Some(v)) => set.push(format!("{path} = {}", synth.value(v))),
+            // Legacy ADD appends to a list (or makes one), which the expression ADD
+            // does not do.
+            ("ADD", Some(v @ AttributeValue::L(_))) => {
+                let empty = synth.value(AttributeValue::L(Vec::new()));
+                let v = synth.value(v);
+                set.push(format!(
+                    "{path} = list_append(if_not_exists({path}, {empty}), {v})"
+                ));
+            }
             ("ADD", Some(v)) => add.push(format!("{path} {}", synth.value(v))),
             ("DELETE", Some(v)) => delete.push(format!("{path} {}", synth.value(v))),
             ("DELETE", None) => remove.push(path),
@@ -397,15 +406,19 @@ pub(crate) struct Exprs<'a> {
 }
 
 impl<'a> Exprs<'a> {
+    /// The expression `param` of the request, or the one written for it from legacy
+    /// parameters; the placeholders are told which (see `Placeholders::from_legacy`).
     fn source<'r>(
         &'r self,
         req: &Req<'r>,
         param: &'static str,
     ) -> Result<Option<&'r str>, ApiError> {
-        match req.opt_str(param)? {
-            Some(s) => Ok(Some(s)),
-            None => Ok(self.legacy.get(param).map(String::as_str)),
-        }
+        let (text, legacy) = match req.opt_str(param)? {
+            Some(s) => (Some(s), false),
+            None => (self.legacy.get(param).map(String::as_str), true),
+        };
+        self.ph.borrow_mut().from_legacy = legacy;
+        Ok(text)
     }
 
     /// A condition parameter (`ConditionExpression` or `FilterExpression`).

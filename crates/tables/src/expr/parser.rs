@@ -66,7 +66,7 @@ pub(crate) fn parse_with<T>(
     if src.is_empty() {
         return Err(ExprError::invalid(kind, "The expression can not be empty;"));
     }
-    if src.len() > MAX_EXPRESSION_BYTES {
+    if src.len() > MAX_EXPRESSION_BYTES && !ph.from_legacy {
         return Err(ExprError::invalid(
             kind,
             format!(
@@ -88,7 +88,7 @@ pub(crate) fn parse_with<T>(
         Err(Stop::Syntax(at)) => return Err(ExprError::invalid(kind, parser.syntax_message(at))),
         Err(Stop::Fatal(message)) => return Err(ExprError::invalid(kind, message)),
     };
-    if parser.operators > MAX_OPERATORS {
+    if parser.operators > MAX_OPERATORS && !parser.ph.from_legacy {
         return Err(ExprError::invalid(kind, parser.too_many_operators()));
     }
     match parser.diagnostics.into_first() {

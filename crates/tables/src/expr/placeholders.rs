@@ -16,6 +16,10 @@ pub struct Placeholders<'a> {
     values: Option<&'a HashMap<String, AttributeValue>>,
     used_names: HashSet<String>,
     used_values: HashSet<String>,
+    /// Whether the expression being parsed was written by Nimbus from a request's legacy
+    /// parameters (AttributeUpdates, Expected, ...): DynamoDB's limits on expression size
+    /// and operators apply to expressions callers write, not to those parameters.
+    pub(crate) from_legacy: bool,
 }
 
 impl<'a> Placeholders<'a> {
@@ -30,6 +34,7 @@ impl<'a> Placeholders<'a> {
             values,
             used_names: HashSet::new(),
             used_values: HashSet::new(),
+            from_legacy: false,
         }
     }
 
