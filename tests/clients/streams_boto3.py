@@ -191,11 +191,19 @@ class Streams(unittest.TestCase):
         )
         self.assertEqual(error_code(lambda: STREAMS.list_streams(TableName="no-such-table")), "ResourceNotFoundException")
 
-        # Disabling the stream ends it.
+        # Disabling the stream closes it: it stays listed and readable, DISABLED, and a
+        # reader at its end gets no next iterator.
         DYNAMODB.update_table(TableName=name, StreamSpecification={"StreamEnabled": False})
-        self.assertEqual(STREAMS.list_streams(TableName=name)["Streams"], [])
+        self.assertEqual([s["StreamArn"] for s in STREAMS.list_streams(TableName=name)["Streams"]], [arn])
+        described = STREAMS.describe_stream(StreamArn=arn)["StreamDescription"]
+        self.assertEqual(described["StreamStatus"], "DISABLED")
+        self.assertIn("EndingSequenceNumber", described["Shards"][0]["SequenceNumberRange"])
+        reading = good
+        while reading:
+            reading = STREAMS.get_records(ShardIterator=reading).get("NextShardIterator")
+        # Deleting the table ends its stream at once (DynamoDB keeps it for a day).
+        DYNAMODB.delete_table(TableName=name)
         self.assertEqual(error_code(lambda: STREAMS.describe_stream(StreamArn=arn)), "ResourceNotFoundException")
-        self.assertEqual(error_code(lambda: STREAMS.get_records(ShardIterator=good)), "ResourceNotFoundException")
 
 
 if __name__ == "__main__":

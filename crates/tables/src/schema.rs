@@ -140,6 +140,10 @@ pub struct StreamDef {
     pub view_type: String,
     /// The stream's label (a timestamp), part of its ARN.
     pub label: String,
+    /// When the stream was turned off (epoch ms): it stays readable, DISABLED, for the
+    /// 24 hours its records are kept. `None` for the table's current stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
 }
 
 /// A table as stored in the catalog.
@@ -163,6 +167,10 @@ pub struct TableDef {
     pub throughput: Option<(u64, u64)>,
     /// The stream, when enabled.
     pub stream: Option<StreamDef>,
+    /// Streams turned off in the last 24 hours, oldest first: their records can still
+    /// be read, as DynamoDB keeps a disabled stream readable until they expire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub old_streams: Vec<StreamDef>,
     /// The TTL attribute, when TTL is enabled.
     pub ttl_attribute: Option<String>,
     /// Tags.
@@ -179,6 +187,33 @@ pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "000000000000";
 
 impl TableDef {
+    /// Turns the current stream off at `now_ms` (it joins [`TableDef::old_streams`]),
+    /// and forgets old streams whose records have all expired.
+    pub fn end_stream(&mut self, now_ms: u64) {
+        if let Some(mut stream) = self.stream.take() {
+            stream.ended_ms = Some(now_ms);
+            self.old_streams.push(stream);
+        }
+        let retention_ms = (crate::engine::RETENTION_SECONDS * 1000.0) as u64;
+        self.old_streams.retain(|s| {
+            s.ended_ms
+                .is_some_and(|ended| now_ms.saturating_sub(ended) < retention_ms)
+        });
+    }
+
+    /// The table's stream labelled `label`: the current one, or one turned off in the
+    /// last 24 hours.
+    pub fn stream_by_label(&self, label: &str, now_ms: u64) -> Option<&StreamDef> {
+        let retention_ms = (crate::engine::RETENTION_SECONDS * 1000.0) as u64;
+        self.stream
+            .iter()
+            .chain(self.old_streams.iter().filter(|s| {
+                s.ended_ms
+                    .is_some_and(|ended| now_ms.saturating_sub(ended) < retention_ms)
+            }))
+            .find(|s| s.label == label)
+    }
+
     /// The table's ARN.
     pub fn arn(&self) -> String {
         format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}", self.name)
@@ -262,6 +297,7 @@ mod tests {
             billing_mode: "PAY_PER_REQUEST".into(),
             throughput: None,
             stream: None,
+            old_streams: Vec::new(),
             ttl_attribute: None,
             tags: BTreeMap::new(),
             created: 0.0,

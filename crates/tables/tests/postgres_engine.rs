@@ -127,6 +127,7 @@ fn table(prefix: &str, sort: Option<KeyType>) -> TableDef {
         billing_mode: "PAY_PER_REQUEST".into(),
         throughput: None,
         stream: None,
+        old_streams: Vec::new(),
         ttl_attribute: None,
         tags: BTreeMap::new(),
         created: 1_700_000_000.25,
@@ -1741,6 +1742,7 @@ async fn stream_scenario(engine: &dyn TableEngine, view: &str) {
     def.stream = Some(StreamDef {
         view_type: view.to_owned(),
         label: "2026-11-27T00:00:00.000".to_owned(),
+        ended_ms: None,
     });
     let label = def
         .stream

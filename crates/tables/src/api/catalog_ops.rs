@@ -24,10 +24,13 @@ fn now() -> f64 {
 
 /// A stream label: the creation time as DynamoDB prints it.
 fn stream_label() -> String {
-    let ms = std::time::SystemTime::now()
+    format!("{}", now_millis())
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!("{ms}")
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The table definition for a table declared in `nimbus.toml`.
@@ -82,7 +85,9 @@ pub fn table_def_from_spec(spec: &nimbus_core::TableSpec) -> TableDef {
         stream: spec.stream.map(|v| StreamDef {
             view_type: v.as_str().to_owned(),
             label: stream_label(),
+            ended_ms: None,
         }),
+        old_streams: Vec::new(),
         ttl_attribute: spec.ttl_attribute.clone(),
         tags: BTreeMap::new(),
         created: now(),
@@ -363,6 +368,7 @@ pub(super) async fn create_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
         .map(|view_type| StreamDef {
             view_type,
             label: stream_label(),
+            ended_ms: None,
         });
     let mut tags = BTreeMap::new();
     for tag in req.opt_array("Tags")?.map_or(&[][..], Vec::as_slice) {
@@ -379,6 +385,7 @@ pub(super) async fn create_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
         billing_mode,
         throughput: table_throughput,
         stream,
+        old_streams: Vec::new(),
         ttl_attribute: None,
         tags,
         created: now(),
@@ -457,6 +464,9 @@ pub(crate) fn describe(def: &TableDef, stats: Option<crate::engine::TableStats>)
     if let Some(stream) = &def.stream {
         out["StreamSpecification"] =
             json!({ "StreamEnabled": true, "StreamViewType": stream.view_type });
+    }
+    // A stream turned off is still the latest until another is turned on.
+    if let Some(stream) = def.stream.as_ref().or(def.old_streams.last()) {
         out["LatestStreamLabel"] = json!(stream.label);
         out["LatestStreamArn"] = json!(format!("{}/stream/{}", def.arn(), stream.label));
     }
@@ -585,9 +595,12 @@ pub(super) async fn update_table(tables: &Tables, req: &Req<'_>) -> Result<Json,
                 ));
             }
             (view, _) => {
+                // A stream turned off stays readable (DISABLED) for a day.
+                def.end_stream(now_millis());
                 def.stream = view.map(|view_type| StreamDef {
                     view_type,
                     label: stream_label(),
+                    ended_ms: None,
                 });
             }
         }

@@ -330,6 +330,7 @@ impl Tables {
             let mut changed = (*existing).clone();
             let view = |d: &TableDef| d.stream.as_ref().map(|s| s.view_type.clone());
             if def.stream.is_some() && view(&existing) != view(&def) {
+                changed.end_stream(now_millis());
                 changed.stream.clone_from(&def.stream);
             } else if def.stream.is_none() && existing.stream.is_some() {
                 tracing::warn!(

@@ -92,7 +92,8 @@ impl Tables {
         }
     }
 
-    /// The table whose current stream `stream` names.
+    /// The table whose stream `stream` names: its current one, or one turned off in the
+    /// last 24 hours.
     fn stream_table(&self, stream: &StreamName) -> Result<(Arc<TableDef>, StreamDef), ApiError> {
         let not_found = || {
             ApiError::new(
@@ -107,13 +108,11 @@ impl Tables {
             return Err(not_found());
         }
         let def = self.table(&stream.table).map_err(|_| not_found())?;
-        match &def.stream {
-            Some(s) if s.label == stream.label => {
-                let s = s.clone();
-                Ok((def, s))
-            }
-            _ => Err(not_found()),
-        }
+        let s = def
+            .stream_by_label(&stream.label, now_ms())
+            .cloned()
+            .ok_or_else(not_found)?;
+        Ok((def, s))
     }
 
     /// Up to `limit` records of the stream after `after` (from the oldest retained one
@@ -537,24 +536,33 @@ fn list_streams(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
         let Ok(def) = tables.table(&name) else {
             continue;
         };
-        let Some(stream) = &def.stream else {
-            continue;
-        };
-        if let Some(start) = &start
-            && (def.name.as_str(), stream.label.as_str())
-                <= (start.table.as_str(), start.label.as_str())
-        {
-            continue;
+        // Streams turned off in the last day, oldest first, then the current one.
+        let now = now_ms();
+        let readable = def
+            .old_streams
+            .iter()
+            .chain(&def.stream)
+            .filter(|s| def.stream_by_label(&s.label, now).is_some());
+        for stream in readable {
+            if let Some(start) = &start
+                && (def.name.as_str(), stream.label.as_str())
+                    <= (start.table.as_str(), start.label.as_str())
+            {
+                continue;
+            }
+            if streams.len() == limit {
+                more = true;
+                break;
+            }
+            streams.push(json!({
+                "StreamArn": stream_arn(&def, stream),
+                "TableName": def.name,
+                "StreamLabel": stream.label,
+            }));
         }
-        if streams.len() == limit {
-            more = true;
+        if more {
             break;
         }
-        streams.push(json!({
-            "StreamArn": stream_arn(&def, stream),
-            "TableName": def.name,
-            "StreamLabel": stream.label,
-        }));
     }
     let mut out = json!({});
     if more && let Some(last) = streams.last() {
@@ -588,16 +596,22 @@ async fn describe_stream(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiErro
         let first = tables.records(&def, &s.label, None, 1).await?;
         // With no record yet, the shard starts before the first sequence number (1).
         let start = first.first().map_or(0, |r| r.sequence);
-        shards.push(json!({
-            "ShardId": shard,
-            "SequenceNumberRange": { "StartingSequenceNumber": sequence_string(start) },
-        }));
+        let mut range = json!({ "StartingSequenceNumber": sequence_string(start) });
+        // The shard of a stream turned off is closed: it ends at its last record.
+        if s.ended_ms.is_some() {
+            let end = match first.first() {
+                Some(r) => tables.last_sequence(&def, &s.label, r.sequence).await?,
+                None => start,
+            };
+            range["EndingSequenceNumber"] = json!(sequence_string(end));
+        }
+        shards.push(json!({ "ShardId": shard, "SequenceNumberRange": range }));
     }
     Ok(json!({
         "StreamDescription": {
             "StreamArn": stream_arn(&def, &s),
             "StreamLabel": s.label,
-            "StreamStatus": "ENABLED",
+            "StreamStatus": if s.ended_ms.is_some() { "DISABLED" } else { "ENABLED" },
             "StreamViewType": s.view_type,
             "CreationRequestDateTime": stream_created(&def, &s),
             "TableName": def.name,
@@ -785,10 +799,15 @@ async fn get_records(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
         issued_ms: now,
         ..iterator
     };
-    Ok(json!({
+    let mut out = json!({
         "Records": records.iter().map(|r| record_json(&def, &s, r)).collect::<Vec<_>>(),
-        "NextShardIterator": next.encode(),
-    }))
+    });
+    // A closed shard read to its end has no next iterator, which tells readers to move
+    // on; an open one always has.
+    if s.ended_ms.is_none() || !records.is_empty() {
+        out["NextShardIterator"] = json!(next.encode());
+    }
+    Ok(out)
 }
 
 /// A record as DynamoDB Streams returns it.
@@ -1527,16 +1546,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Serialization);
 
-        // A disabled stream and a deleted table are gone, their iterators with them.
+        // A disabled stream is read to its end (see a_disabled_stream_is_read_to_its_end);
+        // a deleted table's stream is gone, its iterators with it.
         dynamodb(
             &t,
             "UpdateTable",
             json!({ "TableName": "Orders", "StreamSpecification": { "StreamEnabled": false } }),
         )
         .await;
-        let e = refused(&t, "GetRecords", json!({ "ShardIterator": it })).await;
-        assert_eq!(e.kind, ErrorKind::ResourceNotFound);
-        assert_eq!(ok(&t, "ListStreams", json!({})).await["Streams"], json!([]));
+        let out = ok(&t, "GetRecords", json!({ "ShardIterator": it })).await;
+        assert!(out.get("NextShardIterator").is_none(), "{out}");
         let (arn, shard) = table_with_stream(&t, "Other", "KEYS_ONLY").await;
         let it = iterator(&t, &arn, &shard, "TRIM_HORIZON", None).await;
         dynamodb(&t, "DeleteTable", json!({ "TableName": "Other" })).await;
@@ -1685,5 +1704,70 @@ mod tests {
             removes[1]["userIdentity"],
             json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
         );
+    }
+
+    /// A stream turned off stays readable, DISABLED with a closed shard, until its
+    /// records expire: readers drain it, then get no next iterator.
+    #[tokio::test]
+    async fn a_disabled_stream_is_read_to_its_end() {
+        let t = tables().await;
+        let (arn, shard) = table_with_stream(&t, "Orders", "KEYS_ONLY").await;
+        put(&t, "Orders", "a", 1).await;
+        put(&t, "Orders", "b", 2).await;
+        let horizon = iterator(&t, &arn, &shard, "TRIM_HORIZON", None).await;
+        dynamodb(
+            &t,
+            "UpdateTable",
+            json!({"TableName": "Orders", "StreamSpecification": {"StreamEnabled": false}}),
+        )
+        .await;
+        put(&t, "Orders", "c", 3).await;
+
+        let described = ok(&t, "DescribeStream", json!({ "StreamArn": arn })).await;
+        let description = &described["StreamDescription"];
+        assert_eq!(description["StreamStatus"], "DISABLED");
+        let range = &description["Shards"][0]["SequenceNumberRange"];
+        let (start, end): (u64, u64) = (
+            range["StartingSequenceNumber"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            range["EndingSequenceNumber"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(end, start + 1, "{range}");
+        let (records, next) = read(&t, &horizon, None).await;
+        assert_eq!(seqs(&records), [start, end]);
+        let out = ok(&t, "GetRecords", json!({ "ShardIterator": next })).await;
+        assert_eq!(out["Records"], json!([]));
+        assert!(out.get("NextShardIterator").is_none(), "{out}");
+        let listed = ok(&t, "ListStreams", json!({ "TableName": "Orders" })).await;
+        assert_eq!(listed["Streams"][0]["StreamArn"], json!(arn));
+
+        // Turned on again: a new stream, listed after the old one, and the latest.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let out = dynamodb(
+            &t,
+            "UpdateTable",
+            json!({"TableName": "Orders",
+                   "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "KEYS_ONLY"}}),
+        )
+        .await;
+        let latest = out["TableDescription"]["LatestStreamArn"].clone();
+        assert_ne!(latest, json!(arn));
+        let listed = ok(&t, "ListStreams", json!({ "TableName": "Orders" })).await;
+        let arns: Vec<&Json> = listed["Streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["StreamArn"])
+            .collect();
+        assert_eq!(arns, [&json!(arn), &latest]);
+        let old = ok(&t, "DescribeStream", json!({ "StreamArn": arn })).await;
+        assert_eq!(old["StreamDescription"]["StreamStatus"], "DISABLED");
     }
 }
