@@ -805,23 +805,28 @@ class Transactions(unittest.TestCase):
         self.assertIn("[None, ConditionalCheckFailed]", message)
         self.assertEqual([r["Code"] for r in response["CancellationReasons"]], ["None", "ConditionalCheckFailed"])
         self.assertNotIn("Item", table.get_item(Key={"pk": "new"}))
-        CLIENT.transact_write_items(
+        out = CLIENT.transact_write_items(
             TransactItems=[
                 {"Put": {"TableName": table.name, "Item": {"pk": {"S": "new"}}}},
                 {"ConditionCheck": {"TableName": table.name, "Key": {"pk": {"S": "limit"}}, "ConditionExpression": "v = :ten", "ExpressionAttributeValues": {":ten": {"N": "10"}}}},
                 {"Delete": {"TableName": table.name, "Key": {"pk": {"S": "balance"}}}},
             ],
             ClientRequestToken="token-1",
+            ReturnConsumedCapacity="TOTAL",
         )
+        # Twice the units of the same operations alone: two writes and a check of 1 KB.
+        self.assertEqual(out["ConsumedCapacity"], [{"TableName": table.name, "CapacityUnits": 6.0}])
         self.assertIn("Item", table.get_item(Key={"pk": "new"}))
         self.assertNotIn("Item", table.get_item(Key={"pk": "balance"}))
         got = CLIENT.transact_get_items(
             TransactItems=[
                 {"Get": {"TableName": table.name, "Key": {"pk": {"S": "new"}}}},
                 {"Get": {"TableName": table.name, "Key": {"pk": {"S": "balance"}}}},
-            ]
-        )["Responses"]
-        self.assertEqual(got, [{"Item": {"pk": {"S": "new"}}}, {}])
+            ],
+            ReturnConsumedCapacity="TOTAL",
+        )
+        self.assertEqual(got["Responses"], [{"Item": {"pk": {"S": "new"}}}, {}])
+        self.assertEqual(got["ConsumedCapacity"], [{"TableName": table.name, "CapacityUnits": 4.0}])
         code, message, _ = error_of(
             lambda: CLIENT.transact_write_items(
                 TransactItems=[

@@ -37,6 +37,47 @@ pub(crate) fn read_units(bytes: usize, consistent: bool) -> f64 {
     if consistent { units } else { units / 2.0 }
 }
 
+/// A transaction's `ConsumedCapacity` list: per table, in the order first named, the
+/// read and write units (already doubled, as DynamoDB charges transactions), or `None`
+/// when not asked for.
+pub(crate) fn transaction(
+    report: Report,
+    used: &[(std::sync::Arc<TableDef>, f64, f64)],
+) -> Option<Json> {
+    if report == Report::None {
+        return None;
+    }
+    let mut tables: Vec<(&TableDef, f64, f64)> = Vec::new();
+    for (def, read, write) in used {
+        match tables.iter_mut().find(|(d, ..)| d.name == def.name) {
+            Some(entry) => {
+                entry.1 += read;
+                entry.2 += write;
+            }
+            None => tables.push((def, *read, *write)),
+        }
+    }
+    Some(
+        tables
+            .into_iter()
+            .map(|(def, read, write)| {
+                let mut out = json!({ "TableName": def.name, "CapacityUnits": read + write });
+                if report == Report::Indexes {
+                    let split = json!({
+                        "CapacityUnits": read + write,
+                        "ReadCapacityUnits": read,
+                        "WriteCapacityUnits": write,
+                    });
+                    out["ReadCapacityUnits"] = json!(read);
+                    out["WriteCapacityUnits"] = json!(write);
+                    out["Table"] = split;
+                }
+                out
+            })
+            .collect(),
+    )
+}
+
 /// The `ConsumedCapacity` member, or `None` when not asked for.
 pub(crate) fn consumed(
     report: Report,

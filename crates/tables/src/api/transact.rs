@@ -10,6 +10,7 @@ use serde_json::{Value as Json, json};
 
 use super::{
     Tables,
+    capacity::{self, Report},
     exprs::{ExprMaps, Projection},
     internal,
     items::Guard,
@@ -168,7 +169,11 @@ pub(super) async fn transact_write_items(
         },
         None => None,
     };
+    let report = Report::from_req(req)?;
     let mut writes = Vec::with_capacity(actions.len());
+    // Which actions only check (charged as reads).
+    let mut checks = Vec::with_capacity(actions.len());
+    let mut tables_of = Vec::with_capacity(actions.len());
     let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
     for action in actions {
         let action = Req::parse(action)?;
@@ -270,6 +275,8 @@ pub(super) async fn transact_write_items(
             ));
         }
         seen.push((def.name.clone(), key.clone()));
+        checks.push(*kind == "ConditionCheck");
+        tables_of.push(Arc::clone(&def));
         writes.push(ItemWrite {
             table: def,
             key,
@@ -289,7 +296,31 @@ pub(super) async fn transact_write_items(
         }
     }
     match result {
-        Ok(_) => Ok(json!({})),
+        Ok(written) => {
+            let mut out = json!({});
+            // A transaction costs twice what the same reads and writes cost alone.
+            let used: Vec<_> = written
+                .iter()
+                .zip(&checks)
+                .zip(&tables_of)
+                .map(|((w, check), def)| {
+                    let size = w
+                        .new
+                        .as_ref()
+                        .map_or(0, item_size)
+                        .max(w.old.as_ref().map_or(0, item_size));
+                    if *check {
+                        (Arc::clone(def), 2.0 * capacity::read_units(size, true), 0.0)
+                    } else {
+                        (Arc::clone(def), 0.0, 2.0 * capacity::write_units(size))
+                    }
+                })
+                .collect();
+            if let Some(c) = capacity::transaction(report, &used) {
+                out["ConsumedCapacity"] = c;
+            }
+            Ok(out)
+        }
         Err(WriteFailure::Rejected(reasons)) => Err(cancelled(reasons)),
         Err(WriteFailure::Storage(e)) => Err(internal(e)),
     }
@@ -339,6 +370,7 @@ pub(super) async fn transact_get_items(tables: &Tables, req: &Req<'_>) -> Result
             "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to {MAX_ACTIONS}, Member must have length greater than or equal to 1"
         )));
     }
+    let report = Report::from_req(req)?;
     let mut plans = Vec::with_capacity(actions.len());
     for action in actions {
         let action = Req::parse(action)?;
@@ -360,7 +392,10 @@ pub(super) async fn transact_get_items(tables: &Tables, req: &Req<'_>) -> Result
         .collect();
     let items = tables.engine.get_many(keys).await.map_err(internal)?;
     let mut responses = Vec::with_capacity(plans.len());
-    for ((_, _, projection), item) in plans.into_iter().zip(items) {
+    let mut used = Vec::with_capacity(plans.len());
+    for ((def, _, projection), item) in plans.into_iter().zip(items) {
+        let size = item.as_ref().map_or(0, item_size);
+        used.push((def, 2.0 * capacity::read_units(size, true), 0.0));
         responses.push(match item {
             Some(item) => {
                 json!({ "Item": item_to_json(&Projection::apply_opt(projection.as_ref(), item)) })
@@ -368,7 +403,11 @@ pub(super) async fn transact_get_items(tables: &Tables, req: &Req<'_>) -> Result
             None => json!({}),
         });
     }
-    Ok(json!({ "Responses": responses }))
+    let mut out = json!({ "Responses": responses });
+    if let Some(c) = capacity::transaction(report, &used) {
+        out["ConsumedCapacity"] = c;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
