@@ -804,6 +804,21 @@ mod tests {
         );
         assert!(parse("((a = :n) AND (b = :n))").is_ok());
         assert!(parse("contains((a), :n)").is_ok());
+        // After a keyword, doubled parentheses are no function call's.
+        for doubled in [
+            "a = :n AND ((b = :n))",
+            "NOT ((a = :n))",
+            "a = :n or ((b = :n))",
+        ] {
+            assert_eq!(
+                err(doubled),
+                "The expression has redundant parentheses;",
+                "{doubled}"
+            );
+        }
+        assert!(parse("a = :n AND (b = :n)").is_ok());
+        assert!(parse("NOT (a = :n)").is_ok());
+        assert!(parse("a IN (:n, :n)").is_ok());
 
         let list = vec![":n"; 101].join(", ");
         assert_eq!(

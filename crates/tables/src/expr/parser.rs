@@ -165,9 +165,16 @@ impl<'s, 'p, 'a> Parser<'s, 'p, 'a> {
             let Some(close) = self.closes[open] else {
                 continue;
             };
-            let after_word = open
-                .checked_sub(1)
-                .is_some_and(|i| self.tokens[i].kind == TokenKind::Word);
+            // A function call's parentheses follow its name; a keyword (AND, OR, NOT,
+            // ...) is no function name.
+            let after_word = open.checked_sub(1).is_some_and(|i| {
+                let token = self.tokens[i];
+                token.kind == TokenKind::Word
+                    && !self
+                        .keywords
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(self.text(token)))
+            });
             let inner = open + 1;
             if !after_word && self.closes.get(inner).copied().flatten() == Some(close - 1) {
                 self.report(
