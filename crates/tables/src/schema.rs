@@ -186,6 +186,31 @@ pub const REGION: &str = "us-east-1";
 /// The account id Nimbus reports in ARNs.
 pub const ACCOUNT: &str = "000000000000";
 
+impl StreamDef {
+    /// A label for a stream created at `ms` (epoch milliseconds): the time in ISO 8601
+    /// with milliseconds and without a zone (UTC), as DynamoDB labels streams
+    /// (`2024-01-01T00:00:00.000`).
+    #[must_use]
+    pub fn label_at(ms: u64) -> String {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let mut label = humantime::format_rfc3339_millis(time).to_string();
+        label.pop(); // the `Z`
+        label
+    }
+
+    /// When the stream was created (epoch milliseconds), read from its label: an ISO
+    /// 8601 time, or the number of milliseconds older catalogs used.
+    #[must_use]
+    pub fn created_ms(&self) -> Option<u64> {
+        if let Ok(ms) = self.label.parse::<u64>() {
+            return Some(ms);
+        }
+        let time = humantime::parse_rfc3339(&format!("{}Z", self.label)).ok()?;
+        let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+        u64::try_from(since.as_millis()).ok()
+    }
+}
+
 impl TableDef {
     /// Turns the current stream off at `now_ms` (it joins [`TableDef::old_streams`]),
     /// and forgets old streams whose records have all expired.
@@ -340,5 +365,22 @@ mod tests {
             t.index_entry(&index, &item).is_none(),
             "wrong type: not indexed"
         );
+    }
+
+    #[test]
+    fn stream_labels_are_iso_times_and_older_numeric_ones_still_read() {
+        let label = StreamDef::label_at(1_700_000_000_123);
+        assert_eq!(label, "2023-11-14T22:13:20.123");
+        let stream = |label: &str| StreamDef {
+            view_type: "KEYS_ONLY".into(),
+            label: label.into(),
+            ended_ms: None,
+        };
+        assert_eq!(stream(&label).created_ms(), Some(1_700_000_000_123));
+        assert_eq!(
+            stream("1700000000123").created_ms(),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(stream("garbage").created_ms(), None);
     }
 }

@@ -24,7 +24,7 @@ fn now() -> f64 {
 
 /// A stream label: the creation time as DynamoDB prints it.
 fn stream_label() -> String {
-    format!("{}", now_millis())
+    StreamDef::label_at(now_millis())
 }
 
 fn now_millis() -> u64 {

@@ -347,7 +347,7 @@ fn stream_arn(def: &TableDef, stream: &StreamDef) -> String {
 /// The stream's only shard: the stream's creation time and a hash of the table and
 /// label, in DynamoDB's `shardId-{20 digits}-{8 hex}` form.
 fn shard_id(def: &TableDef, stream: &StreamDef) -> String {
-    let created: u64 = stream.label.parse().unwrap_or(0);
+    let created: u64 = stream.created_ms().unwrap_or(0);
     let hash = crc32fast::hash(format!("{}/{}", def.id, stream.label).as_bytes());
     format!("shardId-{created:020}-{hash:08x}")
 }
@@ -379,12 +379,10 @@ fn parse_sequence(s: &str) -> Result<u64, ApiError> {
         })
 }
 
-/// The stream's creation time, epoch seconds: its label is the creation time in
-/// milliseconds.
+/// The stream's creation time, epoch seconds, which its label gives.
 fn stream_created(def: &TableDef, stream: &StreamDef) -> f64 {
     stream
-        .label
-        .parse::<u64>()
+        .created_ms()
         .map_or(def.created, |ms| ms as f64 / 1000.0)
 }
 
