@@ -19,6 +19,7 @@ mod metrics;
 mod schedules;
 mod security;
 mod seed;
+mod services_access;
 mod stream_triggers;
 mod streams;
 mod todo_wasm;

@@ -9,7 +9,8 @@
 //! - `POST /nimbus/v1/functions/{name}/dlq/redrive`: queues them again (all of them, or
 //!   those a `{"ids": [...]}` body names), with their attempts reset.
 //!
-//! Errors are JSON: `{"message": "..."}` with the status saying what kind.
+//! Errors are JSON: `{"message": "..."}` with the status saying what kind. With a
+//! services token, every route needs `Authorization: Bearer <token>` (see `access`).
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -39,12 +40,12 @@ pub(crate) fn router(lambda: &Arc<Lambda>) -> Router {
 
 /// An admin API error: a status and a message, answered as `{"message": ...}`.
 #[derive(Debug)]
-struct Problem {
+pub(crate) struct Problem {
     status: StatusCode,
     message: String,
 }
 
-fn problem(status: StatusCode, message: impl Into<String>) -> Problem {
+pub(crate) fn problem(status: StatusCode, message: impl Into<String>) -> Problem {
     Problem {
         status,
         message: message.into(),

@@ -7,7 +7,9 @@ use std::{net::SocketAddr, time::Duration};
 pub struct Config {
     /// The gateway: the app's routes.
     pub listen: SocketAddr,
-    /// The services endpoint: AWS-compatible APIs, admin API, `/healthz`.
+    /// The services endpoint: AWS-compatible APIs, admin API, `/healthz`. Beyond
+    /// loopback it needs [`services_token`](Self::services_token), and serves the AWS APIs
+    /// to peers on this host only.
     pub services_listen: SocketAddr,
     /// How long in-flight requests may take to finish after a stop is asked for.
     pub shutdown_grace: Duration,
@@ -50,6 +52,10 @@ pub struct Config {
     pub log_retention: Option<nimbus_telemetry::logs::Retention>,
     /// Whether the node records metrics and serves them on `GET /metrics`.
     pub metrics: bool,
+    /// The token the services endpoint's admin API and `/metrics` require
+    /// (`Authorization: Bearer`). Required when `services_listen` is not a loopback
+    /// address.
+    pub services_token: Option<crate::ServicesToken>,
 }
 
 impl Config {
@@ -97,6 +103,7 @@ impl Default for Config {
             async_retry_base: Self::DEFAULT_ASYNC_RETRY_BASE,
             log_retention: Some(nimbus_telemetry::logs::Retention::default()),
             metrics: true,
+            services_token: None,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod admin;
 mod config;
 mod data_dir;
@@ -31,6 +32,7 @@ mod services;
 mod trace;
 mod triggers;
 
+pub use access::{MAX_TOKEN_LEN, MIN_TOKEN_LEN, ServicesToken, TokenError};
 pub use config::Config;
 pub use data_dir::{DataDir, DataDirError};
 pub use nimbus_dispatch::DispatchConfig;

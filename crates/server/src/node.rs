@@ -1,6 +1,12 @@
 //! A running node: both listeners, served until a stop is asked for.
 
-use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
 
 use std::collections::HashMap;
 
@@ -33,6 +39,14 @@ pub enum BindError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The services endpoint would listen beyond loopback without a token.
+    #[error(
+        "the services endpoint {addr} is not a loopback address, so it needs a token: give one with --services-token-file FILE (or NIMBUS_SERVICES_TOKEN), or listen on 127.0.0.1"
+    )]
+    ServicesUnprotected {
+        /// The address asked for.
+        addr: SocketAddr,
     },
     /// The app's routes, API keys or JWT authorizer cannot be served.
     #[error(transparent)]
@@ -137,6 +151,17 @@ async fn listen(role: &'static str, addr: SocketAddr) -> Result<TcpListener, Bin
     TcpListener::bind(addr)
         .await
         .map_err(|source| BindError::Listen { role, addr, source })
+}
+
+/// Where functions on this node reach the services endpoint bound to `bound`: on
+/// loopback when it listens on every address, since the AWS APIs are served to peers on
+/// loopback (or, on a bind to one address, that address) only.
+fn local_services_addr(bound: SocketAddr) -> SocketAddr {
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, bound.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, bound.port()).into(),
+        _ => bound,
+    }
 }
 
 /// A database URL without its password, for logs and errors.
@@ -307,6 +332,13 @@ impl Node {
         app: Option<AppSpec>,
         data: DataDir,
     ) -> Result<Node, BindError> {
+        if config.services_token.is_none()
+            && !config.services_listen.ip().to_canonical().is_loopback()
+        {
+            return Err(BindError::ServicesUnprotected {
+                addr: config.services_listen,
+            });
+        }
         let health = Health {
             app: app.as_ref().map(|a| a.name.clone()),
             version: env!("CARGO_PKG_VERSION"),
@@ -329,7 +361,7 @@ impl Node {
         let dispatcher = start_dispatcher(
             app.as_ref().unwrap_or(&empty),
             data.path(),
-            services_addr,
+            local_services_addr(services_addr),
             config.dispatch,
             config.python_sdk.as_deref(),
         )
@@ -391,6 +423,8 @@ impl Node {
         )
         .merge(logs_router)
         .merge(metrics_router);
+        let services_router =
+            crate::access::Access::new(services_addr, config.services_token).layer(services_router);
         Ok(Node {
             dispatcher,
             async_worker,
@@ -533,5 +567,45 @@ impl Node {
             let _ = tokio::task::spawn_blocking(move || logs.flush()).await;
         }
         stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn beyond_loopback_the_services_endpoint_needs_a_token() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data = DataDir::open(dir.path()).expect("a data directory");
+        let config = Config {
+            services_listen: ([0, 0, 0, 0], 0).into(),
+            metrics: false,
+            log_retention: None,
+            ..Config::default()
+        };
+        let e = Node::bind(config, None, data)
+            .await
+            .expect_err("an unprotected public services endpoint");
+        assert!(matches!(e, BindError::ServicesUnprotected { .. }), "{e:?}");
+        assert!(e.to_string().contains("--services-token-file"), "{e}");
+    }
+
+    #[test]
+    fn functions_reach_a_services_endpoint_on_every_address_over_loopback() {
+        let at = |s: &str| s.parse::<SocketAddr>().expect("an address");
+        assert_eq!(
+            local_services_addr(at("0.0.0.0:4566")),
+            at("127.0.0.1:4566")
+        );
+        assert_eq!(local_services_addr(at("[::]:4566")), at("[::1]:4566"));
+        assert_eq!(
+            local_services_addr(at("127.0.0.1:4566")),
+            at("127.0.0.1:4566")
+        );
+        assert_eq!(
+            local_services_addr(at("192.0.2.1:4566")),
+            at("192.0.2.1:4566")
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The services endpoint: the AWS-compatible APIs (DynamoDB now; Lambda, streams, events
-//! and queues plug in here as they are built), `/healthz`, and later the admin API.
+//! and queues plug in here as they are built), `/healthz`, and the admin API; `access`
+//! decides who may call them.
 
 use std::sync::Arc;
 
@@ -88,7 +89,7 @@ async fn aws(
 }
 
 /// Whether `path` is under an AWS REST API's version date, `/YYYY-MM-DD/`.
-fn is_rest_api_path(path: &str) -> bool {
+pub(crate) fn is_rest_api_path(path: &str) -> bool {
     let bytes = path.as_bytes();
     bytes.len() > 12
         && bytes[0] == b'/'

@@ -17,6 +17,8 @@ pub struct Endpoint {
         default_value = "http://127.0.0.1:4566"
     )]
     services: String,
+    #[command(flatten)]
+    token: super::TokenArgs,
 }
 
 impl Endpoint {
@@ -30,7 +32,9 @@ impl Endpoint {
     /// Sends a request and returns the JSON body (`Null` when empty), or fails with the
     /// node's message.
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = request
+        let response = self
+            .token
+            .authorize(request)?
             .send()
             .await
             .with_context(|| format!("cannot reach the node at {}", self.services))?;

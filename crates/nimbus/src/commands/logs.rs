@@ -43,6 +43,8 @@ pub struct Logs {
         default_value = "http://127.0.0.1:4566"
     )]
     services: String,
+    #[command(flatten)]
+    token: super::TokenArgs,
 }
 
 impl Logs {
@@ -71,9 +73,10 @@ impl Logs {
         if self.follow {
             params.push(("follow", "true".to_owned()));
         }
-        let mut response = reqwest::Client::new()
-            .get(&url)
-            .query(&params)
+        let request = reqwest::Client::new().get(&url).query(&params);
+        let mut response = self
+            .token
+            .authorize(request)?
             .send()
             .await
             .with_context(|| format!("cannot reach the node at {}", self.services))?;
@@ -208,6 +211,7 @@ mod tests {
             limit: None,
             json: false,
             services: String::new(),
+            token: super::super::TokenArgs::default(),
         };
         let mut out = Vec::new();
         let line = serde_json::json!({

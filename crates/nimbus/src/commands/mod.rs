@@ -143,6 +143,65 @@ pub(crate) struct ListenArgs {
     /// (`on`), or record none (`off`: `/metrics` answers 404).
     #[arg(long, env = "NIMBUS_METRICS", value_enum, default_value = "on")]
     metrics: Switch,
+    #[command(flatten)]
+    token: TokenArgs,
+}
+
+/// The environment variable holding the services token itself (there is no flag for it:
+/// a command line is visible to every user of the machine).
+const TOKEN_ENV: &str = "NIMBUS_SERVICES_TOKEN";
+
+/// The services token: required by a node's admin API and `/metrics` when set, and sent
+/// by the commands that call them.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// File holding the services token (or set NIMBUS_SERVICES_TOKEN to the token
+    /// itself): the admin API and /metrics then need `Authorization: Bearer <token>`, and
+    /// `nimbus logs` and `nimbus dlq` send it. Required when --services-listen is not a
+    /// loopback address; at least 16 characters.
+    #[arg(long, env = "NIMBUS_SERVICES_TOKEN_FILE", value_name = "FILE")]
+    services_token_file: Option<std::path::PathBuf>,
+}
+
+impl TokenArgs {
+    /// The token from --services-token-file or `NIMBUS_SERVICES_TOKEN`, if either is set.
+    pub(crate) fn token(&self) -> anyhow::Result<Option<nimbus_server::ServicesToken>> {
+        use anyhow::Context as _;
+        let from_env = std::env::var_os(TOKEN_ENV);
+        match (&self.services_token_file, from_env) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "the services token is given twice: use --services-token-file (NIMBUS_SERVICES_TOKEN_FILE) or {TOKEN_ENV}, not both"
+            ),
+            (Some(file), None) => {
+                let place = file.display();
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the services token file {place}"))?;
+                nimbus_server::ServicesToken::new(&text)
+                    .with_context(|| format!("cannot use the services token in {place}"))
+                    .map(Some)
+            }
+            (None, Some(value)) => {
+                let text = value
+                    .into_string()
+                    .map_err(|_| anyhow::anyhow!("{TOKEN_ENV} is not UTF-8"))?;
+                nimbus_server::ServicesToken::new(&text)
+                    .with_context(|| format!("cannot use {TOKEN_ENV}"))
+                    .map(Some)
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `request` with the token as `Authorization: Bearer`, when there is one.
+    pub(crate) fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        Ok(match self.token()? {
+            Some(token) => request.bearer_auth(token.as_str()),
+            None => request,
+        })
+    }
 }
 
 /// A feature turned on or off.
@@ -214,8 +273,12 @@ fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl ListenArgs {
-    pub(crate) fn config(&self) -> nimbus_server::Config {
-        nimbus_server::Config {
+    /// The node's configuration.
+    ///
+    /// # Errors
+    /// When the services token cannot be read or is not a valid one.
+    pub(crate) fn config(&self) -> anyhow::Result<nimbus_server::Config> {
+        Ok(nimbus_server::Config {
             listen: self.listen,
             services_listen: self.services_listen,
             shutdown_grace: self.shutdown_grace,
@@ -243,7 +306,8 @@ impl ListenArgs {
                 },
             ),
             metrics: self.metrics == Switch::On,
-        }
+            services_token: self.token.token()?,
+        })
     }
 }
 

@@ -21,7 +21,7 @@ impl Serve {
     /// Runs the node until SIGINT or SIGTERM.
     pub async fn run(self) -> anyhow::Result<()> {
         let data = DataDir::open(&self.data_dir)?;
-        let node = Node::bind(self.listen.config(), None, data).await?;
+        let node = Node::bind(self.listen.config()?, None, data).await?;
         super::serve_until_signal(node).await
     }
 }

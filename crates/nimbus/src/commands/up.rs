@@ -94,7 +94,7 @@ impl Up {
             "app loaded"
         );
         let summary = app.clone();
-        let mut config = self.listen.config();
+        let mut config = self.listen.config()?;
         config.python_sdk = python_sdk;
         let node = Node::bind(config, Some(app), data).await?;
         let _watch = if self.no_watch {
