@@ -498,6 +498,21 @@ fn logs_are_queried_by_request_id_text_and_time_and_followed() {
     let bad = get("/nimbus/v1/functions/f/logs?since=soon");
     assert_eq!(bad.status, 400);
     assert!(bad.json()["message"].as_str().unwrap().contains("since"));
+    // Another method, and a name that is not UTF-8, get the same JSON shape.
+    for (method, path, status) in [
+        ("POST", "/nimbus/v1/functions/f/logs", 405),
+        ("DELETE", "/nimbus/v1/functions/f/dlq", 405),
+        ("GET", "/nimbus/v1/functions/%FF/logs", 400),
+        ("GET", "/nimbus/v1/functions/%FF/dlq", 400),
+    ] {
+        let r = http(node.services(), method, path, &[], "").unwrap();
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        assert!(
+            r.json()["message"].is_string(),
+            "{method} {path}: {}",
+            r.body
+        );
+    }
     let out = Command::new(nimbus_bin())
         .args(["logs", "f", "--since", "soon", "--services"])
         .arg(format!("http://{}", node.services()))

@@ -400,7 +400,14 @@ impl AsyncQueue {
                 .chunks(REDRIVE_ENTRIES)
                 .map(<[EventId]>::to_vec)
                 .collect(),
-            None => self.dead_chunks(function)?,
+            // Sizing every entry reads the whole store: off the async workers.
+            None => {
+                let db = Arc::clone(&self.db);
+                let function = function.to_owned();
+                tokio::task::spawn_blocking(move || dead_chunks(&db, &function))
+                    .await
+                    .map_err(storage)??
+            }
         };
         let mut moved = Vec::new();
         for chunk in chunks {
@@ -415,32 +422,31 @@ impl AsyncQueue {
         }
         Ok(moved)
     }
+}
 
-    /// The ids of `function`'s dead letters, in chunks of at most [`REDRIVE_ENTRIES`]
-    /// entries and (but for a single larger entry) [`REDRIVE_BYTES`].
-    fn dead_chunks(&self, function: &str) -> Result<Vec<Vec<EventId>>, QueueError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let dead = txn.open_table(DEAD).map_err(storage)?;
-        let (mut chunks, mut chunk, mut bytes) = (Vec::new(), Vec::new(), 0);
-        for entry in dead
-            .range((function, 0u128)..=(function, u128::MAX))
-            .map_err(storage)?
-        {
-            let (key, value) = entry.map_err(storage)?;
-            let size = value.value().len();
-            if !chunk.is_empty() && (chunk.len() == REDRIVE_ENTRIES || bytes + size > REDRIVE_BYTES)
-            {
-                chunks.push(std::mem::take(&mut chunk));
-                bytes = 0;
-            }
-            chunk.push(EventId::from_u128(key.value().1));
-            bytes += size;
+/// The ids of `function`'s dead letters, in chunks of at most [`REDRIVE_ENTRIES`]
+/// entries and (but for a single larger entry) [`REDRIVE_BYTES`].
+fn dead_chunks(db: &Database, function: &str) -> Result<Vec<Vec<EventId>>, QueueError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let dead = txn.open_table(DEAD).map_err(storage)?;
+    let (mut chunks, mut chunk, mut bytes) = (Vec::new(), Vec::new(), 0);
+    for entry in dead
+        .range((function, 0u128)..=(function, u128::MAX))
+        .map_err(storage)?
+    {
+        let (key, value) = entry.map_err(storage)?;
+        let size = value.value().len();
+        if !chunk.is_empty() && (chunk.len() == REDRIVE_ENTRIES || bytes + size > REDRIVE_BYTES) {
+            chunks.push(std::mem::take(&mut chunk));
+            bytes = 0;
         }
-        if !chunk.is_empty() {
-            chunks.push(chunk);
-        }
-        Ok(chunks)
+        chunk.push(EventId::from_u128(key.value().1));
+        bytes += size;
     }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    Ok(chunks)
 }
 
 impl Drop for AsyncQueue {
@@ -1384,7 +1390,7 @@ mod tests {
             }
         }
         txn.commit().unwrap();
-        let chunks = queue.dead_chunks("f").unwrap();
+        let chunks = dead_chunks(&queue.db, "f").unwrap();
         assert_eq!(
             chunks.iter().map(Vec::len).collect::<Vec<_>>(),
             [REDRIVE_ENTRIES, REDRIVE_ENTRIES, 1]

@@ -17,7 +17,10 @@ use std::{collections::HashSet, sync::Arc};
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -35,7 +38,31 @@ pub(crate) fn router(lambda: &Arc<Lambda>) -> Router {
             "/nimbus/v1/functions/{name}/dlq/{id}",
             get(show).delete(delete),
         )
+        .method_not_allowed_fallback(|| async {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this method is not allowed on this path of the admin API",
+            )
+        })
         .with_state(Arc::clone(lambda))
+}
+
+/// A path's parameters, or a 400 in the admin API's shape (a segment that is not
+/// UTF-8 once decoded, for one).
+fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, Problem> {
+    path.map(|Path(t)| t)
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+/// Runs a read of the event store on the blocking pool: a page of dead letters may
+/// be megabytes read from disk, which would hold up an async worker.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, QueueError> + Send + 'static,
+) -> Result<T, Problem> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(result) => result.map_err(Problem::from),
+        Err(e) => Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
 }
 
 /// An admin API error: a status and a message, answered as `{"message": ...}`.
@@ -103,10 +130,10 @@ struct ListQuery {
 
 async fn list(
     State(lambda): State<Arc<Lambda>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let name = function(&lambda, &name)?;
+    let name = function(&lambda, &path(name)?)?;
     let Query(query) = query.map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = match query.limit {
         None => PAGE,
@@ -119,7 +146,9 @@ async fn list(
         }
     };
     let after = query.after.as_deref().map(event_id).transpose()?;
-    let (entries, next) = lambda.events.dead_letters(&name, after, limit)?;
+    let events = Arc::clone(&lambda.events);
+    let function = name.clone();
+    let (entries, next) = blocking(move || events.dead_letters(&function, after, limit)).await?;
     let mut body = json!({
         "function": name,
         "count": entries.len(),
@@ -133,11 +162,14 @@ async fn list(
 
 async fn show(
     State(lambda): State<Arc<Lambda>>,
-    Path((name, id)): Path<(String, String)>,
+    params: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, Problem> {
+    let (name, id) = path(params)?;
     let name = function(&lambda, &name)?;
     let id = event_id(&id)?;
-    match lambda.events.dead_letter(&name, id)? {
+    let events = Arc::clone(&lambda.events);
+    let function = name.clone();
+    match blocking(move || events.dead_letter(&function, id)).await? {
         Some(entry) => Ok(Json(entry.to_json()).into_response()),
         None => Err(no_entry(&name, id)),
     }
@@ -145,8 +177,9 @@ async fn show(
 
 async fn delete(
     State(lambda): State<Arc<Lambda>>,
-    Path((name, id)): Path<(String, String)>,
+    params: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, Problem> {
+    let (name, id) = path(params)?;
     let name = function(&lambda, &name)?;
     let id = event_id(&id)?;
     if lambda.events.delete_dead_letter(&name, id).await? {
@@ -190,10 +223,10 @@ fn redrive_ids(body: &[u8]) -> Result<Option<Vec<EventId>>, Problem> {
 
 async fn redrive(
     State(lambda): State<Arc<Lambda>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let name = function(&lambda, &name)?;
+    let name = function(&lambda, &path(name)?)?;
     let ids = redrive_ids(&body)?;
     let asked = ids.clone().unwrap_or_default();
     let moved = lambda.events.redrive(&name, ids).await?;

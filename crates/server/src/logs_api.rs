@@ -28,7 +28,10 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{Path, Query as QueryParams, State, rejection::QueryRejection},
+    extract::{
+        Path, Query as QueryParams, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::StatusCode,
     response::{
         IntoResponse, Response,
@@ -86,6 +89,12 @@ pub(crate) fn router(app: Option<&AppSpec>, store: Option<LogStore>) -> Router {
         .collect();
     Router::new()
         .route("/nimbus/v1/functions/{name}/logs", get(logs))
+        .method_not_allowed_fallback(|| async {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the logs API answers GET only",
+            )
+        })
         .with_state(Arc::new(LogsApi { functions, store }))
 }
 
@@ -160,9 +169,13 @@ fn asked(params: Vec<(String, String)>, now: SystemTime) -> Result<Asked, String
 
 async fn logs(
     State(api): State<Arc<LogsApi>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     if !api.functions.contains(&name) {
         return problem(
             StatusCode::NOT_FOUND,
