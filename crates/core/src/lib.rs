@@ -16,6 +16,7 @@
 //! ```
 
 mod app;
+pub mod cron;
 mod event;
 mod function;
 mod invoke;

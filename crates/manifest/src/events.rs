@@ -345,38 +345,9 @@ pub(crate) fn schedule(s: &str) -> Result<ScheduleExpression, String> {
         let Ok(fields) = <[&str; 6]>::try_from(fields) else {
             return Err(expected.to_owned());
         };
-        const NUMERIC: &str = "0123456789,-*/";
-        let allowed = [
-            NUMERIC.to_owned(),
-            NUMERIC.to_owned(),
-            format!("{NUMERIC}?LW"),
-            format!("{NUMERIC}ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
-            format!("{NUMERIC}?L#ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
-            NUMERIC.to_owned(),
-        ];
-        let chars_ok = fields
-            .iter()
-            .zip(&allowed)
-            .all(|(field, allowed)| field.chars().all(|c| allowed.contains(c)));
-        // Numbers in each field must be in its range (the step after `/` only positive).
-        const RANGES: [(u32, u32); 6] = [(0, 59), (0, 23), (1, 31), (1, 12), (1, 7), (1970, 2199)];
-        let numbers_ok = fields.iter().zip(RANGES).all(|(field, (lo, hi))| {
-            field.split(',').all(|part| {
-                let (values, step) = match part.split_once('/') {
-                    Some((values, step)) => (values, Some(step)),
-                    None => (part, None),
-                };
-                let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|s| s > 0));
-                let values_ok = values
-                    .split(['-', '#'])
-                    .filter_map(|v| v.trim_end_matches(['L', 'W']).parse::<u32>().ok())
-                    .all(|n| (lo..=hi).contains(&n) || (values.contains('#') && n <= 5));
-                step_ok && values_ok
-            })
-        });
-        let question = (fields[2] == "?") != (fields[4] == "?");
-        if !chars_ok || !numbers_ok || !question {
-            return Err(expected.to_owned());
+        // The scheduler's own parser, so that what validates is what runs.
+        if let Err(e) = nimbus_core::cron::Cron::from_fields(&fields) {
+            return Err(format!("{expected}: {e}"));
         }
         return Ok(ScheduleExpression::Cron {
             fields: fields.map(str::to_owned),
@@ -420,6 +391,16 @@ mod tests {
         assert!(schedule("cron(0 0 32 * ? *)").is_err());
         assert!(schedule("cron(0 10 ? * 6#3 *)").is_ok());
         assert!(schedule("cron(0/0 * * * ? *)").is_err());
+        // What the scheduler refuses, validation refuses: a week day numbered 0, a step
+        // longer than its field, a day-of-month range that would wrap, unknown names.
+        for refused in [
+            "cron(0 10 ? * 0#1 *)",
+            "cron(0/90 12 ? * MON *)",
+            "cron(0 0 31-1 * ? *)",
+            "cron(0 0 ? * MON-FOO *)",
+        ] {
+            assert!(schedule(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -24,8 +24,6 @@
 //! Everything time-related takes the time as an argument or through a [`Clock`], so that
 //! tests run without waiting.
 
-mod calendar;
-mod cron;
 mod lease;
 mod runner;
 
@@ -34,8 +32,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use nimbus_core::ScheduleExpression;
 use serde::Serialize;
 
-pub use cron::{Cron, CronError};
 pub use lease::{LocalLease, ScheduleLease, ScheduleState};
+pub use nimbus_core::cron::{Cron, CronError};
 pub use runner::{Fired, Scheduler, Schedules};
 
 use crate::QueueError;

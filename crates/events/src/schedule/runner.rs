@@ -315,7 +315,9 @@ mod tests {
     use nimbus_core::{EventSpec, RetryPolicy, ScheduleExpression, limits};
 
     use super::*;
-    use crate::{LocalLease, schedule::calendar::days_from_civil};
+    use nimbus_core::cron::calendar::days_from_civil;
+
+    use crate::LocalLease;
 
     const MINUTE: u64 = 60_000;
 

@@ -25,11 +25,11 @@
 //! grammar above is EventBridge's own (Quartz-like numbering, `?`, the year field), and
 //! checking it exactly is most of the work a translation for another crate would need.
 
+pub mod calendar;
+
 use std::{fmt, str::FromStr};
 
-use super::calendar::{
-    DAY_MINUTES, MINUTE_MS, civil_from_days, days_from_civil, days_in_month, weekday,
-};
+use calendar::{DAY_MINUTES, MINUTE_MS, civil_from_days, days_from_civil, days_in_month, weekday};
 
 /// The first year a schedule can fire in.
 pub(crate) const MIN_YEAR: i64 = 1970;

@@ -5,12 +5,12 @@
 //! (Saturday).
 
 /// Milliseconds in a minute.
-pub(crate) const MINUTE_MS: u64 = 60_000;
+pub const MINUTE_MS: u64 = 60_000;
 /// Minutes in a day.
-pub(crate) const DAY_MINUTES: u64 = 1440;
+pub const DAY_MINUTES: u64 = 1440;
 
 /// Days since 1970-01-01 of a civil date (`month` 1-12, `day` 1-31).
-pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     // Years counted from March, so that the leap day ends the year.
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -22,7 +22,7 @@ pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 /// The civil date `(year, month, day)` of a day since 1970-01-01.
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
@@ -38,12 +38,12 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Whether `year` has a 29 February.
-pub(crate) fn is_leap(year: i64) -> bool {
+pub fn is_leap(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
 
 /// How many days `month` of `year` has.
-pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
+pub fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         2 if is_leap(year) => 29,
         2 => 28,
@@ -53,7 +53,7 @@ pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
 }
 
 /// The weekday of a day since 1970-01-01, 1 (Sunday) to 7 (Saturday).
-pub(crate) fn weekday(days: i64) -> u32 {
+pub fn weekday(days: i64) -> u32 {
     // 1970-01-01 was a Thursday (5).
     (days + 4).rem_euclid(7) as u32 + 1
 }
