@@ -233,6 +233,7 @@ impl JwtAuthorizer {
                 let client = reqwest::Client::builder()
                     .timeout(FETCH_TIMEOUT)
                     .user_agent(concat!("nimbus/", env!("CARGO_PKG_VERSION")))
+                    .redirect(reqwest::redirect::Policy::custom(jwks_redirect))
                     .build()
                     .map_err(|e| fetch_error(error_chain(&e)))?;
                 let (set, skipped) = fetch_jwks(&client, url).await.map_err(fetch_error)?;
@@ -696,6 +697,27 @@ async fn refresh_periodically(remote: Weak<RemoteKeys>, every: Duration) {
             return;
         };
         remote.refresh().await;
+    }
+}
+
+/// Which redirects a JWKS fetch follows: at most five, each to `https`, or to plain
+/// `http` on the host it came from. The manifest lets a JWKS URL use plain `http` on
+/// this machine only; a redirect must not take the keys' source to plain `http`
+/// elsewhere (an `https` JWKS server redirecting to `http` would hand the keys to
+/// anyone on the path).
+fn jwks_redirect(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    if attempt.previous().len() > 5 {
+        return attempt.error("more than 5 redirects");
+    }
+    let next = attempt.url();
+    let same_host = |previous: &reqwest::Url| {
+        previous.scheme() == "http" && previous.host_str() == next.host_str()
+    };
+    if next.scheme() == "https" || attempt.previous().last().is_some_and(same_host) {
+        attempt.follow()
+    } else {
+        let refusal = format!("a redirect to {next}, plain http on another host");
+        attempt.error(refusal)
     }
 }
 
@@ -1719,6 +1741,38 @@ mod tests {
                 "cannot fetch the JWKS at {url}: \
                  the server answered HTTP 500 Internal Server Error"
             )
+        );
+
+        // Redirects are followed on the same host, never to plain http on another.
+        let (_server, keys) = KeyServer::start("jwks.json").await;
+        let redirect = |to: String| {
+            Router::new().route(
+                "/jwks.json",
+                get(move || {
+                    let to = to.clone();
+                    async move { axum::response::Redirect::temporary(&to) }
+                }),
+            )
+        };
+        let serve = |app: Router| async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            addr
+        };
+        let elsewhere = keys.replace("127.0.0.1", "localhost");
+        let away = serve(redirect(elsewhere)).await;
+        let url = format!("http://{away}/jwks.json");
+        let e = JwtAuthorizer::new(&spec(JwtKeys::JwksUrl(url), &["RS256"]))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("plain http on another host"), "{e}");
+        let near = serve(redirect(keys)).await;
+        let url = format!("http://{near}/jwks.json");
+        assert!(
+            JwtAuthorizer::new(&spec(JwtKeys::JwksUrl(url), &["RS256"]))
+                .await
+                .is_ok()
         );
 
         // A port nothing listens on any more.
