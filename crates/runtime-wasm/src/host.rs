@@ -31,6 +31,12 @@ pub(crate) const MAX_RESOURCES: usize = 4_096;
 /// past this traps. wasmtime-wasi-http's default is
 /// 2 GiB, which let a guest copy gigabytes of header values into the host.
 pub(crate) const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// Most bytes one `get-random-bytes` call may ask for. wasmtime-wasi's default is 2 GiB,
+/// filled in host memory (outside `memory_mb`) by a host call the deadline cannot
+/// interrupt; more is a trap.
+pub(crate) const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
+/// Most characters of a denied request's URI the log note quotes.
+const NOTED_URI_CHARS: usize = 512;
 
 /// Why the host ended a guest's run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +84,7 @@ impl Host {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(MAX_FIELD_BYTES);
@@ -137,9 +144,13 @@ impl WasiHttpView for Host {
     ) -> HttpResult<HostFutureIncomingResponse> {
         if !self.outbound.allows(request.uri()) {
             // The guest gets an error it can report; the user learns why from the log.
+            let uri = request.uri().to_string();
+            let shown = match uri.char_indices().nth(NOTED_URI_CHARS) {
+                Some((cut, _)) => format!("{}...", &uri[..cut]),
+                None => uri,
+            };
             self.logs.note(&format!(
-                "nimbus: outbound request to {} denied: not the services endpoint nor in allowed_outbound_hosts",
-                request.uri()
+                "nimbus: outbound request to {shown} denied: not the services endpoint nor in allowed_outbound_hosts"
             ));
             return Err(ErrorCode::HttpRequestDenied.into());
         }

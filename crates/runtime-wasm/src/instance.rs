@@ -87,6 +87,9 @@ pub(crate) struct WasmInstance {
     served: u32,
     /// The instantiation time, until the first invocation reports it.
     pending_init: Option<Duration>,
+    /// When the current invocation's run began, if it instantiated first (per-request
+    /// mode): its `Duration` leaves the instantiation out, as Lambda's leaves out init.
+    run_from: Option<Instant>,
     /// The most linear memory any of this instance's stores has had, in bytes.
     peak_bytes: usize,
     stop: Arc<StopSignal>,
@@ -337,6 +340,7 @@ impl WasmInstance {
             live: None,
             served: 0,
             pending_init: None,
+            run_from: None,
             peak_bytes: 0,
             stopper: stopper_of(&stop),
             stop,
@@ -372,7 +376,9 @@ impl WasmInstance {
         let request_id = invocation.request_id.clone();
         self.logs.begin(&request_id);
         let request = invocation.request.take();
+        self.run_from = None;
         let (outcome, reusable, init_duration, peak) = self.exchange(&invocation, request).await;
+        let run_duration = self.run_from.take().map(|from| from.elapsed());
         self.peak_bytes = self.peak_bytes.max(peak);
         let log_tail = self.logs.end();
         let peak = match self.function.instances {
@@ -385,7 +391,7 @@ impl WasmInstance {
             init_duration,
             log_tail,
             max_memory_mb: Some(u64::try_from(peak.div_ceil(1 << 20)).unwrap_or(u64::MAX)),
-            run_duration: None,
+            run_duration,
         }
     }
 
@@ -449,7 +455,10 @@ impl WasmInstance {
             ))
             .await
             {
-                Ok((live, init)) => (live, Some(init)),
+                Ok((live, init)) => {
+                    self.run_from = Some(Instant::now());
+                    (live, Some(init))
+                }
                 Err(e) => {
                     self.logs
                         .detail(&format!("nimbus: cannot instantiate: {}", causes(&e)));
@@ -542,6 +551,17 @@ impl WasmInstance {
                                 self.function.memory_mb,
                                 trap_message(&trap)
                             ),
+                        )
+                    }
+                    // The guest called `wasi:cli/exit`: the runtime exited, as a
+                    // Lambda runtime process that exits does.
+                    (None, _) if trap.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() => {
+                        let status = trap
+                            .downcast_ref::<wasmtime_wasi::I32Exit>()
+                            .map_or(0, |exit| exit.0);
+                        error(
+                            "Runtime.ExitError",
+                            &format!("Runtime exited with error: exit status {status}"),
                         )
                     }
                     (None, _) => {

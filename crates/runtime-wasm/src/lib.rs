@@ -52,7 +52,7 @@
 //! | `Function.ResponseSizeTooLarge` | the response payload (for an HTTP request, the response body) is over 6 MB | yes, unless the guest then trapped |
 //! | `Runtime.InvalidEvent` | an HTTP event that does not make a request (bad method, bad base64) | yes |
 //! | `Runtime.InitError` | a per-request instantiation failed (e.g. the pool is full), or did not finish by the deadline | no |
-//! | `Runtime.ExitError` | the instance was stopped during the invocation | no |
+//! | `Runtime.ExitError` | the instance was stopped during the invocation, or the guest called `wasi:cli/exit` (`Runtime exited with error: exit status N`) | no |
 //!
 //! Messages read `RequestId: <id> Error: <what>`, as Lambda's do.
 //!

@@ -188,8 +188,15 @@ impl LogSink {
     }
 
     /// Writes a line of the platform's own (a denied request) into the invocation's log.
+    /// Notes count against the invocation's output limit like the guest's own output:
+    /// a guest can make the host note something in a loop.
     pub(crate) fn note(&self, text: &str) {
         let mut state = self.lock();
+        if text.len() > MAX_OUTPUT_BYTES.saturating_sub(state.written) {
+            state.dropped += text.len();
+            return;
+        }
+        state.written += text.len();
         for line in text.lines() {
             state.emit(line.as_bytes());
         }
@@ -331,6 +338,16 @@ mod tests {
         assert!(tail.len() <= LOG_TAIL_BYTES);
         assert!(tail.ends_with("bytes per invocation)"), "{tail}");
         assert!(tail.contains("nimbus: "));
+
+        // Notes the host writes for the guest count against the same limit.
+        sink.begin("r3");
+        let note = "n".repeat(1000);
+        for _ in 0..2000 {
+            sink.note(&note);
+        }
+        let state = sink.lock();
+        assert!(state.written <= MAX_OUTPUT_BYTES, "{}", state.written);
+        assert!(state.dropped >= 2000 * 1000 - MAX_OUTPUT_BYTES);
     }
 
     #[test]

@@ -12,6 +12,8 @@ async fn a_reused_instance_keeps_its_globals() {
         assert!(report.reusable);
         assert_eq!(body(&report)["count"], n);
         assert_eq!(report.init_duration.is_some(), n == 1);
+        // Instantiated at start, not in the invocation: the dispatcher times the run.
+        assert!(report.run_duration.is_none());
         assert!(
             report
                 .max_memory_mb
@@ -30,6 +32,9 @@ async fn a_per_request_instance_starts_afresh_every_time() {
         assert!(report.reusable);
         assert_eq!(body(&report)["count"], 1);
         assert!(report.init_duration.is_some());
+        // Instantiated inside the invocation: the run is timed apart from it, so that
+        // `Duration` leaves out what `Init Duration` reports.
+        assert!(report.run_duration.is_some());
     }
 }
 

@@ -204,6 +204,36 @@ async fn a_host_call_that_panics_ends_only_its_request() {
 }
 
 #[tokio::test]
+async fn random_bytes_are_given_a_megabyte_at_a_time() {
+    let mut instance = start(spec("random", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-some", get("/random?65536")).await;
+    assert_eq!(result(&report)["body"], "65536");
+    // wasmtime-wasi would fill up to 2 GiB of host memory for one call, in a host call
+    // the deadline cannot interrupt; past a megabyte the call traps instead (two would
+    // fit in the guest's memory).
+    let report = invoke(&mut instance, "r-more", get("/random?2097152")).await;
+    assert_eq!(error(&report).0, "Runtime.Trap");
+    assert!(!report.reusable);
+    let mut instance = start(spec("random", InstanceMode::Reuse)).await;
+    let report = invoke(&mut instance, "r-after", get("/count")).await;
+    assert_eq!(body(&report)["count"], 1);
+}
+
+#[tokio::test]
+async fn a_guest_that_exits_ends_its_request_as_an_exited_runtime() {
+    for (query, status) in [("fail", 1), ("ok", 0)] {
+        let mut instance = start(spec("exits", InstanceMode::Reuse)).await;
+        let report = invoke(&mut instance, "r-exit", get(&format!("/exit?{query}"))).await;
+        assert_failed(
+            &report,
+            "Runtime.ExitError",
+            &format!("Runtime exited with error: exit status {status}"),
+        );
+        assert!(!report.reusable);
+    }
+}
+
+#[tokio::test]
 async fn a_constructor_that_waits_on_the_host_ends_at_the_timeout() {
     // A Rust component runs its constructors on the first call into it, so the wait
     // falls in the first request, whichever the instance mode.

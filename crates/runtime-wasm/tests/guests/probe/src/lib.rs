@@ -19,6 +19,8 @@
 //! - `/handles?<n>`: holds that many header-field resources at once, then answers `held`
 //! - `/names?<n>`: builds one header-field resource from a list of that many distinct
 //!   names with empty values; answers `built` (or `refused`)
+//! - `/random?<n>`: asks the host for that many random bytes; answers how many came
+//! - `/exit?ok` and `/exit?fail`: exits the component (`wasi:cli/exit`, status 0 or 1)
 //!
 //! With `PROBE_INIT_SLEEP_MS` set, a constructor waits that long on a WASI clock (a Rust
 //! component runs its constructors on the first call into it).
@@ -309,6 +311,16 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                     Ok(_) => "built",
                     Err(_) => "refused",
                 };
+                respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
+            }
+            "/exit" => {
+                wasip2::cli::exit::exit(if query == "ok" { Ok(()) } else { Err(()) });
+                unreachable!("wasi:cli/exit returned");
+            }
+            "/random" => {
+                let n: u64 = query.parse().unwrap_or(0);
+                let bytes = wasip2::random::random::get_random_bytes(n);
+                let answer = bytes.len().to_string();
                 respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
             }
             "/cookies" => respond(
