@@ -138,12 +138,19 @@ impl Pool {
     }
 
     /// Keeps an instance for the next invocation, unless its code was replaced since.
+    ///
+    /// The generation is read with the idle list locked (the list's lock, then the
+    /// definition's: `reload` never holds both), so an instance pushed here either
+    /// sees a reload's new generation, or is in the list before the reload clears out
+    /// the old generation.
     fn put_back(&self, instance: Box<dyn Instance>, generation: u64) {
+        let mut idle = lock(&self.idle);
         if self.loaded().1 != generation {
+            drop(idle);
             tokio::spawn(instance.stop());
             return;
         }
-        lock(&self.idle).push(Idle {
+        idle.push(Idle {
             instance,
             since: Instant::now(),
             generation,
@@ -313,7 +320,7 @@ impl Dispatcher {
         let Some(pool) = self.pools.get(&name) else {
             return Err(ReloadError::Unknown(name));
         };
-        let old_idle: Vec<Idle> = {
+        let generation = {
             let mut loaded = pool
                 .loaded
                 .write()
@@ -340,7 +347,15 @@ impl Dispatcher {
             }
             loaded.function = Arc::new(function);
             loaded.generation += 1;
-            lock(&pool.idle).drain(..).collect()
+            loaded.generation
+        };
+        // After the definition's lock is released (see `put_back`): every instance of an
+        // older generation, including one put back while the generation changed.
+        let old_idle: Vec<Idle> = {
+            let mut idle = lock(&pool.idle);
+            let (current, old) = idle.drain(..).partition(|i| i.generation == generation);
+            *idle = current;
+            old
         };
         for idle in old_idle {
             tokio::spawn(idle.instance.stop());
@@ -372,9 +387,13 @@ impl Dispatcher {
             };
             for idle in expired {
                 tracing::debug!(function = %pool.loaded().0.name, "stopping an idle instance");
-                idle.instance.stop().await;
+                tokio::spawn(idle.instance.stop());
             }
-            pool.top_up().await;
+            // Each pool tops up on a task of its own: a function whose instances are slow
+            // to start (each up to its timeout) must not hold up the others' reaping and
+            // top-up. `top_up` runs one at a time per pool.
+            let pool = Arc::clone(pool);
+            tokio::spawn(async move { pool.top_up().await });
         }
     }
 
@@ -639,6 +658,8 @@ mod tests {
         stopped: Arc<AtomicUsize>,
         /// Set when a busy instance was stopped through its stopper.
         terminated: Arc<tokio::sync::Notify>,
+        /// Functions whose instances never finish starting.
+        hang: Mutex<Vec<String>>,
     }
 
     struct FakeInstance {
@@ -655,6 +676,9 @@ mod tests {
             function: Arc<FunctionSpec>,
         ) -> BoxFuture<'_, Result<Box<dyn Instance>, StartError>> {
             self.started.fetch_add(1, Ordering::SeqCst);
+            if lock(&self.hang).contains(&function.name) {
+                return Box::pin(std::future::pending());
+            }
             let instance = FakeInstance {
                 function,
                 running: Arc::clone(&self.running),
@@ -879,6 +903,27 @@ mod tests {
             d.reload(function("zz", 1, "x")).await,
             Err(ReloadError::Unknown("zz".to_owned()))
         );
+    }
+
+    /// A function whose warm instances never finish starting holds up neither the
+    /// reaping nor the top-up of the others.
+    #[tokio::test]
+    async fn a_pool_slow_to_start_does_not_hold_up_the_reaper() {
+        let mut slow = function("slow", 2, "s");
+        slow.concurrency.min_warm = 1;
+        let config = DispatchConfig {
+            idle_timeout: Duration::ZERO,
+            ..DispatchConfig::default()
+        };
+        let (d, fake) = dispatcher(vec![slow, function("fast", 2, "f")], config);
+        lock(&fake.hang).push("slow".to_owned());
+        assert_eq!(call(&d, "fast", 1).await, Ok("f".to_owned()));
+        assert_eq!(d.idle_count("fast"), 1);
+        // Whatever order the pools are visited in, the reaper finishes.
+        tokio::time::timeout(Duration::from_secs(30), d.reap())
+            .await
+            .expect("the reaper is not held up by a start that never ends");
+        assert_eq!(d.idle_count("fast"), 0, "the idle instance was reaped");
     }
 
     #[tokio::test]
