@@ -16,7 +16,9 @@ use wasmtime::{
 use crate::{WasmError, host::TABLE_ELEMENTS};
 
 /// Most component instances alive at once on the node (every instance of every wasm
-/// function, busy or idle).
+/// function, busy or idle). The pool also holds at most this many linear memories and
+/// five times as many core instances, so components that each use two memories, or
+/// more than five core instances, fit fewer at once (500 with two memories each).
 pub const MAX_INSTANCES: u32 = 1000;
 /// Most core instances one component may contain (a Rust component has about five:
 /// its module, the WASI adapter and the shims between them).
