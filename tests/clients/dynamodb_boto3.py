@@ -529,6 +529,8 @@ class IndexReads(unittest.TestCase):
         self.assertEqual(named, [{"name": "n2"}, {"name": "n1"}, {"name": "n0"}])
         filtered = self.table.query(IndexName="by-total", KeyConditionExpression=Key("pk").eq("p"), FilterExpression=Attr("name").eq("n1"))
         self.assertEqual((filtered["Count"], filtered["ScannedCount"]), (1, 3))
+        # The filter reads the whole item; the answer is still the index's projection.
+        self.assertEqual(set(filtered["Items"][0]), {"pk", "sk", "total", "colour"})
 
     def test_query_rules(self):
         code, message, _ = error_of(

@@ -145,7 +145,9 @@ impl Pool {
     /// the old generation.
     fn put_back(&self, instance: Box<dyn Instance>, generation: u64) {
         let mut idle = lock(&self.idle);
-        if self.loaded().1 != generation {
+        // Nor once the node is stopping (its permits are closed): a warm start that
+        // ends after the idle list was emptied would otherwise never be stopped.
+        if self.loaded().1 != generation || self.permits.is_closed() {
             drop(idle);
             tokio::spawn(instance.stop());
             return;

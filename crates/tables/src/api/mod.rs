@@ -44,6 +44,8 @@ pub struct Tables {
     tokens: transact::Tokens,
     /// When the catalog was last read from a shared engine (ms since the Unix epoch).
     refreshed: std::sync::atomic::AtomicU64,
+    /// When a request naming an unknown table last had the catalog read again.
+    refreshed_on_miss: std::sync::atomic::AtomicU64,
     /// Per table: a counter bumped after each committed write group that may have added
     /// stream records, so that stream triggers wake at once ([`Tables::stream_commits`]).
     commits: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -68,6 +70,7 @@ impl Tables {
             ddl: tokio::sync::Mutex::new(()),
             tokens: transact::Tokens::default(),
             refreshed: std::sync::atomic::AtomicU64::new(now_millis()),
+            refreshed_on_miss: std::sync::atomic::AtomicU64::new(0),
             commits: Mutex::new(HashMap::new()),
             labels: crate::op_metrics::TableLabels::default(),
         })
@@ -78,26 +81,56 @@ impl Tables {
     /// ([`Tables::stream_commits`]). Every item write of the API goes through here, so
     /// both engines notify alike.
     pub(crate) async fn write(&self, writes: Vec<ItemWrite>) -> Result<Vec<Written>, WriteFailure> {
-        let mut streamed: Vec<String> = writes
-            .iter()
-            .filter(|w| w.table.stream.is_some())
-            .map(|w| w.table.name.clone())
-            .collect();
+        let streamed = streamed(&writes);
         let result = self.engine.write(writes).await;
-        if result.is_ok() && !streamed.is_empty() {
-            streamed.sort();
-            streamed.dedup();
-            let commits = self
-                .commits
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for name in &streamed {
-                if let Some(tx) = commits.get(name) {
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
-                }
-            }
+        if result.is_ok() {
+            self.notify_commits(streamed);
         }
         result
+    }
+
+    /// [`Tables::write`] on a task of its own: the writes run to their end, and `ended`
+    /// learns how, even when the caller stops waiting (a client that disconnects), as a
+    /// transaction's idempotency token needs.
+    pub(crate) async fn write_detached(
+        &self,
+        writes: Vec<ItemWrite>,
+        ended: impl FnOnce(&Result<Vec<Written>, WriteFailure>) + Send + 'static,
+    ) -> Result<Vec<Written>, WriteFailure> {
+        let streamed = streamed(&writes);
+        let engine = Arc::clone(&self.engine);
+        // In the caller's trace, so that the engine's stream records carry it.
+        let task = nimbus_core::trace::Span::none().in_scope(async move {
+            let result = engine.write(writes).await;
+            ended(&result);
+            result
+        });
+        let result = match tokio::spawn(task).await {
+            Ok(result) => result,
+            Err(e) => Err(WriteFailure::Storage(EngineError::from_display(e))),
+        };
+        if result.is_ok() {
+            self.notify_commits(streamed);
+        }
+        result
+    }
+
+    /// Tells those watching the streams of tables `streamed` that a write committed.
+    fn notify_commits(&self, mut streamed: Vec<String>) {
+        if streamed.is_empty() {
+            return;
+        }
+        streamed.sort();
+        streamed.dedup();
+        let commits = self
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for name in &streamed {
+            if let Some(tx) = commits.get(name) {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
     }
 
     /// A receiver that changes after every committed write group that may have added
@@ -142,28 +175,9 @@ impl Tables {
         if !self.engine.shared() {
             return self.run_once(operation, body).await;
         }
-        let now = now_millis();
-        let last = self.refreshed.load(std::sync::atomic::Ordering::Relaxed);
-        if now.saturating_sub(last) >= CATALOG_REFRESH_MS
-            && self
-                .refreshed
-                .compare_exchange(
-                    last,
-                    now,
-                    std::sync::atomic::Ordering::Relaxed,
-                    std::sync::atomic::Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            // Skipped while this node changes a table: the change sets its own result.
-            if let Ok(_ddl) = self.ddl.try_lock()
-                && let Err(e) = self.refresh().await
-            {
-                tracing::warn!(error = %e, "cannot read the table catalog");
-            }
-        }
+        self.refresh_if_stale().await;
         match self.run_once(operation, body).await {
-            Err(e) if unknown_to_this_node(&e) => {
+            Err(e) if unknown_to_this_node(&e) && self.refresh_on_miss() => {
                 if let Ok(_ddl) = self.ddl.try_lock() {
                     self.refresh().await.map_err(internal)?;
                 }
@@ -171,6 +185,27 @@ impl Tables {
             }
             other => other,
         }
+    }
+
+    /// On an engine other nodes share, reads the catalog again if the last read is older
+    /// than [`CATALOG_REFRESH_MS`] (one caller at a time does; the rest go on).
+    pub(crate) async fn refresh_if_stale(&self) {
+        if !self.engine.shared() || !claim_interval(&self.refreshed, CATALOG_REFRESH_MS) {
+            return;
+        }
+        // Skipped while this node changes a table: the change sets its own result.
+        if let Ok(_ddl) = self.ddl.try_lock()
+            && let Err(e) = self.refresh().await
+        {
+            tracing::warn!(error = %e, "cannot read the table catalog");
+        }
+    }
+
+    /// Whether a request that named an unknown table or index may read the catalog again
+    /// now: at most every [`MISS_REFRESH_MS`], so that clients asking for a table that
+    /// does not exist (a waiter, a misspelt name) do not read the catalog at every request.
+    fn refresh_on_miss(&self) -> bool {
+        claim_interval(&self.refreshed_on_miss, MISS_REFRESH_MS)
     }
 
     /// Reads the catalog from the engine again.
@@ -388,6 +423,24 @@ fn describe_key(key: &crate::schema::KeySchema) -> String {
 
 /// How often (ms) a node reads the catalog of an engine other nodes share.
 const CATALOG_REFRESH_MS: u64 = 2_000;
+/// How often (ms), at most, a request naming an unknown table has the catalog read.
+const MISS_REFRESH_MS: u64 = 200;
+
+/// Whether `interval_ms` has passed since the time in `last` (ms since the Unix epoch),
+/// in which case it becomes now: one caller of many wins each interval.
+fn claim_interval(last: &std::sync::atomic::AtomicU64, interval_ms: u64) -> bool {
+    let now = now_millis();
+    let seen = last.load(std::sync::atomic::Ordering::Relaxed);
+    now.saturating_sub(seen) >= interval_ms
+        && last
+            .compare_exchange(
+                seen,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+}
 
 fn now_millis() -> u64 {
     std::time::SystemTime::now()
@@ -402,6 +455,15 @@ fn unknown_to_this_node(e: &ApiError) -> bool {
         || (e.kind == ErrorKind::Validation
             && e.message
                 .starts_with("The table does not have the specified index"))
+}
+
+/// The tables with a stream that `writes` write.
+fn streamed(writes: &[ItemWrite]) -> Vec<String> {
+    writes
+        .iter()
+        .filter(|w| w.table.stream.is_some())
+        .map(|w| w.table.name.clone())
+        .collect()
 }
 
 /// A request body: a JSON document, `{}` when empty.

@@ -287,6 +287,18 @@ async fn run(
             items.push(item);
         }
     }
+    // Items fetched whole from the table are cut back to the index's projection when
+    // that is what the read asked for.
+    if fetch
+        && select == "ALL_PROJECTED_ATTRIBUTES"
+        && let Some(index) = source.index
+    {
+        for item in &mut items {
+            if let Some((_, projected)) = def.index_entry(index, item) {
+                *item = projected;
+            }
+        }
+    }
     let mut out = json!({ "Count": items.len(), "ScannedCount": scanned });
     if select != "COUNT" {
         out["Items"] = items

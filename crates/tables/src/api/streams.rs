@@ -82,6 +82,7 @@ impl Tables {
     }
 
     async fn run_streams(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
+        self.refresh_if_stale().await;
         let req = Req::parse(body)?;
         match operation {
             "ListStreams" => list_streams(self, &req),
@@ -243,6 +244,9 @@ impl Tables {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StreamChange>, ApiError> {
+        // A trigger's node may serve no DynamoDB requests: the catalog is read again here
+        // too, so that it follows a stream another node turned off or on.
+        self.refresh_if_stale().await;
         let Ok(def) = self.table(table) else {
             return Ok(Vec::new());
         };
@@ -671,9 +675,12 @@ async fn get_shard_iterator(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiE
         .first()
         .map(|r| r.sequence);
     let position = match (first, kind, at) {
+        // A closed (disabled) stream whose records are gone: nothing is left to read,
+        // and the reader moves on at the end of the shard.
+        (None, _, _) if s.ended_ms.is_some() => Position::Horizon,
         // An empty stream whose records were all trimmed: a position before the last
         // record given out lost records (each record after a reader's position was in
-        // this stream, older streams of the table having older numbers).
+        // this stream: the table's closed streams have older numbers).
         (None, _, Some(seq)) if seq > 0 => {
             let wanted = if kind == "AT_SEQUENCE_NUMBER" {
                 seq
@@ -1767,5 +1774,25 @@ mod tests {
         assert_eq!(arns, [&json!(arn), &latest]);
         let old = ok(&t, "DescribeStream", json!({ "StreamArn": arn })).await;
         assert_eq!(old["StreamDescription"]["StreamStatus"], "DISABLED");
+
+        // The closed stream's records gone, and the new stream's numbers past them: a
+        // reader at the closed stream's end lost nothing, and finds its end.
+        let def = t.table("Orders").unwrap();
+        t.engine
+            .trim_streams(Arc::clone(&def), f64::MAX)
+            .await
+            .unwrap();
+        put(&t, "Orders", "d", 4).await;
+        let at_end = iterator(
+            &t,
+            &arn,
+            &shard,
+            "AFTER_SEQUENCE_NUMBER",
+            Some(&sequence_string(end)),
+        )
+        .await;
+        let out = ok(&t, "GetRecords", json!({ "ShardIterator": at_end })).await;
+        assert_eq!(out["Records"], json!([]));
+        assert!(out.get("NextShardIterator").is_none(), "{out}");
     }
 }

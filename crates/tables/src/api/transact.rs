@@ -32,7 +32,7 @@ const TOKEN_WINDOW: Duration = Duration::from_secs(600);
 /// in the last ten minutes, so that a retry is answered without running again.
 #[derive(Default)]
 pub(crate) struct Tokens {
-    seen: Mutex<HashMap<String, Token>>,
+    seen: Arc<Mutex<HashMap<String, Token>>>,
 }
 
 /// What a token's first request became.
@@ -46,70 +46,56 @@ enum Token {
 /// A request's SHA-256, without its token and capacity setting.
 type Fingerprint = [u8; 32];
 
-/// A token claimed for a running request, released when the request fails.
-struct Claim<'a> {
-    tokens: &'a Tokens,
-    token: &'a str,
+/// A token claimed for a running request. Its writes' task records how they ended
+/// ([`Claim::ended`]); a claim dropped before that (the request was refused before its
+/// writes were made) releases the token.
+struct Claim {
+    seen: Arc<Mutex<HashMap<String, Token>>>,
+    token: String,
     fingerprint: Fingerprint,
-    /// The writes went to the engine.
-    submitted: bool,
     done: bool,
 }
 
-impl Claim<'_> {
-    /// Records the request's success: a retry with the token is answered from now on.
-    fn succeeded(mut self) {
-        self.tokens.lock().insert(
-            self.token.to_owned(),
-            Token::Done(Instant::now(), self.fingerprint),
-        );
-        self.done = true;
-    }
-
-    /// Records that the writes were refused or failed in storage: nothing changed, so a
-    /// retry runs them again.
-    fn failed(mut self) {
-        self.tokens.lock().remove(self.token);
-        self.done = true;
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut seen = self.tokens.lock();
-        if self.submitted {
-            // The caller went away while the writes were with the engine, which applies
-            // a write it was handed: a retry must not apply them twice.
+impl Claim {
+    /// Records how the writes ended: after a success a retry with the token is answered
+    /// without running; after a refusal or a storage failure nothing changed, and a retry
+    /// runs them again.
+    fn ended(mut self, succeeded: bool) {
+        let mut seen = lock_tokens(&self.seen);
+        if succeeded {
             seen.insert(
-                self.token.to_owned(),
+                self.token.clone(),
                 Token::Done(Instant::now(), self.fingerprint),
             );
         } else {
-            seen.remove(self.token);
+            seen.remove(&self.token);
+        }
+        self.done = true;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.done {
+            lock_tokens(&self.seen).remove(&self.token);
         }
     }
 }
 
-impl Tokens {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+fn lock_tokens(
+    seen: &Mutex<HashMap<String, Token>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
+impl Tokens {
     /// Claims `token` for a request, as DynamoDB answers a token's reuse: a retry of a
     /// request that succeeded returns `Ok(None)`; one still running is
     /// `TransactionInProgressException`; a different request is
     /// `IdempotentParameterMismatchException`.
-    fn claim<'a>(
-        &'a self,
-        token: &'a str,
-        fingerprint: Fingerprint,
-    ) -> Result<Option<Claim<'a>>, ApiError> {
-        let mut seen = self.lock();
+    fn claim(&self, token: &str, fingerprint: Fingerprint) -> Result<Option<Claim>, ApiError> {
+        let mut seen = lock_tokens(&self.seen);
         seen.retain(|_, t| match t {
             Token::Running(_) => true,
             Token::Done(at, _) => at.elapsed() < TOKEN_WINDOW,
@@ -118,10 +104,9 @@ impl Tokens {
             None => {
                 seen.insert(token.to_owned(), Token::Running(fingerprint));
                 Ok(Some(Claim {
-                    tokens: self,
-                    token,
+                    seen: Arc::clone(&self.seen),
+                    token: token.to_owned(),
                     fingerprint,
-                    submitted: false,
                     done: false,
                 }))
             }
@@ -283,18 +268,16 @@ pub(super) async fn transact_write_items(
             decide,
         });
     }
-    let mut claim = claim;
-    if let Some(claim) = &mut claim {
-        claim.submitted = true;
-    }
-    let result = tables.write(writes).await;
-    if let Some(claim) = claim {
-        if result.is_ok() {
-            claim.succeeded();
-        } else {
-            claim.failed();
-        }
-    }
+    // The writes run on a task of their own, which records how they ended: a caller
+    // that goes away (a client timing out and retrying with the same token) must not
+    // leave the token claimed for ever, nor marked done when the writes were not made.
+    let result = tables
+        .write_detached(writes, move |result| {
+            if let Some(claim) = claim {
+                claim.ended(result.is_ok());
+            }
+        })
+        .await;
     match result {
         Ok(written) => {
             let mut out = json!({});
@@ -320,6 +303,19 @@ pub(super) async fn transact_write_items(
                 out["ConsumedCapacity"] = c;
             }
             Ok(out)
+        }
+        // A table deleted since the request was checked: DynamoDB answers that at once,
+        // not as a cancellation.
+        Err(WriteFailure::Rejected(mut reasons))
+            if reasons
+                .iter()
+                .flatten()
+                .any(|e| e.kind == ErrorKind::ResourceNotFound) =>
+        {
+            Err(reasons
+                .iter_mut()
+                .find_map(|r| r.take().filter(|e| e.kind == ErrorKind::ResourceNotFound))
+                .unwrap_or_else(ApiError::table_not_found))
         }
         Err(WriteFailure::Rejected(reasons)) => Err(cancelled(reasons)),
         Err(WriteFailure::Storage(e)) => Err(internal(e)),
@@ -414,7 +410,7 @@ pub(super) async fn transact_get_items(tables: &Tables, req: &Req<'_>) -> Result
 mod tests {
     use super::*;
 
-    fn kind(result: Result<Option<Claim<'_>>, ApiError>) -> Result<bool, ErrorKind> {
+    fn kind(result: Result<Option<Claim>, ApiError>) -> Result<bool, ErrorKind> {
         result.map(|claim| claim.is_some()).map_err(|e| e.kind)
     }
 
@@ -434,7 +430,7 @@ mod tests {
             kind(tokens.claim("t", b)),
             Err(ErrorKind::IdempotentParameterMismatch)
         );
-        running.succeeded();
+        running.ended(true);
         assert_eq!(kind(tokens.claim("t", a)), Ok(false), "answered, not run");
         assert_eq!(
             kind(tokens.claim("t", b)),
@@ -442,14 +438,73 @@ mod tests {
         );
 
         // A refused request releases its token: the retry runs.
-        tokens.claim("u", a).unwrap().expect("claimed").failed();
+        tokens.claim("u", a).unwrap().expect("claimed").ended(false);
         let retry = tokens.claim("u", a).unwrap().expect("claimed again");
-        // A request dropped before its writes were handed on releases it too ...
+        // A request dropped before its writes were made releases it too.
         drop(retry);
-        let mut handed_on = tokens.claim("u", a).unwrap().expect("claimed again");
-        // ... but one dropped after them counts as done: the engine applies what it took.
-        handed_on.submitted = true;
-        drop(handed_on);
-        assert_eq!(kind(tokens.claim("u", a)), Ok(false));
+        assert_eq!(kind(tokens.claim("u", a)), Ok(true));
+    }
+
+    /// A caller that stops waiting while its writes run does not decide what becomes of
+    /// the token: the writes' task does, when they end.
+    #[tokio::test]
+    async fn an_abandoned_transaction_finishes_and_records_its_token() {
+        let tables = Tables::open(Arc::new(crate::engine::Embedded::in_memory().unwrap()))
+            .await
+            .unwrap();
+        let table = json!({
+            "TableName": "Tokens",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST"
+        });
+        let call = |op: &str, body: &Json| {
+            let target = format!("DynamoDB_20120810.{op}");
+            let body = body.to_string();
+            let tables = &tables;
+            async move { tables.handle(&target, body.as_bytes()).await }
+        };
+        call("CreateTable", &table).await.unwrap();
+        let add = json!({
+            "ClientRequestToken": "once",
+            "TransactItems": [{"Update": {
+                "TableName": "Tokens",
+                "Key": {"pk": {"S": "n"}},
+                "UpdateExpression": "ADD v :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}}
+            }}]
+        });
+        // Polled once (far enough to hand its writes on), then dropped.
+        {
+            let mut abandoned = std::pin::pin!(call("TransactWriteItems", &add));
+            let waker = std::task::Waker::noop();
+            let _ = abandoned
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker));
+        }
+        // The retry is answered either as still running or as done, never run again.
+        let mut answered = None;
+        for _ in 0..200 {
+            match call("TransactWriteItems", &add).await {
+                Err(e) if e.kind == ErrorKind::TransactionInProgress => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => {
+                    answered = Some(other);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            answered.expect("the abandoned transaction ended").unwrap(),
+            json!({})
+        );
+        let got = call(
+            "GetItem",
+            &json!({"TableName": "Tokens", "Key": {"pk": {"S": "n"}}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got["Item"]["v"]["N"], "1", "applied once");
     }
 }

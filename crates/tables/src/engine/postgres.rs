@@ -47,9 +47,9 @@
 //! computed when an item is written and summed by `stats`.
 //!
 //! Differences from the embedded engine, none visible through the API: reading a table or
-//! index that has no storage yields nothing where the embedded engine reports an error,
-//! and a write to a table no longer in the catalog fails instead of storing items no
-//! table owns.
+//! index that has no storage yields nothing where the embedded engine reports an error.
+//! In both, a write to a table no longer in the catalog is refused
+//! (`ResourceNotFoundException`) rather than storing items no table owns.
 //!
 //! Durability: a write is acknowledged after its `COMMIT` returns; every connection starts
 //! with `synchronous_commit=on` (a setting in the URL's `options` still overrides it, for

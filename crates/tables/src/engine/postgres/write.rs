@@ -179,6 +179,20 @@ pub(super) async fn write(
         (defs, current)
     };
 
+    // A write to a table no longer in the catalog (deleted, or deleted and made again,
+    // on another node) is refused as the embedded engine refuses it.
+    if writes.iter().any(|w| !defs.contains_key(&w.table.id)) {
+        let _ = txn.rollback().await;
+        return Err(WriteFailure::Rejected(
+            writes
+                .iter()
+                .map(|w| {
+                    (!defs.contains_key(&w.table.id)).then(crate::error::ApiError::table_not_found)
+                })
+                .collect(),
+        ));
+    }
+
     // Every decision is taken against the state before the group, as in the embedded
     // engine; any refusal leaves everything as it was.
     let decided = match crate::engine::decide_all(writes.into_iter().zip(current.drain(..))) {
