@@ -15,7 +15,7 @@ use wasmtime_wasi_http::{
     HttpResult, WasiHttpCtx, WasiHttpView,
     bindings::http::types::ErrorCode,
     body::HyperOutgoingBody,
-    types::{HostFutureIncomingResponse, OutgoingRequestConfig, default_send_request},
+    types::{HostFutureIncomingResponse, OutgoingRequestConfig, default_send_request_handler},
 };
 
 use crate::{logs::LogSink, outbound::OutboundPolicy};
@@ -159,7 +159,16 @@ impl WasiHttpView for Host {
         config.connect_timeout = config.connect_timeout.min(left);
         config.first_byte_timeout = config.first_byte_timeout.min(left);
         config.between_bytes_timeout = config.between_bytes_timeout.min(left);
-        Ok(default_send_request(request, config))
+        // The whole exchange up to the response's head too: the connect and first-byte
+        // timeouts leave out a TLS handshake, which a server can hold open.
+        let handle = wasmtime_wasi::runtime::spawn(async move {
+            Ok(
+                tokio::time::timeout(left, default_send_request_handler(request, config))
+                    .await
+                    .unwrap_or(Err(ErrorCode::ConnectionTimeout)),
+            )
+        });
+        Ok(HostFutureIncomingResponse::pending(handle))
     }
 }
 
