@@ -686,6 +686,17 @@ class Legacy(unittest.TestCase):
         )
         self.assertEqual(code, "ValidationException")
         self.assertIn("Can not use both expression and non-expression parameters", message)
+        # Expected's two forms do not mix; nothing is written.
+        code, message, _ = error_of(
+            lambda: CLIENT.put_item(
+                TableName=table.name,
+                Item={"pk": {"S": "l"}, "v": {"N": "9"}},
+                Expected={"v": {"ComparisonOperator": "EQ", "AttributeValueList": [{"N": "5"}], "Exists": True}},
+            )
+        )
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("Value and Exists cannot be used with", message)
+        self.assertEqual(CLIENT.get_item(TableName=table.name, Key={"pk": {"S": "l"}})["Item"]["v"], {"N": "5"})
 
     def test_wide_legacy_requests_and_list_add(self):
         # DynamoDBMapper sends every attribute as AttributeUpdates; the expression size

@@ -138,7 +138,17 @@ fn legacy_conditions(
                 .collect::<Result<_, _>>()?,
             None => Vec::new(),
         };
-        let part = match spec.opt_str("ComparisonOperator")? {
+        let comparison = spec.opt_str("ComparisonOperator")?;
+        // Expected's two forms do not mix (the API reference: "if you use both sets of
+        // parameters at once, DynamoDB will return a ValidationException").
+        if (comparison.is_some() || spec.get("AttributeValueList").is_some())
+            && (spec.get("Value").is_some() || spec.get("Exists").is_some())
+        {
+            return Err(ApiError::validation(format!(
+                "One or more parameter values were invalid: Value and Exists cannot be used with AttributeValueList and ComparisonOperator for Attribute: {attr}"
+            )));
+        }
+        let part = match comparison {
             Some(op) => {
                 let arity = |n: usize| -> Result<(), ApiError> {
                     if list.len() == n {
