@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -37,6 +37,39 @@ pub(crate) const MAX_FIELD_BYTES: usize = 64 * 1024;
 pub(crate) const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
 /// Most characters of a denied request's URI the log note quotes.
 const NOTED_URI_CHARS: usize = 512;
+/// Most outbound requests one instance may have in flight (each holds a connection and
+/// a task on the node); one more fails in the guest with `connection-limit-reached`.
+pub(crate) const MAX_OUTBOUND_PER_INSTANCE: usize = 64;
+/// The same for every instance of the node together.
+pub(crate) const MAX_OUTBOUND_PER_NODE: usize = 1024;
+
+/// Outbound requests in flight on the node.
+static NODE_OUTBOUND: AtomicUsize = AtomicUsize::new(0);
+
+/// A place for one outbound request in flight, in its instance's count and the node's;
+/// given back when the request's task ends (or is aborted with its handle).
+struct OutboundSlot {
+    instance: Arc<AtomicUsize>,
+}
+
+impl OutboundSlot {
+    fn take(instance: &Arc<AtomicUsize>) -> Option<OutboundSlot> {
+        let slot = OutboundSlot {
+            instance: Arc::clone(instance),
+        };
+        let mine = instance.fetch_add(1, Ordering::AcqRel);
+        let node = NODE_OUTBOUND.fetch_add(1, Ordering::AcqRel);
+        // Past either limit the slot is given back at once, by its drop.
+        (mine < MAX_OUTBOUND_PER_INSTANCE && node < MAX_OUTBOUND_PER_NODE).then_some(slot)
+    }
+}
+
+impl Drop for OutboundSlot {
+    fn drop(&mut self) {
+        self.instance.fetch_sub(1, Ordering::AcqRel);
+        NODE_OUTBOUND.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Why the host ended a guest's run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +87,8 @@ pub(crate) struct Host {
     table: ResourceTable,
     logs: LogSink,
     outbound: Arc<OutboundPolicy>,
+    /// This instance's outbound requests in flight.
+    outbound_in_flight: Arc<AtomicUsize>,
     pub(crate) memory: MemoryLimiter,
     /// When the current invocation must end.
     pub(crate) deadline: Instant,
@@ -96,6 +131,7 @@ impl Host {
             table,
             logs: settings.logs.clone(),
             outbound: settings.outbound,
+            outbound_in_flight: Arc::new(AtomicUsize::new(0)),
             memory: MemoryLimiter::new(settings.memory_bytes),
             deadline: settings.deadline,
             stop: settings.stop,
@@ -154,6 +190,12 @@ impl WasiHttpView for Host {
             ));
             return Err(ErrorCode::HttpRequestDenied.into());
         }
+        let Some(slot) = OutboundSlot::take(&self.outbound_in_flight) else {
+            self.logs.note(&format!(
+                "nimbus: outbound request refused: {MAX_OUTBOUND_PER_INSTANCE} of this instance's (or {MAX_OUTBOUND_PER_NODE} of the node's) are in flight"
+            ));
+            return Err(ErrorCode::ConnectionLimitReached.into());
+        };
         // Nothing the guest waits for may outlive its invocation.
         let left = self.deadline.saturating_duration_since(Instant::now());
         config.connect_timeout = config.connect_timeout.min(left);
@@ -162,6 +204,7 @@ impl WasiHttpView for Host {
         // The whole exchange up to the response's head too: the connect and first-byte
         // timeouts leave out a TLS handshake, which a server can hold open.
         let handle = wasmtime_wasi::runtime::spawn(async move {
+            let _slot = slot;
             Ok(
                 tokio::time::timeout(left, default_send_request_handler(request, config))
                     .await

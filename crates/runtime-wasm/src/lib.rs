@@ -64,7 +64,10 @@
 //! `AWS_ENDPOINT_URL` = the services endpoint, …) plus the manifest's. Outbound
 //! `wasi:http` requests may go only to the services endpoint and the function's
 //! `allowed_outbound_hosts` (scheme, host and port must match); others fail in the guest
-//! with `HTTP-request-denied` and never leave the node. Linear memory is limited to
+//! with `HTTP-request-denied` and never leave the node. An instance has at most 64
+//! outbound requests in flight (the node 1,024), each bounded by the invocation's
+//! deadline up to its response's head; one more fails with `connection-limit-reached`.
+//! Randomness comes at most 1 MiB a call. Linear memory is limited to
 //! `memory_mb`, time to the invocation's deadline (epochs every [`EPOCH_TICK`]).
 //! stdout and stderr go to the node's log line by line (target `function`, with the
 //! function name and request id), at most 1 MB per invocation; the last 4 KB are the

@@ -128,3 +128,55 @@ async fn outbound_requests_reach_only_allowed_hosts() {
         "the denied server was never called"
     );
 }
+
+/// An instance has at most 64 outbound requests in flight; one more fails in the guest
+/// with `connection-limit-reached`, and the places come back when the requests end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_in_flight_are_bounded_per_instance() {
+    // A server that takes connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut function = spec("outbound-many", InstanceMode::Reuse);
+    function.allowed_outbound_hosts = vec![url.clone()];
+    let mut instance = start(function).await;
+    let report = invoke(&mut instance, "r-many", get(&format!("/hold?70,{url}/x"))).await;
+    let answer = body(&report);
+    assert_eq!(answer["held"], 64, "{answer}");
+    assert_eq!(answer["refused"], 6, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("ConnectionLimitReached"),
+        "{answer}"
+    );
+    assert!(
+        report.log_tail.contains("outbound request refused"),
+        "{}",
+        report.log_tail
+    );
+    // The first invocation's requests ended with it (their handles were dropped); their
+    // tasks are given back as the runtime reaps them.
+    let mut held = 0;
+    for n in 0..100 {
+        let report = invoke(
+            &mut instance,
+            &format!("r-again-{n}"),
+            get(&format!("/hold?64,{url}/x")),
+        )
+        .await;
+        held = body(&report)["held"].as_u64().unwrap();
+        if held == 64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held, 64);
+    silent.abort();
+}

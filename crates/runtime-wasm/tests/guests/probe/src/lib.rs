@@ -21,6 +21,8 @@
 //!   names with empty values; answers `built` (or `refused`)
 //! - `/random?<n>`: asks the host for that many random bytes; answers how many came
 //! - `/exit?ok` and `/exit?fail`: exits the component (`wasi:cli/exit`, status 0 or 1)
+//! - `/hold?<n>,<url>`: starts `n` requests to `<url>` at once without waiting for them;
+//!   answers how many the host took, how many it refused, and the first refusal
 //!
 //! With `PROBE_INIT_SLEEP_MS` set, a constructor waits that long on a WASI clock (a Rust
 //! component runs its constructors on the first call into it).
@@ -173,7 +175,8 @@ fn recurse(depth: u64) -> u64 {
     black_box(recurse(depth + 1)) + 1
 }
 
-fn fetch(url: &str) -> Result<(u16, String), String> {
+/// A `GET` of `url`, not yet sent.
+fn get_request(url: &str) -> Result<OutgoingRequest, String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("not a URL: {url}"))?;
@@ -195,6 +198,11 @@ fn fetch(url: &str) -> Result<(u16, String), String> {
     request
         .set_path_with_query(Some(path))
         .map_err(|()| "path")?;
+    Ok(request)
+}
+
+fn fetch(url: &str) -> Result<(u16, String), String> {
+    let request = get_request(url)?;
     let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
     let response = loop {
         if let Some(result) = future.get() {
@@ -271,6 +279,34 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                     error.as_bytes(),
                 ),
             },
+            "/hold" => {
+                let (n, url) = query.split_once(',').unwrap_or(("0", ""));
+                let n: usize = n.parse().unwrap_or(0);
+                let mut held = Vec::new();
+                let (mut refused, mut first) = (0, String::new());
+                for _ in 0..n {
+                    let sent = get_request(url).and_then(|r| {
+                        outgoing_handler::handle(r, None).map_err(|e| format!("{e:?}"))
+                    });
+                    match sent {
+                        Ok(future) => held.push(future),
+                        Err(e) => {
+                            refused += 1;
+                            if first.is_empty() {
+                                first = e;
+                            }
+                        }
+                    }
+                }
+                json(
+                    out,
+                    format!(
+                        "{{\"held\":{},\"refused\":{refused},\"error\":{}}}",
+                        held.len(),
+                        json_string(&first)
+                    ),
+                );
+            }
             "/drop" => drop(out),
             "/binary" => respond(
                 out,
@@ -294,7 +330,12 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                     Ok(()) => "accepted",
                     Err(_) => "refused",
                 };
-                respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
+                respond(
+                    out,
+                    200,
+                    &[("content-type", "text/plain")],
+                    answer.as_bytes(),
+                );
             }
             "/handles" => {
                 let n: usize = query.parse().unwrap_or(0);
@@ -311,7 +352,12 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                     Ok(_) => "built",
                     Err(_) => "refused",
                 };
-                respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
+                respond(
+                    out,
+                    200,
+                    &[("content-type", "text/plain")],
+                    answer.as_bytes(),
+                );
             }
             "/exit" => {
                 wasip2::cli::exit::exit(if query == "ok" { Ok(()) } else { Err(()) });
@@ -321,7 +367,12 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 let n: u64 = query.parse().unwrap_or(0);
                 let bytes = wasip2::random::random::get_random_bytes(n);
                 let answer = bytes.len().to_string();
-                respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
+                respond(
+                    out,
+                    200,
+                    &[("content-type", "text/plain")],
+                    answer.as_bytes(),
+                );
             }
             "/cookies" => respond(
                 out,
