@@ -198,17 +198,23 @@ impl StreamDef {
         label
     }
 
-    /// When the stream was created (epoch milliseconds), read from its label: an ISO
-    /// 8601 time, or the number of milliseconds older catalogs used.
+    /// When the stream was created (epoch milliseconds), read from its label.
     #[must_use]
     pub fn created_ms(&self) -> Option<u64> {
-        if let Ok(ms) = self.label.parse::<u64>() {
-            return Some(ms);
-        }
-        let time = humantime::parse_rfc3339(&format!("{}Z", self.label)).ok()?;
-        let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
-        u64::try_from(since.as_millis()).ok()
+        label_created_ms(&self.label)
     }
+}
+
+/// When a stream labelled `label` was created (epoch milliseconds): its label is an ISO
+/// 8601 time, or the number of milliseconds older catalogs used.
+#[must_use]
+pub fn label_created_ms(label: &str) -> Option<u64> {
+    if let Ok(ms) = label.parse::<u64>() {
+        return Some(ms);
+    }
+    let time = humantime::parse_rfc3339(&format!("{label}Z")).ok()?;
+    let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
 }
 
 impl TableDef {

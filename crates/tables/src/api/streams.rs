@@ -1774,6 +1774,14 @@ mod tests {
         assert_eq!(arns, [&json!(arn), &latest]);
         let old = ok(&t, "DescribeStream", json!({ "StreamArn": arn })).await;
         assert_eq!(old["StreamDescription"]["StreamStatus"], "DISABLED");
+        // The new stream's records follow the old one's in the table's numbering; the old
+        // stream reads its own, and its end, whatever comes after it.
+        put(&t, "Orders", "e", 5).await;
+        let again = iterator(&t, &arn, &shard, "TRIM_HORIZON", None).await;
+        let (records, next) = read(&t, &again, None).await;
+        assert_eq!(seqs(&records), [start, end]);
+        let out = ok(&t, "GetRecords", json!({ "ShardIterator": next })).await;
+        assert!(out.get("NextShardIterator").is_none(), "{out}");
 
         // The closed stream's records gone, and the new stream's numbers past them: a
         // reader at the closed stream's end lost nothing, and finds its end.

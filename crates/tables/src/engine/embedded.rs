@@ -727,6 +727,10 @@ impl TableEngine for Embedded {
             let start = after.map_or(0, |a| a.saturating_add(1));
             let mut out = Vec::new();
             let mut bytes = 0;
+            // A table's streams follow one another, each a run of the numbering: a
+            // record of a later stream (or of another after this one's) ends the read,
+            // so that reading a disabled stream does not decode the newer one's records.
+            let created = crate::schema::label_created_ms(&label);
             for entry in stream.range(start..).map_err(err)? {
                 if out.len() >= limit || bytes > max_bytes {
                     break;
@@ -736,6 +740,13 @@ impl TableEngine for Embedded {
                 if record.stream_label == label {
                     bytes += record.size_bytes;
                     out.push(record);
+                } else if !out.is_empty()
+                    || created.is_some_and(|ms| {
+                        crate::schema::label_created_ms(&record.stream_label)
+                            .is_some_and(|other| other > ms)
+                    })
+                {
+                    break;
                 }
             }
             Ok(out)

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS nimbus_tables_stream (
     record bytea NOT NULL,
     PRIMARY KEY (table_id, seq)
 );
+-- A stream's records by label: a table's streams share its numbering, and reading one
+-- (a disabled one, say) must not walk the others' records.
+CREATE INDEX IF NOT EXISTS nimbus_tables_stream_by_label
+    ON nimbus_tables_stream (table_id, label, seq);
 CREATE TABLE IF NOT EXISTS nimbus_tables_stream_sequences (
     table_id text PRIMARY KEY,
     last_seq bigint NOT NULL
