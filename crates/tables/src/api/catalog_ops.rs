@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use serde_json::{Value as Json, json};
 
 use super::{
-    Tables, internal,
+    Tables, internal, now_millis,
     request::{Req, check_name, table_name_of},
 };
 use crate::{
@@ -25,12 +25,6 @@ fn now() -> f64 {
 /// A stream label: the creation time as DynamoDB prints it.
 fn stream_label() -> String {
     StreamDef::label_at(now_millis())
-}
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The table definition for a table declared in `nimbus.toml`.

@@ -178,10 +178,18 @@ impl Tables {
         self.refresh_if_stale().await;
         match self.run_once(operation, body).await {
             Err(e) if unknown_to_this_node(&e) && self.refresh_on_miss() => {
-                if let Ok(_ddl) = self.ddl.try_lock() {
-                    self.refresh().await.map_err(internal)?;
+                // Not while this node changes a table (its change sets the catalog), nor
+                // when the catalog cannot be read: the miss stands as it was.
+                let refreshed = match self.ddl.try_lock() {
+                    Ok(_ddl) => self.refresh().await.map_err(|failure| {
+                        tracing::warn!(error = %failure, "cannot read the table catalog");
+                    }),
+                    Err(_) => Err(()),
+                };
+                match refreshed {
+                    Ok(()) => self.run_once(operation, body).await,
+                    Err(()) => Err(e),
                 }
-                self.run_once(operation, body).await
             }
             other => other,
         }
@@ -442,7 +450,8 @@ fn claim_interval(last: &std::sync::atomic::AtomicU64, interval_ms: u64) -> bool
             .is_ok()
 }
 
-fn now_millis() -> u64 {
+/// Now, in epoch milliseconds.
+pub(crate) fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

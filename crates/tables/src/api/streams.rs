@@ -20,7 +20,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as BASE64};
 use serde_json::{Value as Json, json};
 
 use super::{
-    Tables, internal,
+    Tables, internal, now_millis,
     request::{Req, check_name},
     unknown_operation,
 };
@@ -110,7 +110,7 @@ impl Tables {
         }
         let def = self.table(&stream.table).map_err(|_| not_found())?;
         let s = def
-            .stream_by_label(&stream.label, now_ms())
+            .stream_by_label(&stream.label, now_millis())
             .cloned()
             .ok_or_else(not_found)?;
         Ok((def, s))
@@ -390,13 +390,6 @@ fn stream_created(def: &TableDef, stream: &StreamDef) -> f64 {
         .map_or(def.created, |ms| ms as f64 / 1000.0)
 }
 
-/// Now, in epoch milliseconds.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn check_length(member: &str, value: &str, (min, max): (usize, usize)) -> Result<(), ApiError> {
     let constraint = if value.len() < min {
         format!("Member must have length greater than or equal to {min}")
@@ -539,7 +532,7 @@ fn list_streams(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
             continue;
         };
         // Streams turned off in the last day, oldest first, then the current one.
-        let now = now_ms();
+        let now = now_millis();
         let readable = def
             .old_streams
             .iter()
@@ -745,7 +738,7 @@ async fn get_shard_iterator(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiE
         },
         table_id: def.id.clone(),
         position,
-        issued_ms: now_ms(),
+        issued_ms: now_millis(),
     };
     Ok(json!({ "ShardIterator": iterator.encode() }))
 }
@@ -760,7 +753,7 @@ fn trimmed() -> ApiError {
 async fn get_records(tables: &Tables, req: &Req<'_>) -> Result<Json, ApiError> {
     let iterator = ShardIterator::decode(req.str("ShardIterator")?)?;
     let limit = limit(req, MAX_RECORDS)?;
-    let now = now_ms();
+    let now = now_millis();
     if now.saturating_sub(iterator.issued_ms) > ITERATOR_LIFETIME_MS {
         return Err(ApiError::new(
             ErrorKind::ExpiredIterator,
