@@ -91,7 +91,12 @@ fn a_provided_function_receives_the_api_gateway_event() {
         node.gateway(),
         "POST",
         "/items/42/a/b?x=1&x=2&y=z",
-        &[("content-type", "application/json"), ("cookie", "s=1; t=2")],
+        &[
+            ("content-type", "application/json"),
+            ("cookie", "s=1; t=2"),
+            // The gateway's own word replaces a client's.
+            ("x-forwarded-proto", "https"),
+        ],
         r#"{"hello":"world"}"#,
     )
     .unwrap();
@@ -108,6 +113,11 @@ fn a_provided_function_receives_the_api_gateway_event() {
     assert_eq!(event["headers"]["content-type"], "application/json");
     assert_eq!(event["requestContext"]["http"]["method"], "POST");
     assert_eq!(event["requestContext"]["http"]["sourceIp"], "127.0.0.1");
+    assert_eq!(event["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(
+        event["headers"]["x-forwarded-port"],
+        node.gateway().port().to_string()
+    );
     assert_eq!(event["requestContext"]["stage"], "$default");
     assert_eq!(event["body"], r#"{"hello":"world"}"#);
     assert_eq!(event["isBase64Encoded"], false);

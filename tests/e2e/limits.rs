@@ -469,6 +469,13 @@ fn functions_see_the_peer_address_over_https_and_http2() {
             event["requestContext"]["http"]["sourceIp"], "127.0.0.2",
             "{flag}"
         );
+        // As API Gateway tells a function how it was called.
+        assert_eq!(event["headers"]["x-forwarded-proto"], "https", "{flag}");
+        assert_eq!(
+            event["headers"]["x-forwarded-port"],
+            gateway.port().to_string(),
+            "{flag}"
+        );
     }
 }
 

@@ -24,8 +24,27 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) headers: &'a HeaderMap,
     pub(crate) body: &'a [u8],
     pub(crate) peer: Option<SocketAddr>,
+    pub(crate) entrance: Option<Entrance>,
     pub(crate) request_id: &'a str,
     pub(crate) version: Version,
+}
+
+/// How the client reached the gateway: the scheme and port API Gateway reports to a
+/// function in `x-forwarded-proto` and `x-forwarded-port`, so that an app behind it
+/// (Express's `req.protocol`, a secure-cookie check) sees how it was called. The
+/// listener puts one on every request it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entrance {
+    /// Whether the connection is TLS.
+    pub https: bool,
+    /// The port the gateway accepted it on.
+    pub port: u16,
+}
+
+impl Entrance {
+    fn proto(self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
 }
 
 /// Whether a body is sent to the function as text rather than base64.
@@ -67,8 +86,14 @@ fn header_text(value: &axum::http::HeaderValue) -> String {
 
 /// Header values by lowercased name, in order, with the client's address added to
 /// `x-forwarded-for` as API Gateway adds it: a function that trusts the last address of
-/// the list gets the one that connected, whatever the client wrote before it.
-fn header_lists(headers: &HeaderMap, source_ip: &str) -> BTreeMap<String, Vec<String>> {
+/// the list gets the one that connected, whatever the client wrote before it. Like API
+/// Gateway, the gateway sets `x-forwarded-proto` and `x-forwarded-port` itself, in place
+/// of any the client sent.
+fn header_lists(
+    headers: &HeaderMap,
+    source_ip: &str,
+    entrance: Option<Entrance>,
+) -> BTreeMap<String, Vec<String>> {
     let mut lists: BTreeMap<String, Vec<String>> = headers
         .keys()
         .map(|name| {
@@ -79,6 +104,16 @@ fn header_lists(headers: &HeaderMap, source_ip: &str) -> BTreeMap<String, Vec<St
     let values = lists.entry("x-forwarded-for".to_owned()).or_default();
     let last = values.pop();
     values.push(forwarded(last.as_deref(), source_ip));
+    if let Some(entrance) = entrance {
+        lists.insert(
+            "x-forwarded-proto".to_owned(),
+            vec![entrance.proto().to_owned()],
+        );
+        lists.insert(
+            "x-forwarded-port".to_owned(),
+            vec![entrance.port.to_string()],
+        );
+    }
     lists
 }
 
@@ -90,10 +125,25 @@ fn forwarded(last: Option<&str>, source_ip: &str) -> String {
     }
 }
 
-/// Adds the client's address to a request's `x-forwarded-for`, as [`header_lists`] does
-/// for an event: for a component, which gets the request itself.
-pub(crate) fn forward_for(headers: &mut HeaderMap, peer: Option<std::net::SocketAddr>) {
+/// Adds the client's address to a request's `x-forwarded-for`, and sets its
+/// `x-forwarded-proto` and `x-forwarded-port`, as [`header_lists`] does for an event: for
+/// a component, which gets the request itself.
+pub(crate) fn forward_for(
+    headers: &mut HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    entrance: Option<Entrance>,
+) {
     use axum::http::{HeaderValue, header::Entry, header::HeaderName};
+    if let Some(entrance) = entrance {
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(entrance.proto()),
+        );
+        headers.insert(
+            HeaderName::from_static("x-forwarded-port"),
+            HeaderValue::from(entrance.port),
+        );
+    }
     let source_ip = source_ip_of(peer);
     let Ok(address) = HeaderValue::from_str(&source_ip) else {
         return;
@@ -237,7 +287,7 @@ fn v2(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
     let mut headers = Map::new();
     let mut cookies = Vec::new();
     let source_ip = source_ip_of(facts.peer);
-    for (name, values) in header_lists(facts.headers, &source_ip) {
+    for (name, values) in header_lists(facts.headers, &source_ip, facts.entrance) {
         if name == "cookie" {
             for v in &values {
                 cookies.extend(
@@ -319,7 +369,7 @@ pub(crate) fn decode_path(s: &str) -> String {
 
 fn v1(route: &Match<'_>, facts: &RequestFacts<'_>, now: SystemTime) -> Json {
     let source_ip = source_ip_of(facts.peer);
-    let lists = header_lists(facts.headers, &source_ip);
+    let lists = header_lists(facts.headers, &source_ip, facts.entrance);
     let headers: Map<String, Json> = lists
         .iter()
         .map(|(k, v)| {
@@ -497,6 +547,7 @@ pub mod fuzzing {
             headers: &map,
             body,
             peer: None,
+            entrance: None,
             request_id: "fuzz",
             version: Version::HTTP_11,
         };
@@ -510,7 +561,7 @@ pub mod fuzzing {
     /// A request's headers as the gateway hands the request to a wasm component: with
     /// the client's address added to `x-forwarded-for`, for the peer [`event`] fills in.
     pub fn pass_on(headers: &mut HeaderMap) {
-        forward_for(headers, None);
+        forward_for(headers, None, None);
     }
 
     /// The request body an event carries, decoded (empty when it has none); `None` when
@@ -583,14 +634,44 @@ mod tests {
     fn a_requests_forwarded_for_ends_with_the_client() {
         let peer = Some(std::net::SocketAddr::from(([192, 0, 2, 7], 5000)));
         let mut headers = HeaderMap::new();
-        forward_for(&mut headers, peer);
+        forward_for(&mut headers, peer, None);
         assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
         let mut headers = HeaderMap::new();
         headers.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
         headers.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
-        forward_for(&mut headers, peer);
+        forward_for(&mut headers, peer, None);
         let values: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
         assert_eq!(values, ["10.0.0.1", "10.0.0.2, 192.0.2.7"]);
+    }
+
+    #[test]
+    fn the_gateway_sets_forwarded_proto_and_port_in_place_of_the_clients() {
+        let peer = Some(std::net::SocketAddr::from(([192, 0, 2, 7], 5000)));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        headers.append("x-forwarded-port", "443".parse().unwrap());
+        headers.append("x-forwarded-port", "444".parse().unwrap());
+        let entrance = Entrance {
+            https: false,
+            port: 3000,
+        };
+        forward_for(&mut headers, peer, Some(entrance));
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        let ports: Vec<_> = headers.get_all("x-forwarded-port").iter().collect();
+        assert_eq!(ports, ["3000"]);
+        let lists = header_lists(
+            &headers,
+            "192.0.2.7",
+            Some(Entrance {
+                https: true,
+                port: 8443,
+            }),
+        );
+        assert_eq!(lists["x-forwarded-proto"], ["https"]);
+        assert_eq!(lists["x-forwarded-port"], ["8443"]);
+        // Without a listener's word (the fuzz harness), what the client sent stays.
+        let lists = header_lists(&headers, "192.0.2.7", None);
+        assert_eq!(lists["x-forwarded-proto"], ["http"]);
     }
 
     #[test]

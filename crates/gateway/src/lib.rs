@@ -29,7 +29,7 @@ mod stream;
 mod trace;
 
 #[doc(hidden)]
-pub use event::fuzzing;
+pub use event::{Entrance, fuzzing};
 pub use health::Health;
 pub use routes::{Match, RouteTable, RouteTableError};
 pub use security::SecurityError;

@@ -22,7 +22,7 @@ use nimbus_core::{
 use serde_json::{Value as Json_, json};
 
 use crate::{
-    Health, Match, RouteTable, RouteTableError,
+    Entrance, Health, Match, RouteTable, RouteTableError,
     cors::Cors,
     jwt::JwtAuthorizer,
     reply,
@@ -259,6 +259,7 @@ async fn serve<'g>(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
+    let entrance = request.extensions().get::<Entrance>().copied();
     // `/healthz` answers unless a route other than `$default` claims it.
     if *request.method() == Method::GET
         && request.uri().path() == "/healthz"
@@ -300,6 +301,7 @@ async fn serve<'g>(
         headers: &parts.headers,
         body: &body,
         peer,
+        entrance,
         request_id,
         version: parts.version,
     };
@@ -321,7 +323,7 @@ async fn serve<'g>(
         *raw.uri_mut() = parts.uri;
         *raw.version_mut() = parts.version;
         *raw.headers_mut() = parts.headers;
-        crate::event::forward_for(raw.headers_mut(), peer);
+        crate::event::forward_for(raw.headers_mut(), peer, entrance);
         (Vec::new(), Some(raw))
     } else {
         // The event is larger than the body (escaped, or base64 for binary bodies).

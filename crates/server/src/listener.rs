@@ -66,6 +66,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
 };
+use nimbus_gateway::Entrance;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -219,9 +220,14 @@ pub(crate) async fn serve(
     tls: Option<Tls>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
+    let local = listener.local_addr();
+    if let Ok(addr) = &local {
         tracing::debug!(role, %addr, tls = tls.is_some(), ?limits, "serving");
     }
+    let entrance = Entrance {
+        https: tls.is_some(),
+        port: local.map_or(0, |addr| addr.port()),
+    };
     let http = Arc::new(limits.http());
     let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     loop {
@@ -254,6 +260,7 @@ pub(crate) async fn serve(
             Conn {
                 role,
                 peer,
+                entrance,
                 router: router.clone(),
                 http: Arc::clone(&http),
                 limits,
@@ -287,6 +294,9 @@ fn is_connection_error(e: &io::Error) -> bool {
 struct Conn {
     role: &'static str,
     peer: SocketAddr,
+    /// The scheme and port the connection came in by, for the gateway's
+    /// `x-forwarded-proto` and `x-forwarded-port`.
+    entrance: Entrance,
     router: Router,
     http: Arc<auto::Builder<TokioExecutor>>,
     limits: Limits,
@@ -332,6 +342,7 @@ where
     let Conn {
         role,
         peer,
+        entrance,
         router,
         http,
         limits,
@@ -353,6 +364,7 @@ where
             let too_large = head_size(&request) > limits.max_header_bytes;
             // Handlers read the peer's address as with axum's `into_make_service_with_connect_info`.
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(entrance);
             let router = router.clone();
             async move {
                 let response = if too_large {

@@ -116,6 +116,8 @@ fn event_for(case: &Json) -> Json {
         headers: &headers,
         body: &body,
         peer: Some(peer),
+        // No listener: the forwarded proto and port are tested beside `forward_for`.
+        entrance: None,
         request_id: str_of(request, "requestId"),
         version,
     };
