@@ -278,15 +278,25 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Box<dyn Instance>, StartError>>;
 }
 
+/// Which concurrency limit throttled an invocation: callers report it (Lambda's 429 says
+/// `Reason`), as raising one is the operator's fix and raising the other is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleLimit {
+    /// The function's own `concurrency.max`.
+    Function,
+    /// The node's limit on invocations of all functions together.
+    Node,
+}
+
 /// Why an invocation was not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvokeError {
     /// No such function.
     #[error("Function not found: {0}")]
     NotFound(String),
-    /// The function is at its concurrency limit and the wait would be too long.
+    /// The function is at a concurrency limit and the wait would be too long.
     #[error("Rate Exceeded.")]
-    Throttled,
+    Throttled(ThrottleLimit),
     /// No instance could be started.
     #[error("{0}")]
     Unavailable(String),

@@ -38,7 +38,7 @@ pub use function::{
 pub use invoke::{
     BoxFuture, HttpResponse, Instance, Invocation, Invoke, InvokeError, InvokeOptions,
     InvokeResult, Outcome, Report, ResponseStream, Runtime, StartError, Stopper, StreamPart,
-    TIMEOUT_ERROR, ToEnd, invoke_to_end,
+    TIMEOUT_ERROR, ThrottleLimit, ToEnd, invoke_to_end,
 };
 pub use logging::{ApplicationLogLevel, LogFormat, LoggingConfig, SystemLogLevel};
 pub use route::{

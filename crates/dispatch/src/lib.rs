@@ -26,7 +26,7 @@ use std::{
 
 use nimbus_core::{
     BoxFuture, FunctionSpec, Instance, Invocation, Invoke, InvokeError, InvokeOptions,
-    InvokeResult, Outcome, Runtime, RuntimeKind, Stopper,
+    InvokeResult, Outcome, Runtime, RuntimeKind, Stopper, ThrottleLimit,
     logging::{self, FunctionLines, ReportFields},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -485,15 +485,25 @@ impl Dispatcher {
         if ahead >= self.config.max_queue_length {
             drop(place);
             pool.metrics.throttled();
-            return Err(InvokeError::Throttled);
+            // The queue is full behind whichever limit has no permit to spare.
+            let limit = if pool.permits.available_permits() == 0 {
+                ThrottleLimit::Function
+            } else {
+                ThrottleLimit::Node
+            };
+            return Err(InvokeError::Throttled(limit));
         }
         let queued = Instant::now();
         let span = trace::queue_span();
+        // Which limit the wait was behind when it timed out: the node's once the
+        // function's permit was had.
+        let mut limit = ThrottleLimit::Function;
         let waited = tokio::time::timeout(self.config.max_queue_wait, async {
             let f = Arc::clone(&pool.permits)
                 .acquire_owned()
                 .await
                 .map_err(closed)?;
+            limit = ThrottleLimit::Node;
             let n = Arc::clone(&self.node_permits)
                 .acquire_owned()
                 .await
@@ -507,7 +517,7 @@ impl Dispatcher {
         if waited.is_err() {
             pool.metrics.throttled();
         }
-        waited.map_err(|_| InvokeError::Throttled)?
+        waited.map_err(|_| InvokeError::Throttled(limit))?
     }
 
     async fn run(
@@ -816,9 +826,28 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         // The queue holds one already: a third caller is refused without waiting.
         let refused = tokio::time::timeout(Duration::from_millis(100), call(&d, "a", 1)).await;
-        assert_eq!(refused, Ok(Err(InvokeError::Throttled)));
+        assert_eq!(
+            refused,
+            Ok(Err(InvokeError::Throttled(ThrottleLimit::Function)))
+        );
         assert_eq!(busy.await.unwrap(), Ok("a".to_owned()));
         assert_eq!(queued.await.unwrap(), Ok("a".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_wait_behind_the_node_limit_is_throttled_as_the_node_s() {
+        let config = DispatchConfig {
+            max_concurrency: 1,
+            max_queue_wait: Duration::from_millis(50),
+            ..DispatchConfig::default()
+        };
+        let (d, _) = dispatcher(vec![function("a", 5, "a"), function("b", 5, "b")], config);
+        let busy = spawned(&d, "a", 300);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // `b` has permits to spare; the node has none.
+        let refused = call(&d, "b", 1).await;
+        assert_eq!(refused, Err(InvokeError::Throttled(ThrottleLimit::Node)));
+        assert_eq!(busy.await.unwrap(), Ok("a".to_owned()));
     }
 
     /// Waits up to 10 s for `d`'s one pool to show `busy` busy and `waiting` waiting.

@@ -317,7 +317,7 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<Option<Duration>>) {
 fn invoke_error(e: &InvokeError) -> AttemptError {
     let error_type = match e {
         InvokeError::NotFound(_) => "ResourceNotFoundException",
-        InvokeError::Throttled => "TooManyRequestsException",
+        InvokeError::Throttled(_) => "TooManyRequestsException",
         InvokeError::Unavailable(_) => "ServiceException",
     };
     AttemptError {
@@ -362,7 +362,7 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
     // A throttled invocation did not run, and is no attempt: as on Lambda, such events
     // are retried until `max_event_age`, whatever `max_retries` says. (An instance that
     // could not start is a failed attempt, as a Lambda init failure is a function error.)
-    if let Err(e @ InvokeError::Throttled) = &result {
+    if let Err(e @ InvokeError::Throttled(_)) = &result {
         not_run(shared, target, event, e, max_age).await;
         return;
     }
@@ -609,7 +609,9 @@ mod tests {
                         Outcome::Response(b"{\"ok\":true}".to_vec())
                     }
                     Behaviour::Fail => Outcome::platform_error("Error", "always fails"),
-                    Behaviour::Throttle => return Err(InvokeError::Throttled),
+                    Behaviour::Throttle => {
+                        return Err(InvokeError::Throttled(nimbus_core::ThrottleLimit::Function));
+                    }
                 };
                 Ok(InvokeResult {
                     request_id,

@@ -35,7 +35,7 @@ fn internal_error(version: PayloadVersion) -> Response<Body> {
 /// The response for an invocation that could not run.
 pub(crate) fn from_invoke_error(e: &InvokeError, version: PayloadVersion) -> Response<Body> {
     match e {
-        InvokeError::Throttled => message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+        InvokeError::Throttled(_) => message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
         InvokeError::NotFound(_) | InvokeError::Unavailable(_) => {
             let text = match version {
                 PayloadVersion::V2 => "Internal Server Error",
@@ -290,7 +290,11 @@ mod tests {
             StatusCode::BAD_GATEWAY
         );
         assert_eq!(
-            from_invoke_error(&InvokeError::Throttled, PayloadVersion::V2).status(),
+            from_invoke_error(
+                &InvokeError::Throttled(nimbus_core::ThrottleLimit::Function),
+                PayloadVersion::V2
+            )
+            .status(),
             StatusCode::TOO_MANY_REQUESTS
         );
     }

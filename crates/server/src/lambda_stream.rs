@@ -15,7 +15,7 @@ use axum::{
         Path, Query, State,
         rejection::{BytesRejection, QueryRejection},
     },
-    http::{HeaderMap, HeaderValue, Response, StatusCode},
+    http::{HeaderMap, HeaderValue, Response},
 };
 use base64::Engine as _;
 use nimbus_core::{InvokeError, InvokeResult, Outcome, StreamPart};
@@ -99,7 +99,10 @@ pub(crate) async fn invoke_with_response_stream(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
-    let name = crate::lambda::qualified(name, query.ok());
+    let name = match crate::lambda::qualified(name, query) {
+        Ok(name) => name,
+        Err(response) => return *response,
+    };
     let body = match crate::lambda::read_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
@@ -122,56 +125,46 @@ pub(crate) async fn invoke_with_response_stream(
         tokio::spawn(async move { invoker.invoke(&function, payload, options).await })
     };
     // The headers wait for the function's first move: a refusal is an error answer, a
-    // start gives the stream's content type.
-    let content_type = tokio::select! {
-        part = parts.recv() => match part {
-            Some(StreamPart::Start { content_type }) => Some(content_type),
-            _ => None,
-        },
+    // start gives the stream's content type. A function that streams a short response
+    // may have ended by the time this looks, its parts queued: they come first (`biased`),
+    // and those queued in the instant between the two polls are still read (the sender
+    // went with the finished task, so none is still to come), or the body would be lost.
+    let mut ended = None;
+    let first = tokio::select! {
+        biased;
+        part = parts.recv() => part,
         joined = &mut invocation => {
-            match joined {
-                Ok(Err(e)) => return lambda.refused(e, &name),
-                Ok(Ok(result)) => {
-                    return respond(&request_id, "application/json", whole(result, tail));
-                }
-                Err(e) => {
-                    return crate::lambda::error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "ServiceException",
-                        &e.to_string(),
-                    );
-                }
-            }
+            ended = Some(joined);
+            parts.try_recv().ok()
         }
     };
-    let Some(content_type) = content_type else {
-        // Closed without a start: the invocation ended without streaming.
-        return match invocation.await {
-            Ok(Ok(result)) => respond(&request_id, "application/json", whole(result, tail)),
-            Ok(Err(e)) => lambda.refused(e, &name),
-            Err(e) => crate::lambda::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ServiceException",
-                &e.to_string(),
-            ),
+    let ended = Box::pin(async move {
+        let joined = match ended {
+            Some(joined) => joined,
+            None => invocation.await,
+        };
+        joined.unwrap_or_else(|e| Err(InvokeError::Unavailable(e.to_string())))
+    });
+    let Some(StreamPart::Start { content_type }) = first else {
+        // No start: the invocation was refused, or ended without streaming.
+        return match ended.await {
+            Ok(result) => respond(&request_id, "application/json", whole(result, tail)),
+            Err(e) => lambda.refused(e, &name),
         };
     };
     let events = futures_util::stream::unfold(
-        (parts, Some(invocation)),
-        move |(mut parts, mut invocation)| async move {
+        (parts, Some(ended)),
+        move |(mut parts, mut ended)| async move {
             loop {
                 match parts.recv().await {
                     Some(StreamPart::Chunk(bytes)) => {
-                        return Some((Ok::<_, std::io::Error>(chunk(bytes)), (parts, invocation)));
+                        return Some((Ok::<_, std::io::Error>(chunk(bytes)), (parts, ended)));
                     }
                     Some(StreamPart::Start { .. }) => {}
                     None => break,
                 }
             }
-            let result = match invocation.take()?.await {
-                Ok(result) => result,
-                Err(e) => Err(InvokeError::Unavailable(e.to_string())),
-            };
+            let result = ended.take()?.await;
             Some((Ok(complete(&result, tail)), (parts, None)))
         },
     );
@@ -212,6 +205,8 @@ fn respond(request_id: &str, content_type: &str, body: Body) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::StatusCode;
+
     use super::*;
 
     #[test]
@@ -234,5 +229,66 @@ mod tests {
             u32::from_be_bytes(framed[..4].try_into().unwrap()) as usize,
             framed.len()
         );
+    }
+
+    /// The event-stream messages of a body, as (event type, payload).
+    fn events(mut body: Bytes) -> Vec<(String, Vec<u8>)> {
+        let mut events = Vec::new();
+        while !body.is_empty() {
+            let message = aws_smithy_eventstream::frame::read_message_from(&mut body).unwrap();
+            let kind = message
+                .headers()
+                .iter()
+                .find(|h| h.name().as_str() == ":event-type")
+                .and_then(|h| h.value().as_string().ok())
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            events.push((kind, message.payload().to_vec()));
+        }
+        events
+    }
+
+    #[tokio::test]
+    async fn a_short_streamed_response_always_arrives() {
+        // The function streams its whole response and ends at once: its parts are queued
+        // by the time the handler looks, next to the finished invocation.
+        let (router, _fake, _dir) = crate::lambda::tests::api(&["orders"], |options| {
+            Box::pin(async move {
+                let stream = options.stream.expect("the handler streams");
+                let start = StreamPart::Start {
+                    content_type: "text/plain".to_owned(),
+                };
+                stream.send(start).await.unwrap();
+                stream
+                    .send(StreamPart::Chunk(b"hi".to_vec()))
+                    .await
+                    .unwrap();
+                crate::lambda::tests::answered(b"")
+            })
+        });
+        for round in 0..32 {
+            let answer = crate::lambda::tests::send(
+                &router,
+                "POST",
+                "/2021-11-15/functions/orders/response-streaming-invocations",
+                &[],
+                "{}",
+            )
+            .await;
+            assert_eq!(answer.status, StatusCode::OK, "round {round}");
+            assert_eq!(
+                answer.header("content-type"),
+                Some("text/plain"),
+                "round {round}"
+            );
+            assert_eq!(
+                events(answer.body),
+                [
+                    ("PayloadChunk".to_owned(), b"hi".to_vec()),
+                    ("InvokeComplete".to_owned(), b"{}".to_vec()),
+                ],
+                "round {round}"
+            );
+        }
     }
 }

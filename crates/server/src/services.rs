@@ -59,14 +59,7 @@ async fn aws(
     body: Bytes,
 ) -> Response {
     if is_rest_api_path(uri.path()) && !headers.contains_key("x-amz-target") {
-        return crate::lambda::error(
-            StatusCode::NOT_FOUND,
-            "UnknownOperationException",
-            &format!(
-                "{method} {} is not an operation this version of Nimbus supports",
-                uri.path()
-            ),
-        );
+        return crate::lambda::unknown_operation(&method, uri.path());
     }
     let Some(target) = headers.get("x-amz-target") else {
         return (

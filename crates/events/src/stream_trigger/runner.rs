@@ -452,7 +452,7 @@ impl Trigger {
                 tracing::warn!(trigger = %self.id, error = %e, "stream trigger invocation did not run");
                 let (attempt, status) = match e {
                     InvokeError::NotFound(_) => (Attempt::Failed, 404),
-                    InvokeError::Throttled => (Attempt::NotRun, 429),
+                    InvokeError::Throttled(_) => (Attempt::NotRun, 429),
                     // An instance that could not start is a failed attempt, as a Lambda
                     // init failure is a function error.
                     InvokeError::Unavailable(_) => (Attempt::Failed, 500),

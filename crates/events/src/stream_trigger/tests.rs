@@ -468,7 +468,7 @@ async fn throttles_are_retried_without_using_up_retries() {
         let mut n = counted.lock().unwrap();
         *n += 1;
         if *n <= 4 {
-            Err(InvokeError::Throttled)
+            Err(InvokeError::Throttled(nimbus_core::ThrottleLimit::Function))
         } else {
             Ok(Outcome::Response(Vec::new()))
         }
