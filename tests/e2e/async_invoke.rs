@@ -363,7 +363,7 @@ fn a_failing_event_is_tried_three_times_then_dead_lettered_and_can_be_redriven()
     let node = Builder::up(app.path())
         .arg("--no-watch")
         .arg("--async-retry-base")
-        .arg("50ms")
+        .arg("10ms")
         .start();
     let url = services_url(&node);
     let id = invoke_event(&node, "fails", r#"{"order":7}"#);

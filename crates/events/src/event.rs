@@ -102,7 +102,9 @@ pub struct Event {
     pub meta: EventMeta,
     /// When it was accepted (ms since the Unix epoch).
     pub enqueued_ms: u64,
-    /// Attempts made so far (invocations that ran and failed).
+    /// Attempts made so far: invocations that ran and failed and, while the event is
+    /// leased, the attempt its lease is for (counted when leased, so that an attempt that
+    /// outlives its lease still counts).
     pub attempts: u32,
     /// When the first attempt started.
     pub first_attempt_ms: Option<u64>,

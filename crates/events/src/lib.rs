@@ -3,7 +3,7 @@
 //! `nimbus-events` owns asynchronous invocations (`InvocationType: Event`): the
 //! [`AsyncQueue`], a durable queue with a dead-letter store in its own redb file, and the
 //! [`AsyncWorker`], which delivers queued events through [`nimbus_core::Invoke`] (the
-//! dispatcher), retries failed attempts with backoff, and sends Lambda's invocation
+//! dispatcher), retries failed attempts as Lambda does, and sends Lambda's invocation
 //! records to a function's `on_success` and `on_failure` destinations. It knows nothing
 //! of HTTP (the Lambda API and the admin API live in the server) or of runtimes.
 //!
@@ -45,7 +45,7 @@ pub use record::{
 };
 pub use schedule::{
     Clock, Cron, CronError, Fired, LocalLease, ScheduleError, ScheduleLease, ScheduleState,
-    Scheduler, Schedules, SystemClock, Timetable, describe, rule_arn, scheduled_event,
+    Scheduler, Schedules, SystemClock, Timetable, describe, rule_arn, scheduled_event, tick_id,
 };
 pub use stream_trigger::{
     BatchResponse, Change, ChangeError, ChangeSource, Checkpoints, LastAttempt, StreamName,
@@ -54,6 +54,7 @@ pub use stream_trigger::{
 };
 pub use worker::{
     AsyncWorker, WorkerConfig, WorkerSettings, async_share, backoff, backoff_ceiling,
+    function_error_delay,
 };
 
 /// Why the queue could not do what was asked.

@@ -8,8 +8,10 @@
 //!
 //! Layout: `events` maps an event id to the encoded event; `schedule` orders each
 //! function's events by the time they are next due, `(function, due_ms, id)`; a leased
-//! event is due again when its lease ends, so an event whose worker died is delivered
-//! again. `dead_letters` maps `(function, id)` to an encoded [`DeadLetter`]. `age` and
+//! event is due again when its lease ends (a worker extends the lease while its
+//! invocation runs), so an event whose worker died is delivered again. A lease counts the
+//! attempt it is for in the same commit, so that an attempt that outlives its lease still
+//! counts against the event's retries. `dead_letters` maps `(function, id)` to an encoded [`DeadLetter`]. `age` and
 //! `count` keep each function's events by acceptance time and their number, for the
 //! backlog metrics: a scrape reads one entry of each, however long the queue.
 
@@ -105,6 +107,12 @@ enum Job {
         reply: oneshot::Sender<Result<Vec<Event>, QueueError>>,
     },
     Settle(Box<Settle>, oneshot::Sender<Result<bool, QueueError>>),
+    Extend {
+        id: EventId,
+        lease: u32,
+        until_ms: u64,
+        reply: oneshot::Sender<Result<bool, QueueError>>,
+    },
     Redrive {
         function: String,
         ids: Vec<EventId>,
@@ -255,7 +263,13 @@ impl AsyncQueue {
     }
 
     /// Leases up to `max` of `function`'s events due at `now_ms`, earliest first, until
-    /// `until_ms`: they are not due again before then unless settled.
+    /// `until_ms`: they are not due again before then unless settled or
+    /// [extended](Self::extend). Each event's `attempts` counts the attempt its lease is
+    /// for, in the same commit: an attempt whose lease runs out while it still runs (and
+    /// whose settle is then refused) still counts against the event's retries. A caller
+    /// that does not run the event (it was throttled) takes that count back when it
+    /// settles. Opening the queue takes it back from the events that were leased when the
+    /// node stopped: their attempts were cut short by the node, not failed by the function.
     ///
     /// # Errors
     /// When the commit fails (nothing was leased).
@@ -298,6 +312,24 @@ impl AsyncQueue {
             now_ms: now_ms(),
         };
         self.submit(Job::Settle(Box::new(settle), tx), rx).await
+    }
+
+    /// Moves the end of the lease `event` came with to `until_ms` (never earlier), so that
+    /// an invocation still running keeps its event. Says `false`, changing nothing, when
+    /// that lease is no longer the event's latest (it ran out and the event was leased
+    /// again, or it was settled).
+    ///
+    /// # Errors
+    /// When the commit fails (nothing changed).
+    pub async fn extend(&self, event: &Event, until_ms: u64) -> Result<bool, QueueError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Extend {
+            id: event.id,
+            lease: event.lease,
+            until_ms,
+            reply,
+        };
+        self.submit(job, rx).await
     }
 
     /// A page of `function`'s dead letters, by id (the time their events were first
@@ -487,6 +519,9 @@ fn reclaim(db: &Database, now_ms: u64) -> Result<usize, QueueError> {
                 .map_err(storage)?;
             event.leased = false;
             event.due_ms = now_ms;
+            // The lease counted the attempt it was for; the node, not the function, cut
+            // that attempt short.
+            event.attempts = event.attempts.saturating_sub(1);
             tables
                 .events
                 .insert(id, event::encode(&event).as_slice())
@@ -678,10 +713,30 @@ impl<'txn> Tables<'txn> {
             event.leased = true;
             event.lease = event.lease.wrapping_add(1);
             event.due_ms = until_ms;
+            // Counted now, not when the attempt ends: an attempt that outlives its lease
+            // cannot settle, and would otherwise never count.
+            event.attempts = event.attempts.saturating_add(1);
             self.insert(&event)?;
             leased.push(event);
         }
         Ok(leased)
+    }
+
+    fn extend(&mut self, id: EventId, lease: u32, until_ms: u64) -> Result<bool, QueueError> {
+        let Some(mut current) = self.get(id)? else {
+            return Ok(false);
+        };
+        if !current.leased || current.lease != lease {
+            return Ok(false);
+        }
+        if until_ms > current.due_ms {
+            self.schedule
+                .remove((current.function.as_str(), current.due_ms, id.as_u128()))
+                .map_err(storage)?;
+            current.due_ms = until_ms;
+            self.insert(&current)?;
+        }
+        Ok(true)
     }
 
     fn settle(&mut self, settle: Settle) -> Result<bool, QueueError> {
@@ -890,6 +945,15 @@ fn apply(tables: &mut Tables<'_>, job: Job) -> (Done, bool, Result<(), QueueErro
                 Err(e) => (Done::Flag(tx, false), false, Err(e)),
             }
         }
+        Job::Extend {
+            id,
+            lease,
+            until_ms,
+            reply,
+        } => match tables.extend(id, lease, until_ms) {
+            Ok(kept) => (Done::Flag(reply, kept), false, Ok(())),
+            Err(e) => (Done::Flag(reply, false), false, Err(e)),
+        },
         Job::Redrive {
             function,
             ids,
@@ -977,6 +1041,7 @@ fn reply_of(job: Job) -> Done {
         Job::Enqueue(_, tx) => Done::Unit(tx),
         Job::Lease { reply, .. } => Done::Events(reply, Vec::new()),
         Job::Settle(_, tx) => Done::Flag(tx, false),
+        Job::Extend { reply, .. } => Done::Flag(reply, false),
         Job::Redrive { reply, .. } => Done::Ids(reply, Vec::new()),
         Job::DeleteDead { reply, .. } => Done::Flag(reply, false),
     }
@@ -1166,6 +1231,9 @@ mod tests {
             .unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].id, id);
+        // The attempt whose lease ran out counts, though it never settled.
+        assert_eq!(first[0].attempts, 1);
+        assert_eq!(again[0].attempts, 2);
         // The first lease is stale now: its settle changes nothing.
         let kept = queue
             .settle(first[0].clone(), Settlement::Delivered, None)
@@ -1179,6 +1247,48 @@ mod tests {
             .unwrap();
         assert!(kept);
         assert_eq!(queue.pending("f").unwrap(), 0);
+        assert_eq!(queue.next_due("f").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_extended_lease_keeps_its_event_until_the_new_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(&dir);
+        let id = queue
+            .enqueue("f", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        let now = now_ms();
+        let first = queue.lease("f", now, 10, now + 1_000).await.unwrap();
+        assert!(queue.extend(&first[0], now + 5_000).await.unwrap());
+        // Never shortened.
+        assert!(queue.extend(&first[0], now + 2_000).await.unwrap());
+        assert_eq!(queue.next_due("f").unwrap(), Some(now + 5_000));
+        assert!(
+            queue
+                .lease("f", now + 4_999, 10, now + 9_000)
+                .await
+                .unwrap()
+                .is_empty(),
+            "still held past the first end"
+        );
+        // Once the extended lease runs out, the lease is the next one's: the stale holder
+        // can neither extend nor settle.
+        let again = queue
+            .lease("f", now + 5_000, 10, now + 9_000)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, id);
+        assert!(!queue.extend(&first[0], now + 20_000).await.unwrap());
+        assert_eq!(queue.next_due("f").unwrap(), Some(now + 9_000));
+        let kept = queue
+            .settle(again[0].clone(), Settlement::Delivered, None)
+            .await
+            .unwrap();
+        assert!(kept);
+        // Nor is a settled event's lease extended.
+        assert!(!queue.extend(&again[0], now + 20_000).await.unwrap());
         assert_eq!(queue.next_due("f").unwrap(), None);
     }
 
@@ -1210,6 +1320,8 @@ mod tests {
         let mut events = queue.lease("f", now, 10, now + 1_000).await.unwrap();
         events.sort_by_key(|e| e.payload.clone());
         assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![a, b]);
+        // The attempt the node cut short does not count: each is on its first attempt.
+        assert!(events.iter().all(|e| e.attempts == 1), "{events:?}");
         assert_eq!(events[0].meta, meta);
         assert_eq!(events[0].payload, b"1");
     }
@@ -1228,7 +1340,8 @@ mod tests {
             .await
             .unwrap()
             .remove(0);
-        event.attempts = 1;
+        // The lease counts the attempt it is for.
+        assert_eq!(event.attempts, 1);
         event.last_error = Some(AttemptError {
             error_type: "Unhandled".to_owned(),
             payload: br#"{"errorType":"Error","errorMessage":"no"}"#.to_vec(),
@@ -1246,14 +1359,13 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        let mut event = queue
+        let event = queue
             .lease("f", now + 500, 1, now + 2_000)
             .await
             .unwrap()
             .remove(0);
-        assert_eq!(event.attempts, 1);
+        assert_eq!(event.attempts, 2);
         assert!(event.last_error.is_some());
-        event.attempts = 2;
         let record = FollowUp {
             function: "alarms".to_owned(),
             payload: b"{\"record\":true}".to_vec(),
@@ -1288,7 +1400,7 @@ mod tests {
             .unwrap()
             .remove(0);
         assert_eq!(event.id, id);
-        assert_eq!(event.attempts, 0);
+        assert_eq!(event.attempts, 1, "only the attempt this lease is for");
         assert_eq!(event.last_error, None);
         assert_eq!(event.payload, b"{\"k\":1}");
         // Redriving what is not there moves nothing; deleting removes an entry.

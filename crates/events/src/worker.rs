@@ -5,11 +5,19 @@
 //! id. Async work takes at most half of a function's concurrency (at least one), so
 //! that a backlog of events never starves the function's synchronous callers.
 //!
-//! A failed attempt (the function's error, a timeout or crash, a throttle, no instance)
-//! is retried after an exponential backoff with full jitter, up to the function's
+//! A failed attempt (the function's error, a timeout or crash) is retried as Lambda
+//! retries a function error: about a minute later, then two minutes after the second
+//! (`function_error_retry_base` times the attempts made), up to the function's
 //! `max_retries` and `max_event_age`; then the event goes to the dead-letter store and,
-//! when the function has one, an invocation record to its `on_failure` destination. A
-//! success sends a record to the `on_success` destination, if any.
+//! when the function has one, an invocation record to its `on_failure` destination. An
+//! invocation that did not run (a throttle, an instance that could not be started) is no
+//! attempt: it is retried after an exponential backoff with full jitter until
+//! `max_event_age`. A success sends a record to the `on_success` destination, if any.
+//!
+//! A lease lasts as long as an attempt may take (the wait for an instance, the init, the
+//! run) and is extended while the invocation runs, so that a running attempt keeps its
+//! event; the attempt is counted when the event is leased, so that one that outlives its
+//! lease all the same still counts against `max_retries`.
 
 use std::{
     collections::BTreeMap,
@@ -36,32 +44,66 @@ use crate::{
 /// How the worker retries and leases.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The first retry's longest delay; each later one doubles it, up to `retry_cap`.
+    /// The delay before the retry that follows a function error (an error, a timeout, a
+    /// crash), times the number of attempts made: by default a minute after the first,
+    /// two after the second, as on Lambda.
+    pub function_error_retry_base: Duration,
+    /// After an invocation that did not run (a throttle, an instance that could not be
+    /// started), the first retry's longest delay; each later one doubles it, up to
+    /// `retry_cap`.
     pub retry_base: Duration,
-    /// The longest delay between two attempts.
+    /// The longest delay before retrying an invocation that did not run.
     pub retry_cap: Duration,
-    /// How long a lease outlives the function's timeout: time for the invocation to wait
-    /// for an instance and for its outcome to be recorded. A lease that runs out makes
-    /// the event due again.
+    /// The longest an invocation may wait for an instance (the dispatcher's
+    /// `max_queue_wait`): part of a lease.
+    pub max_queue_wait: Duration,
+    /// The least time the runtime gives an instance's init, whatever the function's
+    /// timeout (Lambda's 10 s; the init may take up to the timeout when that is longer):
+    /// part of a lease.
+    pub init_limit: Duration,
+    /// How long a lease outlives the longest an attempt may take (the wait for an
+    /// instance, the init, the run): time for its outcome to be recorded. The worker
+    /// also extends a lease every third of its length while the invocation runs; a lease
+    /// that runs out all the same makes the event due again.
     pub lease_margin: Duration,
     /// The region in the function ARNs of invocation records.
     pub region: String,
 }
 
 impl WorkerConfig {
-    /// The default first retry delay bound.
+    /// The default delay before the first retry after a function error (Lambda's about 1
+    /// minute; the second comes 2 minutes later).
+    pub const DEFAULT_FUNCTION_ERROR_RETRY_BASE: Duration = Duration::from_secs(60);
+    /// The default first retry delay bound after an invocation that did not run.
     pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
-    /// The longest delay between attempts (Lambda's 5 minutes).
+    /// The longest delay before retrying an invocation that did not run (Lambda's 5
+    /// minutes).
     pub const RETRY_CAP: Duration = Duration::from_secs(300);
+    /// The default wait for an instance (the dispatcher's default).
+    pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_secs(10);
+    /// The default least init time (Lambda's 10 s).
+    pub const DEFAULT_INIT_LIMIT: Duration = Duration::from_secs(10);
     /// The default lease margin.
     pub const DEFAULT_LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+    /// How long a lease of an event for a function with `timeout` lasts: the longest the
+    /// attempt may wait for an instance, init and run, and the margin.
+    pub fn lease(&self, timeout: Duration) -> Duration {
+        self.max_queue_wait
+            .saturating_add(self.init_limit.max(timeout))
+            .saturating_add(timeout)
+            .saturating_add(self.lease_margin)
+    }
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
+            function_error_retry_base: Self::DEFAULT_FUNCTION_ERROR_RETRY_BASE,
             retry_base: Self::DEFAULT_RETRY_BASE,
             retry_cap: Self::RETRY_CAP,
+            max_queue_wait: Self::DEFAULT_MAX_QUEUE_WAIT,
+            init_limit: Self::DEFAULT_INIT_LIMIT,
             lease_margin: Self::DEFAULT_LEASE_MARGIN,
             region: "us-east-1".to_owned(),
         }
@@ -88,6 +130,12 @@ pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let ceiling = backoff_ceiling(base, cap, attempt);
     let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+/// The delay before the retry that follows function error number `attempt` (1 for the
+/// first): `base` times `attempt`, as Lambda waits about 1 minute, then 2.
+pub fn function_error_delay(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(attempt.max(1))
 }
 
 /// How long the worker sleeps when nothing is due and nothing wakes it.
@@ -269,8 +317,8 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<Option<Duration>>) {
                     continue;
                 }
             }
-            let lease = target.spec().timeout + shared.config.lease_margin;
-            let until = now + u64::try_from(lease.as_millis()).unwrap_or(u64::MAX / 2);
+            let lease = shared.config.lease(target.spec().timeout);
+            let until = now.saturating_add(millis(lease));
             match shared.queue.lease(name, now, cap - busy, until).await {
                 Ok(events) => {
                     again |= !events.is_empty();
@@ -344,8 +392,17 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
     let policy = &spec.async_policy;
     let max_age = millis(policy.max_event_age);
     let started = now_ms();
+    // The lease counted this attempt; one given up before it runs takes the count back.
     if started.saturating_sub(event.enqueued_ms) > max_age {
+        event.attempts = event.attempts.saturating_sub(1);
         give_up(shared, target, event, Condition::EventAgeExceeded).await;
+        return;
+    }
+    if event.attempts > policy.max_retries.saturating_add(1) {
+        // An earlier attempt outlived its lease: it counted, but its outcome could not be
+        // recorded, and it used up the last retry.
+        event.attempts = event.attempts.saturating_sub(1);
+        give_up(shared, target, event, Condition::RetriesExhausted).await;
         return;
     }
     let options = InvokeOptions {
@@ -355,18 +412,19 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         stream: None,
         request: None,
     };
-    let result = shared
+    let invocation = shared
         .invoker
-        .invoke(&target.name, event.payload.clone(), options)
-        .await;
-    // A throttled invocation did not run, and is no attempt: as on Lambda, such events
-    // are retried until `max_event_age`, whatever `max_retries` says. (An instance that
-    // could not start is a failed attempt, as a Lambda init failure is a function error.)
-    if let Err(e @ InvokeError::Throttled(_)) = &result {
+        .invoke(&target.name, event.payload.clone(), options);
+    let lease = shared.config.lease(spec.timeout);
+    let result = keep_leased(shared, &event, lease, invocation).await;
+    // An invocation that was throttled, or whose instance could not be started (it could
+    // not spawn or bind, the node is stopping), did not run and is no attempt: as on
+    // Lambda, such events are retried until `max_event_age`, whatever `max_retries` says.
+    if let Err(e @ (InvokeError::Throttled(_) | InvokeError::Unavailable(_))) = &result {
+        event.attempts = event.attempts.saturating_sub(1);
         not_run(shared, target, event, e, max_age).await;
         return;
     }
-    event.attempts = event.attempts.saturating_add(1);
     event.first_attempt_ms.get_or_insert(started);
     event.last_attempt_ms = Some(started);
     let error = match result {
@@ -404,11 +462,7 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         give_up(shared, target, event, Condition::RetriesExhausted).await;
         return;
     }
-    let delay = backoff(
-        shared.config.retry_base,
-        shared.config.retry_cap,
-        event.attempts,
-    );
+    let delay = function_error_delay(shared.config.function_error_retry_base, event.attempts);
     let Some(at) = retry_at(&event, delay, max_age) else {
         give_up(shared, target, event, Condition::EventAgeExceeded).await;
         return;
@@ -424,6 +478,46 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
     retry(shared, target, event, at).await;
 }
 
+/// Runs `invocation` to its end, extending `event`'s lease to `lease` from now every third
+/// of `lease` meanwhile, so that no other attempt of the event starts while it runs.
+async fn keep_leased<T>(
+    shared: &Shared,
+    event: &Event,
+    lease: Duration,
+    invocation: impl Future<Output = T>,
+) -> T {
+    let period = (lease / 3).max(Duration::from_millis(1));
+    let heartbeat = async {
+        loop {
+            tokio::time::sleep(period).await;
+            let until = now_ms().saturating_add(millis(lease));
+            match shared.queue.extend(event, until).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        function = %event.function,
+                        request_id = %event.id,
+                        "an async event's lease ran out while its invocation ran; it may be delivered again"
+                    );
+                    break;
+                }
+                // The lease may still be extended next time.
+                Err(e) => tracing::error!(
+                    function = %event.function,
+                    request_id = %event.id,
+                    error = %e,
+                    "cannot extend the lease of a running async invocation"
+                ),
+            }
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    tokio::select! {
+        out = invocation => out,
+        never = heartbeat => match never {},
+    }
+}
+
 /// When a retry after `delay` is due, or `None` when it would come after `max_age`.
 fn retry_at(event: &Event, delay: Duration, max_age: u64) -> Option<u64> {
     let at = now_ms().saturating_add(millis(delay));
@@ -436,9 +530,9 @@ async fn retry(shared: &Shared, target: &Target, event: Event, at: u64) {
     settle(shared, event, Settlement::Retry { at_ms: at }, None).await;
 }
 
-/// Puts back an event whose invocation did not run, for a retry after a backoff that
-/// grows with the event's age (the event keeps no count of its throttles), or gives it up
-/// once the retry would come after `max_age`.
+/// Puts back an event whose invocation did not run (throttled, or no instance could be
+/// started), for a retry after a backoff that grows with the event's age (the event keeps
+/// no count of these), or gives it up once the retry would come after `max_age`.
 async fn not_run(
     shared: &Shared,
     target: &Target,
@@ -532,6 +626,10 @@ mod tests {
         Succeed,
         Fail,
         Throttle,
+        /// No instance can be started.
+        Unavailable,
+        /// Fails after running this long.
+        SlowFail(Duration),
         /// Holds every invocation until the test releases it.
         Hold,
     }
@@ -600,15 +698,24 @@ mod tests {
                     .unwrap()
                     .push((function, request_id.clone(), payload.clone()));
                 self.called.notify_waiters();
-                if let Behaviour::Hold = behaviour {
-                    self.release.notified().await;
+                match behaviour {
+                    Behaviour::Hold => self.release.notified().await,
+                    Behaviour::SlowFail(d) => tokio::time::sleep(d).await,
+                    _ => {}
                 }
                 self.running.fetch_sub(1, Ordering::SeqCst);
                 let outcome = match behaviour {
                     Behaviour::Succeed | Behaviour::Hold => {
                         Outcome::Response(b"{\"ok\":true}".to_vec())
                     }
-                    Behaviour::Fail => Outcome::platform_error("Error", "always fails"),
+                    Behaviour::Fail | Behaviour::SlowFail(_) => {
+                        Outcome::platform_error("Error", "always fails")
+                    }
+                    Behaviour::Unavailable => {
+                        return Err(InvokeError::Unavailable(
+                            "cannot run the provided runtime: no such file".to_owned(),
+                        ));
+                    }
                     Behaviour::Throttle => {
                         return Err(InvokeError::Throttled(nimbus_core::ThrottleLimit::Function));
                     }
@@ -641,6 +748,7 @@ mod tests {
 
     fn config() -> WorkerConfig {
         WorkerConfig {
+            function_error_retry_base: Duration::from_millis(1),
             retry_base: Duration::from_millis(1),
             retry_cap: Duration::from_millis(4),
             ..WorkerConfig::default()
@@ -677,6 +785,212 @@ mod tests {
         let spread: std::collections::BTreeSet<Duration> =
             (0..50).map(|_| backoff(base, cap, 9)).collect();
         assert!(spread.len() > 1);
+    }
+
+    #[test]
+    fn function_errors_are_retried_a_minute_then_two_minutes_later() {
+        let base = WorkerConfig::default().function_error_retry_base;
+        let delays: Vec<u64> = (1..=2)
+            .map(|n| function_error_delay(base, n).as_secs())
+            .collect();
+        assert_eq!(delays, [60, 120]);
+    }
+
+    #[test]
+    fn a_lease_covers_the_wait_the_init_and_the_run() {
+        let config = WorkerConfig::default();
+        // 10 s of queue wait, 10 s of init at least, the run, 30 s of margin.
+        assert_eq!(
+            config.lease(Duration::from_secs(3)).as_secs(),
+            10 + 10 + 3 + 30
+        );
+        // A longer timeout is also the init's limit.
+        assert_eq!(
+            config.lease(Duration::from_secs(900)).as_secs(),
+            10 + 900 + 900 + 30
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_function_error_is_retried_after_the_function_error_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
+        let fake = Arc::new(Fake::default());
+        fake.set("fails", Behaviour::Fail);
+        let hour = Duration::from_secs(3600);
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [spec("fails", 10, AsyncPolicy::default())],
+            WorkerConfig {
+                function_error_retry_base: hour,
+                ..config()
+            },
+        );
+        worker.start();
+        let before = now_ms();
+        queue
+            .enqueue("fails", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        fake.wait_calls("fails", 1).await;
+        // The retry is put back an hour (the base, after one attempt) later, not at the
+        // throttles' millisecond backoff.
+        let due = loop {
+            let due = queue.next_due("fails").unwrap().unwrap();
+            // Leased until the retry is recorded.
+            if due < before + 3_000_000 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            break due;
+        };
+        let after = now_ms();
+        assert!(
+            due >= before + 3_600_000 && due <= after + 3_600_000,
+            "{due}"
+        );
+        worker.stop(Duration::from_secs(1)).await;
+        assert_eq!(fake.calls("fails").len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_attempt_keeps_its_lease_however_long_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
+        let fake = Arc::new(Fake::default());
+        // A cold start whose init and run take far longer than the lease.
+        fake.set("slow", Behaviour::SlowFail(Duration::from_millis(600)));
+        let policy = AsyncPolicy {
+            max_retries: 1,
+            ..AsyncPolicy::default()
+        };
+        let mut slow = spec("slow", 4, policy);
+        slow.timeout = Duration::from_millis(100);
+        let config = WorkerConfig {
+            max_queue_wait: Duration::ZERO,
+            init_limit: Duration::ZERO,
+            lease_margin: Duration::from_millis(50),
+            ..config()
+        };
+        // A 250 ms lease, extended every 83 ms.
+        assert_eq!(config.lease(slow.timeout), Duration::from_millis(250));
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [slow],
+            config,
+        );
+        worker.start();
+        let id = queue
+            .enqueue("slow", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        wait_dead(&queue, "slow", 1).await;
+        // Nothing else is due: a second attempt would have come while the first ran.
+        assert_eq!(queue.pending("slow").unwrap(), 0);
+        worker.stop(Duration::from_secs(1)).await;
+        // Two attempts, one after the other, each run to its end and recorded.
+        assert_eq!(fake.peak.load(Ordering::SeqCst), 1, "never two at once");
+        assert_eq!(fake.calls("slow").len(), 2);
+        let dead = queue.dead_letters("slow", None, usize::MAX).unwrap().0;
+        assert_eq!(dead[0].id(), id);
+        assert_eq!(dead[0].event.attempts, 2);
+        assert_eq!(dead[0].condition, Condition::RetriesExhausted);
+        assert_eq!(dead[0].to_json()["error"]["errorMessage"], "always fails");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_attempt_whose_lease_ran_out_counts_against_the_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
+        let fake = Arc::new(Fake::default());
+        fake.set("lost", Behaviour::Fail);
+        queue
+            .enqueue("lost", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        // An attempt leased the event and outlived its lease without settling.
+        let now = now_ms();
+        let stale = queue.lease("lost", now, 1, now + 1).await.unwrap();
+        assert_eq!(stale.len(), 1);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let policy = AsyncPolicy {
+            max_retries: 0,
+            ..AsyncPolicy::default()
+        };
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [spec("lost", 10, policy)],
+            config(),
+        );
+        worker.start();
+        wait_dead(&queue, "lost", 1).await;
+        worker.stop(Duration::from_secs(1)).await;
+        // No retry was left: the event is given up without running again.
+        assert!(fake.calls("lost").is_empty());
+        let dead = queue.dead_letters("lost", None, usize::MAX).unwrap().0;
+        assert_eq!(dead[0].event.attempts, 1);
+        assert_eq!(dead[0].condition, Condition::RetriesExhausted);
+        // The stale attempt's outcome is refused.
+        assert!(
+            !queue
+                .settle(stale[0].clone(), Settlement::Delivered, None)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_that_cannot_start_is_no_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
+        let fake = Arc::new(Fake::default());
+        fake.set("flaky", Behaviour::Unavailable);
+        fake.set("down", Behaviour::Unavailable);
+        let zero = AsyncPolicy {
+            max_retries: 0,
+            ..AsyncPolicy::default()
+        };
+        let short = AsyncPolicy {
+            max_retries: 0,
+            max_event_age: Duration::from_millis(300),
+            ..AsyncPolicy::default()
+        };
+        let mut worker = AsyncWorker::new(
+            Arc::clone(&queue),
+            Arc::clone(&fake) as Arc<dyn Invoke>,
+            [spec("flaky", 10, zero), spec("down", 10, short)],
+            config(),
+        );
+        worker.start();
+        for function in ["flaky", "down"] {
+            queue
+                .enqueue(function, b"{}".to_vec(), EventMeta::default())
+                .await
+                .unwrap();
+        }
+        // Three starts fail with no retry to spare, then it runs, once.
+        fake.wait_calls("flaky", 3).await;
+        fake.set("flaky", Behaviour::Succeed);
+        let calls = fake.calls("flaky").len();
+        fake.wait_calls("flaky", calls + 1).await;
+        // One that never gets an instance is given up when it is too old, as never run.
+        wait_dead(&queue, "down", 1).await;
+        worker.stop(Duration::from_secs(1)).await;
+        let dead = queue.dead_letters("down", None, usize::MAX).unwrap().0;
+        let dead = dead[0].to_json();
+        assert_eq!(dead["condition"], "EventAgeExceeded");
+        assert_eq!(dead["attempts"], 0);
+        assert_eq!(dead["error"]["errorType"], "ServiceException");
+        assert!(
+            queue
+                .dead_letters("flaky", None, usize::MAX)
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 
     #[test]

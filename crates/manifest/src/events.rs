@@ -18,6 +18,9 @@ const SOURCE_EXPECTED: &str = "a source such as \"table:Users\", \"schedule:rate
 
 /// Shortest maximum event age (Lambda's 60 s).
 const MIN_EVENT_AGE: Duration = Duration::from_secs(60);
+/// A schedule's retries when not configured: EventBridge's default retry policy
+/// (`MaximumRetryAttempts` 185, with `MaximumEventAgeInSeconds` 24 hours).
+const SCHEDULE_MAX_RETRIES: u32 = 185;
 /// Largest batch size of a FIFO queue trigger (Lambda's).
 const MAX_FIFO_BATCH_SIZE: u32 = 10;
 /// Default batch size of a queue trigger (Lambda's for SQS).
@@ -55,16 +58,22 @@ fn decode_event(
             "the name of the function to invoke",
         )
         .and_then(|f| f.string(&mut cx.sink, "a function name"));
-    let max_retries = obj
-        .take("max_retries")
-        .map_or(Some(limits::DEFAULT_MAX_RETRIES), |f| {
-            f.int(&mut cx.sink, 0..=limits::MAX_RETRIES)
-        });
-    let max_event_age = obj
-        .take("max_event_age")
-        .map_or(Some(limits::DEFAULT_MAX_EVENT_AGE), |f| {
-            f.duration(&mut cx.sink, MIN_EVENT_AGE..=limits::MAX_EVENT_AGE)
-        });
+    // A schedule retries handing its event over as EventBridge does (185 times over 24
+    // hours by default); the other sources retry invocations as Lambda does.
+    let (default_retries, default_age) = if source
+        .as_ref()
+        .is_some_and(|s| s.value.starts_with("schedule:"))
+    {
+        (SCHEDULE_MAX_RETRIES, limits::MAX_EVENT_AGE)
+    } else {
+        (limits::DEFAULT_MAX_RETRIES, limits::DEFAULT_MAX_EVENT_AGE)
+    };
+    let max_retries = obj.take("max_retries").map_or(Some(default_retries), |f| {
+        f.int(&mut cx.sink, 0..=limits::MAX_RETRIES)
+    });
+    let max_event_age = obj.take("max_event_age").map_or(Some(default_age), |f| {
+        f.duration(&mut cx.sink, MIN_EVENT_AGE..=limits::MAX_EVENT_AGE)
+    });
     let enabled = obj
         .take("enabled")
         .map_or(Some(true), |f| f.bool(&mut cx.sink));

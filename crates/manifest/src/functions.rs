@@ -228,13 +228,16 @@ fn logging(
 
 const ASYNC_EXPECTED: &str = "a table such as { max_retries = 2, max_event_age = \"6h\", on_success = \"fn\", on_failure = \"fn\" }";
 
+/// Most retries of an async invocation (Lambda's `MaximumRetryAttempts`, 0 to 2).
+const MAX_ASYNC_RETRIES: u32 = 2;
+
 /// `async = { ... }`: the policy, and the destinations it names (checked later).
 fn async_policy(cx: &mut Cx<'_>, field: Field<'_>) -> Option<(AsyncPolicy, Vec<Str>)> {
     let mut obj = field.table(&mut cx.sink, ASYNC_EXPECTED)?;
     let max_retries = obj
         .take("max_retries")
         .map_or(Some(limits::DEFAULT_MAX_RETRIES), |f| {
-            f.int(&mut cx.sink, 0..=limits::MAX_RETRIES)
+            f.int(&mut cx.sink, 0..=MAX_ASYNC_RETRIES)
         });
     let max_event_age =
         obj.take("max_event_age")

@@ -380,9 +380,13 @@ impl Node {
             Arc::clone(&invoker),
             app.iter().flat_map(|app| app.functions.values().cloned()),
             WorkerConfig {
+                // After a throttle or an instance that could not start.
                 retry_base: config.async_retry_base,
+                // After a function error: 60 times the base per attempt made, Lambda's
+                // minute then two by default, so that the one setting speeds both up.
+                function_error_retry_base: config.async_retry_base.saturating_mul(60),
                 // A leased event may wait for an instance as long as a request may.
-                lease_margin: WorkerConfig::DEFAULT_LEASE_MARGIN + config.dispatch.max_queue_wait,
+                max_queue_wait: config.dispatch.max_queue_wait,
                 region: nimbus_tables::schema::REGION.to_owned(),
                 ..WorkerConfig::default()
             },

@@ -17,9 +17,11 @@
 //! - Retries: once queued, a tick's event is retried and dead-lettered by the function's
 //!   async policy (Lambda's retries of an event EventBridge handed over); the schedule's
 //!   own [`RetryPolicy`](nimbus_core::RetryPolicy) bounds how long a tick whose event
-//!   cannot be enqueued is tried again before it is given up (EventBridge's retry policy).
+//!   cannot be enqueued is tried again, with a backoff from 1 s doubling to 60 s, before it
+//!   is given up (EventBridge's retry policy).
 //! - Delivery is at least once: a crash between the enqueue and the record fires that
-//!   tick again after the restart. `resources[0]` and `time` identify a tick.
+//!   tick again after the restart. The event's `id` ([`tick_id`]) is the same each time a
+//!   tick fires, and `resources[0]` and `time` identify the tick too.
 //!
 //! Everything time-related takes the time as an argument or through a [`Clock`], so that
 //! tests run without waiting.
@@ -156,6 +158,21 @@ pub fn rule_arn(region: &str, rule: &str) -> String {
     format!("arn:aws:events:{region}:{ACCOUNT}:rule/{rule}")
 }
 
+/// The id of the event of the tick at `time_ms` of the rule `rule_arn`: the same each time
+/// that tick fires (a crash between the enqueue and its record fires it again), so that a
+/// consumer can tell a repeat by the event's `id`. A UUID of RFC 9562's version 8 (custom
+/// layout): the tick's time in milliseconds in the first 48 bits, where a version 7 has
+/// its time, and the first 64 bits of the SHA-256 of the rule's ARN in the last 64 (less
+/// the variant's 2 bits).
+pub fn tick_id(rule_arn: &str, time_ms: u64) -> uuid::Uuid {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(rule_arn.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&time_ms.to_be_bytes()[2..]);
+    bytes[8..].copy_from_slice(&digest[..8]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// The event a function receives when its schedule fires.
 #[derive(Serialize)]
 struct ScheduledEvent<'a> {
@@ -237,6 +254,23 @@ mod tests {
             fields: ["0", "12", "*", "*", "?", "*"].map(str::to_owned),
         };
         assert_eq!(describe(&cron), "cron(0 12 * * ? *)");
+    }
+
+    #[test]
+    fn a_ticks_id_depends_on_its_rule_and_time_alone() {
+        let arn = rule_arn("us-east-1", "shop-report-1");
+        let noon = 1_764_504_000_000;
+        let id = tick_id(&arn, noon);
+        assert_eq!(id, tick_id(&arn, noon), "the same tick, the same id");
+        assert_eq!(id.get_version_num(), 8);
+        assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+        // The time leads, as in a version 7.
+        assert_eq!(id.as_u128() >> 80, u128::from(noon));
+        assert_ne!(id, tick_id(&arn, noon + 60_000));
+        assert_ne!(id, tick_id(&rule_arn("us-east-1", "shop-report-2"), noon));
+        assert_ne!(id, tick_id(&rule_arn("eu-west-1", "shop-report-1"), noon));
+        // Fixed by its inputs alone, on every node and in every version.
+        assert_eq!(id.to_string(), "019ad4a2-5600-8000-a93b-2ff1f405be7c");
     }
 
     #[test]

@@ -7,12 +7,22 @@ use tokio::sync::watch;
 
 use super::{
     Clock, ScheduleError, ScheduleLease, ScheduleState, Timetable, describe, rule_arn,
-    scheduled_event,
+    scheduled_event, tick_id,
 };
 use crate::{AsyncQueue, EventId, EventMeta};
 
-/// How long a schedule waits after a failure (the store or the queue) before trying again.
-const RETRY: Duration = Duration::from_secs(5);
+/// How long a schedule waits after its first failure (the store or the queue) before
+/// trying again; the wait doubles with each failure after that, up to [`RETRY_CAP`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest wait between two tries of a tick.
+const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// The wait after failure number `failures` (1 for the first) of a tick.
+fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_CAP)
+}
 
 /// The longest the task sleeps before looking at the clock again, so that a change of the
 /// system clock or a suspended machine delays a fire by at most this much.
@@ -153,8 +163,8 @@ impl Schedules {
 
     /// Fires every schedule due at `now_ms`, once each (once for several missed fire
     /// times), and returns what was fired. A schedule seen for the first time is recorded,
-    /// anchored at `now_ms`. Failures are logged, and the schedule is tried again a few
-    /// seconds later.
+    /// anchored at `now_ms`. Failures are logged, and the schedule is tried again after a
+    /// backoff (1 s, doubling up to 60 s), until its retry policy gives the tick up.
     pub async fn fire_due(&mut self, now_ms: u64) -> Vec<Fired> {
         let mut fired = Vec::new();
         for i in 0..self.entries.len() {
@@ -172,8 +182,9 @@ impl Schedules {
                     let entry = &mut self.entries[i];
                     entry.failures = entry.failures.saturating_add(1);
                     entry.failing_since_ms.get_or_insert(now_ms);
-                    tracing::error!(rule = %entry.rule, function = %entry.function, error = %e, "schedule could not fire; trying again shortly");
-                    entry.retry_at_ms = now_ms + millis(RETRY);
+                    let delay = retry_delay(entry.failures);
+                    tracing::error!(rule = %entry.rule, function = %entry.function, error = %e, attempts = entry.failures, retry_in_ms = millis(delay), "schedule could not fire; trying again");
+                    entry.retry_at_ms = now_ms.saturating_add(millis(delay));
                 }
             }
         }
@@ -227,7 +238,9 @@ impl Schedules {
             state.done_until_ms = tick;
             return Ok(None);
         }
-        let payload = scheduled_event(uuid::Uuid::new_v4(), tick, &self.region, &entry.arn);
+        // The same id each time this tick fires (again after a crash before the record).
+        let id = tick_id(&entry.arn, tick);
+        let payload = scheduled_event(id, tick, &self.region, &entry.arn);
         let event = self
             .queue
             .enqueue(&entry.function, payload, EventMeta::default())
@@ -548,10 +561,22 @@ mod tests {
         );
     }
 
-    /// The local lease, with claims that fail while `failing` is above zero.
+    /// The local lease, with claims that fail while `failing` is above zero, and settles
+    /// that fail while `unsettled` is set.
     struct Flaky {
         inner: LocalLease,
         failing: AtomicU64,
+        unsettled: std::sync::atomic::AtomicBool,
+    }
+
+    impl Flaky {
+        fn open(node: &Node) -> Arc<Flaky> {
+            Arc::new(Flaky {
+                inner: LocalLease::open(&node.dir.path().join("schedules.redb")).unwrap(),
+                failing: AtomicU64::new(0),
+                unsettled: std::sync::atomic::AtomicBool::new(false),
+            })
+        }
     }
 
     impl ScheduleLease for Flaky {
@@ -583,21 +608,22 @@ mod tests {
             tick_ms: u64,
             fired: bool,
         ) -> nimbus_core::BoxFuture<'a, Result<(), ScheduleError>> {
+            if self.unsettled.load(Ordering::Relaxed) {
+                return Box::pin(async { Err(ScheduleError::Storage("disk full".to_owned())) });
+            }
             self.inner.settle(key, tick_ms, fired)
         }
     }
 
-    /// A tick whose event cannot be handed over is retried a few seconds later, up to the
-    /// schedule's `max_retries`, then given up; the next tick fires as usual.
+    /// A tick whose event cannot be handed over is retried 1 s later, then 2 s after
+    /// that, up to the schedule's `max_retries`, then given up; the next tick fires as
+    /// usual.
     #[tokio::test]
     async fn a_tick_that_keeps_failing_is_given_up_after_its_retries() {
         let node = Node::new();
         let mut app = app(&[("report", rate(1), true)]);
         app.events[0].retry.max_retries = 1;
-        let lease = Arc::new(Flaky {
-            inner: LocalLease::open(&node.dir.path().join("schedules.redb")).unwrap(),
-            failing: AtomicU64::new(0),
-        });
+        let lease = Flaky::open(&node);
         let mut s =
             Schedules::new(&app, Arc::clone(&node.queue), lease.clone(), "us-east-1").unwrap();
         let t0 = at(2026, 6, 1, 0, 0);
@@ -605,17 +631,19 @@ mod tests {
         // One failure, then the retry fires the tick.
         lease.failing.store(1, Ordering::Relaxed);
         assert!(s.fire_due(t0 + MINUTE).await.is_empty());
-        assert_eq!(s.next_wake(), Some(t0 + MINUTE + 5000));
+        assert_eq!(s.next_wake(), Some(t0 + MINUTE + 1000));
         assert!(
-            s.fire_due(t0 + MINUTE + 4999).await.is_empty(),
+            s.fire_due(t0 + MINUTE + 999).await.is_empty(),
             "not before the retry"
         );
-        assert_eq!(times(&s.fire_due(t0 + MINUTE + 5000).await), [t0 + MINUTE]);
+        assert_eq!(times(&s.fire_due(t0 + MINUTE + 1000).await), [t0 + MINUTE]);
         // Failing for good: the first attempt and one retry, then the tick is given up.
         lease.failing.store(u64::MAX, Ordering::Relaxed);
         assert!(s.fire_due(t0 + 2 * MINUTE).await.is_empty());
-        assert!(s.fire_due(t0 + 2 * MINUTE + 5000).await.is_empty());
-        assert!(s.fire_due(t0 + 2 * MINUTE + 10_000).await.is_empty());
+        assert_eq!(s.next_wake(), Some(t0 + 2 * MINUTE + 1000));
+        assert!(s.fire_due(t0 + 2 * MINUTE + 1000).await.is_empty());
+        assert_eq!(s.next_wake(), Some(t0 + 2 * MINUTE + 3000), "twice as long");
+        assert!(s.fire_due(t0 + 2 * MINUTE + 3000).await.is_empty());
         assert_eq!(s.next_wake(), Some(t0 + 3 * MINUTE), "the tick is settled");
         lease.failing.store(0, Ordering::Relaxed);
         assert_eq!(times(&s.fire_due(t0 + 3 * MINUTE).await), [t0 + 3 * MINUTE]);
@@ -626,6 +654,93 @@ mod tests {
             .map(|e| e["time"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(queued, ["2026-06-01T00:01:00Z", "2026-06-01T00:03:00Z"]);
+    }
+
+    /// With EventBridge's retry policy (185 retries, 24 hours), a tick that cannot be
+    /// handed over is tried again after 1 s, doubling up to a minute, for as long as its
+    /// event age allows: it survives an outage of minutes, and is given up once too old.
+    #[tokio::test]
+    async fn a_failing_tick_backs_off_up_to_a_minute_until_its_event_is_too_old() {
+        let node = Node::new();
+        let mut app = app(&[
+            ("noon", cron("0 12 * * ? *"), true),
+            ("midnight", cron("0 0 * * ? *"), true),
+        ]);
+        for event in &mut app.events {
+            event.retry = RetryPolicy {
+                max_retries: 185,
+                max_event_age: limits::MAX_EVENT_AGE,
+            };
+        }
+        app.events[1].retry.max_event_age = Duration::from_secs(600);
+        let lease = Flaky::open(&node);
+        let mut s =
+            Schedules::new(&app, Arc::clone(&node.queue), lease.clone(), "us-east-1").unwrap();
+        s.fire_due(at(2026, 6, 1, 11, 0)).await;
+        // The store fails from noon for 20 minutes.
+        lease.failing.store(u64::MAX, Ordering::Relaxed);
+        let noon = at(2026, 6, 1, 12, 0);
+        let mut now = noon;
+        let mut waits = Vec::new();
+        while now < noon + 20 * MINUTE {
+            assert!(s.fire_due(now).await.is_empty());
+            let next = s.next_wake().unwrap();
+            waits.push((next - now) / 1000);
+            now = next;
+        }
+        assert_eq!(waits[..8], [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert!(waits[8..].iter().all(|&w| w == 60), "{waits:?}");
+        lease.failing.store(0, Ordering::Relaxed);
+        let fired = s.fire_due(now).await;
+        assert_eq!(times(&fired), [noon], "fired late, for its own time");
+        // The midnight schedule may try for 10 minutes only.
+        let midnight = at(2026, 6, 2, 0, 0);
+        lease.failing.store(u64::MAX, Ordering::Relaxed);
+        let mut now = midnight;
+        let mut tries = 0;
+        while now < midnight + 20 * MINUTE {
+            assert!(s.fire_due(now).await.is_empty());
+            tries += 1;
+            now = s.next_wake().unwrap();
+        }
+        lease.failing.store(0, Ordering::Relaxed);
+        // Given up (settled) after about 10 minutes: the next fire is the next day's.
+        assert!(tries < 20, "{tries}");
+        assert_eq!(s.next_wake(), Some(at(2026, 6, 2, 12, 0)));
+        let midnights = node.take("midnight").await;
+        assert!(midnights.is_empty(), "{midnights:?}");
+        assert_eq!(node.take("noon").await.len(), 1);
+    }
+
+    /// A tick fired again (its record could not be written before a restart) carries the
+    /// same event id, so that its consumer can tell the repeat.
+    #[tokio::test]
+    async fn a_tick_fired_again_carries_the_same_event_id() {
+        let node = Node::new();
+        let app = app(&[("report", rate(5), true)]);
+        let t0 = at(2026, 7, 1, 0, 0);
+        let lease = Flaky::open(&node);
+        let mut s =
+            Schedules::new(&app, Arc::clone(&node.queue), lease.clone(), "us-east-1").unwrap();
+        s.fire_due(t0).await;
+        lease.unsettled.store(true, Ordering::Relaxed);
+        assert_eq!(times(&s.fire_due(t0 + 5 * MINUTE).await), [t0 + 5 * MINUTE]);
+        drop((s, lease));
+        // The restart fires the unrecorded tick again, then the next one.
+        let mut s = node.schedules(&app);
+        assert_eq!(
+            times(&s.fire_due(t0 + 5 * MINUTE + 10).await),
+            [t0 + 5 * MINUTE]
+        );
+        assert_eq!(
+            times(&s.fire_due(t0 + 10 * MINUTE).await),
+            [t0 + 10 * MINUTE]
+        );
+        let events = node.take("report").await;
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0]["time"], events[1]["time"]);
+        assert_eq!(events[0]["id"], events[1]["id"]);
+        assert_ne!(events[1]["id"], events[2]["id"]);
     }
 
     struct ManualClock(AtomicU64);
