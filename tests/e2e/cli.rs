@@ -92,3 +92,47 @@ fn unknown_subcommands_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 }
+
+#[test]
+fn a_closed_stdout_ends_a_client_command_quietly() {
+    let app = example("user-registration");
+    for args in [
+        &["validate", "--json", app.to_str().unwrap()][..],
+        &["version"][..],
+    ] {
+        // A pipe whose reader is already gone: the first line written breaks it, as
+        // `nimbus ... | head -0` would.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = std::process::Command::new(crate::harness::nimbus_bin())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .output()
+            .expect("the nimbus binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
+
+#[test]
+fn boolean_and_duration_variables_take_what_users_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    // NIMBUS_NO_WATCH=1 is no usage error: `up` goes on to read the (missing) manifest.
+    let out = std::process::Command::new(crate::harness::nimbus_bin())
+        .args(["up", dir])
+        .env("NIMBUS_NO_WATCH", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the nimbus binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nimbus.toml"), "{stderr}");
+    // A TTL sweep every 0s is refused up front, not a panic once serving.
+    let out = run(&["up", dir, "--ttl-sweep-interval", "0s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("must be longer than 0s"), "{stderr}");
+}

@@ -22,19 +22,23 @@ const TARGET: &str = "wasm32-wasip2";
 /// Where `function`'s component is.
 ///
 /// A `code` that is not a directory is the component itself (a `.wasm` file). A
-/// directory holds a Cargo package built with `cargo build --release --target
-/// wasm32-wasip2`: the component is
-/// `<target>/wasm32-wasip2/release/<lib name>.wasm`, where `<lib name>` is the package's
-/// `[lib] name`, else its `[package] name` with `-` replaced by `_`, and `<target>` is
-/// `target_dir` if given (relative to the package, as Cargo takes `CARGO_TARGET_DIR`
-/// when run there), else `<code>/target`.
+/// directory holds a Cargo package that `nimbus up` builds with `cargo build --release
+/// --target wasm32-wasip2 --target-dir <code>/target`: the component is
+/// `<target>/wasm32-wasip2/release/<artifact>.wasm`, named as Cargo names it (see
+/// [`artifact_name`]), where `<target>` is `target_dir` if given (relative to the
+/// package, as Cargo takes `--target-dir` when run there), else `<code>/target`.
+///
+/// The name is worked out from the package alone, not handed over by the build, because
+/// a node that serves a deployed app (`nimbus serve`) finds components it did not build.
 pub fn component_path(function: &FunctionSpec, target_dir: Option<&Path>) -> PathBuf {
     let code = &function.code;
     if !code.is_dir() {
         return code.clone();
     }
     let manifest = std::fs::read_to_string(code.join("Cargo.toml")).unwrap_or_default();
-    let name = artifact_name(&manifest).unwrap_or_else(|| function.name.replace('-', "_"));
+    let has_main = code.join("src").join("main.rs").is_file();
+    let name =
+        artifact_name(&manifest, has_main).unwrap_or_else(|| function.name.replace('-', "_"));
     let target = match target_dir {
         Some(dir) => code.join(dir),
         None => code.join("target"),
@@ -45,16 +49,38 @@ pub fn component_path(function: &FunctionSpec, target_dir: Option<&Path>) -> Pat
         .join(format!("{name}.wasm"))
 }
 
-/// The name Cargo gives a package's library artifact, read from its `Cargo.toml`.
-fn artifact_name(manifest: &str) -> Option<String> {
+/// The file name (without `.wasm`) Cargo gives the component a package builds, read from
+/// its `Cargo.toml`; `has_main` says whether it has a `src/main.rs`.
+///
+/// Cargo writes a `.wasm` for a `cdylib` library, named after the `[lib] name`, else the
+/// package name, with `-` replaced by `_` (`my_fn.wasm`); and for each binary, named
+/// after the binary as it is (`my-fn.wasm`): the first `[[bin]] name`, else the package
+/// name when there is a `src/main.rs`. A library that is not a `cdylib` makes no `.wasm`,
+/// so the binary is the component then; a package with both a `cdylib` and a binary runs
+/// its library. `None` when the manifest names no package.
+fn artifact_name(manifest: &str, has_main: bool) -> Option<String> {
     let mut section = String::new();
     let mut package = None;
     let mut lib = None;
+    let mut cdylib = false;
+    let mut bin = None;
     for line in manifest.lines() {
         let line = line.split('#').next().unwrap_or_default().trim();
+        if let Some(header) = line.strip_prefix("[[") {
+            section = format!("[{}]", header.trim_end_matches(']').trim());
+            if section == "[bin]" && bin.is_some() {
+                // Only the first binary counts; later ones' names are not it.
+                section = "[later-bin]".to_owned();
+            }
+            continue;
+        }
         if let Some(header) = line.strip_prefix('[') {
             section = header.trim_end_matches(']').trim().to_owned();
             continue;
+        }
+        // `crate-type` may spread over several lines of the `[lib]` section.
+        if section == "lib" && line.contains("cdylib") {
+            cdylib = true;
         }
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -70,10 +96,19 @@ fn artifact_name(manifest: &str) -> Option<String> {
         match (section.as_str(), value) {
             ("package", Some(v)) => package = Some(v.to_owned()),
             ("lib", Some(v)) => lib = Some(v.to_owned()),
+            ("[bin]", Some(v)) => bin = Some(v.to_owned()),
             _ => {}
         }
     }
-    lib.or(package).map(|name| name.replace('-', "_"))
+    let library = || lib.clone().or(package.clone()).map(|n| n.replace('-', "_"));
+    if cdylib {
+        return library();
+    }
+    match bin {
+        Some(bin) => Some(bin),
+        None if has_main => package.clone(),
+        None => library(),
+    }
 }
 
 /// A compiled component, linked and ready to instantiate.
@@ -159,20 +194,86 @@ mod tests {
 
     #[test]
     fn artifact_names_follow_cargo() {
+        // A library (a cdylib, or declared some other way): `-` becomes `_`.
         assert_eq!(
-            artifact_name("[package]\nname = \"my-fn\"\nversion = \"0.1.0\"\n").as_deref(),
+            artifact_name("[package]\nname = \"my-fn\"\nversion = \"0.1.0\"\n", false).as_deref(),
             Some("my_fn")
         );
         assert_eq!(
             artifact_name(
-                "[package]\nname = 'pkg' # the package\n[lib]\ncrate-type = [\"cdylib\"]\nname = \"lib-name\"\n"
+                "[package]\nname = 'pkg' # the package\n[lib]\ncrate-type = [\"cdylib\"]\nname = \"lib-name\"\n",
+                false
             )
             .as_deref(),
             Some("lib_name")
         );
         assert_eq!(
-            artifact_name("[dependencies]\nname = \"x\"\n").as_deref(),
+            artifact_name("[dependencies]\nname = \"x\"\n", false).as_deref(),
             None
+        );
+        // A binary keeps its name as it is.
+        assert_eq!(
+            artifact_name("[package]\nname = \"my-fn\"\n", true).as_deref(),
+            Some("my-fn")
+        );
+        assert_eq!(
+            artifact_name(
+                "[package]\nname = \"my-fn\"\n[[bin]]\nname = \"the-handler\"\npath = \"src/h.rs\"\n[[bin]]\nname = \"other\"\n",
+                false
+            )
+            .as_deref(),
+            Some("the-handler")
+        );
+        // A cdylib is the component even beside a binary, its crate-type on any line.
+        assert_eq!(
+            artifact_name(
+                "[package]\nname = \"my-fn\"\n[lib]\ncrate-type = [\n  \"rlib\",\n  \"cdylib\",\n]\n",
+                true
+            )
+            .as_deref(),
+            Some("my_fn")
+        );
+        // A library that is not a cdylib makes no .wasm: the binary is the component.
+        assert_eq!(
+            artifact_name(
+                "[package]\nname = \"my-fn\"\n[lib]\nname = \"core-lib\"\n",
+                true
+            )
+            .as_deref(),
+            Some("my-fn")
+        );
+    }
+
+    #[test]
+    fn a_binary_package_is_found_where_cargo_builds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"my-fn\"\nversion = \"0.1.0\"\n",
+        )
+        .unwrap();
+        let spec = FunctionSpec {
+            name: "f".to_owned(),
+            runtime: "wasm".parse().expect("wasm is a runtime"),
+            code: dir.path().to_owned(),
+            handler: None,
+            memory_mb: 128,
+            timeout: std::time::Duration::from_secs(3),
+            concurrency: nimbus_core::Concurrency {
+                max: 1,
+                min_warm: 0,
+            },
+            environment: Default::default(),
+            allowed_outbound_hosts: Vec::new(),
+            instances: nimbus_core::InstanceMode::Reuse,
+            async_policy: Default::default(),
+            logging: Default::default(),
+        };
+        assert_eq!(
+            component_path(&spec, None),
+            dir.path().join("target/wasm32-wasip2/release/my-fn.wasm")
         );
     }
 }

@@ -71,8 +71,10 @@ pub(crate) async fn prepare_app(
     Ok(sdk)
 }
 
-/// Prepares one function: `npm ci` (with a lock file) or `npm install` for a Node.js
-/// function with a `package.json` and no `node_modules` yet, or always when `force`;
+/// Prepares one function: for a Node.js function with a `package.json`, `npm ci` (with a
+/// lock file) or `npm install` when it has no `node_modules` yet, and `npm install` when
+/// `force` (its dependencies changed while running: `npm ci` would refuse a lock file
+/// that no longer matches `package.json`, and would delete `node_modules` first);
 /// `pip install` of a Python function's `requirements.txt` into a directory of its own
 /// under `deps_root` (as `sam build` vendors dependencies) when it changed since the last
 /// install.
@@ -91,8 +93,14 @@ pub(crate) async fn prepare_function(
 }
 
 /// Builds a wasm function given as a Cargo package with
-/// `cargo build --release --target wasm32-wasip2` (incremental: quick when nothing
-/// changed); a function given as a `.wasm` file needs nothing.
+/// `cargo build --release --target wasm32-wasip2 --target-dir <code>/target`
+/// (incremental: quick when nothing changed); a function given as a `.wasm` file needs
+/// nothing.
+///
+/// The target directory is given on the command line because that beats every other
+/// place Cargo takes it from (`CARGO_TARGET_DIR`, `CARGO_BUILD_TARGET_DIR`, a
+/// `.cargo/config.toml`, the workspace the package is a member of), so the component is
+/// always where the runtime looks for it (`nimbus_runtime_wasm::component_path`).
 async fn build_component(function: &FunctionSpec, progress: &Progress) -> anyhow::Result<()> {
     let code = function.code.as_path();
     if !code.is_dir() {
@@ -105,20 +113,39 @@ async fn build_component(function: &FunctionSpec, progress: &Progress) -> anyhow
     tracing::info!(function = %function.name, dir = %code.display(), "building the wasm component");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = tokio::process::Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(code.join("target"))
         .current_dir(code)
-        // The package's own target directory, where the runtime looks for the component.
-        .env_remove("CARGO_TARGET_DIR")
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await;
-    finish(task, out, || {
-        format!(
-            "cargo build of wasm function {} in {} (is the wasm32-wasip2 target installed? rustup target add wasm32-wasip2)",
-            function.name,
-            code.display()
-        )
-    })
+    finish(
+        task,
+        out,
+        || {
+            format!(
+                "cargo build of wasm function {} in {}",
+                function.name,
+                code.display()
+            )
+        },
+        missing_target_hint,
+    )
+}
+
+/// The way out when the compiler says the wasm32-wasip2 standard library is missing
+/// ("can't find crate for `std`", with a note that the target may not be installed).
+fn missing_target_hint(stderr: &str) -> Option<&'static str> {
+    let missing = stderr.contains("target may not be installed")
+        || (stderr.contains("wasm32-wasip2") && stderr.contains("can't find crate for"));
+    missing.then_some("is the wasm32-wasip2 target installed? rustup target add wasm32-wasip2")
 }
 
 async fn install_npm(
@@ -127,10 +154,14 @@ async fn install_npm(
     progress: &Progress,
 ) -> anyhow::Result<()> {
     let code = function.code.as_path();
-    if !code.join("package.json").is_file() || (code.join("node_modules").is_dir() && !force) {
+    let installed = code.join("node_modules").is_dir();
+    if !code.join("package.json").is_file() || (installed && !force) {
         return Ok(());
     }
-    let verb = if code.join("package-lock.json").is_file() {
+    // `npm ci` installs exactly the lock, for a first install; over an existing
+    // `node_modules` after a change, `npm install` brings the lock and the installed
+    // packages in line with `package.json` in place.
+    let verb = if !installed && code.join("package-lock.json").is_file() {
         "ci"
     } else {
         "install"
@@ -142,15 +173,21 @@ async fn install_npm(
         .args(["--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(code)
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await;
-    finish(task, out, || {
-        format!(
-            "npm {verb} for function {} in {}",
-            function.name,
-            code.display()
-        )
-    })
+    finish(
+        task,
+        out,
+        || {
+            format!(
+                "npm {verb} for function {} in {}",
+                function.name,
+                code.display()
+            )
+        },
+        |_| None,
+    )
 }
 
 async fn install_requirements(
@@ -162,7 +199,9 @@ async fn install_requirements(
     if !requirements.is_file() {
         return Ok(());
     }
-    let target = deps_root.join(&function.name);
+    // Absolute, as pip runs in the code directory.
+    let target = std::path::absolute(deps_root.join(&function.name))
+        .with_context(|| format!("cannot resolve {}", deps_root.display()))?;
     let wanted = std::fs::read(&requirements)
         .with_context(|| format!("cannot read {}", requirements.display()))?;
     let stamp = target.join(".nimbus-requirements");
@@ -171,19 +210,36 @@ async fn install_requirements(
     }
     let task = progress.task(&function.name, "pip install -r requirements.txt");
     tracing::info!(function = %function.name, "installing Python requirements");
-    let out = pip_install(&target, &["-r".as_ref(), requirements.as_os_str()]).await;
-    finish(task, out, || {
-        format!("pip install for function {}", function.name)
-    })?;
+    // In the code directory, where pip resolves the relative paths a requirements file
+    // may name (`-r base.txt`, `./libs/mine`), as `pip install -r requirements.txt` run
+    // there by hand does.
+    let out = pip_install(
+        &target,
+        &["-r".as_ref(), requirements.as_os_str()],
+        Some(&function.code),
+    )
+    .await;
+    finish(
+        task,
+        out,
+        || format!("pip install for function {}", function.name),
+        |_| None,
+    )?;
     std::fs::write(&stamp, &wanted)?;
     Ok(())
 }
 
+/// Runs `pip install --target target what...`, in `dir` when given.
 async fn pip_install(
     target: &Path,
     what: &[&std::ffi::OsStr],
+    dir: Option<&Path>,
 ) -> std::io::Result<std::process::Output> {
-    tokio::process::Command::new("python3")
+    let mut command = tokio::process::Command::new("python3");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command
         .args([
             "-m",
             "pip",
@@ -196,15 +252,18 @@ async fn pip_install(
         .arg(target)
         .args(what)
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await
 }
 
-/// Ends a progress task with the outcome of a tool it ran.
+/// Ends a progress task with the outcome of a tool it ran; a failure says what the tool
+/// reported ([`failure_summary`]) and, when `hint` finds one in its stderr, the way out.
 fn finish(
     task: crate::progress::Task,
     out: std::io::Result<std::process::Output>,
     what: impl Fn() -> String,
+    hint: impl Fn(&str) -> Option<&'static str>,
 ) -> anyhow::Result<()> {
     match out {
         Ok(out) if out.status.success() => {
@@ -214,11 +273,11 @@ fn finish(
         Ok(out) => {
             task.fail();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            let hint = hint(&stderr).map(|h| format!(" ({h})")).unwrap_or_default();
             bail!(
-                "{} failed: {}",
+                "{} failed{hint}:\n{}",
                 what(),
-                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                failure_summary(&stderr, SUMMARY_BYTES)
             )
         }
         Err(e) => {
@@ -226,6 +285,79 @@ fn finish(
             Err(e).with_context(|| format!("cannot run {}", what()))
         }
     }
+}
+
+/// Most of a failed tool's stderr put in its error.
+const SUMMARY_BYTES: usize = 4096;
+
+/// What a failed build or install reported, at most about `max` bytes: its error lines
+/// (`error[E0425]: ...`, `error: could not compile`, pip's `ERROR: ...`, `npm error ...`)
+/// each with the `-->` location line that follows it; else, when it printed none such, the
+/// end of its stderr. Cargo's and npm's errors come before their last lines, which are
+/// only a summary (`could not compile ... due to 1 previous error`, `npm error A complete
+/// log ...`), so the tail alone loses what went wrong.
+fn failure_summary(stderr: &str, max: usize) -> String {
+    let is_error = |line: &str| {
+        let line = line.trim_start().to_ascii_lowercase();
+        line.starts_with("error") || line.starts_with("npm error") || line.starts_with("npm err!")
+    };
+    let mut picked: Vec<&str> = Vec::new();
+    let mut after_error = false;
+    for line in stderr.lines() {
+        if is_error(line) {
+            picked.push(line);
+            after_error = true;
+        } else if after_error && line.trim_start().starts_with("-->") {
+            picked.push(line);
+            after_error = false;
+        } else if !line.trim().is_empty() {
+            // Only the location right under an error line belongs to it.
+            after_error = false;
+        }
+    }
+    let mut kept = Vec::new();
+    let mut size = 0;
+    if picked.is_empty() {
+        // The tail: the last lines that fit, in their order.
+        for line in stderr.lines().rev().filter(|l| !l.trim().is_empty()) {
+            if size + line.len() + 3 > max && !kept.is_empty() {
+                break;
+            }
+            size += line.len() + 3;
+            kept.push(line);
+        }
+        kept.reverse();
+    } else {
+        let total = picked.len();
+        for line in picked {
+            if size + line.len() + 3 > max && !kept.is_empty() {
+                break;
+            }
+            size += line.len() + 3;
+            kept.push(line);
+        }
+        if kept.len() < total {
+            kept.push("...");
+        }
+    }
+    let mut summary = kept
+        .iter()
+        .map(|l| format!("  {}", l.trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if summary.len() > max + 4 {
+        // One line longer than the whole allowance (or the "..." past it).
+        let mut end = max;
+        while !summary.is_char_boundary(end) {
+            end -= 1;
+        }
+        summary.truncate(end);
+        summary.push_str("...");
+    }
+    if summary.is_empty() {
+        summary.push_str("  (nothing on stderr)");
+    }
+    summary
 }
 
 /// Installs [`PYTHON_SDK`] once per machine into the cache directory and returns where.
@@ -241,7 +373,7 @@ async fn install_python_sdk() -> anyhow::Result<PathBuf> {
     // Installed beside, then renamed into place: a half-done install is never used, and
     // two nodes installing at once both end with a whole one.
     let partial = tempfile::tempdir_in(&root)?;
-    let out = pip_install(partial.path(), &[PYTHON_SDK.as_ref()]).await?;
+    let out = pip_install(partial.path(), &[PYTHON_SDK.as_ref()], None).await?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(
@@ -255,4 +387,112 @@ async fn install_python_sdk() -> anyhow::Result<PathBuf> {
         let _ = std::fs::remove_dir_all(&partial);
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_build_reports_the_compiler_errors() {
+        let stderr = "   Compiling my-fn v0.1.0 (/app/my-fn)
+error[E0425]: cannot find value `x` in this scope
+ --> src/lib.rs:3:5
+  |
+3 |     x
+  |     ^ not found in this scope
+
+For more information about this error, try `rustc --explain E0425`.
+error: could not compile `my-fn` (lib) due to 1 previous error
+";
+        let summary = failure_summary(stderr, SUMMARY_BYTES);
+        assert_eq!(
+            summary,
+            "  error[E0425]: cannot find value `x` in this scope\n   --> src/lib.rs:3:5\n  error: could not compile `my-fn` (lib) due to 1 previous error"
+        );
+        assert_eq!(missing_target_hint(stderr), None);
+    }
+
+    #[test]
+    fn a_missing_target_is_hinted_at() {
+        let stderr = "error[E0463]: can't find crate for `std`
+  |
+  = note: the `wasm32-wasip2` target may not be installed
+  = help: consider downloading the target with `rustup target add wasm32-wasip2`
+";
+        assert!(missing_target_hint(stderr).is_some_and(|h| h.contains("rustup target add")));
+        assert!(failure_summary(stderr, SUMMARY_BYTES).contains("can't find crate for `std`"));
+    }
+
+    #[test]
+    fn without_error_lines_the_tail_is_reported_within_the_cap() {
+        let stderr: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+        let summary = failure_summary(&stderr, 100);
+        assert!(summary.len() <= 120, "{summary}");
+        assert!(summary.ends_with("line 1999"), "{summary}");
+        assert!(!summary.contains("line 0\n"));
+        // Many error lines are cut at the cap, and say so.
+        let stderr: String = (0..2000).map(|i| format!("error: number {i}\n")).collect();
+        let summary = failure_summary(&stderr, 100);
+        assert!(summary.starts_with("  error: number 0\n"), "{summary}");
+        assert!(summary.ends_with("..."), "{summary}");
+        assert_eq!(failure_summary("", 100), "  (nothing on stderr)");
+    }
+
+    #[tokio::test]
+    async fn requirements_name_paths_relative_to_the_code_directory() {
+        let has_pip = std::process::Command::new("python3")
+            .args(["-m", "pip", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_pip {
+            eprintln!("skipped: no python3 with pip");
+            return;
+        }
+        let app = tempfile::tempdir().unwrap();
+        let code = app.path().join("fn");
+        std::fs::create_dir(&code).unwrap();
+        // A wheel beside the requirements, named by a relative path (no index needed).
+        let made = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import zipfile\n\
+                 with zipfile.ZipFile('mini-0.1-py3-none-any.whl', 'w') as z:\n\
+                 \x20   z.writestr('mini.py', 'X = 1\\n')\n\
+                 \x20   z.writestr('mini-0.1.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: mini\\nVersion: 0.1\\n')\n\
+                 \x20   z.writestr('mini-0.1.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
+                 \x20   z.writestr('mini-0.1.dist-info/RECORD', '')\n",
+            )
+            .current_dir(&code)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::write(
+            code.join("requirements.txt"),
+            "./mini-0.1-py3-none-any.whl\n",
+        )
+        .unwrap();
+        let function = FunctionSpec {
+            name: "f".to_owned(),
+            runtime: "python3.12".parse().expect("python3.12 is a runtime"),
+            code: code.clone(),
+            handler: Some("app.handler".to_owned()),
+            memory_mb: 128,
+            timeout: std::time::Duration::from_secs(3),
+            concurrency: nimbus_core::Concurrency {
+                max: 1,
+                min_warm: 0,
+            },
+            environment: Default::default(),
+            allowed_outbound_hosts: Vec::new(),
+            instances: nimbus_core::InstanceMode::Reuse,
+            async_policy: Default::default(),
+            logging: Default::default(),
+        };
+        let deps = app.path().join("deps");
+        install_requirements(&function, &deps, &Progress::stdout())
+            .await
+            .expect("the wheel named relative to the code directory installs");
+        assert!(deps.join("f").join("mini.py").is_file());
+    }
 }

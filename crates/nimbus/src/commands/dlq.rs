@@ -152,7 +152,7 @@ impl Dlq {
                         all.extend(entries);
                     } else {
                         for entry in &entries {
-                            println!("{}", summary(entry));
+                            outln!("{}", summary(entry))?;
                         }
                     }
                     match value["next"].as_str() {
@@ -164,9 +164,9 @@ impl Dlq {
                     }
                 }
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&all)?);
+                    outln!("{}", serde_json::to_string_pretty(&all)?)?;
                 } else if listed == 0 {
-                    println!("no dead letters for {function}");
+                    outln!("no dead letters for {function}")?;
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -178,7 +178,7 @@ impl Dlq {
                 let value = endpoint
                     .send(client.get(endpoint.url(&function, &format!("/{id}"))))
                     .await?;
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                outln!("{}", serde_json::to_string_pretty(&value)?)?;
                 Ok(ExitCode::SUCCESS)
             }
             Dlq::Redrive {
@@ -195,7 +195,7 @@ impl Dlq {
                 let value = endpoint.send(request).await?;
                 let moved = value["redriven"].as_array().cloned().unwrap_or_default();
                 for id in &moved {
-                    println!("{}", id.as_str().unwrap_or("?"));
+                    outln!("{}", id.as_str().unwrap_or("?"))?;
                 }
                 eprintln!(
                     "redrove {} dead letter{} of {function}",

@@ -62,7 +62,7 @@ impl Invoke {
                 .get("x-amzn-requestid")
                 .and_then(|v| v.to_str().ok())
                 .context("the node accepted the event but sent no request id")?;
-            println!("{id}");
+            outln!("{id}")?;
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(tail) = headers
@@ -76,7 +76,7 @@ impl Invoke {
                 super::printable(&String::from_utf8_lossy(&bytes), &['\n'])
             );
         }
-        println!("{body}");
+        outln!("{body}")?;
         if let Some(kind) = headers
             .get("x-amz-function-error")
             .and_then(|v| v.to_str().ok())

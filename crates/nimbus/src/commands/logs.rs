@@ -126,7 +126,7 @@ impl Logs {
 
     fn print(&self, out: &mut impl Write, line: &Value) -> anyhow::Result<()> {
         if self.json {
-            writeln!(out, "{line}")?;
+            writeln!(out, "{line}").map_err(super::stdout_error)?;
         } else {
             // Text as a function wrote it, escaped where it would command the terminal.
             writeln!(
@@ -135,10 +135,11 @@ impl Logs {
                 super::printable(line["time"].as_str().unwrap_or("-"), &[]),
                 super::printable(line["request_id"].as_str().unwrap_or("-"), &[]),
                 super::printable(line["message"].as_str().unwrap_or_default(), &[])
-            )?;
+            )
+            .map_err(super::stdout_error)?;
         }
         // Followers read the lines as they come, through a pipe as well as a terminal.
-        out.flush()?;
+        out.flush().map_err(super::stdout_error)?;
         Ok(())
     }
 }

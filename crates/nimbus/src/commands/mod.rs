@@ -1,5 +1,14 @@
 //! The subcommands.
 
+/// `println!` for the client commands: writes a line to stdout and returns an
+/// `anyhow::Result`, an error when stdout is gone ([`StdoutClosed`] when its reader
+/// closed it, as `nimbus logs | head` does) where `println!` would panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::commands::write_line(format_args!($($arg)*))
+    };
+}
+
 mod build;
 mod dlq;
 mod invoke;
@@ -44,17 +53,53 @@ pub enum Command {
 
 impl Command {
     /// Runs the command; the exit code is for outcomes that are not errors.
+    ///
+    /// A client command whose stdout its reader closed (`nimbus logs | head`) ends
+    /// quietly with 0, as `cat` and `grep` do: the reader has what it wanted. `up` and
+    /// `serve` print only their start-up summary there and keep serving.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        match self {
+        let client = match self {
+            Command::Up(cmd) => return cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(cmd) => return cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Validate(cmd) => cmd.run().await,
-            Command::Up(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
-            Command::Serve(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Invoke(cmd) => cmd.run().await,
             Command::Logs(cmd) => cmd.run().await,
             Command::Dlq(cmd) => cmd.run().await,
             Command::Version(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+        };
+        match client {
+            Err(e) if e.is::<StdoutClosed>() => Ok(ExitCode::SUCCESS),
+            other => other,
         }
     }
+}
+
+/// Stdout's reader closed it: what a client command prints has nowhere to go.
+#[derive(Debug)]
+pub(crate) struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// The error of a failed write to stdout: [`StdoutClosed`] for a broken pipe (told
+/// apart from a broken pipe to the node, which is a failure).
+pub(crate) fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(e).context("cannot write to stdout")
+    }
+}
+
+/// Writes `line` and a newline to stdout (what `outln!` expands to).
+pub(crate) fn write_line(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stdout().lock(), "{line}").map_err(stdout_error)
 }
 
 /// Listener flags shared by `up` and `serve`.
@@ -88,7 +133,7 @@ pub(crate) struct ListenArgs {
     #[arg(long, env = "NIMBUS_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime_duration)]
     idle_timeout: std::time::Duration,
     /// How often items whose TTL has passed are deleted.
-    #[arg(long, env = "NIMBUS_TTL_SWEEP_INTERVAL", default_value = "10s", value_parser = humantime_duration)]
+    #[arg(long, env = "NIMBUS_TTL_SWEEP_INTERVAL", default_value = "10s", value_parser = positive_duration)]
     ttl_sweep_interval: std::time::Duration,
     /// Most connections each listener serves at once; more wait in the accept backlog
     /// until one closes.
@@ -124,8 +169,9 @@ pub(crate) struct ListenArgs {
         requires = "tls_cert"
     )]
     tls_key: Option<std::path::PathBuf>,
-    /// Longest delay before the first retry of a failed async invocation; each later
-    /// retry doubles it (with full jitter), up to 5 minutes.
+    /// The pace of async retries: a function error is retried 60 times this per attempt
+    /// made (Lambda's minute, then two); an invocation that did not run (throttled, no
+    /// instance) after a random delay up to this, doubling up to 5 minutes.
     #[arg(long, env = "NIMBUS_ASYNC_RETRY_BASE", default_value = "1s", value_parser = positive_duration)]
     async_retry_base: std::time::Duration,
     /// Keep every function's log lines in the data directory, for `nimbus logs` and the
@@ -350,7 +396,50 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
+
+    #[test]
+    fn a_zero_ttl_sweep_interval_is_refused() {
+        let parse = |interval: &str| {
+            crate::Cli::try_parse_from(["nimbus", "up", "--ttl-sweep-interval", interval])
+        };
+        let refused = parse("0s").expect_err("0s would panic the sweeper");
+        assert!(
+            refused.to_string().contains("must be longer than 0s"),
+            "{refused}"
+        );
+        assert!(parse("1s").is_ok());
+    }
+
+    #[test]
+    fn no_watch_takes_the_usual_spellings_of_a_boolean() {
+        // What NIMBUS_NO_WATCH may be: clap checks env values against the value parser.
+        let command = <crate::Cli as clap::CommandFactory>::command();
+        let up = command.find_subcommand("up").expect("up is a subcommand");
+        let arg = up
+            .get_arguments()
+            .find(|a| a.get_id() == "no_watch")
+            .expect("up has --no-watch");
+        let accepted: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .map(|v| v.get_name().to_owned())
+            .collect();
+        for value in ["1", "true", "yes", "on", "0", "false", "no", "off"] {
+            assert!(accepted.iter().any(|a| a == value), "{value}: {accepted:?}");
+        }
+    }
+
+    #[test]
+    fn a_closed_stdout_is_told_apart() {
+        let closed = stdout_error(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(closed.is::<StdoutClosed>());
+        let full = stdout_error(std::io::Error::other("disk full"));
+        assert!(!full.is::<StdoutClosed>());
+        assert!(format!("{full:#}").contains("disk full"));
+    }
 
     #[test]
     fn sizes_take_units() {

@@ -18,7 +18,8 @@ pub struct Up {
     #[arg(default_value = ".", env = "NIMBUS_APP_DIR")]
     dir: PathBuf,
     /// Do not watch function code (by default a change reloads the function).
-    #[arg(long, env = "NIMBUS_NO_WATCH")]
+    /// `NIMBUS_NO_WATCH` takes 1, true, yes or on; 0, false, no or off.
+    #[arg(long, env = "NIMBUS_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     no_watch: bool,
     #[command(flatten)]
     listen: ListenArgs,
@@ -85,7 +86,12 @@ impl Up {
         let data = DataDir::open(&self.dir.join(STATE_DIR))?;
         let deps_root = data.path().join("deps");
         let progress = crate::progress::Progress::stdout();
-        let python_sdk = super::build::prepare_app(&app, &deps_root, &progress).await?;
+        // A stop asked for while preparing drops the builds and installs under way, which
+        // ends their processes (`kill_on_drop`) instead of leaving them running.
+        let python_sdk = tokio::select! {
+            prepared = super::build::prepare_app(&app, &deps_root, &progress) => prepared?,
+            () = super::shutdown_signal() => return Ok(()),
+        };
         tracing::info!(
             app = %app.name,
             tables = app.tables.len(),

@@ -22,19 +22,19 @@ impl Validate {
         match nimbus_manifest::load(&self.dir, Support::current()) {
             Ok(app) => {
                 if self.json {
-                    println!("{}", serde_json::to_string_pretty(&app)?);
+                    outln!("{}", serde_json::to_string_pretty(&app)?)?;
                 } else {
                     let count = |n: usize, what: &str| {
                         format!("{n} {what}{}", if n == 1 { "" } else { "s" })
                     };
-                    println!(
+                    outln!(
                         "{}: valid ({}, {}, {}, {})",
                         app.name,
                         count(app.tables.len(), "table"),
                         count(app.functions.len(), "function"),
                         count(app.routes.len(), "route"),
                         count(app.events.len(), "event")
-                    );
+                    )?;
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -15,12 +15,12 @@ impl Version {
     pub async fn run(self) -> anyhow::Result<()> {
         let version = env!("CARGO_PKG_VERSION");
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({ "nimbus": version, "target": std::env::consts::ARCH, "os": std::env::consts::OS })
-            );
+            )?;
         } else {
-            println!("nimbus {version}");
+            outln!("nimbus {version}")?;
         }
         Ok(())
     }

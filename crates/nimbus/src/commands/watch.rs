@@ -1,7 +1,9 @@
-//! `nimbus up` watches each function's code and reloads that function alone when it
-//! changes, as `cargo lambda watch` and `spin watch` do: new invocations get the new code,
-//! in-flight ones finish on the old. A change to `package.json`, `package-lock.json` or
-//! `requirements.txt` installs the function's dependencies again first.
+//! `nimbus up` watches each function's code (its directory, or its `.wasm` file) and
+//! reloads that function alone when it changes, as `cargo lambda watch` and `spin watch`
+//! do: new invocations get the new code, in-flight ones finish on the old. A change to
+//! `package.json`, `package-lock.json` or `requirements.txt` installs the function's
+//! dependencies again first; the `package-lock.json` that install itself writes is not a
+//! change.
 //!
 //! It also watches `nimbus.toml`: a valid new version swaps the gateway's routes,
 //! authorizers, API keys, rate limits and CORS (requests in flight finish on the old), and
@@ -16,7 +18,8 @@
 //! function on every line it logs.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap, HashSet},
+    hash::{DefaultHasher, Hash, Hasher},
     path::{Component, Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -165,6 +168,17 @@ fn owners<'a>(
         .collect()
 }
 
+/// The npm lock file, which `npm install` writes.
+const NPM_LOCK: &str = "package-lock.json";
+
+/// A digest of the file at `path`, to tell a rewrite with the same content from a change.
+fn content_hash(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// What the node runs now, and how to change it.
 struct Running {
     dir: PathBuf,
@@ -173,6 +187,39 @@ struct Running {
     reloader: Reloader,
     async_settings: WorkerSettings,
     deps_root: PathBuf,
+    npm_locks: NpmLocks,
+}
+
+/// The content of each Node.js code directory's lock file as Nimbus last saw or wrote
+/// it: the lock its own `npm install` writes raises an event that is no change, and
+/// would otherwise install everything a second time.
+#[derive(Default)]
+struct NpmLocks(HashMap<PathBuf, Option<u64>>);
+
+impl NpmLocks {
+    /// Remembers the lock file of `function` as it is now (after Nimbus installed its
+    /// dependencies, or at start).
+    fn remember(&mut self, function: &FunctionSpec) {
+        if function.runtime.kind == RuntimeKind::Nodejs {
+            let lock = function.code.join(NPM_LOCK);
+            let hash = content_hash(&lock);
+            self.0.insert(lock, hash);
+        }
+    }
+
+    /// Whether `path` is a lock file whose content is what Nimbus last saw: no change.
+    /// A changed one is remembered as it is now.
+    fn unchanged(&mut self, path: &Path) -> bool {
+        let Some(seen) = self.0.get_mut(path) else {
+            return false;
+        };
+        let now = content_hash(path);
+        if *seen == now {
+            return true;
+        }
+        *seen = now;
+        false
+    }
 }
 
 impl Running {
@@ -229,6 +276,9 @@ impl Running {
             }
             changed.push(function.clone());
         }
+        for function in &changed {
+            self.npm_locks.remember(function);
+        }
         if let Err(e) = self.reloader.reload(app.clone()).await {
             tracing::error!(error = %e, "the new routes cannot be served; the app keeps running as it was");
             return;
@@ -261,7 +311,10 @@ impl Running {
 ///
 /// Each code directory is watched itself and each of its subdirectories recursively,
 /// except the ignored ones (so `node_modules` costs no watches); a subdirectory created
-/// later is not watched until the next `up`.
+/// later is not watched until the next `up`. A subdirectory may be a symbolic link; one
+/// leading to a directory already watched (or above one: `up -> ..`) is skipped, so that
+/// a link loop costs nothing. A function whose code is a `.wasm` file is watched through
+/// the directory holding it, without its subdirectories.
 pub(crate) fn start(
     dir: &Path,
     app: &AppSpec,
@@ -279,7 +332,11 @@ pub(crate) fn start(
         reloader,
         async_settings,
         deps_root,
+        npm_locks: NpmLocks::default(),
     };
+    for function in app.functions.values() {
+        running.npm_locks.remember(function);
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
     let mut debouncer = new_debouncer(SETTLE, None, move |events| {
         let _ = tx.send(events);
@@ -301,18 +358,11 @@ pub(crate) fn start(
             .watch(&dir, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch {}", dir.display()))?;
     }
-    for dir in dirs {
+    let plan = watch_plan(&dir, &dirs, app.functions.values())?;
+    for (path, mode) in plan {
         debouncer
-            .watch(dir, RecursiveMode::NonRecursive)
-            .with_context(|| format!("cannot watch {}", dir.display()))?;
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) && !ignored(&path, dir) {
-                debouncer
-                    .watch(&path, RecursiveMode::Recursive)
-                    .with_context(|| format!("cannot watch {}", path.display()))?;
-            }
-        }
+            .watch(&path, mode)
+            .with_context(|| format!("cannot watch {}", path.display()))?;
     }
     tokio::spawn(async move {
         let progress = Progress::stdout();
@@ -329,13 +379,8 @@ pub(crate) fn start(
             // Per function: whether a dependency file changed, and one path to report.
             let mut changed: Vec<(FunctionSpec, bool, PathBuf)> = Vec::new();
             let mut manifest_changed = false;
-            let functions: Vec<FunctionSpec> = running
-                .app
-                .functions
-                .values()
-                .filter(|f| f.runtime.kind != RuntimeKind::Wasm || f.code.is_dir())
-                .cloned()
-                .collect();
+            // A function whose code is a `.wasm` file owns exactly that path.
+            let functions: Vec<FunctionSpec> = running.app.functions.values().cloned().collect();
             // Reading the code (opening files, listing directories) is no change.
             let paths = events
                 .iter()
@@ -356,6 +401,11 @@ pub(crate) fn start(
                     manifest_changed = true;
                     continue;
                 }
+                if path.file_name().is_some_and(|n| n == NPM_LOCK)
+                    && running.npm_locks.unchanged(path)
+                {
+                    continue;
+                }
                 let dependencies = path
                     .file_name()
                     .is_some_and(|n| DEPENDENCY_FILES.iter().any(|d| n == *d));
@@ -370,6 +420,9 @@ pub(crate) fn start(
                 tracing::info!(path = %manifest.display(), "{MANIFEST_FILE} changed; reloading the app");
                 running.reload_app(&progress).await;
             }
+            // Node.js code directories installed in this batch: functions sharing one
+            // need one install.
+            let mut installed: Vec<PathBuf> = Vec::new();
             for (function, dependencies, path) in changed {
                 // The settings now running: a manifest change in the same batch may have
                 // changed them (or removed the function), and reloading the copy taken
@@ -379,14 +432,21 @@ pub(crate) fn start(
                 };
                 tracing::info!(function = %function.name, path = %path.display(), "function code changed; reloading");
                 // A wasm function's Cargo package is built again before every reload.
-                let rebuild = dependencies
-                    || (function.runtime.kind == RuntimeKind::Wasm && function.code.is_dir());
-                if rebuild
-                    && let Err(e) =
+                let rebuild = (dependencies
+                    || (function.runtime.kind == RuntimeKind::Wasm && function.code.is_dir()))
+                    && !(function.runtime.kind == RuntimeKind::Nodejs
+                        && installed.contains(&function.code));
+                if rebuild {
+                    if let Err(e) =
                         prepare_function(&function, &running.deps_root, true, &progress).await
-                {
-                    tracing::error!(function = %function.name, error = %format!("{e:#}"), "cannot install the function's dependencies; it keeps its old code");
-                    continue;
+                    {
+                        tracing::error!(function = %function.name, error = %format!("{e:#}"), "cannot install the function's dependencies; it keeps its old code");
+                        continue;
+                    }
+                    if function.runtime.kind == RuntimeKind::Nodejs {
+                        installed.push(function.code.clone());
+                    }
+                    running.npm_locks.remember(&function);
                 }
                 if let Err(e) = running.dispatcher.reload(function.clone()).await {
                     tracing::error!(function = %function.name, error = %e, "cannot reload");
@@ -397,6 +457,71 @@ pub(crate) fn start(
     Ok(Watch {
         _debouncer: debouncer,
     })
+}
+
+/// What to watch besides the app directory: each code directory in `dirs` itself, each
+/// of its subdirectories (symbolic links followed) recursively, and the directory of each
+/// `.wasm` code file not already watched, each once.
+fn watch_plan<'a>(
+    app_dir: &Path,
+    dirs: &BTreeSet<&Path>,
+    functions: impl IntoIterator<Item = &'a FunctionSpec>,
+) -> anyhow::Result<Vec<(PathBuf, RecursiveMode)>> {
+    let mut plan: Vec<(PathBuf, RecursiveMode)> = Vec::new();
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    // Where the watches lead, symbolic links resolved: the directories watched alone,
+    // and those watched with everything below them.
+    let mut alone: HashSet<PathBuf> = HashSet::from([canonical(app_dir)]);
+    let mut below: Vec<PathBuf> = Vec::new();
+    let mut links: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        plan.push((dir.to_path_buf(), RecursiveMode::NonRecursive));
+        alone.insert(canonical(dir));
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        // `is_dir` follows a symbolic link, where `DirEntry::file_type` does not.
+        for path in entries.flatten().map(|entry| entry.path()) {
+            if !path.is_dir() || ignored(&path, dir) {
+                continue;
+            }
+            if path.is_symlink() {
+                links.push(path);
+            } else {
+                below.push(canonical(&path));
+                plan.push((path, RecursiveMode::Recursive));
+            }
+        }
+    }
+    // Links last, once every real directory is known: a link leading into what is
+    // already watched with its subdirectories, or to a watched directory or above one
+    // (`up -> ..`, a loop), is skipped.
+    for path in links {
+        let target = canonical(&path);
+        let known = alone.iter().chain(&below).any(|w| w.starts_with(&target))
+            || below.iter().any(|w| target.starts_with(w));
+        if known {
+            tracing::debug!(path = %path.display(), "not watched: it leads where watching already goes");
+            continue;
+        }
+        below.push(target);
+        plan.push((path, RecursiveMode::Recursive));
+    }
+    for function in functions {
+        let code = function.code.as_path();
+        if code.is_dir() {
+            continue;
+        }
+        let Some(parent) = code.parent() else {
+            continue;
+        };
+        let covered = plan.iter().any(|(p, mode)| {
+            p == parent || (*mode == RecursiveMode::Recursive && parent.starts_with(p))
+        }) || parent == app_dir;
+        if !covered {
+            plan.push((parent.to_path_buf(), RecursiveMode::NonRecursive));
+        }
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -439,5 +564,98 @@ mod tests {
         let build = dir.join("build");
         assert!(!not_code.covers(&build.join("out.js"), &build));
         assert!(not_code.covers(&build.join("trace.log"), &build));
+    }
+
+    fn function(name: &str, runtime: &str, code: &Path) -> FunctionSpec {
+        FunctionSpec {
+            name: name.to_owned(),
+            runtime: runtime.parse().expect("a runtime"),
+            code: code.to_owned(),
+            handler: None,
+            memory_mb: 128,
+            timeout: Duration::from_secs(3),
+            concurrency: nimbus_core::Concurrency {
+                max: 1,
+                min_warm: 0,
+            },
+            environment: Default::default(),
+            allowed_outbound_hosts: Vec::new(),
+            instances: nimbus_core::InstanceMode::Reuse,
+            async_policy: Default::default(),
+            logging: Default::default(),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_and_component_files_are_watched_once() {
+        let root = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(root.path()).unwrap();
+        let app = root.join("app");
+        let code = app.join("fn");
+        let shared = root.join("shared");
+        let components = root.join("components");
+        for d in [&code.join("lib"), &shared, &components] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(components.join("a.wasm"), b"").unwrap();
+        std::fs::write(code.join("b.wasm"), b"").unwrap();
+        let link = |to: &Path, name: &str| std::os::unix::fs::symlink(to, code.join(name)).unwrap();
+        link(&shared, "shared");
+        link(&code.join("lib"), "lib-again");
+        link(&app, "up");
+        link(&code, "itself");
+        let functions = [
+            function("node", "nodejs22.x", &code),
+            function("a", "wasm", &components.join("a.wasm")),
+            function("b", "wasm", &code.join("b.wasm")),
+        ];
+        let dirs = BTreeSet::from([code.as_path()]);
+        let mut plan = watch_plan(&app, &dirs, &functions).unwrap();
+        plan.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            plan,
+            vec![
+                (code.clone(), RecursiveMode::NonRecursive),
+                (code.join("lib"), RecursiveMode::Recursive),
+                // Followed, as a link to elsewhere; the links back into what is watched
+                // (`lib-again`, `up`, `itself`) are not.
+                (code.join("shared"), RecursiveMode::Recursive),
+                // The directory of a component outside every code directory, alone.
+                (components.clone(), RecursiveMode::NonRecursive),
+            ]
+        );
+        // A component file belongs to its function alone.
+        let not_code = NotCode::default();
+        let owned = |path: &Path| -> Vec<String> {
+            owners(&functions, path, &not_code)
+                .iter()
+                .map(|f| f.name.clone())
+                .collect()
+        };
+        assert_eq!(owned(&components.join("a.wasm")), ["a"]);
+        assert!(owned(&components.join("other.wasm")).is_empty());
+        assert_eq!(owned(&code.join("shared/x.js")), ["node"]);
+    }
+
+    #[test]
+    fn the_lock_an_install_wrote_is_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = function("node", "nodejs22.x", dir.path());
+        let lock = dir.path().join(NPM_LOCK);
+        let mut locks = NpmLocks::default();
+        // No lock at start; the install writes one, and Nimbus remembers it.
+        locks.remember(&node);
+        std::fs::write(&lock, "{\"lockfileVersion\": 3}").unwrap();
+        locks.remember(&node);
+        assert!(locks.unchanged(&lock));
+        // Written again the same: still no change. Edited: a change, once.
+        std::fs::write(&lock, "{\"lockfileVersion\": 3}").unwrap();
+        assert!(locks.unchanged(&lock));
+        std::fs::write(&lock, "{\"lockfileVersion\": 3, \"packages\": {}}").unwrap();
+        assert!(!locks.unchanged(&lock));
+        assert!(locks.unchanged(&lock));
+        // Files other than a Node.js function's lock are never "unchanged".
+        assert!(!locks.unchanged(&dir.path().join("package.json")));
     }
 }
