@@ -1415,3 +1415,30 @@ fn route_changes_apply_without_dropping_requests_in_flight() {
         "GET /b"
     );
 }
+
+/// After an edit of `nimbus.toml` changes a function's settings, the Lambda API shows the
+/// new ones (GetFunction, ListFunctions), as invocations run with them.
+#[test]
+fn the_lambda_api_shows_the_settings_a_reload_applied() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    let bootstrap = shell_bootstrap("printf '{}'");
+    write_app(dir, &[("f", &bootstrap, "timeout = 3")], &[]);
+    let node = Builder::up_in_place(dir).start();
+    let timeout = |path: &str, pick: &dyn Fn(&Value) -> Value| {
+        let r = http(node.services(), "GET", path, &[], "").unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+        pick(&r.json())
+    };
+    let get = |v: &Value| v["Configuration"]["Timeout"].clone();
+    let list = |v: &Value| v["Functions"][0]["Timeout"].clone();
+    assert_eq!(timeout("/2015-03-31/functions/f", &get), 3);
+    write_app(dir, &[("f", &bootstrap, "timeout = 9")], &[]);
+    assert!(
+        node.wait_for_log("app reloaded", Duration::from_secs(10)),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(timeout("/2015-03-31/functions/f", &get), 9);
+    assert_eq!(timeout("/2015-03-31/functions", &list), 9);
+}

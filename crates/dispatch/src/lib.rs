@@ -399,6 +399,28 @@ impl Dispatcher {
         }
     }
 
+    /// Which limit a refused invocation was behind: the node's when it has no permit to
+    /// spare (then a function's own permits may be held by invocations waiting for the
+    /// node too), else the function's.
+    fn throttle_limit(&self) -> ThrottleLimit {
+        if self.node_permits.available_permits() == 0 {
+            ThrottleLimit::Node
+        } else {
+            ThrottleLimit::Function
+        }
+    }
+
+    /// `function`'s settings as last loaded: what its invocations now run with, a reload
+    /// of `nimbus up` included.
+    pub fn function(&self, function: &str) -> Option<Arc<FunctionSpec>> {
+        self.pools.get(function).map(|pool| pool.loaded().0)
+    }
+
+    /// Every function's settings as last loaded, in no order.
+    pub fn functions(&self) -> Vec<Arc<FunctionSpec>> {
+        self.pools.values().map(|pool| pool.loaded().0).collect()
+    }
+
     /// Instances now idle for `function` (for tests and metrics).
     pub fn idle_count(&self, function: &str) -> usize {
         self.pools.get(function).map_or(0, |p| lock(&p.idle).len())
@@ -485,25 +507,15 @@ impl Dispatcher {
         if ahead >= self.config.max_queue_length {
             drop(place);
             pool.metrics.throttled();
-            // The queue is full behind whichever limit has no permit to spare.
-            let limit = if pool.permits.available_permits() == 0 {
-                ThrottleLimit::Function
-            } else {
-                ThrottleLimit::Node
-            };
-            return Err(InvokeError::Throttled(limit));
+            return Err(InvokeError::Throttled(self.throttle_limit()));
         }
         let queued = Instant::now();
         let span = trace::queue_span();
-        // Which limit the wait was behind when it timed out: the node's once the
-        // function's permit was had.
-        let mut limit = ThrottleLimit::Function;
         let waited = tokio::time::timeout(self.config.max_queue_wait, async {
             let f = Arc::clone(&pool.permits)
                 .acquire_owned()
                 .await
                 .map_err(closed)?;
-            limit = ThrottleLimit::Node;
             let n = Arc::clone(&self.node_permits)
                 .acquire_owned()
                 .await
@@ -517,7 +529,7 @@ impl Dispatcher {
         if waited.is_err() {
             pool.metrics.throttled();
         }
-        waited.map_err(|_| InvokeError::Throttled(limit))?
+        waited.map_err(|_| InvokeError::Throttled(self.throttle_limit()))?
     }
 
     async fn run(
@@ -832,6 +844,20 @@ mod tests {
         );
         assert_eq!(busy.await.unwrap(), Ok("a".to_owned()));
         assert_eq!(queued.await.unwrap(), Ok("a".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_functions_settings_are_the_ones_last_loaded() {
+        let (d, _) = dispatcher(vec![function("a", 1, "a")], DispatchConfig::default());
+        assert_eq!(d.function("a").unwrap().memory_mb, 128);
+        assert!(d.function("b").is_none());
+        let mut changed = function("a", 1, "a");
+        changed.memory_mb = 512;
+        d.reload(changed).await.unwrap();
+        assert_eq!(d.function("a").unwrap().memory_mb, 512);
+        let all = d.functions();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].memory_mb, 512);
     }
 
     #[tokio::test]

@@ -417,10 +417,12 @@ async fn attempt(shared: &Shared, target: &Target, mut event: Event) {
         .invoke(&target.name, event.payload.clone(), options);
     let lease = shared.config.lease(spec.timeout);
     let result = keep_leased(shared, &event, lease, invocation).await;
-    // An invocation that was throttled, or whose instance could not be started (it could
-    // not spawn or bind, the node is stopping), did not run and is no attempt: as on
-    // Lambda, such events are retried until `max_event_age`, whatever `max_retries` says.
-    if let Err(e @ (InvokeError::Throttled(_) | InvokeError::Unavailable(_))) = &result {
+    // A throttled invocation did not run and is no attempt: as on Lambda, such events are
+    // retried until `max_event_age`, whatever `max_retries` says. An instance that could
+    // not be started is an attempt, as a Lambda init failure (`Runtime.InvalidEntrypoint`,
+    // a component that does not compile) is a function error: most such causes fail every
+    // time, and would otherwise hold the event for hours.
+    if let Err(e @ InvokeError::Throttled(_)) = &result {
         event.attempts = event.attempts.saturating_sub(1);
         not_run(shared, target, event, e, max_age).await;
         return;
@@ -860,7 +862,7 @@ mod tests {
         let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
         let fake = Arc::new(Fake::default());
         // A cold start whose init and run take far longer than the lease.
-        fake.set("slow", Behaviour::SlowFail(Duration::from_millis(600)));
+        fake.set("slow", Behaviour::SlowFail(Duration::from_millis(2_500)));
         let policy = AsyncPolicy {
             max_retries: 1,
             ..AsyncPolicy::default()
@@ -870,11 +872,12 @@ mod tests {
         let config = WorkerConfig {
             max_queue_wait: Duration::ZERO,
             init_limit: Duration::ZERO,
-            lease_margin: Duration::from_millis(50),
+            lease_margin: Duration::from_millis(1_000),
             ..config()
         };
-        // A 250 ms lease, extended every 83 ms.
-        assert_eq!(config.lease(slow.timeout), Duration::from_millis(250));
+        // A 1.2 s lease, extended every 400 ms: a loaded machine has 800 ms to spare
+        // between extensions, the run outlasts the lease twice over.
+        assert_eq!(config.lease(slow.timeout), Duration::from_millis(1_200));
         let mut worker = AsyncWorker::new(
             Arc::clone(&queue),
             Arc::clone(&fake) as Arc<dyn Invoke>,
@@ -943,54 +946,35 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_instance_that_cannot_start_is_no_attempt() {
+    async fn an_instance_that_cannot_start_is_a_failed_attempt() {
         let dir = tempfile::tempdir().unwrap();
         let queue = Arc::new(AsyncQueue::open(&dir.path().join("q.redb")).unwrap());
         let fake = Arc::new(Fake::default());
-        fake.set("flaky", Behaviour::Unavailable);
-        fake.set("down", Behaviour::Unavailable);
-        let zero = AsyncPolicy {
-            max_retries: 0,
-            ..AsyncPolicy::default()
-        };
-        let short = AsyncPolicy {
-            max_retries: 0,
-            max_event_age: Duration::from_millis(300),
+        fake.set("broken", Behaviour::Unavailable);
+        let one = AsyncPolicy {
+            max_retries: 1,
             ..AsyncPolicy::default()
         };
         let mut worker = AsyncWorker::new(
             Arc::clone(&queue),
             Arc::clone(&fake) as Arc<dyn Invoke>,
-            [spec("flaky", 10, zero), spec("down", 10, short)],
+            [spec("broken", 10, one)],
             config(),
         );
         worker.start();
-        for function in ["flaky", "down"] {
-            queue
-                .enqueue(function, b"{}".to_vec(), EventMeta::default())
-                .await
-                .unwrap();
-        }
-        // Three starts fail with no retry to spare, then it runs, once.
-        fake.wait_calls("flaky", 3).await;
-        fake.set("flaky", Behaviour::Succeed);
-        let calls = fake.calls("flaky").len();
-        fake.wait_calls("flaky", calls + 1).await;
-        // One that never gets an instance is given up when it is too old, as never run.
-        wait_dead(&queue, "down", 1).await;
+        queue
+            .enqueue("broken", b"{}".to_vec(), EventMeta::default())
+            .await
+            .unwrap();
+        // As a Lambda init failure: the first attempt and one retry, then given up.
+        wait_dead(&queue, "broken", 1).await;
         worker.stop(Duration::from_secs(1)).await;
-        let dead = queue.dead_letters("down", None, usize::MAX).unwrap().0;
+        assert_eq!(fake.calls("broken").len(), 2);
+        let dead = queue.dead_letters("broken", None, usize::MAX).unwrap().0;
         let dead = dead[0].to_json();
-        assert_eq!(dead["condition"], "EventAgeExceeded");
-        assert_eq!(dead["attempts"], 0);
+        assert_eq!(dead["condition"], "RetriesExhausted");
+        assert_eq!(dead["attempts"], 2);
         assert_eq!(dead["error"]["errorType"], "ServiceException");
-        assert!(
-            queue
-                .dead_letters("flaky", None, usize::MAX)
-                .unwrap()
-                .0
-                .is_empty()
-        );
     }
 
     #[test]

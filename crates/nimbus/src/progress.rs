@@ -9,6 +9,15 @@ use std::{
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Writes `line` and a newline to stdout, or nothing when stdout cannot take it: `up`
+/// keeps serving after its stdout's reader has gone (`nimbus up | head`, a log shipper
+/// restarting), where `println!` would panic the task that printed (the watcher, which
+/// prints its rebuilds).
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// Progress of `nimbus up`'s preparation.
 #[derive(Debug)]
 pub(crate) struct Progress {
@@ -48,7 +57,7 @@ impl Progress {
             bar
         });
         if bar.is_none() {
-            println!("  building {name}: {what}");
+            say(format_args!("  building {name}: {what}"));
         }
         Task {
             bar,
@@ -74,7 +83,7 @@ impl Task {
                 );
                 bar.finish_with_message(format!("{mark} {line}"));
             }
-            None => println!("  {mark} {}: {line}", self.name),
+            None => say(format_args!("  {mark} {}: {line}", self.name)),
         }
     }
 

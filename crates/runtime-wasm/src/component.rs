@@ -57,57 +57,37 @@ pub fn component_path(function: &FunctionSpec, target_dir: Option<&Path>) -> Pat
 /// after the binary as it is (`my-fn.wasm`): the first `[[bin]] name`, else the package
 /// name when there is a `src/main.rs`. A library that is not a `cdylib` makes no `.wasm`,
 /// so the binary is the component then; a package with both a `cdylib` and a binary runs
-/// its library. `None` when the manifest names no package.
+/// its library. `None` when the manifest does not parse or names no package.
 fn artifact_name(manifest: &str, has_main: bool) -> Option<String> {
-    let mut section = String::new();
-    let mut package = None;
-    let mut lib = None;
-    let mut cdylib = false;
-    let mut bin = None;
-    for line in manifest.lines() {
-        let line = line.split('#').next().unwrap_or_default().trim();
-        if let Some(header) = line.strip_prefix("[[") {
-            section = format!("[{}]", header.trim_end_matches(']').trim());
-            if section == "[bin]" && bin.is_some() {
-                // Only the first binary counts; later ones' names are not it.
-                section = "[later-bin]".to_owned();
-            }
-            continue;
-        }
-        if let Some(header) = line.strip_prefix('[') {
-            section = header.trim_end_matches(']').trim().to_owned();
-            continue;
-        }
-        // `crate-type` may spread over several lines of the `[lib]` section.
-        if section == "lib" && line.contains("cdylib") {
-            cdylib = true;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        if key.trim() != "name" {
-            continue;
-        }
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')));
-        match (section.as_str(), value) {
-            ("package", Some(v)) => package = Some(v.to_owned()),
-            ("lib", Some(v)) => lib = Some(v.to_owned()),
-            ("[bin]", Some(v)) => bin = Some(v.to_owned()),
-            _ => {}
-        }
-    }
-    let library = || lib.clone().or(package.clone()).map(|n| n.replace('-', "_"));
+    let manifest = toml_span::parse(manifest).ok()?;
+    let text = |pointer: &str| {
+        manifest
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let package = text("/package/name")?;
+    let library = || {
+        text("/lib/name")
+            .unwrap_or_else(|| package.clone())
+            .replace('-', "_")
+    };
+    // Cargo still reads the older `crate_type` spelling.
+    let cdylib = ["/lib/crate-type", "/lib/crate_type"]
+        .iter()
+        .any(|pointer| {
+            manifest
+                .pointer(pointer)
+                .and_then(|v| v.as_array())
+                .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")))
+        });
     if cdylib {
-        return library();
+        return Some(library());
     }
-    match bin {
+    match text("/bin/0/name") {
         Some(bin) => Some(bin),
-        None if has_main => package.clone(),
-        None => library(),
+        None if has_main => Some(package),
+        None => Some(library()),
     }
 }
 

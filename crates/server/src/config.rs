@@ -46,7 +46,7 @@ pub struct Config {
     pub tls_key: Option<std::path::PathBuf>,
     /// The pace of async retries: a function error is retried 60 times this per attempt
     /// made (Lambda's minute, then two, by default); an invocation that did not run
-    /// (throttled, no instance) after a random delay up to this, doubling up to 5 minutes.
+    /// (throttled) after a random delay up to this, doubling up to 5 minutes.
     pub async_retry_base: Duration,
     /// How much of each function's log the node keeps in `DATA/logs` (`nimbus logs`);
     /// `None` keeps none (the store is off).

@@ -4,7 +4,7 @@
 //! ...) get `UnknownOperationException`, whether their path is unknown here or only their
 //! method.
 
-use std::{ops::Bound, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -26,10 +26,41 @@ use serde_json::{Value as Json, json};
 
 /// What the Lambda API needs: the app's functions, the dispatcher and the async queue.
 pub(crate) struct Lambda {
-    pub(crate) app: Option<AppSpec>,
+    pub(crate) functions: Arc<dyn Functions>,
     pub(crate) invoker: Arc<dyn Invoke>,
     pub(crate) region: String,
     pub(crate) events: Arc<AsyncQueue>,
+}
+
+/// Where the Lambda API reads the functions' settings: the dispatcher's, which a reload
+/// of `nimbus up` updates, so that GetFunction and ListFunctions show what invocations
+/// run with rather than the app as it was at start.
+pub(crate) trait Functions: Send + Sync {
+    /// A function's settings.
+    fn function(&self, name: &str) -> Option<Arc<FunctionSpec>>;
+    /// Every function's, in no order.
+    fn all(&self) -> Vec<Arc<FunctionSpec>>;
+}
+
+impl Functions for nimbus_dispatch::Dispatcher {
+    fn function(&self, name: &str) -> Option<Arc<FunctionSpec>> {
+        nimbus_dispatch::Dispatcher::function(self, name)
+    }
+
+    fn all(&self) -> Vec<Arc<FunctionSpec>> {
+        self.functions()
+    }
+}
+
+/// An app's functions as they are (tests).
+impl Functions for AppSpec {
+    fn function(&self, name: &str) -> Option<Arc<FunctionSpec>> {
+        self.functions.get(name).cloned().map(Arc::new)
+    }
+
+    fn all(&self) -> Vec<Arc<FunctionSpec>> {
+        self.functions.values().cloned().map(Arc::new).collect()
+    }
 }
 
 /// Lambda's most bytes returned in `X-Amz-Log-Result`.
@@ -164,11 +195,11 @@ impl Lambda {
     /// and has no aliases, so any other qualifier names a function that is not there. A
     /// full ARN names a function of this node only when it is a Lambda ARN of this node's
     /// region: one of another region's `orders` is not the local `orders`.
-    pub(crate) fn function(&self, name: &str) -> Option<&FunctionSpec> {
+    pub(crate) fn function(&self, name: &str) -> Option<Arc<FunctionSpec>> {
         if qualifier(name).is_some_and(|q| q != "$LATEST") || self.is_elsewhere(name) {
             return None;
         }
-        self.app.as_ref()?.functions.get(function_name(name))
+        self.functions.function(function_name(name))
     }
 
     /// Whether `name` is a full ARN of another service or region
@@ -255,16 +286,18 @@ async fn list_functions(
         Some(Ok(n)) if MAX_ITEMS.contains(&n) => n,
         Some(_) => return invalid("MaxItems must be a number from 1 to 10000."),
     };
-    let start = match &query.marker {
-        Some(marker) => Bound::Excluded(marker.as_str()),
-        None => Bound::Unbounded,
-    };
-    let mut names = lambda
-        .app
+    let mut functions = lambda.functions.all();
+    functions.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let mut names = functions
         .iter()
-        .flat_map(|app| app.functions.range::<str, _>((start, Bound::Unbounded)))
-        .map(|(_, f)| f);
-    let page: Vec<&FunctionSpec> = names.by_ref().take(max_items).collect();
+        // After the marker: the last name of the page before.
+        .filter(|f| {
+            query
+                .marker
+                .as_deref()
+                .is_none_or(|marker| f.name.as_str() > marker)
+        });
+    let page: Vec<&Arc<FunctionSpec>> = names.by_ref().take(max_items).collect();
     let mut body = json!({
         "Functions": page.iter().map(|f| lambda.configuration(f)).collect::<Vec<_>>(),
     });
@@ -287,7 +320,7 @@ async fn get_function(
     };
     match lambda.function(&name) {
         Some(f) => json_response(&json!({
-            "Configuration": lambda.configuration(f),
+            "Configuration": lambda.configuration(&f),
             "Code": { "RepositoryType": "Nimbus", "Location": f.code.display().to_string() },
         })),
         None => lambda.not_found(&name),
@@ -837,7 +870,7 @@ pub(crate) mod tests {
             calls: Default::default(),
         });
         let lambda = Lambda {
-            app: Some(app),
+            functions: Arc::new(app),
             invoker: Arc::clone(&fake) as Arc<dyn Invoke>,
             region: "us-east-1".to_owned(),
             events,

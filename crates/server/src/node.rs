@@ -411,7 +411,7 @@ impl Node {
         let metrics_router =
             crate::metrics_api::router(metrics, Arc::clone(&dispatcher), Arc::clone(&events));
         let lambda = Arc::new(crate::lambda::Lambda {
-            app: app.clone(),
+            functions: Arc::clone(&dispatcher) as Arc<dyn crate::lambda::Functions>,
             invoker: Arc::clone(&invoker),
             region: nimbus_tables::schema::REGION.to_owned(),
             events,

@@ -56,7 +56,8 @@ impl Command {
     ///
     /// A client command whose stdout its reader closed (`nimbus logs | head`) ends
     /// quietly with 0, as `cat` and `grep` do: the reader has what it wanted. `up` and
-    /// `serve` print only their start-up summary there and keep serving.
+    /// `serve` print only their start-up summary and build progress there, drop what
+    /// stdout cannot take ([`crate::progress::say`]), and keep serving.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let client = match self {
             Command::Up(cmd) => return cmd.run().await.map(|()| ExitCode::SUCCESS),
@@ -170,8 +171,8 @@ pub(crate) struct ListenArgs {
     )]
     tls_key: Option<std::path::PathBuf>,
     /// The pace of async retries: a function error is retried 60 times this per attempt
-    /// made (Lambda's minute, then two); an invocation that did not run (throttled, no
-    /// instance) after a random delay up to this, doubling up to 5 minutes.
+    /// made (Lambda's minute, then two); an invocation that did not run (throttled) after
+    /// a random delay up to this, doubling up to 5 minutes.
     #[arg(long, env = "NIMBUS_ASYNC_RETRY_BASE", default_value = "1s", value_parser = positive_duration)]
     async_retry_base: std::time::Duration,
     /// Keep every function's log lines in the data directory, for `nimbus logs` and the

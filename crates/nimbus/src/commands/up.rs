@@ -7,6 +7,7 @@ use nimbus_manifest::{LoadError, Support};
 use nimbus_server::{DataDir, Node};
 
 use super::ListenArgs;
+use crate::progress::say;
 
 /// The state directory `up` keeps inside the app directory.
 const STATE_DIR: &str = ".nimbus";
@@ -26,13 +27,14 @@ pub struct Up {
 }
 
 /// What a developer wants to see once the app is up: where each route answers, what
-/// runs each function, and the tables (on stdout; logs go to stderr).
+/// runs each function, and the tables (on stdout; logs go to stderr; a stdout that cannot
+/// take it loses the summary, not the node).
 fn print_summary(app: &nimbus_core::AppSpec, node: &Node) {
     let gateway = node.gateway_addr();
     let scheme = node.gateway_scheme();
-    println!("{} is up", app.name);
+    say(format_args!("{} is up", app.name));
     if !app.routes.is_empty() {
-        println!("  routes:");
+        say(format_args!("  routes:"));
         for route in &app.routes {
             let url = match &route.key {
                 nimbus_core::RouteKey::Route { method, path } => {
@@ -40,30 +42,30 @@ fn print_summary(app: &nimbus_core::AppSpec, node: &Node) {
                 }
                 nimbus_core::RouteKey::Default => format!("* {scheme}://{gateway}/..."),
             };
-            println!("    {url} -> {}", route.function);
+            say(format_args!("    {url} -> {}", route.function));
         }
     }
     if !app.functions.is_empty() {
-        println!("  functions:");
+        say(format_args!("  functions:"));
         for f in app.functions.values() {
-            println!(
+            say(format_args!(
                 "    {} ({}, {})",
                 f.name,
                 f.runtime.identifier,
                 f.handler.as_deref().unwrap_or("bootstrap")
-            );
+            ));
         }
     }
     if !app.tables.is_empty() {
-        println!(
+        say(format_args!(
             "  tables: {}",
             app.tables.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
+        ));
     }
-    println!(
+    say(format_args!(
         "  services: http://{} (DynamoDB, Lambda)",
         node.services_addr()
-    );
+    ));
 }
 
 impl Up {
@@ -87,7 +89,8 @@ impl Up {
         let deps_root = data.path().join("deps");
         let progress = crate::progress::Progress::stdout();
         // A stop asked for while preparing drops the builds and installs under way, which
-        // ends their processes (`kill_on_drop`) instead of leaving them running.
+        // kills the tools themselves (`kill_on_drop`): cargo, npm or pip stop there (what
+        // they started, a rustc or an install script, may finish on its own).
         let python_sdk = tokio::select! {
             prepared = super::build::prepare_app(&app, &deps_root, &progress) => prepared?,
             () = super::shutdown_signal() => return Ok(()),
