@@ -153,6 +153,38 @@ fn clients_that_do_not_finish_their_headers_are_disconnected() {
     assert_closed_without_answer(&mut partial, "a partial request to the services");
 }
 
+/// A client that stops taking a response's bytes is disconnected once its connection's
+/// writes have been blocked for the body read timeout, instead of holding the connection
+/// (and what it has not taken) for ever.
+#[test]
+fn clients_that_stop_reading_responses_are_disconnected() {
+    let node = Builder::serve()
+        .arg("--body-read-timeout")
+        .arg("1s")
+        .start();
+    // Enough pipelined requests that their answers (about 10 MB) fill both sockets'
+    // buffers: the node then has bytes it cannot send.
+    const REQUESTS: usize = 60_000;
+    let mut stream = connect(node.gateway());
+    // Written from a thread of its own: once the node stops reading (its answers are
+    // stuck), the write waits, until the node closes the connection.
+    let mut writer = stream.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        let _ = writer.write_all(&b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(REQUESTS));
+    });
+    // Takes nothing for well over the timeout, then everything there is.
+    std::thread::sleep(Duration::from_secs(8));
+    let sent = wait_closed(&mut stream, CLOSE_BOUND)
+        .unwrap_or_else(|| panic!("still open after {CLOSE_BOUND:?}\n{}", node.logs()));
+    let answers = sent.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+    assert!(answers > 0, "nothing was answered");
+    assert!(
+        answers < REQUESTS,
+        "every request was answered: the connection was not cut"
+    );
+    writing.join().unwrap();
+}
+
 #[test]
 fn request_bodies_are_bounded_in_time_and_size() {
     let app = tempfile::tempdir().unwrap();

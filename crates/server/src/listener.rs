@@ -19,7 +19,11 @@
 //!   as an error of kind [`io::ErrorKind::TimedOut`]: the gateway answers `408 Request
 //!   Timeout` (the services endpoint its own error for an unreadable body), and the
 //!   HTTP/1 connection is closed. Without it a client that sends headers announcing a body and
-//!   then nothing would hold its connection, and what it sent, for ever.
+//!   then nothing would hold its connection, and what it sent, for ever. The same timeout
+//!   bounds the other direction: a client that takes none of a response's bytes for that
+//!   long (the connection's writes have been blocked on a full socket buffer throughout) is
+//!   disconnected, or one that stopped reading would hold its connection, and the response
+//!   it left, for ever.
 //! - **Keep-alive** (`keep_alive_timeout`): a connection with no request in flight (the
 //!   last response fully sent) for this long is shut down gracefully: HTTP/1 closes it,
 //!   HTTP/2 sends GOAWAY. A request that started meanwhile is always finished.
@@ -411,6 +415,10 @@ where
                     tracing::debug!(role, %peer, "request headers not received within the header read timeout; closing");
                     break;
                 }
+                Expired::SendStalled => {
+                    tracing::debug!(role, %peer, "the client took no bytes of a response within the body read timeout; closing");
+                    break;
+                }
             }
         }
     }
@@ -510,6 +518,9 @@ enum Expired {
     KeepAlive,
     /// A request's headers took longer than `header_read_timeout`: drop the connection.
     HeaderRead,
+    /// The peer took no bytes for `body_read_timeout` while the connection had bytes to
+    /// send: drop the connection.
+    SendStalled,
 }
 
 /// Marks "no time recorded" in [`Activity`].
@@ -529,6 +540,9 @@ struct Activity {
     /// Whether the connection speaks HTTP/2, where bytes between requests are frames
     /// (pings, window updates), not the start of a request.
     http2: AtomicBool,
+    /// Since when the connection's writes have been blocked (the peer takes no bytes), or
+    /// [`NEVER`].
+    send_blocked_since: AtomicU64,
 }
 
 impl Activity {
@@ -540,6 +554,7 @@ impl Activity {
             // A new connection is expected to send a request: its clock runs from accept.
             head_since: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            send_blocked_since: AtomicU64::new(NEVER),
         }
     }
 
@@ -549,6 +564,25 @@ impl Activity {
 
     fn at(&self, micros: u64) -> Instant {
         self.accepted + Duration::from_micros(micros)
+    }
+
+    /// A write could not proceed: the peer's window and the socket's buffer are full. The
+    /// clock runs from the first such write until one proceeds.
+    fn send_blocked(&self) {
+        let _ = self.send_blocked_since.compare_exchange(
+            NEVER,
+            self.now(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A write proceeded. A plain load first: on the hot path nothing was blocked, and a
+    /// store on every write would cost every response.
+    fn sent(&self) {
+        if self.send_blocked_since.load(Ordering::Relaxed) != NEVER {
+            self.send_blocked_since.store(NEVER, Ordering::Relaxed);
+        }
     }
 
     /// Bytes arrived: on an idle HTTP/1 connection they start the next request.
@@ -564,13 +598,15 @@ impl Activity {
     }
 }
 
-/// Resolves when the connection has been idle or has been receiving headers for too
-/// long; `keep_alive: false` watches the headers only.
+/// Resolves when the connection has been idle, has been receiving headers, or has had
+/// its writes blocked for too long; `keep_alive: false` leaves idleness out.
 async fn expiry(activity: &Activity, limits: Limits, keep_alive: bool) -> Expired {
-    // While busy nothing can expire; look again no later than either timeout could.
+    // While busy only a blocked send can expire; look again no later than any timeout
+    // could.
     let recheck = limits
         .header_read_timeout
         .min(limits.keep_alive_timeout)
+        .min(limits.body_read_timeout)
         .max(Duration::from_millis(10));
     loop {
         let now = Instant::now();
@@ -588,6 +624,13 @@ async fn expiry(activity: &Activity, limits: Limits, keep_alive: bool) -> Expire
                     activity.at(idle) + limits.keep_alive_timeout,
                     Expired::KeepAlive,
                 ));
+            }
+        }
+        let blocked = activity.send_blocked_since.load(Ordering::Relaxed);
+        if blocked != NEVER {
+            let stalled = activity.at(blocked) + limits.body_read_timeout;
+            if due.is_none_or(|(deadline, _)| stalled < deadline) {
+                due = Some((stalled, Expired::SendStalled));
             }
         }
         match due {
@@ -669,13 +712,25 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
     }
 }
 
+impl<I> Tracked<I> {
+    /// Tells [`Activity`] whether a write proceeded.
+    fn track<T>(&self, polled: Poll<T>) -> Poll<T> {
+        match polled {
+            Poll::Pending => self.activity.send_blocked(),
+            Poll::Ready(_) => self.activity.sent(),
+        }
+        polled
+    }
+}
+
 impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.track(polled)
     }
 
     fn poll_write_vectored(
@@ -683,7 +738,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.track(polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -691,7 +747,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.track(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -768,6 +825,14 @@ mod tests {
         assert_eq!(expiry(&activity, limits, true).await, Expired::KeepAlive);
         // While a request is in flight nothing expires.
         let in_flight = InFlight::start(&activity, true);
+        let waited =
+            tokio::time::timeout(Duration::from_millis(300), expiry(&activity, limits, true)).await;
+        assert!(waited.is_err());
+        // Unless its response cannot be sent: a peer that takes no bytes is dropped.
+        activity.send_blocked();
+        assert_eq!(expiry(&activity, limits, false).await, Expired::SendStalled);
+        // A write that proceeds stops that clock.
+        activity.sent();
         let waited =
             tokio::time::timeout(Duration::from_millis(300), expiry(&activity, limits, true)).await;
         assert!(waited.is_err());

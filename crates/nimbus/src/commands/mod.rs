@@ -145,7 +145,8 @@ pub(crate) struct ListenArgs {
     #[arg(long, env = "NIMBUS_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     header_read_timeout: std::time::Duration,
     /// How long a client may take to send a request's body (from the end of its headers)
-    /// before the request is refused with 408 and an HTTP/1 connection closed.
+    /// before the request is refused with 408 and an HTTP/1 connection closed; also how
+    /// long it may leave a response's bytes untaken before it is disconnected.
     #[arg(long, env = "NIMBUS_BODY_READ_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     body_read_timeout: std::time::Duration,
     /// How long a connection with no request in flight is kept open for the next one.
