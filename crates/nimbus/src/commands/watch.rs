@@ -358,8 +358,11 @@ pub(crate) fn start(
             .watch(&dir, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch {}", dir.display()))?;
     }
-    let plan = watch_plan(&dir, &dirs, app.functions.values())?;
-    for (path, mode) in plan {
+    let Plan {
+        watches,
+        links: linked,
+    } = watch_plan(&dir, &dirs, app.functions.values())?;
+    for (path, mode) in watches {
         debouncer
             .watch(&path, mode)
             .with_context(|| format!("cannot watch {}", path.display()))?;
@@ -409,10 +412,13 @@ pub(crate) fn start(
                 let dependencies = path
                     .file_name()
                     .is_some_and(|n| DEPENDENCY_FILES.iter().any(|d| n == *d));
-                for f in owners(&functions, path, &not_code) {
-                    match changed.iter_mut().find(|(c, ..)| c.name == f.name) {
-                        Some(entry) => entry.1 |= dependencies,
-                        None => changed.push((f.clone(), dependencies, path.clone())),
+                // A directory several functions link to is watched under one name.
+                for name in aliases(path, &linked) {
+                    for f in owners(&functions, &name, &not_code) {
+                        match changed.iter_mut().find(|(c, ..)| c.name == f.name) {
+                            Some(entry) => entry.1 |= dependencies,
+                            None => changed.push((f.clone(), dependencies, path.clone())),
+                        }
                     }
                 }
             }
@@ -459,6 +465,40 @@ pub(crate) fn start(
     })
 }
 
+/// What to watch, and the linked directories met on the way.
+#[derive(Debug)]
+struct Plan {
+    /// The paths to watch, each once.
+    watches: Vec<(PathBuf, RecursiveMode)>,
+    /// Every symbolic link to a directory in a code directory, watched or not, with where
+    /// it leads (resolved): a change is reported under one name, and [`aliases`] gives it
+    /// its others, so that each function whose code reaches it is reloaded.
+    links: Vec<(PathBuf, PathBuf)>,
+}
+
+/// `path` under each name it has: as reported, where it really is, and through each
+/// link in `links` that leads there.
+fn aliases(path: &Path, links: &[(PathBuf, PathBuf)]) -> Vec<PathBuf> {
+    let mut names = vec![path.to_path_buf()];
+    // The directory resolved, not the file: a removed file has no real path of its own.
+    let real = match (
+        path.parent().and_then(|p| std::fs::canonicalize(p).ok()),
+        path.file_name(),
+    ) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => return names,
+    };
+    let through_links = links
+        .iter()
+        .filter_map(|(link, target)| Some(link.join(real.strip_prefix(target).ok()?)));
+    for name in std::iter::once(real.clone()).chain(through_links) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
 /// What to watch besides the app directory: each code directory in `dirs` itself, each
 /// of its subdirectories (symbolic links followed) recursively, and the directory of each
 /// `.wasm` code file not already watched, each once.
@@ -466,7 +506,7 @@ fn watch_plan<'a>(
     app_dir: &Path,
     dirs: &BTreeSet<&Path>,
     functions: impl IntoIterator<Item = &'a FunctionSpec>,
-) -> anyhow::Result<Vec<(PathBuf, RecursiveMode)>> {
+) -> anyhow::Result<Plan> {
     let mut plan: Vec<(PathBuf, RecursiveMode)> = Vec::new();
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     // Where the watches lead, symbolic links resolved: the directories watched alone,
@@ -495,8 +535,10 @@ fn watch_plan<'a>(
     // Links last, once every real directory is known: a link leading into what is
     // already watched with its subdirectories, or to a watched directory or above one
     // (`up -> ..`, a loop), is skipped.
+    let mut linked = Vec::new();
     for path in links {
         let target = canonical(&path);
+        linked.push((path.clone(), target.clone()));
         let known = alone.iter().chain(&below).any(|w| w.starts_with(&target))
             || below.iter().any(|w| target.starts_with(w));
         if known {
@@ -521,7 +563,10 @@ fn watch_plan<'a>(
             plan.push((parent.to_path_buf(), RecursiveMode::NonRecursive));
         }
     }
-    Ok(plan)
+    Ok(Plan {
+        watches: plan,
+        links: linked,
+    })
 }
 
 #[cfg(test)]
@@ -611,7 +656,7 @@ mod tests {
             function("b", "wasm", &code.join("b.wasm")),
         ];
         let dirs = BTreeSet::from([code.as_path()]);
-        let mut plan = watch_plan(&app, &dirs, &functions).unwrap();
+        let mut plan = watch_plan(&app, &dirs, &functions).unwrap().watches;
         plan.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             plan,
@@ -636,6 +681,48 @@ mod tests {
         assert_eq!(owned(&components.join("a.wasm")), ["a"]);
         assert!(owned(&components.join("other.wasm")).is_empty());
         assert_eq!(owned(&code.join("shared/x.js")), ["node"]);
+    }
+
+    #[test]
+    fn a_directory_two_functions_link_to_reloads_both() {
+        let root = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(root.path()).unwrap();
+        let app = root.join("app");
+        let shared = app.join("shared");
+        let (a, b) = (app.join("a"), app.join("b"));
+        for d in [&shared, &a, &b] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(shared.join("util.js"), b"").unwrap();
+        std::os::unix::fs::symlink(&shared, a.join("lib")).unwrap();
+        std::os::unix::fs::symlink(&shared, b.join("lib")).unwrap();
+        // A third function's code is the shared directory itself.
+        let functions = [
+            function("a", "nodejs22.x", &a),
+            function("b", "nodejs22.x", &b),
+            function("s", "nodejs22.x", &shared),
+        ];
+        let dirs = BTreeSet::from([a.as_path(), b.as_path(), shared.as_path()]);
+        let plan = watch_plan(&app, &dirs, &functions).unwrap();
+        // Watched once, as `shared` itself: neither link is.
+        assert!(
+            !plan.watches.iter().any(|(p, _)| p.ends_with("lib")),
+            "{:?}",
+            plan.watches
+        );
+        assert_eq!(plan.links.len(), 2);
+        let not_code = NotCode::default();
+        let mut owned: Vec<String> = aliases(&shared.join("util.js"), &plan.links)
+            .iter()
+            .flat_map(|name| owners(&functions, name, &not_code))
+            .map(|f| f.name.clone())
+            .collect();
+        owned.sort();
+        owned.dedup();
+        assert_eq!(owned, ["a", "b", "s"]);
+        // A file removed since: found through its directory.
+        let gone: Vec<PathBuf> = aliases(&a.join("lib/gone.js"), &plan.links);
+        assert!(gone.contains(&b.join("lib/gone.js")), "{gone:?}");
     }
 
     #[test]
