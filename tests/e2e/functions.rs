@@ -602,6 +602,43 @@ fn a_memory_bomb_ends_its_instance_only() {
     assert_eq!(r.body, "\"fine\"");
 }
 
+/// Node.js starts as Lambda starts it: the heap sized to the function's memory (so V8
+/// collects before the process outgrows it), `global.gc`, and Lambda's library path.
+#[test]
+fn node_runs_with_lambdas_heap_flags_and_library_path() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(
+        dir.join("js/index.js"),
+        "const v8 = require('v8');\nexports.handler = async () => ({\n  gc: typeof global.gc,\n  heapMb: Math.round(v8.getHeapStatistics().heap_size_limit / 1048576),\n  libraryPath: process.env.LD_LIBRARY_PATH,\n  taskRoot: process.env.LAMBDA_TASK_ROOT,\n});\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "name = \"flags\"\n\n[functions.js]\nruntime = \"nodejs\"\ncode = \"js\"\nhandler = \"index.handler\"\nmemory_mb = 256\n",
+    )
+    .unwrap();
+    let node = Builder::up(dir).start();
+    let r = http(
+        node.services(),
+        "POST",
+        "/2015-03-31/functions/js/invocations",
+        &[],
+        "{}",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+    let v = r.json();
+    assert_eq!(v["gc"], "function", "{v}");
+    // 230 MB of old space and a little young space, where V8 alone would size the heap by
+    // the host's memory (gigabytes).
+    let heap = v["heapMb"].as_u64().unwrap();
+    assert!((200..=300).contains(&heap), "{v}");
+    let root = v["taskRoot"].as_str().unwrap();
+    assert_eq!(v["libraryPath"], format!("{root}:{root}/lib"), "{v}");
+}
+
 /// A function printing one endless line cannot exhaust the node's memory: the line is
 /// cut at its limit while it is read, not after, and the function's next lines still
 /// reach the log.

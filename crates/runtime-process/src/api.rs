@@ -26,8 +26,10 @@ pub(crate) const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
 /// accept backlog. A runtime uses one or two (`/next`, and an answer); the bound keeps a
 /// function from holding the node's file descriptors with idle connections.
 const MAX_CONNECTIONS: usize = 16;
-/// Largest streamed response (Lambda's 20 MB soft limit for response streaming).
-pub(crate) const MAX_STREAMED: usize = 20 * 1024 * 1024;
+/// Largest streamed response: Lambda's 200 MB for response streaming. A caller that does
+/// not stream (`Invoke` of a streaming function) gets at most [`MAX_RESPONSE`], as on
+/// Lambda.
+pub(crate) const MAX_STREAMED: usize = 200 * 1024 * 1024;
 
 /// An invocation waiting for the runtime to take it, with where its outcome goes.
 pub(crate) struct Pending {
@@ -373,8 +375,13 @@ async fn streamed(
         match frame.into_data() {
             Ok(data) => {
                 size += data.len();
-                if size > MAX_STREAMED {
-                    return too_large(state, id, size, MAX_STREAMED);
+                let limit = if sink.is_some() {
+                    MAX_STREAMED
+                } else {
+                    MAX_RESPONSE
+                };
+                if size > limit {
+                    return too_large(state, id, size, limit);
                 }
                 match &sink {
                     Some(sink) => {

@@ -178,6 +178,9 @@ fn environment(
         }
     }
     let code = function.code.display().to_string();
+    // As Lambda's, the code's directory and its `lib` are searched for shared libraries
+    // (a `provided` binary's, a Python package's `.so`); the manifest may say otherwise.
+    env.push(("LD_LIBRARY_PATH".to_owned(), format!("{code}:{code}/lib")));
     env.extend(nimbus_core::lambda::function_environment(
         function,
         &config.region,
@@ -205,10 +208,55 @@ fn environment(
     env
 }
 
+/// The flags Lambda starts Node.js with for a function of `memory_mb`: the heap sized to
+/// the function's memory (a tenth for the young generation, the rest for the old), so
+/// that V8 collects before the process outgrows it, `global.gc`, and 80 KiB of HTTP
+/// headers. Without them V8 sizes its heap by the host's memory, and a function that
+/// fits its memory on Lambda outgrows it here and is killed.
+fn node_flags(memory_mb: u32) -> [String; 4] {
+    let young = memory_mb / 10;
+    [
+        "--expose-gc".to_owned(),
+        "--max-http-header-size=81920".to_owned(),
+        format!("--max-semi-space-size={}", (young / 2).max(1)),
+        format!(
+            "--max-old-space-size={}",
+            memory_mb.saturating_sub(young).max(1)
+        ),
+    ]
+}
+
+/// How a process ended, in Lambda's words: `exit status 1`, `signal: killed` (Go's names
+/// for signals, as Lambda's runtime interface reports them).
+fn exit_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => {
+            let name = match signal {
+                1 => "hangup",
+                2 => "interrupt",
+                4 => "illegal instruction",
+                6 => "aborted",
+                7 => "bus error",
+                8 => "floating point exception",
+                9 => "killed",
+                11 => "segmentation fault",
+                13 => "broken pipe",
+                15 => "terminated",
+                other => return format!("signal: {other}"),
+            };
+            format!("signal: {name}")
+        }
+        (None, None) => status.to_string(),
+    }
+}
+
 fn command(config: &ProcessConfig, function: &FunctionSpec) -> Command {
     match function.runtime.kind {
         RuntimeKind::Nodejs => {
             let mut c = Command::new("node");
+            c.args(node_flags(function.memory_mb));
             c.arg(shims::node(&config.shims_dir));
             c
         }
@@ -448,7 +496,7 @@ impl ProcessInstance {
                 }
             };
             let text = match status {
-                Ok(s) => s.to_string(),
+                Ok(s) => exit_text(s),
                 Err(e) => e.to_string(),
             };
             // What the bootstrap started (`miner &`) would outlive it, out of every
@@ -676,10 +724,13 @@ impl ProcessInstance {
             .borrow()
             .clone()
             .unwrap_or_else(|| "unknown status".to_owned());
-        Outcome::platform_error(
-            "Runtime.ExitError",
-            &format!("RequestId: {request_id} Error: Runtime exited with error: {status}"),
-        )
+        // A runtime that exits 0 in the middle of an invocation gave no error to report.
+        let message = if status == "exit status 0" {
+            format!("RequestId: {request_id} Error: Runtime exited without providing a reason")
+        } else {
+            format!("RequestId: {request_id} Error: Runtime exited with error: {status}")
+        };
+        Outcome::platform_error("Runtime.ExitError", &message)
     }
 }
 
@@ -722,6 +773,31 @@ impl Drop for ProcessInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_gets_lambdas_heap_for_the_functions_memory() {
+        assert_eq!(
+            node_flags(128),
+            [
+                "--expose-gc",
+                "--max-http-header-size=81920",
+                "--max-semi-space-size=6",
+                "--max-old-space-size=116",
+            ]
+        );
+        assert_eq!(node_flags(1024)[3], "--max-old-space-size=922");
+    }
+
+    #[test]
+    fn an_ended_process_is_described_in_lambdas_words() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let status = std::process::ExitStatus::from_raw;
+        assert_eq!(exit_text(status(1 << 8)), "exit status 1");
+        assert_eq!(exit_text(status(0)), "exit status 0");
+        assert_eq!(exit_text(status(9)), "signal: killed");
+        assert_eq!(exit_text(status(11)), "signal: segmentation fault");
+        assert_eq!(exit_text(status(64)), "signal: 64");
+    }
 
     fn lines(out: &Output) -> Vec<&str> {
         out.lines.iter().map(String::as_str).collect()
