@@ -1,7 +1,10 @@
 //! Functions behind routes: the process runtime, the dispatcher and the gateway's API
 //! Gateway events, with `provided` functions whose `bootstrap` speaks the Runtime API.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde_json::Value;
 
@@ -600,6 +603,50 @@ fn a_memory_bomb_ends_its_instance_only() {
     let r = http(node.gateway(), "GET", "/after", &[], "").unwrap();
     assert_eq!(r.status, 200, "{}", node.logs());
     assert_eq!(r.body, "\"fine\"");
+}
+
+/// Each instance has a temporary directory of its own (`TMPDIR`, as Lambda's `/tmp`
+/// belongs to one execution environment), removed when the instance stops.
+#[test]
+fn each_instance_has_its_own_temporary_directory() {
+    let app = tempfile::tempdir().unwrap();
+    let respond = r#"sleep 1; echo x > "$TMPDIR/mine"; printf '"%s"' "$TMPDIR""#;
+    write_app(
+        app.path(),
+        &[("t", &shell_bootstrap(respond), "concurrency = { max = 2 }")],
+        &[("GET /t", "t")],
+    );
+    let node = Builder::up(app.path())
+        .arg("--idle-timeout")
+        .arg("1s")
+        .start();
+    let gateway = node.gateway();
+    let calls: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || http(gateway, "GET", "/t", &[], "").unwrap()))
+        .collect();
+    let dirs: Vec<PathBuf> = calls
+        .into_iter()
+        .map(|call| {
+            let r = call.join().unwrap();
+            assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+            PathBuf::from(serde_json::from_str::<String>(&r.body).unwrap())
+        })
+        .collect();
+    assert_ne!(dirs[0], dirs[1], "two instances at once, two directories");
+    for dir in &dirs {
+        assert!(dir.to_string_lossy().contains("/.nimbus/tmp/"), "{dir:?}");
+        assert!(dir.join("mine").is_file(), "{dir:?}");
+    }
+    // Idle instances stop after a second, and their directories go with them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while dirs.iter().any(|d| d.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{dirs:?} still there\n{}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Node.js starts as Lambda starts it: the heap sized to the function's memory (so V8

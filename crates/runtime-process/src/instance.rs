@@ -170,11 +170,19 @@ fn environment(
     config: &ProcessConfig,
     function: &FunctionSpec,
     api: &str,
+    tmp: Option<&std::path::Path>,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     for key in ["PATH", "LANG", "LC_ALL", "LC_CTYPE"] {
         if let Ok(v) = std::env::var(key) {
             env.push((key.to_owned(), v));
+        }
+    }
+    // The instance's own temporary directory, under each name runtimes and tools read
+    // (Node's `os.tmpdir()`, Python's `tempfile`, `mktemp`).
+    if let Some(tmp) = tmp {
+        for key in ["TMPDIR", "TMP", "TEMP"] {
+            env.push((key.to_owned(), tmp.display().to_string()));
         }
     }
     let code = function.code.display().to_string();
@@ -250,6 +258,25 @@ fn exit_text(status: std::process::ExitStatus) -> String {
         }
         (None, None) => status.to_string(),
     }
+}
+
+/// A new directory under `root` that only this user may enter, named uniquely.
+async fn private_dir(root: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
+    let made = dir.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::create_dir_all(made.parent().unwrap_or(&made))?;
+        std::fs::DirBuilder::new().mode(0o700).create(&made)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    Ok(dir)
+}
+
+/// Removes `dir` and what is in it, off the runtime's threads (it may hold much).
+async fn remove_dir(dir: std::path::PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
 fn command(config: &ProcessConfig, function: &FunctionSpec) -> Command {
@@ -456,10 +483,23 @@ impl ProcessInstance {
             let _ = axum::serve(crate::api::Capped::new(listener), router).await;
         });
         let started = Instant::now();
+        let tmp = match &config.tmp_root {
+            Some(root) => match private_dir(root).await {
+                Ok(dir) => Some(dir),
+                Err(e) => {
+                    server.abort();
+                    return Err(fail(format!(
+                        "cannot make the instance's temporary directory in {}: {e}",
+                        root.display()
+                    )));
+                }
+            },
+            None => None,
+        };
         let mut cmd = command(&config, &function);
         cmd.current_dir(&function.code)
             .env_clear()
-            .envs(environment(&config, &function, &api))
+            .envs(environment(&config, &function, &api, tmp.as_deref()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -470,6 +510,9 @@ impl ProcessInstance {
             Ok(child) => child,
             Err(e) => {
                 server.abort();
+                if let Some(tmp) = tmp {
+                    remove_dir(tmp).await;
+                }
                 return Err(fail(format!(
                     "cannot run the {} runtime: {e}",
                     function.runtime.kind
@@ -507,6 +550,10 @@ impl ProcessInstance {
                 signal_group(pid, Signal::KILL);
             }
             let _ = exit_tx.send(Some(text));
+            // With the whole group gone, nothing writes there any more.
+            if let Some(tmp) = tmp {
+                remove_dir(tmp).await;
+            }
         });
         let kill = Arc::new(Mutex::new(Some(kill)));
         let stopper: Stopper = {

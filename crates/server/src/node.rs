@@ -188,12 +188,17 @@ async fn start_dispatcher(
 ) -> Result<Arc<Dispatcher>, BindError> {
     let shims_dir = nimbus_runtime_process::shims::install(&data_dir.join("runtimes"))
         .map_err(|source| BindError::Runtimes { source })?;
+    // Instances' temporary directories: what a node killed before it could remove them
+    // left here goes now (no instance of this node runs yet).
+    let tmp_root = data_dir.join("tmp");
+    let _ = std::fs::remove_dir_all(&tmp_root);
     let process: Arc<dyn Runtime> = Arc::new(ProcessRuntime::new(ProcessConfig {
         services_endpoint: format!("http://{services}"),
         region: nimbus_tables::schema::REGION.to_owned(),
         shims_dir,
         python_deps: Some(data_dir.join("deps")),
         python_sdk: python_sdk.map(Path::to_path_buf),
+        tmp_root: Some(tmp_root),
     }));
     let mut runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = [
         (RuntimeKind::Nodejs, Arc::clone(&process)),
