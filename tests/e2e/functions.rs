@@ -605,6 +605,75 @@ fn a_memory_bomb_ends_its_instance_only() {
     assert_eq!(r.body, "\"fine\"");
 }
 
+/// Node.js functions find the AWS SDK for JavaScript v3 without bundling it, as on
+/// Lambda's Node.js runtimes, from CommonJS (`NODE_PATH`) and from ES modules (the
+/// shim's resolve hook) alike, and reach Nimbus's tables with it.
+#[test]
+fn node_functions_use_the_aws_sdk_v3_without_bundling_it() {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
+    for code in ["cjs", "esm"] {
+        std::fs::create_dir_all(dir.join(code)).unwrap();
+    }
+    std::fs::write(
+        dir.join("cjs/index.js"),
+        r#"const { DynamoDBClient, PutItemCommand } = require('@aws-sdk/client-dynamodb');
+const client = new DynamoDBClient({});
+exports.handler = async () => {
+  await client.send(new PutItemCommand({ TableName: 'Items', Item: { id: { S: 'from-cjs' } } }));
+  return 'put';
+};
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("esm/index.mjs"),
+        r#"import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+const docs = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+export const handler = async () => {
+  const { Item } = await docs.send(new GetCommand({ TableName: 'Items', Key: { id: 'from-cjs' } }));
+  return Item;
+};
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "name = \"sdk\"\n\n[tables.Items]\npartition_key = { name = \"id\", type = \"S\" }\n\n[functions.put]\nruntime = \"nodejs\"\ncode = \"cjs\"\nhandler = \"index.handler\"\ntimeout = \"30s\"\n\n[functions.get]\nruntime = \"nodejs\"\ncode = \"esm\"\nhandler = \"index.handler\"\ntimeout = \"30s\"\n",
+    )
+    .unwrap();
+    // The SDK is installed once per machine (with npm, from the registry) before the node
+    // is ready.
+    let node = Builder::up(dir).start();
+    let invoke = |function: &str| {
+        let r = http(
+            node.services(),
+            "POST",
+            &format!("/2015-03-31/functions/{function}/invocations"),
+            &[],
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.body, node.logs());
+        assert!(
+            !r.headers.iter().any(|(k, _)| k == "x-amz-function-error"),
+            "{function}: {}\n{}",
+            r.body,
+            node.logs()
+        );
+        r.json()
+    };
+    assert_eq!(invoke("put"), "put");
+    assert_eq!(invoke("get"), serde_json::json!({ "id": "from-cjs" }));
+    assert!(
+        node.logs()
+            .contains("ok nodejs runtime: AWS SDK for JavaScript v3 done"),
+        "up shows its progress\n{}",
+        node.logs()
+    );
+}
+
 /// Each instance has a temporary directory of its own (`TMPDIR`, as Lambda's `/tmp`
 /// belongs to one execution environment), removed when the instance stops.
 #[test]

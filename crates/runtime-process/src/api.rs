@@ -18,6 +18,10 @@ use http_body_util::BodyExt as _;
 use nimbus_core::{Invocation, Outcome, ResponseStream, StreamPart};
 use tokio::sync::{mpsc, oneshot};
 
+/// The header with which Nimbus's Node.js shim posts an error it is about to exit on (not
+/// part of Lambda's Runtime API; other runtimes do not send it).
+const EXITING_HEADER: &str = "nimbus-runtime-exiting";
+
 /// Largest response a function may return: Lambda's 6 MB for synchronous invocations,
 /// which Lambda counts as 6,291,556 bytes (its refusal names that figure).
 pub(crate) const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
@@ -61,6 +65,10 @@ pub(crate) struct ApiState {
     pub(crate) first_next: Mutex<Option<Instant>>,
     /// Told when the start-up ends: the first `/next`, or an `/init/error`.
     pub(crate) initialised: tokio::sync::Notify,
+    /// Whether the runtime said, with an invocation's error, that it is exiting (a Node.js
+    /// crash: an uncaught exception): its instance must not be handed another
+    /// invocation, which would meet a process on its way out.
+    pub(crate) exiting: std::sync::atomic::AtomicBool,
     function_arn: String,
 }
 
@@ -74,6 +82,7 @@ impl ApiState {
             init_answering: std::sync::atomic::AtomicBool::new(false),
             first_next: Mutex::new(None),
             initialised: tokio::sync::Notify::new(),
+            exiting: std::sync::atomic::AtomicBool::new(false),
             function_arn,
         })
     }
@@ -436,6 +445,12 @@ async fn error(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("Unhandled")
         .to_owned();
+    // Nimbus's own shims say so when the error is the last thing they do.
+    if headers.contains_key(EXITING_HEADER) {
+        state
+            .exiting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     answer(
         &state,
         &id,
@@ -605,6 +620,33 @@ mod tests {
             Outcome::Response(body) => assert_eq!(body, b"\"partial\""),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn an_error_the_runtime_exits_on_marks_the_instance_spent() {
+        let (state, app, outcome) = taken().await;
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/2018-06-01/runtime/invocation/r-1/error")
+            .header("lambda-runtime-function-error-type", "TypeError")
+            .header(EXITING_HEADER, "1")
+            .body(Body::from("{}"))
+            .unwrap();
+        let r = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert!(state.exiting.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(matches!(outcome.await.unwrap(), Outcome::Error { .. }));
+        // A plain error leaves the process in service.
+        let (state, app, _outcome) = taken().await;
+        let r = call(
+            &app,
+            "POST",
+            "/2018-06-01/runtime/invocation/r-1/error",
+            Body::from("{}"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert!(!state.exiting.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]

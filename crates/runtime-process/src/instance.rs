@@ -189,6 +189,19 @@ fn environment(
     // As Lambda's, the code's directory and its `lib` are searched for shared libraries
     // (a `provided` binary's, a Python package's `.so`); the manifest may say otherwise.
     env.push(("LD_LIBRARY_PATH".to_owned(), format!("{code}:{code}/lib")));
+    // As Lambda's `NODE_PATH`: the runtime's SDK, then the code's directory, after a
+    // module's own `node_modules`; the manifest may say otherwise. The shim makes ES
+    // modules, which do not read `NODE_PATH`, find the SDK too.
+    if function.runtime.kind == RuntimeKind::Nodejs {
+        let path = match &config.node_sdk {
+            Some(sdk) => {
+                env.push(("NIMBUS_NODE_SDK".to_owned(), sdk.display().to_string()));
+                format!("{}:{code}", sdk.display())
+            }
+            None => code.clone(),
+        };
+        env.push(("NODE_PATH".to_owned(), path));
+    }
     env.extend(nimbus_core::lambda::function_environment(
         function,
         &config.region,
@@ -670,7 +683,9 @@ impl ProcessInstance {
             loop {
                 tokio::select! {
                     outcome = &mut done_rx => {
-                        let reusable = outcome.is_ok() && self.state.init_error().is_none();
+                        let reusable = outcome.is_ok()
+                            && self.state.init_error().is_none()
+                            && !self.state.exiting.load(std::sync::atomic::Ordering::SeqCst);
                         let outcome = outcome.unwrap_or_else(|_| self.exit_outcome(&request_id));
                         break (outcome, reusable);
                     }

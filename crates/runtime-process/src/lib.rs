@@ -34,6 +34,9 @@ pub struct ProcessConfig {
     /// Where the AWS SDK for Python (boto3) that Python functions may import without
     /// bundling it was installed, as Lambda's Python runtime provides it; if anywhere.
     pub python_sdk: Option<PathBuf>,
+    /// The `node_modules` of the AWS SDK for JavaScript v3 that Node.js functions may
+    /// import without bundling it, as Lambda's Node.js runtimes provide it; if anywhere.
+    pub node_sdk: Option<PathBuf>,
     /// Where each instance's private temporary directory is made (`ROOT/ID`, its
     /// `TMPDIR`), and removed when the instance ends, as Lambda's `/tmp` belongs to one
     /// execution environment; without one, instances share the host's.

@@ -21,6 +21,9 @@ pub struct Config {
     pub dispatch: nimbus_dispatch::DispatchConfig,
     /// The AWS SDK for Python offered to Python functions (see `nimbus up`), if any.
     pub python_sdk: Option<std::path::PathBuf>,
+    /// The `node_modules` of the AWS SDK for JavaScript v3 offered to Node.js functions
+    /// (see `nimbus up`), if any.
+    pub node_sdk: Option<std::path::PathBuf>,
     /// Most connections each listener serves at once. Beyond it a listener stops
     /// accepting: new connections wait in the operating system's accept backlog until one
     /// closes. Values under 1 count as 1.
@@ -94,6 +97,7 @@ impl Default for Config {
             postgres: None,
             dispatch: nimbus_dispatch::DispatchConfig::default(),
             python_sdk: None,
+            node_sdk: None,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: Self::DEFAULT_BODY_READ_TIMEOUT,

@@ -185,6 +185,7 @@ async fn start_dispatcher(
     services: SocketAddr,
     config: DispatchConfig,
     python_sdk: Option<&Path>,
+    node_sdk: Option<&Path>,
 ) -> Result<Arc<Dispatcher>, BindError> {
     let shims_dir = nimbus_runtime_process::shims::install(&data_dir.join("runtimes"))
         .map_err(|source| BindError::Runtimes { source })?;
@@ -198,6 +199,7 @@ async fn start_dispatcher(
         shims_dir,
         python_deps: Some(data_dir.join("deps")),
         python_sdk: python_sdk.map(Path::to_path_buf),
+        node_sdk: node_sdk.map(Path::to_path_buf),
         tmp_root: Some(tmp_root),
     }));
     let mut runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = [
@@ -369,6 +371,7 @@ impl Node {
             local_services_addr(services_addr),
             config.dispatch,
             config.python_sdk.as_deref(),
+            config.node_sdk.as_deref(),
         )
         .await?;
         let invoker: Arc<dyn nimbus_core::Invoke> = Arc::clone(&dispatcher) as _;

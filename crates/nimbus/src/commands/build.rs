@@ -1,6 +1,6 @@
 //! What `nimbus up` prepares before serving, and again when a function's dependency
-//! files change: each function's dependencies, and the AWS SDK that Lambda's Python
-//! runtime provides.
+//! files change: each function's dependencies, and the AWS SDKs that Lambda's Python and
+//! Node.js runtimes provide.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,6 +15,30 @@ use crate::progress::Progress;
 /// The AWS SDK for Python offered to Python functions, as Lambda's Python runtimes
 /// include one (a function's own bundled boto3 comes first on `sys.path`).
 pub(crate) const PYTHON_SDK: &str = "boto3==1.44.8";
+
+/// The AWS SDK for JavaScript v3 offered to Node.js functions, as Lambda's Node.js 18 and
+/// later runtimes include it: the clients of the services Nimbus serves (DynamoDB, its
+/// document client and streams, Lambda). A function's own `node_modules` come first.
+pub(crate) const NODE_SDK: [(&str, &str); 4] = [
+    ("@aws-sdk/client-dynamodb", "3.1169.0"),
+    ("@aws-sdk/lib-dynamodb", "3.1169.0"),
+    ("@aws-sdk/client-dynamodb-streams", "3.1141.0"),
+    ("@aws-sdk/client-lambda", "3.1164.0"),
+];
+
+/// The directory [`NODE_SDK`] is installed in, under the cache's `node-sdk`: a new name
+/// whenever the list changes.
+const NODE_SDK_DIR: &str = "aws-sdk-js-3.1169.0";
+
+/// Where the AWS SDKs `nimbus up` installed are, for the functions of the runtimes that
+/// include one on Lambda.
+#[derive(Debug, Default)]
+pub(crate) struct Sdks {
+    /// boto3's directory, for Python functions.
+    pub(crate) python: Option<PathBuf>,
+    /// The `node_modules` of the SDK for JavaScript v3, for Node.js functions.
+    pub(crate) node: Option<PathBuf>,
+}
 
 /// Files whose change means a function's dependencies must be installed again.
 pub(crate) const DEPENDENCY_FILES: [&str; 3] =
@@ -32,29 +56,39 @@ fn cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("nimbus"))
 }
 
-/// Prepares every function, a progress line each; returns where the Python SDK is when
-/// the app has Python functions and it could be installed. A missing SDK is a warning,
-/// not an error: functions that bundle their own boto3, or use none, still run.
+/// Prepares every function, a progress line each; returns where the AWS SDKs are, for
+/// the runtimes the app uses, where they could be installed. A missing SDK is a warning,
+/// not an error: functions that bundle their own, or use none, still run.
 pub(crate) async fn prepare_app(
     app: &AppSpec,
     deps_root: &Path,
     progress: &Progress,
-) -> anyhow::Result<Option<PathBuf>> {
-    let mut sdk = None;
-    if app
-        .functions
-        .values()
-        .any(|f| f.runtime.kind == RuntimeKind::Python)
-    {
+) -> anyhow::Result<Sdks> {
+    let mut sdks = Sdks::default();
+    let uses = |kind| app.functions.values().any(|f| f.runtime.kind == kind);
+    if uses(RuntimeKind::Python) {
         let task = progress.task("python runtime", &format!("AWS SDK ({PYTHON_SDK})"));
         match install_python_sdk().await {
             Ok(dir) => {
                 task.done();
-                sdk = Some(dir);
+                sdks.python = Some(dir);
             }
             Err(e) => {
                 task.warn(&format!("{e:#}"));
                 tracing::warn!(error = %format!("{e:#}"), "Python functions will not find boto3 unless they bundle it");
+            }
+        }
+    }
+    if uses(RuntimeKind::Nodejs) {
+        let task = progress.task("nodejs runtime", "AWS SDK for JavaScript v3");
+        match install_node_sdk().await {
+            Ok(dir) => {
+                task.done();
+                sdks.node = Some(dir);
+            }
+            Err(e) => {
+                task.warn(&format!("{e:#}"));
+                tracing::warn!(error = %format!("{e:#}"), "Node.js functions will not find @aws-sdk/* unless they bundle it");
             }
         }
     }
@@ -68,7 +102,7 @@ pub(crate) async fn prepare_app(
         }
         prepare_function(function, deps_root, false, progress).await?;
     }
-    Ok(sdk)
+    Ok(sdks)
 }
 
 /// Prepares one function: for a Node.js function with a `package.json`, `npm ci` (with a
@@ -387,6 +421,65 @@ async fn install_python_sdk() -> anyhow::Result<PathBuf> {
         let _ = std::fs::remove_dir_all(&partial);
     }
     Ok(dir)
+}
+
+/// Installs [`NODE_SDK`] once per machine into the cache directory (as the Python SDK),
+/// and returns its `node_modules`.
+async fn install_node_sdk() -> anyhow::Result<PathBuf> {
+    let root = cache_dir()
+        .context("no cache directory (set NIMBUS_CACHE_DIR)")?
+        .join("node-sdk");
+    let dir = root.join(NODE_SDK_DIR);
+    let modules = dir.join("node_modules");
+    if NODE_SDK
+        .iter()
+        .all(|(name, _)| modules.join(name).join("package.json").is_file())
+    {
+        return Ok(modules);
+    }
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    // Installed beside, then renamed into place: a half-done install is never used, and
+    // two nodes installing at once both end with a whole one.
+    let partial = tempfile::tempdir_in(&root)?;
+    let dependencies: serde_json::Map<String, serde_json::Value> = NODE_SDK
+        .iter()
+        .map(|(name, version)| ((*name).to_owned(), (*version).into()))
+        .collect();
+    let manifest = serde_json::json!({
+        "name": "nimbus-node-sdk",
+        "private": true,
+        "dependencies": dependencies,
+    });
+    std::fs::write(partial.path().join("package.json"), manifest.to_string())?;
+    let out = tokio::process::Command::new("npm")
+        .args([
+            "install",
+            "--omit=dev",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ])
+        .current_dir(partial.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("cannot run npm (Node.js functions need it)")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "npm install of the AWS SDK for JavaScript v3 failed: {}",
+            stderr.lines().last().unwrap_or("")
+        );
+    }
+    let partial = partial.keep();
+    if std::fs::rename(&partial, &dir).is_err() {
+        // Someone else installed it first.
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    Ok(modules)
 }
 
 #[cfg(test)]

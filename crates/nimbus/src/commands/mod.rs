@@ -339,6 +339,7 @@ impl ListenArgs {
                 max_concurrency: self.max_concurrency,
             },
             python_sdk: None,
+            node_sdk: None,
             max_connections: self.max_connections,
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,

@@ -91,7 +91,7 @@ impl Up {
         // A stop asked for while preparing drops the builds and installs under way, which
         // kills the tools themselves (`kill_on_drop`): cargo, npm or pip stop there (what
         // they started, a rustc or an install script, may finish on its own).
-        let python_sdk = tokio::select! {
+        let sdks = tokio::select! {
             prepared = super::build::prepare_app(&app, &deps_root, &progress) => prepared?,
             () = super::shutdown_signal() => return Ok(()),
         };
@@ -104,7 +104,8 @@ impl Up {
         );
         let summary = app.clone();
         let mut config = self.listen.config()?;
-        config.python_sdk = python_sdk;
+        config.python_sdk = sdks.python;
+        config.node_sdk = sdks.node;
         let node = Node::bind(config, Some(app), data).await?;
         let _watch = if self.no_watch {
             None

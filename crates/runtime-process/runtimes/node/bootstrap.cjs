@@ -528,9 +528,13 @@ function errorPayload(error) {
   return { doc, text };
 }
 
-function postError(urlPath, error) {
+function postError(urlPath, error, exiting = false) {
   const { doc, text } = errorPayload(error);
-  return apiPost(urlPath, text, { 'Lambda-Runtime-Function-Error-Type': headerSafe(doc.errorType) });
+  const headers = { 'Lambda-Runtime-Function-Error-Type': headerSafe(doc.errorType) };
+  // Nimbus's own header: the process ends after this post, so its instance must not be
+  // handed another invocation.
+  if (exiting) headers['Nimbus-Runtime-Exiting'] = '1';
+  return apiPost(urlPath, text, headers);
 }
 
 function invocationPath(id, what) {
@@ -767,8 +771,55 @@ function findModuleFile(taskRoot, dir, moduleName) {
 }
 
 async function loadModule(file) {
-  if (isEsm(file)) return import(require('node:url').pathToFileURL(file).href);
+  if (isEsm(file)) {
+    offerAwsSdkToEsModules();
+    return import(require('node:url').pathToFileURL(file).href);
+  }
   return createRequire(file)(file);
+}
+
+/**
+ * The resolve hook of `offerAwsSdkToEsModules`, a module of its own: a bare import the
+ * importing module's own `node_modules` cannot satisfy is resolved again from the SDK's.
+ */
+const SDK_RESOLVE_HOOK = `
+let fallback;
+export function initialize(data) { fallback = data.parentURL; }
+export async function resolve(specifier, context, next) {
+  try {
+    return await next(specifier, context);
+  } catch (err) {
+    const bare = !/^(?:[./]|[a-zA-Z][a-zA-Z0-9+.-]*:)/.test(specifier);
+    if (!bare || !fallback || err?.code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    try {
+      return await next(specifier, { ...context, parentURL: fallback });
+    } catch {
+      // Not the SDK's either: the error names the module that imported it.
+      throw err;
+    }
+  }
+}
+`;
+
+/**
+ * Lambda's Node.js runtimes include the AWS SDK for JavaScript v3; Nimbus installs the
+ * clients of the services it serves and names them in NODE_PATH, which `require` reads
+ * but ES modules do not. For an ES module handler a resolve hook (`module.register`,
+ * Node.js 20.6 and later) makes `import ... from '@aws-sdk/client-dynamodb'` find them
+ * too, after the function's own `node_modules`.
+ */
+function offerAwsSdkToEsModules() {
+  const sdk = process.env.NIMBUS_NODE_SDK;
+  const { register } = require('node:module');
+  if (!sdk || typeof register !== 'function' || offerAwsSdkToEsModules.done) return;
+  offerAwsSdkToEsModules.done = true;
+  // A file directly in the SDK's node_modules: resolving from there finds its packages.
+  const parentURL = require('node:url').pathToFileURL(path.join(sdk, 'resolve-from-here.js')).href;
+  try {
+    register(`data:text/javascript,${encodeURIComponent(SDK_RESOLVE_HOOK)}`, { data: { parentURL } });
+  } catch (err) {
+    process.stderr.write(`nimbus bootstrap: cannot offer the AWS SDK to ES modules: ${err}\n`);
+  }
 }
 
 function classifyLoadError(err) {
@@ -907,7 +958,7 @@ function runInvocation(handler, next) {
       settled: false,
       posting: null,
       onEmptyLoop: null,
-      postFatal: (error) => postError(invocationPath(id, 'error'), error),
+      postFatal: (error) => postError(invocationPath(id, 'error'), error, true),
     };
     current = inv;
     logRequestId = id;

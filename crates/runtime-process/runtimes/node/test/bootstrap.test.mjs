@@ -584,6 +584,8 @@ describe('invocation errors', { concurrency: true }, () => {
     const id = randomUUID();
     const r = await run('errors', 'errors.throwsError', [invocation({}, { id })]);
     assertError(r.answer, 'Error', 'boom');
+    // A handled failure keeps the process: no exit is announced.
+    assert.equal(r.answer.headers['nimbus-runtime-exiting'], undefined);
     const { trace } = r.answer.json;
     assert.equal(trace[0], 'Error: boom');
     assert.ok(trace.some((line) => /^\s+at .*errors\.js:\d+:\d+/.test(line)), trace.join('\n'));
@@ -637,6 +639,8 @@ describe('invocation errors', { concurrency: true }, () => {
     assert.equal(answer.json.trace[0], 'Runtime.UnhandledPromiseRejection: Error: nobody caught this');
     assert.ok(answer.json.trace.some((line) => /errors\.js:\d+/.test(line)), answer.json.trace.join('\n'));
     assert.deepEqual(r.exit, { code: 128, signal: null });
+    // The host is told the process is ending, so the instance gets no other invocation.
+    assert.equal(answer.headers['nimbus-runtime-exiting'], '1');
     const logged = r.logs.find((l) => l.message?.startsWith('Unhandled Promise Rejection'));
     assert.ok(logged && logged.requestId === id && logged.level === 'ERROR', r.stdout);
   });
@@ -644,6 +648,7 @@ describe('invocation errors', { concurrency: true }, () => {
   test('an uncaught exception is the invocation error, then the process exits 129', async () => {
     const r = await run('errors', 'errors.uncaughtException', [invocation({})], { expectExit: true });
     assertError(r.answers[0], 'TypeError', 'thrown from a timer');
+    assert.equal(r.answers[0].headers['nimbus-runtime-exiting'], '1');
     assert.deepEqual(r.exit, { code: 129, signal: null });
     assert.ok(r.logs.some((l) => l.level === 'ERROR' && l.message.startsWith('Uncaught Exception')), r.stdout);
   });
