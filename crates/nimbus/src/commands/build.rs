@@ -396,40 +396,34 @@ fn failure_summary(stderr: &str, max: usize) -> String {
 
 /// Installs [`PYTHON_SDK`] once per machine into the cache directory and returns where.
 async fn install_python_sdk() -> anyhow::Result<PathBuf> {
-    let root = cache_dir()
+    let dir = cache_dir()
         .context("no cache directory (set NIMBUS_CACHE_DIR)")?
-        .join("python-sdk");
-    let dir = root.join(PYTHON_SDK.replace("==", "-"));
+        .join("python-sdk")
+        .join(PYTHON_SDK.replace("==", "-"));
     if dir.join("boto3").is_dir() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
-    // Installed beside, then renamed into place: a half-done install is never used, and
-    // two nodes installing at once both end with a whole one.
-    let partial = tempfile::tempdir_in(&root)?;
-    let out = pip_install(partial.path(), &[PYTHON_SDK.as_ref()], None).await?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "pip install {PYTHON_SDK} failed: {}",
-            stderr.lines().last().unwrap_or("")
-        );
-    }
-    let partial = partial.keep();
-    if std::fs::rename(&partial, &dir).is_err() {
-        // Someone else installed it first.
-        let _ = std::fs::remove_dir_all(&partial);
-    }
+    install_in_place(&dir, |partial| async move {
+        let out = pip_install(&partial, &[PYTHON_SDK.as_ref()], None).await?;
+        if !out.status.success() {
+            bail!(
+                "pip install {PYTHON_SDK} failed: {}",
+                last_line(&out.stderr)
+            );
+        }
+        Ok(())
+    })
+    .await?;
     Ok(dir)
 }
 
 /// Installs [`NODE_SDK`] once per machine into the cache directory (as the Python SDK),
 /// and returns its `node_modules`.
 async fn install_node_sdk() -> anyhow::Result<PathBuf> {
-    let root = cache_dir()
+    let dir = cache_dir()
         .context("no cache directory (set NIMBUS_CACHE_DIR)")?
-        .join("node-sdk");
-    let dir = root.join(NODE_SDK_DIR);
+        .join("node-sdk")
+        .join(NODE_SDK_DIR);
     let modules = dir.join("node_modules");
     if NODE_SDK
         .iter()
@@ -437,49 +431,72 @@ async fn install_node_sdk() -> anyhow::Result<PathBuf> {
     {
         return Ok(modules);
     }
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
-    // Installed beside, then renamed into place: a half-done install is never used, and
-    // two nodes installing at once both end with a whole one.
-    let partial = tempfile::tempdir_in(&root)?;
-    let dependencies: serde_json::Map<String, serde_json::Value> = NODE_SDK
-        .iter()
-        .map(|(name, version)| ((*name).to_owned(), (*version).into()))
-        .collect();
-    let manifest = serde_json::json!({
-        "name": "nimbus-node-sdk",
-        "private": true,
-        "dependencies": dependencies,
-    });
-    std::fs::write(partial.path().join("package.json"), manifest.to_string())?;
-    let out = tokio::process::Command::new("npm")
-        .args([
-            "install",
-            "--omit=dev",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-        ])
-        .current_dir(partial.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("cannot run npm (Node.js functions need it)")?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "npm install of the AWS SDK for JavaScript v3 failed: {}",
-            stderr.lines().last().unwrap_or("")
-        );
-    }
+    install_in_place(&dir, |partial| async move {
+        let dependencies: serde_json::Map<String, serde_json::Value> = NODE_SDK
+            .iter()
+            .map(|(name, version)| ((*name).to_owned(), (*version).into()))
+            .collect();
+        let manifest = serde_json::json!({
+            "name": "nimbus-node-sdk",
+            "private": true,
+            "dependencies": dependencies,
+        });
+        std::fs::write(partial.join("package.json"), manifest.to_string())?;
+        let out = tokio::process::Command::new("npm")
+            .args([
+                "install",
+                "--omit=dev",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ])
+            .current_dir(&partial)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("cannot run npm (Node.js functions need it)")?;
+        if !out.status.success() {
+            bail!(
+                "npm install of the AWS SDK for JavaScript v3 failed: {}",
+                last_line(&out.stderr)
+            );
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(modules)
+}
+
+/// The last line a tool wrote to stderr: what it failed on.
+fn last_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Makes `dir` with `install`, which fills the directory it is given: beside `dir`, then
+/// renamed into place, so that a half-done install is never used, and two nodes
+/// installing at once both end with a whole one.
+async fn install_in_place<F, Fut>(dir: &Path, install: F) -> anyhow::Result<()>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let root = dir.parent().context("an install directory has a parent")?;
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let partial = tempfile::tempdir_in(root)?;
+    install(partial.path().to_path_buf()).await?;
     let partial = partial.keep();
-    if std::fs::rename(&partial, &dir).is_err() {
+    if std::fs::rename(&partial, dir).is_err() {
         // Someone else installed it first.
         let _ = std::fs::remove_dir_all(&partial);
     }
-    Ok(modules)
+    Ok(())
 }
 
 #[cfg(test)]
