@@ -405,6 +405,11 @@ async fn streamed(
                         .get("lambda-runtime-function-error-type")
                         .and_then(|v| v.to_str().ok())
                 {
+                    if trailers.contains_key(EXITING_HEADER) {
+                        state
+                            .exiting
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                     let payload = trailers
                         .get("lambda-runtime-function-error-body")
                         .and_then(|v| {

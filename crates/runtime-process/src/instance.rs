@@ -186,9 +186,13 @@ fn environment(
         }
     }
     let code = function.code.display().to_string();
-    // As Lambda's, the code's directory and its `lib` are searched for shared libraries
-    // (a `provided` binary's, a Python package's `.so`); the manifest may say otherwise.
-    env.push(("LD_LIBRARY_PATH".to_owned(), format!("{code}:{code}/lib")));
+    // As Lambda's, a custom runtime's code directory and its `lib` are searched for
+    // shared libraries; the manifest may say otherwise. Not for Node.js and Python, run
+    // by the host's interpreters: the path comes before the system's directories, and a
+    // library the code ships (a `libstdc++`) would be loaded into the interpreter itself.
+    if function.runtime.kind == RuntimeKind::Provided {
+        env.push(("LD_LIBRARY_PATH".to_owned(), format!("{code}:{code}/lib")));
+    }
     // As Lambda's `NODE_PATH`: the runtime's SDK, then the code's directory, after a
     // module's own `node_modules`; the manifest may say otherwise. The shim makes ES
     // modules, which do not read `NODE_PATH`, find the SDK too.
@@ -273,9 +277,12 @@ fn exit_text(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// A new directory under `root` that only this user may enter, named uniquely.
+/// A new directory under `root` that only this user may enter, named uniquely (a name
+/// taken already fails its creation). The name is short: a Unix socket's path, which
+/// programs make in `TMPDIR` (Python's `multiprocessing`), is at most 107 bytes.
 async fn private_dir(root: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
-    let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = root.join(&id[..12]);
     let made = dir.clone();
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::DirBuilderExt as _;

@@ -19,11 +19,13 @@
 //!   as an error of kind [`io::ErrorKind::TimedOut`]: the gateway answers `408 Request
 //!   Timeout` (the services endpoint its own error for an unreadable body), and the
 //!   HTTP/1 connection is closed. Without it a client that sends headers announcing a body and
-//!   then nothing would hold its connection, and what it sent, for ever. The same timeout
-//!   bounds the other direction: a client that takes none of a response's bytes for that
-//!   long (the connection's writes have been blocked on a full socket buffer throughout) is
-//!   disconnected, or one that stopped reading would hold its connection, and the response
-//!   it left, for ever.
+//!   then nothing would hold its connection, and what it sent, for ever. The other
+//!   direction is bounded by five times the timeout (5 minutes by default): a connection
+//!   whose writes have been blocked on a full socket buffer that long is dropped, or a
+//!   client that stopped reading would hold it, and the response it left, for ever. The
+//!   factor is for slow readers that do read: Linux reports a full socket writable again
+//!   only once a third of its buffer is taken, which a client reading a few KB/s may take
+//!   a minute or more to do.
 //! - **Keep-alive** (`keep_alive_timeout`): a connection with no request in flight (the
 //!   last response fully sent) for this long is shut down gracefully: HTTP/1 closes it,
 //!   HTTP/2 sends GOAWAY. A request that started meanwhile is always finished.
@@ -416,7 +418,7 @@ where
                     break;
                 }
                 Expired::SendStalled => {
-                    tracing::debug!(role, %peer, "the client took no bytes of a response within the body read timeout; closing");
+                    tracing::debug!(role, %peer, "the client left a response untaken for five body read timeouts; closing");
                     break;
                 }
             }
@@ -518,10 +520,14 @@ enum Expired {
     KeepAlive,
     /// A request's headers took longer than `header_read_timeout`: drop the connection.
     HeaderRead,
-    /// The peer took no bytes for `body_read_timeout` while the connection had bytes to
-    /// send: drop the connection.
+    /// The connection's writes stayed blocked for [`SEND_STALL_FACTOR`] body read
+    /// timeouts: drop it.
     SendStalled,
 }
+
+/// How many body read timeouts a connection's writes may stay blocked (see the module's
+/// documentation).
+const SEND_STALL_FACTOR: u32 = 5;
 
 /// Marks "no time recorded" in [`Activity`].
 const NEVER: u64 = u64::MAX;
@@ -628,7 +634,8 @@ async fn expiry(activity: &Activity, limits: Limits, keep_alive: bool) -> Expire
         }
         let blocked = activity.send_blocked_since.load(Ordering::Relaxed);
         if blocked != NEVER {
-            let stalled = activity.at(blocked) + limits.body_read_timeout;
+            let stalled =
+                activity.at(blocked) + limits.body_read_timeout.saturating_mul(SEND_STALL_FACTOR);
             if due.is_none_or(|(deadline, _)| stalled < deadline) {
                 due = Some((stalled, Expired::SendStalled));
             }

@@ -26,10 +26,6 @@ pub(crate) const NODE_SDK: [(&str, &str); 4] = [
     ("@aws-sdk/client-lambda", "3.1164.0"),
 ];
 
-/// The directory [`NODE_SDK`] is installed in, under the cache's `node-sdk`: a new name
-/// whenever the list changes.
-const NODE_SDK_DIR: &str = "aws-sdk-js-3.1169.0";
-
 /// Where the AWS SDKs `nimbus up` installed are, for the functions of the runtimes that
 /// include one on Lambda.
 #[derive(Debug, Default)]
@@ -400,10 +396,11 @@ async fn install_python_sdk() -> anyhow::Result<PathBuf> {
         .context("no cache directory (set NIMBUS_CACHE_DIR)")?
         .join("python-sdk")
         .join(PYTHON_SDK.replace("==", "-"));
-    if dir.join("boto3").is_dir() {
+    let complete = |dir: &Path| dir.join("boto3").is_dir();
+    if complete(&dir) {
         return Ok(dir);
     }
-    install_in_place(&dir, |partial| async move {
+    install_in_place(&dir, complete, |partial| async move {
         let out = pip_install(&partial, &[PYTHON_SDK.as_ref()], None).await?;
         if !out.status.success() {
             bail!(
@@ -423,15 +420,19 @@ async fn install_node_sdk() -> anyhow::Result<PathBuf> {
     let dir = cache_dir()
         .context("no cache directory (set NIMBUS_CACHE_DIR)")?
         .join("node-sdk")
-        .join(NODE_SDK_DIR);
-    let modules = dir.join("node_modules");
-    if NODE_SDK
-        .iter()
-        .all(|(name, _)| modules.join(name).join("package.json").is_file())
-    {
-        return Ok(modules);
+        .join(node_sdk_dir());
+    let complete = |dir: &Path| {
+        NODE_SDK.iter().all(|(name, version)| {
+            std::fs::read_to_string(dir.join("node_modules").join(name).join("package.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|package| package["version"] == *version)
+        })
+    };
+    if complete(&dir) {
+        return Ok(dir.join("node_modules"));
     }
-    install_in_place(&dir, |partial| async move {
+    install_in_place(&dir, complete, |partial| async move {
         let dependencies: serde_json::Map<String, serde_json::Value> = NODE_SDK
             .iter()
             .map(|(name, version)| ((*name).to_owned(), (*version).into()))
@@ -467,7 +468,14 @@ async fn install_node_sdk() -> anyhow::Result<PathBuf> {
         Ok(())
     })
     .await?;
-    Ok(modules)
+    Ok(dir.join("node_modules"))
+}
+
+/// The directory [`NODE_SDK`] is installed in, under the cache's `node-sdk`: named by
+/// its packages' number and versions, so that another list is another install.
+fn node_sdk_dir() -> String {
+    let versions: Vec<&str> = NODE_SDK.iter().map(|(_, version)| *version).collect();
+    format!("aws-sdk-js-{}-{}", NODE_SDK.len(), versions.join("-"))
 }
 
 /// The last line a tool wrote to stderr: what it failed on.
@@ -481,8 +489,13 @@ fn last_line(stderr: &[u8]) -> String {
 
 /// Makes `dir` with `install`, which fills the directory it is given: beside `dir`, then
 /// renamed into place, so that a half-done install is never used, and two nodes
-/// installing at once both end with a whole one.
-async fn install_in_place<F, Fut>(dir: &Path, install: F) -> anyhow::Result<()>
+/// installing at once both end with a whole one. `complete` tells a whole one; a `dir`
+/// that is in the way and is not one is an error, not taken for someone else's install.
+async fn install_in_place<F, Fut>(
+    dir: &Path,
+    complete: impl Fn(&Path) -> bool,
+    install: F,
+) -> anyhow::Result<()>
 where
     F: FnOnce(PathBuf) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -492,9 +505,15 @@ where
     let partial = tempfile::tempdir_in(root)?;
     install(partial.path().to_path_buf()).await?;
     let partial = partial.keep();
-    if std::fs::rename(&partial, dir).is_err() {
-        // Someone else installed it first.
+    if let Err(e) = std::fs::rename(&partial, dir) {
         let _ = std::fs::remove_dir_all(&partial);
+        // Someone else installed it first, or something else is there.
+        if !complete(dir) {
+            bail!(
+                "cannot put the install in place at {} ({e}); remove what is there",
+                dir.display()
+            );
+        }
     }
     Ok(())
 }

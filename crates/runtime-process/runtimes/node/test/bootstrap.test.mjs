@@ -918,6 +918,7 @@ describe('response streaming', { concurrency: true }, () => {
     const r = await run('streaming', 'index.uncaughtException', [invocation({})], { expectExit: true });
     assertStreamedError(r.answers[0], 'TypeError', 'thrown from a timer');
     assert.equal(r.answers[0].text, 'before the crash');
+    assert.equal(r.answers[0].trailers['nimbus-runtime-exiting'], '1');
     assert.deepEqual(r.exit, { code: 129, signal: null });
   });
 
