@@ -85,6 +85,9 @@ impl Up {
             }
             Err(e) => return Err(e.into()),
         };
+        // The listener settings (the services token file among them) are read before the
+        // builds and installs, which may take minutes: a bad one is said at once.
+        let mut config = self.listen.config()?;
         let data = DataDir::open(&self.dir.join(STATE_DIR))?;
         let deps_root = data.path().join("deps");
         let progress = crate::progress::Progress::stdout();
@@ -103,7 +106,6 @@ impl Up {
             "app loaded"
         );
         let summary = app.clone();
-        let mut config = self.listen.config()?;
         config.python_sdk = sdks.python;
         config.node_sdk = sdks.node;
         let node = Node::bind(config, Some(app), data).await?;
