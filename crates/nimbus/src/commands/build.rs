@@ -88,6 +88,7 @@ pub(crate) async fn prepare_app(
             }
         }
     }
+    warn_of_other_versions(app).await;
     let mut npm_done: Vec<PathBuf> = Vec::new();
     for function in app.functions.values() {
         if function.runtime.kind == RuntimeKind::Nodejs {
@@ -414,6 +415,73 @@ async fn install_python_sdk() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The interpreter version a runtime identifier names (`python3.12` -> `3.12`,
+/// `nodejs20.x` -> `20`), if it names one.
+fn declared_version(identifier: &str) -> Option<&str> {
+    identifier
+        .strip_prefix("python")
+        .or_else(|| {
+            identifier
+                .strip_prefix("nodejs")
+                .map(|v| v.strip_suffix(".x").unwrap_or(v))
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the version an interpreter printed (`Python 3.11.7`, `v20.20.2`) is the one
+/// `declared` names, compared on the parts `declared` has.
+fn same_version(declared: &str, printed: &str) -> bool {
+    let printed = printed
+        .trim()
+        .trim_start_matches("Python ")
+        .trim_start_matches('v');
+    let mut printed = printed.split('.');
+    declared.split('.').all(|part| printed.next() == Some(part))
+}
+
+/// Says so when a function declares a runtime version the machine's interpreter is not:
+/// Node.js and Python functions run on the host's `node` and `python3`, whatever
+/// version the manifest names (`python3.12` code may not even parse on 3.11).
+async fn warn_of_other_versions(app: &AppSpec) {
+    let mut printed: Vec<(RuntimeKind, Option<String>)> = Vec::new();
+    for function in app.functions.values() {
+        let kind = function.runtime.kind;
+        let Some(declared) = declared_version(&function.runtime.identifier) else {
+            continue;
+        };
+        let program = match kind {
+            RuntimeKind::Nodejs => "node",
+            RuntimeKind::Python => "python3",
+            _ => continue,
+        };
+        let version = match printed.iter().find(|(k, _)| *k == kind) {
+            Some((_, version)) => version.clone(),
+            None => {
+                let version = tokio::process::Command::new(program)
+                    .arg("--version")
+                    .stdin(Stdio::null())
+                    .output()
+                    .await
+                    .ok()
+                    .filter(|out| out.status.success())
+                    .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+                printed.push((kind, version.clone()));
+                version
+            }
+        };
+        if let Some(version) = version
+            && !same_version(declared, &version)
+        {
+            tracing::warn!(
+                function = %function.name,
+                runtime = %function.runtime.identifier,
+                "the function declares {}, but runs on this machine's {program}, {version}",
+                function.runtime.identifier
+            );
+        }
+    }
+}
+
 /// Installs [`NODE_SDK`] once per machine into the cache directory (as the Python SDK),
 /// and returns its `node_modules`.
 async fn install_node_sdk() -> anyhow::Result<PathBuf> {
@@ -521,6 +589,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_runtime_versions_are_compared_with_the_interpreters() {
+        assert_eq!(declared_version("python3.12"), Some("3.12"));
+        assert_eq!(declared_version("nodejs20.x"), Some("20"));
+        assert_eq!(declared_version("python"), None);
+        assert_eq!(declared_version("nodejs"), None);
+        assert!(same_version("3.11", "Python 3.11.7"));
+        assert!(!same_version("3.12", "Python 3.11.7"));
+        assert!(!same_version("3.1", "Python 3.11.7"));
+        assert!(same_version("20", "v20.20.2\n"));
+        assert!(!same_version("22", "v20.20.2"));
+    }
 
     #[test]
     fn a_failed_build_reports_the_compiler_errors() {
