@@ -131,6 +131,32 @@ pub struct FunctionSpec {
     pub logging: crate::LoggingConfig,
 }
 
+impl FunctionSpec {
+    /// A function named `name`, run by `runtime`, with its code at `code`, and the
+    /// manifest's defaults for everything else: no handler, 128 MB, 3 s, at most 100
+    /// instances and none kept warm, no environment, no outbound hosts, instances reused,
+    /// the default async policy and logging. Change the fields a caller needs otherwise.
+    pub fn new(name: impl Into<String>, runtime: RuntimeSpec, code: impl Into<PathBuf>) -> Self {
+        FunctionSpec {
+            name: name.into(),
+            runtime,
+            code: code.into(),
+            handler: None,
+            memory_mb: crate::limits::DEFAULT_MEMORY_MB,
+            timeout: crate::limits::DEFAULT_TIMEOUT,
+            concurrency: Concurrency {
+                max: crate::limits::DEFAULT_MAX_CONCURRENCY,
+                min_warm: 0,
+            },
+            environment: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            instances: InstanceMode::Reuse,
+            async_policy: AsyncPolicy::default(),
+            logging: crate::LoggingConfig::default(),
+        }
+    }
+}
+
 /// How asynchronous (`InvocationType: Event`) invocations of a function are handled, as
 /// Lambda's `PutFunctionEventInvokeConfig` configures them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

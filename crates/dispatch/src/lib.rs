@@ -757,18 +757,10 @@ mod tests {
 
     pub(crate) fn function(name: &str, max: u32, v: &str) -> FunctionSpec {
         FunctionSpec {
-            name: name.to_owned(),
-            runtime: "provided.al2023".parse().unwrap(),
-            code: "code".into(),
-            handler: None,
-            memory_mb: 128,
             timeout: Duration::from_secs(60),
             concurrency: nimbus_core::Concurrency { max, min_warm: 0 },
             environment: [("V".to_owned(), v.to_owned())].into_iter().collect(),
-            allowed_outbound_hosts: Vec::new(),
-            instances: nimbus_core::InstanceMode::Reuse,
-            async_policy: Default::default(),
-            logging: Default::default(),
+            ..FunctionSpec::new(name, "provided.al2023".parse().unwrap(), "code")
         }
     }
 

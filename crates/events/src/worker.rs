@@ -733,18 +733,9 @@ mod tests {
 
     fn spec(name: &str, max: u32, policy: AsyncPolicy) -> FunctionSpec {
         FunctionSpec {
-            name: name.to_owned(),
-            runtime: "provided".parse().unwrap(),
-            code: "code".into(),
-            handler: None,
-            memory_mb: 128,
-            timeout: Duration::from_secs(3),
             concurrency: nimbus_core::Concurrency { max, min_warm: 0 },
-            environment: BTreeMap::new(),
-            allowed_outbound_hosts: Vec::new(),
-            instances: nimbus_core::InstanceMode::Reuse,
             async_policy: policy,
-            logging: Default::default(),
+            ..FunctionSpec::new(name, "provided".parse().unwrap(), "code")
         }
     }
 

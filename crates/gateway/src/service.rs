@@ -656,21 +656,11 @@ mod tests {
 
     fn function(name: &str, runtime: &str) -> nimbus_core::FunctionSpec {
         nimbus_core::FunctionSpec {
-            name: name.to_owned(),
-            runtime: runtime.parse().unwrap(),
-            code: "code".into(),
-            handler: None,
-            memory_mb: 128,
-            timeout: std::time::Duration::from_secs(3),
             concurrency: nimbus_core::Concurrency {
                 max: 1,
                 min_warm: 0,
             },
-            environment: Default::default(),
-            allowed_outbound_hosts: Vec::new(),
-            instances: nimbus_core::InstanceMode::Reuse,
-            async_policy: Default::default(),
-            logging: Default::default(),
+            ..nimbus_core::FunctionSpec::new(name, runtime.parse().unwrap(), "code")
         }
     }
 

@@ -235,21 +235,15 @@ mod tests {
         )
         .unwrap();
         let spec = FunctionSpec {
-            name: "f".to_owned(),
-            runtime: "wasm".parse().expect("wasm is a runtime"),
-            code: dir.path().to_owned(),
-            handler: None,
-            memory_mb: 128,
-            timeout: std::time::Duration::from_secs(3),
             concurrency: nimbus_core::Concurrency {
                 max: 1,
                 min_warm: 0,
             },
-            environment: Default::default(),
-            allowed_outbound_hosts: Vec::new(),
-            instances: nimbus_core::InstanceMode::Reuse,
-            async_policy: Default::default(),
-            logging: Default::default(),
+            ..FunctionSpec::new(
+                "f",
+                "wasm".parse().expect("wasm is a runtime"),
+                dir.path().to_owned(),
+            )
         };
         assert_eq!(
             component_path(&spec, None),

@@ -847,21 +847,11 @@ pub(crate) mod tests {
         let mut app = AppSpec::named("test");
         for name in names {
             let function = FunctionSpec {
-                name: (*name).to_owned(),
-                runtime: "provided.al2023".parse().unwrap(),
-                code: "code".into(),
-                handler: None,
-                memory_mb: 128,
-                timeout: std::time::Duration::from_secs(3),
                 concurrency: nimbus_core::Concurrency {
                     max: 1,
                     min_warm: 0,
                 },
-                environment: Default::default(),
-                allowed_outbound_hosts: Vec::new(),
-                instances: nimbus_core::InstanceMode::Reuse,
-                async_policy: Default::default(),
-                logging: Default::default(),
+                ..FunctionSpec::new(*name, "provided.al2023".parse().unwrap(), "code")
             };
             app.functions.insert((*name).to_owned(), function);
         }

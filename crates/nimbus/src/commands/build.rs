@@ -683,21 +683,16 @@ error: could not compile `my-fn` (lib) due to 1 previous error
         )
         .unwrap();
         let function = FunctionSpec {
-            name: "f".to_owned(),
-            runtime: "python3.12".parse().expect("python3.12 is a runtime"),
-            code: code.clone(),
             handler: Some("app.handler".to_owned()),
-            memory_mb: 128,
-            timeout: std::time::Duration::from_secs(3),
             concurrency: nimbus_core::Concurrency {
                 max: 1,
                 min_warm: 0,
             },
-            environment: Default::default(),
-            allowed_outbound_hosts: Vec::new(),
-            instances: nimbus_core::InstanceMode::Reuse,
-            async_policy: Default::default(),
-            logging: Default::default(),
+            ..FunctionSpec::new(
+                "f",
+                "python3.12".parse().expect("python3.12 is a runtime"),
+                code.clone(),
+            )
         };
         let deps = app.path().join("deps");
         install_requirements(&function, &deps, &Progress::stdout())

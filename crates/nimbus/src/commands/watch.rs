@@ -613,21 +613,11 @@ mod tests {
 
     fn function(name: &str, runtime: &str, code: &Path) -> FunctionSpec {
         FunctionSpec {
-            name: name.to_owned(),
-            runtime: runtime.parse().expect("a runtime"),
-            code: code.to_owned(),
-            handler: None,
-            memory_mb: 128,
-            timeout: Duration::from_secs(3),
             concurrency: nimbus_core::Concurrency {
                 max: 1,
                 min_warm: 0,
             },
-            environment: Default::default(),
-            allowed_outbound_hosts: Vec::new(),
-            instances: nimbus_core::InstanceMode::Reuse,
-            async_policy: Default::default(),
-            logging: Default::default(),
+            ..FunctionSpec::new(name, runtime.parse().expect("a runtime"), code.to_owned())
         }
     }
 

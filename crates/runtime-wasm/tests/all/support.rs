@@ -1,7 +1,6 @@
 //! Building the probe, one runtime for the test binary, specs and invocations.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
     sync::{Arc, OnceLock},
@@ -9,8 +8,7 @@ use std::{
 };
 
 use nimbus_core::{
-    Concurrency, FunctionSpec, HttpResponse, Instance, InstanceMode, Invocation, Outcome, Report,
-    Runtime as _,
+    FunctionSpec, HttpResponse, Instance, InstanceMode, Invocation, Outcome, Report, Runtime as _,
 };
 use nimbus_runtime_wasm::{WasmConfig, WasmRuntime};
 use serde_json::{Value as Json, json};
@@ -69,21 +67,8 @@ pub(crate) fn runtime() -> &'static WasmRuntime {
 
 pub(crate) fn spec(name: &str, mode: InstanceMode) -> FunctionSpec {
     FunctionSpec {
-        name: name.to_owned(),
-        runtime: "wasm".parse().expect("wasm is a runtime"),
-        code: probe(),
-        handler: None,
-        memory_mb: 128,
-        timeout: Duration::from_secs(3),
-        concurrency: Concurrency {
-            max: 100,
-            min_warm: 0,
-        },
-        environment: BTreeMap::new(),
-        allowed_outbound_hosts: Vec::new(),
         instances: mode,
-        async_policy: Default::default(),
-        logging: Default::default(),
+        ..FunctionSpec::new(name, "wasm".parse().expect("wasm is a runtime"), probe())
     }
 }
 
